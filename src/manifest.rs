@@ -1,0 +1,750 @@
+//! The manifest, `cutover.toml`: what to move and how to check it.
+//!
+//! Every key has a default, so a minimal manifest is `[project] name = "..."`.
+//! Unknown keys are errors (`deny_unknown_fields`) that name the file, line and
+//! column, because a misspelt key silently ignored is how a runbook step gets
+//! skipped.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Schemas that Supabase manages itself; never copied or diffed as user data.
+///
+/// Mirrors the list the Supabase CLI excludes from `supabase db dump`.
+pub const MANAGED_SCHEMAS: &[&str] = &[
+    "auth",
+    "storage",
+    "extensions",
+    "graphql",
+    "graphql_public",
+    "realtime",
+    "_realtime",
+    "supabase_functions",
+    "supabase_migrations",
+    "pgsodium",
+    "pgsodium_masks",
+    "vault",
+    "net",
+    "cron",
+    "pgbouncer",
+    "pgtle",
+    "_analytics",
+    "_supavisor",
+    "information_schema",
+    "pg_catalog",
+    "pg_toast",
+    "topology",
+    "tiger",
+    "tiger_data",
+    "cutover",
+];
+
+/// Tables that are never copied, even when their schema is opted in: they
+/// belong to the platform's own migration history.
+pub const NEVER_COPIED: &[&str] = &[
+    "auth.schema_migrations",
+    "storage.migrations",
+    "supabase_functions.migrations",
+];
+
+/// The whole manifest.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Manifest {
+    /// `[project]`: names and folders.
+    pub project: ProjectSection,
+    /// `[schema]`: how migration files are applied.
+    pub schema: SchemaSection,
+    /// `[data]`: which tables are copied and how.
+    pub data: DataSection,
+    /// `[checks]`: what `preflight` and `validate` verify.
+    pub checks: ChecksSection,
+    /// `[functions]`: Edge Functions to deploy and invoke.
+    pub functions: FunctionsSection,
+    /// `[secrets]`: Edge Function secrets and where their values come from.
+    pub secrets: SecretsSection,
+    /// `[config]`: configuration rows stored in a database table.
+    pub config: ConfigSection,
+    /// `[guards]`: switches turned off in the source and on in the target.
+    pub guards: GuardsSection,
+    /// `[frontend]`: the hosted frontend that is pointed at the target.
+    pub frontend: Option<FrontendSection>,
+    /// `[gate]`: the approvals required before `cutover`.
+    pub gate: GateSection,
+    /// `[backup]`: where and how backups are written.
+    pub backup: BackupSection,
+    /// `[ledger]`: where the audit ledger lives in the target database.
+    pub ledger: LedgerSection,
+}
+
+/// `[project]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProjectSection {
+    /// A human name shown in the summary.
+    pub name: String,
+    /// Folder of `<version>_<name>.sql` files, relative to the manifest.
+    pub migrations_dir: PathBuf,
+    /// Folder of Edge Function folders, relative to the manifest.
+    pub functions_dir: PathBuf,
+}
+
+impl Default for ProjectSection {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            migrations_dir: PathBuf::from("supabase/migrations"),
+            functions_dir: PathBuf::from("supabase/functions"),
+        }
+    }
+}
+
+/// `[schema]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchemaSection {
+    /// Accept an applied migration whose file changed since (reported as a warning).
+    pub allow_drift: bool,
+    /// Accept a never-applied file older than the newest applied version.
+    pub allow_out_of_order: bool,
+}
+
+/// How rows are moved.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DataMode {
+    /// A one-off snapshot copy.
+    #[default]
+    Copy,
+}
+
+/// `[data]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSection {
+    /// Tables to copy, as `schema.table` or `table` (= `public.table`).
+    /// Empty means every table of the user schemas.
+    pub tables: Vec<String>,
+    /// Tables left out of the default list.
+    pub exclude: Vec<String>,
+    /// Copy rows of the `auth` schema (users, identities) too.
+    pub include_auth: bool,
+    /// Copy rows of the `storage` schema (buckets, object metadata) too.
+    pub include_storage: bool,
+    /// `copy` (a one-off snapshot copy).
+    pub mode: DataMode,
+    /// Tables copied at once.
+    pub parallel: u16,
+}
+
+impl Default for DataSection {
+    fn default() -> Self {
+        Self {
+            tables: Vec::new(),
+            exclude: Vec::new(),
+            include_auth: false,
+            include_storage: false,
+            mode: DataMode::Copy,
+            parallel: 2,
+        }
+    }
+}
+
+/// `[checks]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChecksSection {
+    /// Tables whose row counts are compared; empty means every copied table.
+    pub row_counts: Vec<String>,
+    /// Compare per-table content checksums in `validate`.
+    pub checksum: bool,
+    /// Queries run as a role with JWT claims, and what they must return.
+    pub rls_probes: Vec<RlsProbe>,
+    /// Settings that must not be present in the job's environment or the
+    /// frontend's variables (e.g. `VITE_USE_MOCK_DATA = "true"`).
+    pub forbidden: Vec<ForbiddenSetting>,
+}
+
+impl Default for ChecksSection {
+    fn default() -> Self {
+        Self {
+            row_counts: Vec::new(),
+            checksum: true,
+            rls_probes: Vec::new(),
+            forbidden: Vec::new(),
+        }
+    }
+}
+
+/// One RLS probe: `query` run as `role` with `claims`, returning one value.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RlsProbe {
+    /// What the probe proves, shown in the summary.
+    pub name: String,
+    /// The database role, usually `authenticated`.
+    #[serde(default = "default_probe_role")]
+    pub role: String,
+    /// JWT claims set as `request.jwt.claims`.
+    #[serde(default)]
+    pub claims: BTreeMap<String, toml::Value>,
+    /// A query returning a single value.
+    pub query: String,
+    /// The value it must return, compared as text.
+    pub expect: String,
+}
+
+fn default_probe_role() -> String {
+    "authenticated".into()
+}
+
+/// A setting that must not be set (or must not have `value`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ForbiddenSetting {
+    /// The variable name, e.g. `VITE_USE_MOCK_DATA`.
+    pub name: String,
+    /// The forbidden value (case-insensitive); absent means any value is forbidden.
+    pub value: Option<String>,
+}
+
+/// `[functions]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FunctionsSection {
+    /// Functions to deploy; empty means every folder with an entrypoint.
+    pub deploy: Vec<String>,
+    /// Folders never deployed (e.g. `test-create-user`).
+    pub exclude: Vec<String>,
+    /// The entrypoint file name looked for in each folder.
+    pub entrypoint: String,
+    /// `verify_jwt` per function; default from `supabase/config.toml`, else true.
+    pub verify_jwt: BTreeMap<String, bool>,
+    /// Invocations run after deploy and in `smoke`.
+    pub smoke: Vec<FunctionSmoke>,
+}
+
+impl Default for FunctionsSection {
+    fn default() -> Self {
+        Self {
+            deploy: Vec::new(),
+            exclude: Vec::new(),
+            entrypoint: "index.ts".into(),
+            verify_jwt: BTreeMap::new(),
+            smoke: Vec::new(),
+        }
+    }
+}
+
+/// One function invocation and its expected answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionSmoke {
+    /// What it checks, shown in the summary.
+    pub name: String,
+    /// The function slug.
+    pub function: String,
+    /// HTTP method.
+    #[serde(default = "default_post")]
+    pub method: String,
+    /// Headers; values may be `${ENV_VAR}` references (masked).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Request body.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Expected status; `expect_not_status` instead refuses one status.
+    #[serde(default)]
+    pub expect_status: Option<u16>,
+    /// A status the answer must not have (e.g. 500).
+    #[serde(default)]
+    pub expect_not_status: Option<u16>,
+}
+
+fn default_post() -> String {
+    "POST".into()
+}
+
+/// `[secrets]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsSection {
+    /// Secret name → environment variable holding the target's value.
+    pub required: BTreeMap<String, String>,
+}
+
+/// `[config]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConfigSection {
+    /// The configuration table, `schema.table` or `table`.
+    pub table: String,
+    /// Its key column.
+    pub key_column: String,
+    /// Its value column.
+    pub value_column: String,
+    /// Insert keys missing from the table instead of reporting them.
+    pub insert_missing: bool,
+    /// Keys whose values are secrets: shown as `••••`, never logged.
+    pub secret_keys: Vec<String>,
+    /// Key → value the target must have; `${ENV_VAR}` reads the job's environment.
+    pub values: BTreeMap<String, String>,
+    /// Extra tables exported as CSV by `backup` for traceability.
+    pub export_tables: Vec<String>,
+}
+
+impl Default for ConfigSection {
+    fn default() -> Self {
+        Self {
+            table: String::new(),
+            key_column: "config_key".into(),
+            value_column: "config_value".into(),
+            insert_missing: false,
+            secret_keys: Vec::new(),
+            values: BTreeMap::new(),
+            export_tables: Vec::new(),
+        }
+    }
+}
+
+/// `[guards]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardsSection {
+    /// Configuration switches: off in the source before go-live, on in the target after.
+    pub switches: Vec<GuardSwitch>,
+    /// pg_cron job names paused in the source and resumed in the target.
+    pub cron_jobs: Vec<String>,
+}
+
+/// One switch in the `[config]` table.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GuardSwitch {
+    /// The configuration key, e.g. `whatsapp_enabled`.
+    pub key: String,
+    /// Value meaning "off".
+    #[serde(default = "default_off")]
+    pub off: String,
+    /// Value meaning "on".
+    #[serde(default = "default_on")]
+    pub on: String,
+}
+
+fn default_off() -> String {
+    "false".into()
+}
+fn default_on() -> String {
+    "true".into()
+}
+
+/// Which hosting provider serves the frontend.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum FrontendProvider {
+    /// Vercel.
+    Vercel,
+    /// Cloudflare Pages.
+    CloudflarePages,
+}
+
+impl std::fmt::Display for FrontendProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FrontendProvider::Vercel => "vercel",
+            FrontendProvider::CloudflarePages => "cloudflare-pages",
+        })
+    }
+}
+
+/// `[frontend]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FrontendSection {
+    /// `vercel` or `cloudflare-pages`.
+    pub provider: FrontendProvider,
+    /// The provider's project name or id.
+    pub project: String,
+    /// Vercel team id, when the project belongs to a team.
+    #[serde(default)]
+    pub team_id: Option<String>,
+    /// Cloudflare account id.
+    #[serde(default)]
+    pub account_id: Option<String>,
+    /// The public URL of the production site, used by smoke routes.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Production variables pointed at the target; values may be `${ENV_VAR}`.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Routes that must answer after the switch.
+    #[serde(default)]
+    pub routes: Vec<RouteCheck>,
+}
+
+/// One route smoke check.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteCheck {
+    /// Path below the frontend URL, e.g. `/dashboard`.
+    pub path: String,
+    /// Expected status.
+    #[serde(default = "default_200")]
+    pub expect_status: u16,
+    /// Latency budget in milliseconds.
+    #[serde(default)]
+    pub max_latency_ms: Option<u64>,
+}
+
+fn default_200() -> u16 {
+    200
+}
+
+/// `[gate]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GateSection {
+    /// The GitHub environment whose reviewers approve; default the `environment` input.
+    pub environment: Option<String>,
+    /// Minimum number of required reviewers on that environment.
+    pub min_approvals: u32,
+    /// The approver must differ from the person who started the run.
+    pub four_eyes: bool,
+    /// How old the last passing `validate` may be, in hours.
+    pub validation_max_age_hours: u32,
+}
+
+impl Default for GateSection {
+    fn default() -> Self {
+        Self {
+            environment: None,
+            min_approvals: 1,
+            four_eyes: false,
+            validation_max_age_hours: 24,
+        }
+    }
+}
+
+/// `[backup]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupSection {
+    /// Folder (relative to the workspace) that holds one sub-folder per run.
+    pub dir: PathBuf,
+    /// `age` public keys; when present, dumps are encrypted for them.
+    pub age_recipients: Vec<String>,
+    /// Restore each dump into a scratch database and compare row counts.
+    pub verify: bool,
+}
+
+impl Default for BackupSection {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("cutover-backups"),
+            age_recipients: Vec::new(),
+            verify: false,
+        }
+    }
+}
+
+/// `[ledger]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerSection {
+    /// Schema of the ledger tables in the target database.
+    pub schema: String,
+}
+
+impl Default for LedgerSection {
+    fn default() -> Self {
+        Self {
+            schema: "cutover".into(),
+        }
+    }
+}
+
+/// A manifest that could not be read; carries where the problem is.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The file is missing or unreadable.
+    #[error(
+        "cannot read manifest {path}: {source}; pass --manifest (input `manifest`) with the path of your cutover.toml"
+    )]
+    Read {
+        /// The path tried.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TOML syntax, a wrong type or an unknown key.
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        /// The manifest file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong and, where known, how to fix it.
+        message: String,
+    },
+    /// Parsed, but a value is not acceptable.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The manifest file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+impl ManifestError {
+    /// Line and column, when the error has a position.
+    pub fn position(&self) -> Option<(usize, usize)> {
+        match self {
+            ManifestError::Parse { line, column, .. } => Some((*line, *column)),
+            _ => None,
+        }
+    }
+}
+
+impl Manifest {
+    /// Reads and checks the manifest at `path`.
+    pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Manifest::parse(&text, path)
+    }
+
+    /// Parses manifest text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Manifest, ManifestError> {
+        let manifest: Manifest = toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|span| line_column(text, span.start))
+                .unwrap_or((1, 1));
+            ManifestError::Parse {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        manifest.check(path)?;
+        Ok(manifest)
+    }
+
+    fn check(&self, path: &Path) -> Result<(), ManifestError> {
+        let invalid = |message: String| ManifestError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        if self.data.parallel == 0 {
+            return Err(invalid(
+                "[data] parallel must be at least 1 (tables copied at once)".into(),
+            ));
+        }
+        for table in self.data.tables.iter().chain(&self.data.exclude) {
+            QualifiedName::parse(table).map_err(|m| invalid(format!("[data] {m}")))?;
+        }
+        if !self.config.values.is_empty() && self.config.table.is_empty() {
+            return Err(invalid(
+                "[config] values are set but [config] table is empty: name the table that holds them, e.g. table = \"invoice_configurations\"".into(),
+            ));
+        }
+        if !self.guards.switches.is_empty() && self.config.table.is_empty() {
+            return Err(invalid(
+                "[[guards.switches]] need the [config] table they live in: set [config] table".into(),
+            ));
+        }
+        if !valid_identifier(&self.ledger.schema) {
+            return Err(invalid(format!(
+                "[ledger] schema {:?} is not a plain identifier (letters, digits, _)",
+                self.ledger.schema
+            )));
+        }
+        for (name, var) in &self.secrets.required {
+            if var.trim().is_empty() {
+                return Err(invalid(format!(
+                    "[secrets.required] {name} names no environment variable: write {name} = \"ENV_VAR_NAME\""
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves a path of the manifest relative to the manifest's folder.
+    pub fn resolve(manifest_path: &Path, relative: &Path) -> PathBuf {
+        if relative.is_absolute() {
+            return relative.to_path_buf();
+        }
+        manifest_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(|p| p.join(relative))
+            .unwrap_or_else(|| relative.to_path_buf())
+    }
+}
+
+/// A `schema.table` name; a bare `table` means `public.table`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct QualifiedName {
+    /// The schema.
+    pub schema: String,
+    /// The table.
+    pub name: String,
+}
+
+impl QualifiedName {
+    /// Parses `schema.table` or `table`.
+    pub fn parse(text: &str) -> Result<QualifiedName, String> {
+        let mut parts = text.split('.');
+        let (schema, name) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(name), None, None) => ("public", name),
+            (Some(schema), Some(name), None) => (schema, name),
+            _ => {
+                return Err(format!(
+                    "table {text:?} is not `schema.table` or `table`"
+                ));
+            }
+        };
+        if schema.is_empty() || name.is_empty() {
+            return Err(format!("table {text:?} is not `schema.table` or `table`"));
+        }
+        Ok(QualifiedName {
+            schema: schema.into(),
+            name: name.into(),
+        })
+    }
+
+    /// The name quoted for SQL: `"schema"."table"`.
+    pub fn quoted(&self) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
+    }
+}
+
+impl std::fmt::Display for QualifiedName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.schema, self.name)
+    }
+}
+
+/// The `${VAR}` references in a manifest value, in order.
+pub fn env_refs(text: &str) -> Vec<String> {
+    let mut refs = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        match after.find('}') {
+            Some(end) => {
+                let name = &after[..end];
+                if !name.is_empty() {
+                    refs.push(name.to_string());
+                }
+                rest = &after[end + 1..];
+            }
+            None => break,
+        }
+    }
+    refs
+}
+
+/// Replaces `${VAR}` references with `lookup(VAR)`; the error lists the
+/// variables that are unset or empty.
+pub fn expand(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, Vec<String>> {
+    let mut out = text.to_string();
+    let mut missing = Vec::new();
+    for name in env_refs(text) {
+        match lookup(&name) {
+            Some(value) => out = out.replace(&format!("${{{name}}}"), &value),
+            None => missing.push(name),
+        }
+    }
+    if missing.is_empty() { Ok(out) } else { Err(missing) }
+}
+
+/// Quotes an SQL identifier.
+pub fn quote_ident(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+fn valid_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// 1-based line and column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_manifest_gets_defaults() {
+        let m = Manifest::parse("[project]\nname = \"x\"\n", Path::new("cutover.toml")).unwrap();
+        assert_eq!(m.project.name, "x");
+        assert_eq!(m.project.migrations_dir, PathBuf::from("supabase/migrations"));
+        assert_eq!(m.data.parallel, 2);
+        assert!(m.checks.checksum);
+        assert_eq!(m.ledger.schema, "cutover");
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_column() {
+        let err = Manifest::parse(
+            "[project]\nname = \"x\"\n\n[data]\ntabels = []\n",
+            Path::new("cutover.toml"),
+        )
+        .unwrap_err();
+        assert_eq!(err.position(), Some((5, 1)), "{err}");
+        let text = err.to_string();
+        assert!(text.starts_with("cutover.toml:5:1:"), "{text}");
+        assert!(text.contains("tabels"), "{text}");
+        assert!(text.contains("tables"), "names the expected keys: {text}");
+    }
+
+    #[test]
+    fn wrong_type_names_line_and_column() {
+        let err = Manifest::parse("[data]\nparallel = \"two\"\n", Path::new("m.toml")).unwrap_err();
+        assert_eq!(err.position(), Some((2, 12)), "{err}");
+    }
+
+    #[test]
+    fn qualified_names() {
+        assert_eq!(QualifiedName::parse("customers").unwrap().to_string(), "public.customers");
+        assert_eq!(QualifiedName::parse("auth.users").unwrap().quoted(), "\"auth\".\"users\"");
+        assert!(QualifiedName::parse("a.b.c").is_err());
+        assert!(QualifiedName::parse(".x").is_err());
+    }
+
+    #[test]
+    fn env_references() {
+        assert_eq!(env_refs("${A}/x/${B_2}"), ["A", "B_2"]);
+        assert_eq!(env_refs("plain ${"), Vec::<String>::new());
+        let lookup = |n: &str| (n == "A").then(|| "1".to_string());
+        assert_eq!(expand("a=${A}", lookup), Ok("a=1".into()));
+        assert_eq!(expand("${A}${B}", lookup), Err(vec!["B".to_string()]));
+    }
+
+    #[test]
+    fn config_values_need_a_table() {
+        let err = Manifest::parse("[config.values]\na = \"b\"\n", Path::new("m.toml")).unwrap_err();
+        assert!(err.to_string().contains("[config] table"), "{err}");
+    }
+}

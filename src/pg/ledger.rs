@@ -1,0 +1,243 @@
+//! The audit ledger: `runs`, `steps`, `migrations` and `snapshots` tables in
+//! the target database (schema `cutover` unless the manifest names another).
+//!
+//! The ledger is what makes re-runs resumable and what the cutover gate reads.
+//! Details are JSON that has been through the redactor: no secret lands here.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::{Database, PgError, Side};
+use crate::manifest::{QualifiedName, quote_ident};
+use crate::redact::Redactor;
+
+/// The ledger in one target database.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    db: Database,
+    schema: String,
+    redactor: Redactor,
+}
+
+/// What is known about a run when it starts.
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    /// Run id.
+    pub id: Uuid,
+    /// Phases asked for.
+    pub phases: Vec<String>,
+    /// Commit.
+    pub git_sha: Option<String>,
+    /// Who started it.
+    pub actor: Option<String>,
+    /// Link to the workflow run.
+    pub run_url: Option<String>,
+    /// `host:port/db` of the source.
+    pub source: Option<String>,
+    /// `host:port/db` of the target.
+    pub target: Option<String>,
+}
+
+/// One recorded step.
+#[derive(Debug, Clone)]
+pub struct StepRecord<'a> {
+    /// Phase name.
+    pub phase: &'a str,
+    /// Step name (a checklist id, or `phase`).
+    pub step: &'a str,
+    /// Start time.
+    pub started_at: DateTime<Utc>,
+    /// End time.
+    pub finished_at: DateTime<Utc>,
+    /// `pass`, `fail`, `success`, ...
+    pub outcome: &'a str,
+    /// Details (redacted before writing).
+    pub detail: serde_json::Value,
+}
+
+impl Ledger {
+    /// Creates the ledger tables if needed. Concurrent runs serialise on an
+    /// advisory lock, because `create ... if not exists` races with itself.
+    pub async fn open(db: &Database, schema: &str, redactor: &Redactor) -> Result<Ledger, PgError> {
+        debug_assert_eq!(db.side, Side::Target);
+        let s = quote_ident(schema);
+        let ddl = format!(
+            "create schema if not exists {s};
+             create table if not exists {s}.runs (
+                 id uuid primary key,
+                 phases text[] not null,
+                 git_sha text,
+                 actor text,
+                 workflow_run_url text,
+                 source text,
+                 target text,
+                 started_at timestamptz not null default now(),
+                 finished_at timestamptz,
+                 status text not null default 'running'
+             );
+             create table if not exists {s}.steps (
+                 id bigserial primary key,
+                 run_id uuid not null references {s}.runs(id),
+                 phase text not null,
+                 step text not null,
+                 started_at timestamptz not null,
+                 finished_at timestamptz,
+                 outcome text not null,
+                 detail jsonb not null default '{{}}'
+             );
+             create index if not exists steps_run_idx on {s}.steps (run_id);
+             create table if not exists {s}.migrations (
+                 version text primary key,
+                 name text,
+                 checksum text not null,
+                 applied_at timestamptz not null default now(),
+                 run_id uuid references {s}.runs(id)
+             );
+             create table if not exists {s}.snapshots (
+                 id bigserial primary key,
+                 run_id uuid not null references {s}.runs(id),
+                 side text not null check (side in ('source', 'target')),
+                 table_name text not null,
+                 row_count bigint not null,
+                 checksum text,
+                 taken_at timestamptz not null default now()
+             );
+             create index if not exists snapshots_run_idx on {s}.snapshots (run_id);"
+        );
+        let mut tx = db
+            .pool
+            .begin()
+            .await
+            .map_err(|e| db.error("opening the ledger", e))?;
+        sqlx::query("select pg_advisory_xact_lock(hashtext('cutover.ledger'))")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| db.error("locking the ledger", e))?;
+        sqlx::raw_sql(&ddl)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| db.error(format!("creating the ledger in schema {schema}"), e))?;
+        tx.commit()
+            .await
+            .map_err(|e| db.error("creating the ledger", e))?;
+        Ok(Ledger {
+            db: db.clone(),
+            schema: schema.to_string(),
+            redactor: redactor.clone(),
+        })
+    }
+
+    fn table(&self, name: &str) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(name))
+    }
+
+    /// Records the start of a run.
+    pub async fn start_run(&self, run: &RunRecord) -> Result<(), PgError> {
+        let r = &self.redactor;
+        let sql = format!(
+            "insert into {} (id, phases, git_sha, actor, workflow_run_url, source, target)
+             values ($1, $2, $3, $4, $5, $6, $7) on conflict (id) do nothing",
+            self.table("runs")
+        );
+        sqlx::query(&sql)
+            .bind(run.id)
+            .bind(&run.phases)
+            .bind(&run.git_sha)
+            .bind(run.actor.as_deref().map(|a| r.redact(a)))
+            .bind(&run.run_url)
+            .bind(run.source.as_deref().map(|s| r.redact(s)))
+            .bind(run.target.as_deref().map(|s| r.redact(s)))
+            .execute(&self.db.pool)
+            .await
+            .map_err(|e| self.db.error("recording the run in the ledger", e))?;
+        Ok(())
+    }
+
+    /// Records one step; the detail is redacted first.
+    pub async fn record_step(&self, run_id: Uuid, step: &StepRecord<'_>) -> Result<(), PgError> {
+        let detail: serde_json::Value =
+            serde_json::from_str(&self.redactor.redact(&step.detail.to_string()))
+                .unwrap_or(serde_json::Value::Null);
+        let sql = format!(
+            "insert into {} (run_id, phase, step, started_at, finished_at, outcome, detail)
+             values ($1, $2, $3, $4, $5, $6, $7)",
+            self.table("steps")
+        );
+        sqlx::query(&sql)
+            .bind(run_id)
+            .bind(step.phase)
+            .bind(step.step)
+            .bind(step.started_at)
+            .bind(step.finished_at)
+            .bind(step.outcome)
+            .bind(detail)
+            .execute(&self.db.pool)
+            .await
+            .map_err(|e| self.db.error("recording a step in the ledger", e))?;
+        Ok(())
+    }
+
+    /// Records the end of a run.
+    pub async fn finish_run(&self, run_id: Uuid, status: &str) -> Result<(), PgError> {
+        let sql = format!(
+            "update {} set finished_at = now(), status = $2 where id = $1",
+            self.table("runs")
+        );
+        sqlx::query(&sql)
+            .bind(run_id)
+            .bind(status)
+            .execute(&self.db.pool)
+            .await
+            .map_err(|e| self.db.error("closing the run in the ledger", e))?;
+        Ok(())
+    }
+
+    /// Records row counts (and checksums, when known) of one side.
+    pub async fn record_snapshot(
+        &self,
+        run_id: Uuid,
+        side: Side,
+        counts: &BTreeMap<QualifiedName, i64>,
+        checksums: &BTreeMap<QualifiedName, String>,
+    ) -> Result<(), PgError> {
+        let names: Vec<String> = counts.keys().map(|t| t.to_string()).collect();
+        let rows: Vec<i64> = counts.values().copied().collect();
+        let sums: Vec<Option<String>> = counts.keys().map(|t| checksums.get(t).cloned()).collect();
+        let sql = format!(
+            "insert into {} (run_id, side, table_name, row_count, checksum)
+             select $1, $2, t.name, t.n, t.sum
+               from unnest($3::text[], $4::bigint[], $5::text[]) as t(name, n, sum)",
+            self.table("snapshots")
+        );
+        sqlx::query(&sql)
+            .bind(run_id)
+            .bind(side.name())
+            .bind(&names)
+            .bind(&rows)
+            .bind(&sums)
+            .execute(&self.db.pool)
+            .await
+            .map_err(|e| self.db.error("recording row counts in the ledger", e))?;
+        Ok(())
+    }
+
+    /// The outcomes recorded for a run, as (phase, step, outcome), in order.
+    pub async fn steps_of(&self, run_id: Uuid) -> Result<Vec<(String, String, String)>, PgError> {
+        let sql = format!(
+            "select phase, step, outcome from {} where run_id = $1 order by id",
+            self.table("steps")
+        );
+        let rows = sqlx::query(&sql)
+            .bind(run_id)
+            .fetch_all(&self.db.pool)
+            .await
+            .map_err(|e| self.db.error("reading the ledger", e))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+}

@@ -1,0 +1,275 @@
+//! The phases: each turns the context into a [`PhaseReport`].
+//!
+//! A phase talks to databases and APIs only through `pg`, `supabase`,
+//! `github` and `frontend`, and never prints its report itself.
+
+pub mod plan;
+pub mod preflight;
+
+use std::collections::BTreeMap;
+
+use crate::context::Context;
+use crate::manifest::QualifiedName;
+use crate::pg::{Database, PgError, TableInfo};
+use crate::report::PhaseReport;
+
+/// The phases, in the order `migrate` and the design list them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Read-only: what each phase would do.
+    Plan,
+    /// The pre-migration checklist.
+    Preflight,
+    /// pg_dump of source and target.
+    Backup,
+    /// Migration files applied to the target.
+    Schema,
+    /// Rows copied source → target.
+    Data,
+    /// Edge Functions deployed.
+    Functions,
+    /// Edge Function secrets set.
+    Secrets,
+    /// Database-stored configuration set.
+    Config,
+    /// Source vs target compared.
+    Validate,
+    /// The gated switch-over.
+    Cutover,
+    /// HTTP checks.
+    Smoke,
+    /// The way back.
+    Rollback,
+}
+
+impl Phase {
+    /// Every phase, in design order.
+    pub const ALL: [Phase; 12] = [
+        Phase::Plan,
+        Phase::Preflight,
+        Phase::Backup,
+        Phase::Schema,
+        Phase::Data,
+        Phase::Functions,
+        Phase::Secrets,
+        Phase::Config,
+        Phase::Validate,
+        Phase::Cutover,
+        Phase::Smoke,
+        Phase::Rollback,
+    ];
+
+    /// What `migrate` expands to.
+    pub const MIGRATE: [Phase; 8] = [
+        Phase::Preflight,
+        Phase::Backup,
+        Phase::Schema,
+        Phase::Data,
+        Phase::Functions,
+        Phase::Secrets,
+        Phase::Config,
+        Phase::Validate,
+    ];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Plan => "plan",
+            Phase::Preflight => "preflight",
+            Phase::Backup => "backup",
+            Phase::Schema => "schema",
+            Phase::Data => "data",
+            Phase::Functions => "functions",
+            Phase::Secrets => "secrets",
+            Phase::Config => "config",
+            Phase::Validate => "validate",
+            Phase::Cutover => "cutover",
+            Phase::Smoke => "smoke",
+            Phase::Rollback => "rollback",
+        }
+    }
+
+    /// Whether this build implements the phase.
+    pub fn implemented(self) -> bool {
+        matches!(self, Phase::Plan | Phase::Preflight)
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Parses `plan`, `preflight,schema`, `migrate`, ... into phases in the order
+/// given, each once. An unknown name suggests the nearest known one.
+pub fn parse_phase_list(text: &str) -> Result<Vec<Phase>, String> {
+    let mut phases = Vec::new();
+    for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        let word_lower = word.to_ascii_lowercase();
+        let expanded: Vec<Phase> = if word_lower == "migrate" {
+            Phase::MIGRATE.to_vec()
+        } else if let Some(p) = Phase::ALL.iter().find(|p| p.name() == word_lower) {
+            vec![*p]
+        } else {
+            let names = Phase::ALL.iter().map(|p| p.name()).chain(["migrate"]);
+            let nearest = names
+                .map(|n| (strsim::damerau_levenshtein(&word_lower, n), n))
+                .min()
+                .filter(|(d, _)| *d <= 3)
+                .map(|(_, n)| format!("; did you mean `{n}`?"))
+                .unwrap_or_default();
+            return Err(format!(
+                "unknown phase `{word}`{nearest} Phases: {}, or migrate",
+                Phase::ALL.map(|p| p.name()).join(", ")
+            ));
+        };
+        for phase in expanded {
+            if !phases.contains(&phase) {
+                phases.push(phase);
+            }
+        }
+    }
+    if phases.is_empty() {
+        return Err("no phase given; use e.g. `plan` or `preflight,schema`".into());
+    }
+    Ok(phases)
+}
+
+/// Why a phase stopped: a message, a fix, and whether a gate blocked it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhaseError {
+    /// What went wrong (already free of secrets).
+    pub message: String,
+    /// How to fix it.
+    pub hint: Option<String>,
+    /// A gate refused (exit 3) rather than a failure (exit 1).
+    pub blocked: bool,
+}
+
+impl PhaseError {
+    /// A failure.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            hint: None,
+            blocked: false,
+        }
+    }
+
+    /// Adds a fix.
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl From<PgError> for PhaseError {
+    fn from(e: PgError) -> Self {
+        let hint = e.hint().map(str::to_string);
+        PhaseError {
+            message: e.to_string(),
+            hint,
+            blocked: false,
+        }
+    }
+}
+
+impl From<crate::github::GithubError> for PhaseError {
+    fn from(e: crate::github::GithubError) -> Self {
+        PhaseError::new(e.to_string())
+    }
+}
+
+/// Runs one phase.
+pub async fn run(phase: Phase, ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
+    match phase {
+        Phase::Plan => plan::run(ctx).await,
+        Phase::Preflight => preflight::run(ctx).await,
+        other => Err(PhaseError::new(format!(
+            "phase `{other}` is not implemented in cutover {} yet; nothing was changed",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .hint("run `cutover plan` or `cutover preflight` now; the remaining phases arrive in later releases")),
+    }
+}
+
+/// The tables a run copies, as decided by `[data]` and the source catalog.
+#[derive(Debug, Clone, Default)]
+pub struct TableSelection {
+    /// Tables to copy, sorted by name.
+    pub copy: Vec<TableInfo>,
+    /// Tables left out by `exclude`.
+    pub excluded: Vec<QualifiedName>,
+    /// Names in `[data] tables` that the source does not have.
+    pub missing: Vec<String>,
+    /// Names in `[data] exclude` that match no table (probably misspelt).
+    pub unknown_excludes: Vec<String>,
+}
+
+/// Applies `[data]` to the source's tables.
+pub async fn select_tables(ctx: &Context, source: &Database) -> Result<TableSelection, PhaseError> {
+    let data = &ctx.manifest.data;
+    let mut selection = TableSelection::default();
+    let parse = |name: &String| QualifiedName::parse(name).map_err(PhaseError::new);
+    let excludes: Vec<QualifiedName> = data.exclude.iter().map(parse).collect::<Result<_, _>>()?;
+    let candidates = if data.tables.is_empty() {
+        source.user_tables(data.include_auth, data.include_storage).await?
+    } else {
+        // Naming a table is opting in to it, whichever schema it is in.
+        let all: BTreeMap<QualifiedName, TableInfo> = source
+            .user_tables(true, true)
+            .await?
+            .into_iter()
+            .map(|t| (t.name.clone(), t))
+            .collect();
+        let mut listed = Vec::new();
+        for name in &data.tables {
+            let q = parse(name)?;
+            match all.get(&q) {
+                Some(t) => listed.push(t.clone()),
+                None => selection.missing.push(name.clone()),
+            }
+        }
+        listed
+    };
+    for (text, q) in data.exclude.iter().zip(&excludes) {
+        if !candidates.iter().any(|t| &t.name == q) {
+            selection.unknown_excludes.push(text.clone());
+        }
+    }
+    for table in candidates {
+        if excludes.contains(&table.name) {
+            selection.excluded.push(table.name);
+        } else if !selection.copy.iter().any(|t| t.name == table.name) {
+            selection.copy.push(table);
+        }
+    }
+    selection.copy.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(selection)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phase_lists() {
+        assert_eq!(parse_phase_list("plan").unwrap(), vec![Phase::Plan]);
+        assert_eq!(
+            parse_phase_list(" Preflight , schema,preflight").unwrap(),
+            vec![Phase::Preflight, Phase::Schema]
+        );
+        assert_eq!(parse_phase_list("migrate").unwrap(), Phase::MIGRATE.to_vec());
+        assert_eq!(parse_phase_list("plan,migrate").unwrap().len(), 9);
+    }
+
+    #[test]
+    fn unknown_phase_suggests() {
+        let err = parse_phase_list("vaildate").unwrap_err();
+        assert!(err.contains("did you mean `validate`?"), "{err}");
+        let err = parse_phase_list("xyzzyfoo").unwrap_err();
+        assert!(!err.contains("did you mean"), "{err}");
+        assert!(parse_phase_list(" , ").is_err());
+    }
+}

@@ -1,0 +1,454 @@
+//! `plan`: reads everything read-only and says what each phase would do.
+//!
+//! Both databases are opened with `default_transaction_read_only = on`, so
+//! even a bug here could not write; the ledger is not touched.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::context::{Context, name_looks_secret};
+use crate::manifest::{QualifiedName, expand};
+use crate::pg::{Database, Side};
+use crate::redact::MASK;
+use crate::report::{CheckItem, PhaseReport, ReportTable, Status, thousands};
+
+use super::{PhaseError, TableSelection, select_tables};
+
+/// Runs `plan`.
+pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
+    let mut report = PhaseReport::new("plan");
+    let mut actions = ReportTable::new("What each phase would do", &["Phase", "Would do"]);
+
+    let migrations = ctx.migration_dir()?;
+    let functions = ctx.function_selection()?;
+
+    let source = if ctx.has_url(Side::Source) {
+        Some(ctx.source("plan").await?)
+    } else {
+        report.check(missing_url_item(ctx, Side::Source));
+        None
+    };
+    let target = if ctx.has_url(Side::Target) {
+        Some(ctx.target("plan", false).await?)
+    } else {
+        report.check(missing_url_item(ctx, Side::Target));
+        None
+    };
+
+    // --- preflight
+    actions.push([
+        "preflight".to_string(),
+        format!(
+            "check access to both databases, that they differ, {} migration files, {} required secrets, {} forbidden settings, the `{}` environment's protection",
+            migrations.files.len(),
+            ctx.manifest.secrets.required.len(),
+            ctx.manifest.checks.forbidden.len(),
+            gate_environment(ctx)
+        ),
+    ]);
+
+    // --- schema
+    let applied = match &target {
+        Some(t) => t.applied_migrations().await?,
+        None => None,
+    };
+    let applied_versions: BTreeSet<String> = applied
+        .iter()
+        .flatten()
+        .map(|m| m.version.clone())
+        .collect();
+    let mut migration_table = ReportTable::new("Migrations", &["Version", "Name", "On target"]);
+    let mut pending = 0;
+    for file in &migrations.files {
+        let state = if target.is_none() {
+            "unknown"
+        } else if applied_versions.contains(&file.version) {
+            "applied"
+        } else {
+            pending += 1;
+            "pending"
+        };
+        migration_table.push([file.version.clone(), file.name.clone(), state.to_string()]);
+    }
+    let local_versions: BTreeSet<&str> = migrations.files.iter().map(|f| f.version.as_str()).collect();
+    for version in applied_versions.iter().filter(|v| !local_versions.contains(v.as_str())) {
+        migration_table.push([version.clone(), "(no local file)".into(), "applied".into()]);
+    }
+    actions.push([
+        "schema".to_string(),
+        if target.is_none() {
+            format!("apply the pending ones of {} migration files (target unknown)", migrations.files.len())
+        } else if pending == 0 {
+            "nothing: every migration file is applied on the target".to_string()
+        } else {
+            format!(
+                "apply {pending} pending migration files of {} in version order, one transaction each",
+                migrations.files.len()
+            )
+        },
+    ]);
+    report.tables.push(migration_table);
+
+    // --- data
+    let selection = match &source {
+        Some(s) => Some(select_tables(ctx, s).await?),
+        None => None,
+    };
+    if let Some(selection) = &selection {
+        for name in &selection.missing {
+            report.check(
+                CheckItem::new(
+                    "data-tables",
+                    "Tables named in [data] exist on the source",
+                    Status::Fail,
+                    format!("table `{name}` does not exist on the source"),
+                )
+                .with_hint("fix the name in [data] tables (schema.table) or remove it"),
+            );
+        }
+        let (table_rows, data_line) =
+            data_plan(ctx, source.as_ref(), target.as_ref(), selection).await?;
+        actions.push(["data".to_string(), data_line]);
+        report.tables.push(table_rows);
+    } else {
+        actions.push(["data".to_string(), "copy the user tables (source unknown)".to_string()]);
+    }
+
+    // --- functions
+    let mut function_table = ReportTable::new("Edge Functions", &["Function", "Entrypoint", "verify_jwt"]);
+    for f in &functions.deploy {
+        let verify = ctx
+            .manifest
+            .functions
+            .verify_jwt
+            .get(&f.slug)
+            .map_or("default".to_string(), |v| v.to_string());
+        function_table.push([
+            f.slug.clone(),
+            format!("{}/{}", f.slug, ctx.manifest.functions.entrypoint),
+            verify,
+        ]);
+    }
+    let mut line = format!(
+        "deploy {} functions through the Management API",
+        functions.deploy.len()
+    );
+    if !functions.excluded.is_empty() {
+        line.push_str(&format!("; never deploy {}", functions.excluded.join(", ")));
+    }
+    if !functions.missing.is_empty() {
+        line.push_str(&format!("; listed but not found: {}", functions.missing.join(", ")));
+    }
+    actions.push(["functions".to_string(), line]);
+    report.tables.push(function_table);
+
+    // --- secrets
+    let mut secret_table = ReportTable::new("Secrets (names only)", &["Secret", "From variable", "Value present"]);
+    let mut missing_secrets = 0;
+    for (name, var) in &ctx.manifest.secrets.required {
+        let present = ctx.env_var(var).is_some();
+        if !present {
+            missing_secrets += 1;
+        }
+        let state = if name.starts_with("SUPABASE_") {
+            "managed by Supabase, not set".to_string()
+        } else if present {
+            "yes".to_string()
+        } else {
+            "**no**".to_string()
+        };
+        secret_table.push([name.clone(), var.clone(), state]);
+    }
+    actions.push([
+        "secrets".to_string(),
+        format!(
+            "set {} secrets on the target{}",
+            ctx.manifest.secrets.required.len(),
+            if missing_secrets > 0 {
+                format!("; {missing_secrets} values missing from the environment")
+            } else {
+                String::new()
+            }
+        ),
+    ]);
+    report.tables.push(secret_table);
+
+    // --- config
+    let config_line = config_plan(ctx, target.as_ref(), &mut report).await?;
+    actions.push(["config".to_string(), config_line]);
+
+    // --- validate
+    let copied = selection.as_ref().map_or(0, |s| s.copy.len());
+    actions.push([
+        "validate".to_string(),
+        format!(
+            "compare row counts{} of {copied} tables, sequences, RLS, schema; run {} RLS probes",
+            if ctx.manifest.checks.checksum { " and checksums" } else { "" },
+            ctx.manifest.checks.rls_probes.len()
+        ),
+    ]);
+
+    // --- backup
+    actions.push([
+        "backup".to_string(),
+        format!(
+            "pg_dump -Fc of the source{} into {}/, with sha256 of each file",
+            if selection.is_some() { " (and of the target when it holds rows)" } else { "" },
+            ctx.manifest.backup.dir.display()
+        ),
+    ]);
+
+    // --- cutover, smoke, rollback
+    let guards = guard_plan(ctx, source.as_ref(), target.as_ref()).await?;
+    let gate = &ctx.manifest.gate;
+    let frontend = match &ctx.manifest.frontend {
+        Some(f) => format!(
+            "point {} project `{}` at the target ({} variables)",
+            f.provider,
+            f.project,
+            f.env.len()
+        ),
+        None => "no [frontend] section: no frontend switch".to_string(),
+    };
+    actions.push([
+        "cutover".to_string(),
+        format!(
+            "require environment `{}` with ≥ {} reviewer(s){}, this run approved, a passing validate newer than {} h; then {}; {}",
+            gate_environment(ctx),
+            gate.min_approvals,
+            if gate.four_eyes { ", approver ≠ initiator" } else { "" },
+            gate.validation_max_age_hours,
+            guards,
+            frontend
+        ),
+    ]);
+    let routes = ctx.manifest.frontend.as_ref().map_or(0, |f| f.routes.len());
+    actions.push([
+        "smoke".to_string(),
+        format!(
+            "check {routes} routes and {} function invocations",
+            ctx.manifest.functions.smoke.len()
+        ),
+    ]);
+    actions.push([
+        "rollback".to_string(),
+        "frontend back to the source, source guards restored, target guards off; restore the target from a backup only when asked".to_string(),
+    ]);
+    if let Some(f) = &ctx.manifest.frontend {
+        let mut table = ReportTable::new("Frontend variables", &["Variable", "Value (as in the manifest)"]);
+        for (name, value) in &f.env {
+            table.push([name.clone(), format!("`{value}`")]);
+        }
+        report.tables.push(table);
+    }
+
+    report.tables.insert(0, actions);
+    report.summary = format!(
+        "Read-only plan: {} pending migrations, {} tables to copy, {} functions, {} secrets. Nothing was written.",
+        pending,
+        copied,
+        functions.deploy.len(),
+        ctx.manifest.secrets.required.len()
+    );
+    Ok(report)
+}
+
+fn gate_environment(ctx: &Context) -> String {
+    ctx.manifest
+        .gate
+        .environment
+        .clone()
+        .unwrap_or_else(|| ctx.settings.environment.clone())
+}
+
+fn missing_url_item(ctx: &Context, side: Side) -> CheckItem {
+    CheckItem::new(
+        &format!("{}-url", side.name()),
+        &format!("{} database given", capitalise(side.name())),
+        Status::Warn,
+        format!("{} is not set: the plan cannot look at the {} database", ctx.settings.label(side.url_input()), side.name()),
+    )
+    .with_hint(format!("pass {}", ctx.settings.label(side.url_input())))
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
+}
+
+async fn data_plan(
+    ctx: &Context,
+    source: Option<&Database>,
+    target: Option<&Database>,
+    selection: &TableSelection,
+) -> Result<(ReportTable, String), PhaseError> {
+    let names: Vec<QualifiedName> = selection.copy.iter().map(|t| t.name.clone()).collect();
+    let source_counts = match source {
+        Some(s) => s.exact_row_counts(&names).await?,
+        None => BTreeMap::new(),
+    };
+    let (target_existing, target_counts) = match target {
+        Some(t) => {
+            let existing = t.existing_tables(&names).await?;
+            let counts = t.exact_row_counts(&existing).await?;
+            (Some(existing), counts)
+        }
+        None => (None, BTreeMap::new()),
+    };
+    let mut table = ReportTable::new(
+        "Tables to copy",
+        &["Table", "Source rows", "Target rows", "RLS on source"],
+    );
+    let mut total = 0i64;
+    let mut non_empty = 0;
+    for info in &selection.copy {
+        let rows = source_counts.get(&info.name).copied().unwrap_or(0);
+        total += rows;
+        let target_cell = match (&target_existing, target_counts.get(&info.name)) {
+            (None, _) => "unknown".to_string(),
+            (Some(_), Some(n)) => {
+                if *n > 0 {
+                    non_empty += 1;
+                }
+                thousands(*n)
+            }
+            (Some(_), None) => "table not created yet".to_string(),
+        };
+        table.push([
+            info.name.to_string(),
+            thousands(rows),
+            target_cell,
+            if info.rls_enabled { "on" } else { "off" }.to_string(),
+        ]);
+    }
+    if !selection.excluded.is_empty() {
+        table = table.with_note(format!(
+            "Excluded by the manifest: {}.",
+            selection
+                .excluded
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let mut line = format!(
+        "copy {} tables ({} rows) in one source snapshot, {} at a time",
+        selection.copy.len(),
+        thousands(total),
+        ctx.manifest.data.parallel
+    );
+    if non_empty > 0 {
+        if ctx.settings.overwrite {
+            line.push_str(&format!("; truncate {non_empty} target tables that hold rows (--overwrite)"));
+        } else {
+            line.push_str(&format!(
+                "; would refuse: {non_empty} target tables already hold rows (pass --overwrite to replace them)"
+            ));
+        }
+    }
+    Ok((table, line))
+}
+
+async fn config_plan(
+    ctx: &Context,
+    target: Option<&Database>,
+    report: &mut PhaseReport,
+) -> Result<String, PhaseError> {
+    let config = &ctx.manifest.config;
+    if config.values.is_empty() {
+        return Ok("no [config] values: nothing to set".into());
+    }
+    let table_name = QualifiedName::parse(&config.table).map_err(PhaseError::new)?;
+    let current = match target {
+        Some(t) => t
+            .config_values(&table_name, &config.key_column, &config.value_column)
+            .await?,
+        None => None,
+    };
+    let mut table = ReportTable::new(
+        &format!("Configuration in {table_name}"),
+        &["Key", "Target now", "Would be"],
+    );
+    let mut changes = 0;
+    for (key, wanted) in &config.values {
+        let secret = config.secret_keys.contains(key) || name_looks_secret(key);
+        let resolved = expand(wanted, |v| ctx.env_var(v));
+        let now = current.as_ref().and_then(|c| c.get(key)).cloned().flatten();
+        let show = |v: &str| if secret { MASK.to_string() } else { v.to_string() };
+        let now_cell = match (&current, &now) {
+            (None, _) => "table not on target yet".to_string(),
+            (Some(c), None) if !c.contains_key(key) => "(missing key)".to_string(),
+            (_, None) => "NULL".to_string(),
+            (_, Some(v)) => show(v),
+        };
+        let wanted_cell = match &resolved {
+            Ok(v) => {
+                if now.as_deref() != Some(v.as_str()) {
+                    changes += 1;
+                }
+                show(v)
+            }
+            Err(missing) => format!("**unset variable {}**", missing.join(", ")),
+        };
+        table.push([key.clone(), now_cell, wanted_cell]);
+    }
+    report.tables.push(table);
+    Ok(format!(
+        "set {} keys in {table_name} ({changes} would change)",
+        config.values.len()
+    ))
+}
+
+async fn guard_plan(
+    ctx: &Context,
+    source: Option<&Database>,
+    target: Option<&Database>,
+) -> Result<String, PhaseError> {
+    let guards = &ctx.manifest.guards;
+    if guards.switches.is_empty() && guards.cron_jobs.is_empty() {
+        return Ok("no [guards]".into());
+    }
+    let mut parts = Vec::new();
+    if !guards.switches.is_empty() {
+        let config = &ctx.manifest.config;
+        let table_name = QualifiedName::parse(&config.table).map_err(PhaseError::new)?;
+        let source_now = match source {
+            Some(s) => s
+                .config_values(&table_name, &config.key_column, &config.value_column)
+                .await?,
+            None => None,
+        };
+        for switch in &guards.switches {
+            let now = source_now
+                .as_ref()
+                .and_then(|c| c.get(&switch.key).cloned().flatten())
+                .unwrap_or_else(|| "?".into());
+            parts.push(format!(
+                "source `{}` {now} → {}, target → {}",
+                switch.key, switch.off, switch.on
+            ));
+        }
+    }
+    if !guards.cron_jobs.is_empty() {
+        let jobs = match source {
+            Some(s) => s.cron_jobs().await?,
+            None => None,
+        };
+        let known = |name: &String| match &jobs {
+            None => format!("`{name}` (no pg_cron on source)"),
+            Some(j) => match j.get(name) {
+                Some(true) => format!("`{name}` (active)"),
+                Some(false) => format!("`{name}` (already paused)"),
+                None => format!("`{name}` (not found)"),
+            },
+        };
+        parts.push(format!(
+            "pause pg_cron jobs {} in the source, resume them in the target",
+            guards.cron_jobs.iter().map(known).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let _ = target;
+    Ok(format!("guards: {}", parts.join("; ")))
+}

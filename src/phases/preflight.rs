@@ -1,0 +1,657 @@
+//! `preflight`: the runbooks' pre-migration checklist, each box checked by a
+//! program and shown with its evidence.
+//!
+//! Every item is evaluated even when an earlier one fails (unless it depends
+//! on it), so one run shows everything that needs fixing.
+
+use std::collections::BTreeSet;
+
+use crate::context::Context;
+use crate::github::GithubClient;
+use crate::manifest::{QualifiedName, expand};
+use crate::pg::{Database, ServerInfo, Side};
+use crate::report::{CheckItem, PhaseReport, ReportTable, Status, thousands};
+
+use super::{PhaseError, select_tables};
+
+/// Runs `preflight`.
+pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
+    let mut report = PhaseReport::new("preflight");
+
+    // Access: read on the source, write on the target.
+    let source = connect(ctx, Side::Source, &mut report).await;
+    let target = connect(ctx, Side::Target, &mut report).await;
+    let source_info = match &source {
+        Some(db) => Some(db.server_info().await?),
+        None => None,
+    };
+    let target_info = match &target {
+        Some(db) => Some(db.server_info().await?),
+        None => None,
+    };
+    report.check(distinct_environments(ctx, source_info.as_ref(), target_info.as_ref()));
+
+    let selection = match &source {
+        Some(db) => Some(select_tables(ctx, db).await?),
+        None => None,
+    };
+    if let (Some(db), Some(info), Some(selection)) = (&source, &source_info, &selection) {
+        let unreadable: Vec<String> = selection
+            .copy
+            .iter()
+            .filter(|t| !t.can_select)
+            .map(|t| t.name.to_string())
+            .collect();
+        let item = if unreadable.is_empty() {
+            CheckItem::new(
+                "source-readable",
+                "Source database readable",
+                Status::Pass,
+                format!(
+                    "PostgreSQL {} at {} as `{}`; SELECT on all {} tables to copy",
+                    info.version,
+                    db.display,
+                    info.user,
+                    selection.copy.len()
+                ),
+            )
+        } else {
+            CheckItem::new(
+                "source-readable",
+                "Source database readable",
+                Status::Fail,
+                format!("`{}` cannot SELECT from {}", info.user, unreadable.join(", ")),
+            )
+            .with_hint("connect as a role that can read every table (Supabase: the `postgres` user)")
+        };
+        report.check(item);
+    }
+
+    let ledger_ok = match (&target, &target_info) {
+        (Some(db), Some(info)) => target_writable(ctx, db, info, &mut report).await,
+        _ => false,
+    };
+
+    // Migration files and the source's history.
+    migration_checks(ctx, source.as_ref(), &mut report).await?;
+
+    // Tables and the row-count snapshot.
+    if let (Some(db), Some(selection)) = (&source, &selection) {
+        if selection.missing.is_empty() {
+            let mut evidence = format!("{} tables to copy", selection.copy.len());
+            if !selection.excluded.is_empty() {
+                evidence.push_str(&format!(", {} excluded", selection.excluded.len()));
+            }
+            let mut item = CheckItem::new(
+                "data-tables",
+                "Tables named in [data] exist on the source",
+                Status::Pass,
+                evidence,
+            );
+            if !selection.unknown_excludes.is_empty() {
+                item.status = Status::Warn;
+                item.evidence.push_str(&format!(
+                    "; [data] exclude names no table: {}",
+                    selection.unknown_excludes.join(", ")
+                ));
+                item.hint = Some("fix the names in [data] exclude (schema.table)".into());
+            }
+            report.check(item);
+        } else {
+            report.check(
+                CheckItem::new(
+                    "data-tables",
+                    "Tables named in [data] exist on the source",
+                    Status::Fail,
+                    format!("not on the source: {}", selection.missing.join(", ")),
+                )
+                .with_hint("fix the names in [data] tables (schema.table), or create the tables first"),
+            );
+        }
+        let names: Vec<QualifiedName> = selection.copy.iter().map(|t| t.name.clone()).collect();
+        let counts = db.exact_row_counts(&names).await?;
+        let total: i64 = counts.values().sum();
+        let mut table = ReportTable::new("Source row counts", &["Table", "Rows"]);
+        for (name, n) in &counts {
+            table.push([name.to_string(), thousands(*n)]);
+        }
+        report
+            .tables
+            .push(table.with_note("Exact counts taken in one read-only snapshot of the source."));
+        let recorded = if ctx.settings.dry_run {
+            "not recorded (dry-run)".to_string()
+        } else if ledger_ok {
+            let ledger = ctx.ledger("preflight").await?.expect("not dry-run");
+            ledger
+                .record_snapshot(ctx.run_id, Side::Source, &counts, &Default::default())
+                .await?;
+            format!(
+                "recorded in {}.snapshots for run {}",
+                ctx.manifest.ledger.schema, ctx.run_id
+            )
+        } else {
+            "not recorded: the target's ledger is not writable".to_string()
+        };
+        report.check(CheckItem::new(
+            "source-row-counts",
+            "Source row counts snapshot",
+            if ledger_ok || ctx.settings.dry_run { Status::Pass } else { Status::Warn },
+            format!("{} rows in {} tables; {recorded}", thousands(total), counts.len()),
+        ));
+        if let Some(target_db) = &target {
+            let existing = target_db.existing_tables(&names).await?;
+            let target_counts = target_db.exact_row_counts(&existing).await?;
+            let non_empty: Vec<String> = target_counts
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(t, n)| format!("{t} ({})", thousands(*n)))
+                .collect();
+            let item = if non_empty.is_empty() {
+                CheckItem::new(
+                    "target-empty",
+                    "Target tables empty",
+                    Status::Pass,
+                    format!(
+                        "{} of {} tables exist on the target, none holds rows",
+                        existing.len(),
+                        names.len()
+                    ),
+                )
+            } else if ctx.settings.overwrite {
+                CheckItem::new(
+                    "target-empty",
+                    "Target tables empty",
+                    Status::Warn,
+                    format!("hold rows, will be replaced (--overwrite): {}", non_empty.join(", ")),
+                )
+            } else {
+                CheckItem::new(
+                    "target-empty",
+                    "Target tables empty",
+                    Status::Warn,
+                    format!("already hold rows: {}", non_empty.join(", ")),
+                )
+                .with_hint("`data` will refuse them: back up the target and pass overwrite (--overwrite), or empty them")
+            };
+            report.check(item);
+        }
+    }
+
+    report.check(required_secrets(ctx));
+    report.check(forbidden_settings(ctx));
+    report.check(functions_present(ctx)?);
+    report.check(environment_protection(ctx).await);
+
+    report.conclude_from_checks();
+    let failed = report.checks.iter().filter(|c| c.status == Status::Fail).count();
+    let warned = report.checks.iter().filter(|c| c.status == Status::Warn).count();
+    report.summary = format!(
+        "{} items checked: {} passed, {failed} failed, {warned} warnings.",
+        report.checks.len(),
+        report.checks.iter().filter(|c| c.status == Status::Pass).count()
+    );
+    Ok(report)
+}
+
+async fn connect(ctx: &mut Context, side: Side, report: &mut PhaseReport) -> Option<Database> {
+    let (id, title) = match side {
+        Side::Source => ("source-readable", "Source database readable"),
+        Side::Target => ("target-writable", "Target database writable"),
+    };
+    let result = match side {
+        Side::Source => ctx.source("preflight").await,
+        Side::Target => ctx.target("preflight", true).await,
+    };
+    match result {
+        Ok(db) => Some(db),
+        Err(e) => {
+            let mut item = CheckItem::new(id, title, Status::Fail, e.message);
+            item.hint = e.hint;
+            report.check(item);
+            None
+        }
+    }
+}
+
+async fn target_writable(
+    ctx: &mut Context,
+    db: &Database,
+    info: &ServerInfo,
+    report: &mut PhaseReport,
+) -> bool {
+    let problem = if info.in_recovery {
+        Some("the server is a read-only standby (pg_is_in_recovery)")
+    } else if info.read_only {
+        Some("transactions are read only (default_transaction_read_only)")
+    } else if !info.can_create {
+        Some("the role may not create schemas in this database")
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        report.check(
+            CheckItem::new(
+                "target-writable",
+                "Target database writable",
+                Status::Fail,
+                format!("PostgreSQL {} at {} as `{}`: {problem}", info.version, db.display, info.user),
+            )
+            .with_hint("connect to the primary as the `postgres` user of the target project"),
+        );
+        return false;
+    }
+    let evidence = format!("PostgreSQL {} at {} as `{}`", info.version, db.display, info.user);
+    if ctx.settings.dry_run {
+        report.check(CheckItem::new(
+            "target-writable",
+            "Target database writable",
+            Status::Pass,
+            format!("{evidence}; primary, CREATE allowed (ledger not written: dry-run)"),
+        ));
+        return false;
+    }
+    match ctx.ledger("preflight").await {
+        Ok(_) => {
+            report.check(CheckItem::new(
+                "target-writable",
+                "Target database writable",
+                Status::Pass,
+                format!(
+                    "{evidence}; ledger schema `{}` created or found, run recorded",
+                    ctx.manifest.ledger.schema
+                ),
+            ));
+            true
+        }
+        Err(e) => {
+            let mut item = CheckItem::new(
+                "target-writable",
+                "Target database writable",
+                Status::Fail,
+                format!("{evidence}; {}", e.message),
+            );
+            item.hint = e.hint.or(Some("grant the role CREATE on the database".into()));
+            report.check(item);
+            false
+        }
+    }
+}
+
+/// Host names that reach this machine.
+fn normalise_host(host: &str) -> String {
+    match host.to_ascii_lowercase().as_str() {
+        "localhost" | "127.0.0.1" | "::1" | "[::1]" | "" => "loopback".into(),
+        other => other.to_string(),
+    }
+}
+
+fn url_parts(url: &str) -> Option<(String, u16, String)> {
+    let u = url::Url::parse(url).ok()?;
+    Some((
+        normalise_host(u.host_str().unwrap_or("")),
+        u.port().unwrap_or(5432),
+        u.path().trim_start_matches('/').to_string(),
+    ))
+}
+
+fn distinct_environments(
+    ctx: &Context,
+    source: Option<&ServerInfo>,
+    target: Option<&ServerInfo>,
+) -> CheckItem {
+    let title = "Source and target are different environments";
+    let fail = |evidence: String| {
+        CheckItem::new("distinct-environments", title, Status::Fail, evidence).with_hint(format!(
+            "set {} to the target environment's database and {} to the source's; never migrate a database onto itself",
+            ctx.settings.label("target-db-url"),
+            ctx.settings.label("source-db-url")
+        ))
+    };
+    let s = &ctx.settings;
+    if let (Some(a), Some(b)) = (&s.source_project_ref, &s.target_project_ref) {
+        if a == b {
+            return fail(format!("source-project-ref and target-project-ref are both `{a}`"));
+        }
+    }
+    let (Some(su), Some(tu)) = (&s.source_db_url, &s.target_db_url) else {
+        return CheckItem::new(
+            "distinct-environments",
+            title,
+            Status::Skip,
+            "needs both source-db-url and target-db-url",
+        );
+    };
+    if url_parts(su) == url_parts(tu) {
+        return fail(format!(
+            "source-db-url and target-db-url both point at {}",
+            ctx.display(Side::Source).unwrap_or_default()
+        ));
+    }
+    if let (Some(a), Some(b)) = (source, target) {
+        if a.identity() == b.identity() {
+            return fail(format!(
+                "the two URLs reach the same database `{}` (same server start time and database oid)",
+                a.database
+            ));
+        }
+    }
+    let refs = match (&s.source_project_ref, &s.target_project_ref) {
+        (Some(a), Some(b)) => format!("; projects `{a}` → `{b}`"),
+        _ => String::new(),
+    };
+    CheckItem::new(
+        "distinct-environments",
+        title,
+        Status::Pass,
+        format!(
+            "{} → {}{}{refs}",
+            ctx.display(Side::Source).unwrap_or_default(),
+            ctx.display(Side::Target).unwrap_or_default(),
+            if source.is_some() && target.is_some() {
+                ", different databases by server identity"
+            } else {
+                ""
+            }
+        ),
+    )
+}
+
+async fn migration_checks(
+    ctx: &Context,
+    source: Option<&Database>,
+    report: &mut PhaseReport,
+) -> Result<(), PhaseError> {
+    let dir = match ctx.migration_dir() {
+        Ok(dir) => dir,
+        Err(e) => {
+            let mut item = CheckItem::new("migration-files", "Migration files well-formed", Status::Fail, e.message);
+            item.hint = e.hint;
+            report.check(item);
+            return Ok(());
+        }
+    };
+    let mut problems = Vec::new();
+    if !dir.badly_named.is_empty() {
+        problems.push(format!(
+            "not named <digits>_<name>.sql (the Supabase CLI would skip them): {}",
+            dir.badly_named.join(", ")
+        ));
+    }
+    for (version, files) in &dir.duplicates {
+        problems.push(format!("version {version} used by {}", files.join(" and ")));
+    }
+    let range = match (dir.files.first(), dir.files.last()) {
+        (Some(a), Some(b)) => format!(" ({} … {})", a.version, b.version),
+        _ => String::new(),
+    };
+    report.check(if problems.is_empty() {
+        CheckItem::new(
+            "migration-files",
+            "Migration files well-formed",
+            Status::Pass,
+            format!("{} files in version order{range}, no duplicate versions", dir.files.len()),
+        )
+    } else {
+        CheckItem::new("migration-files", "Migration files well-formed", Status::Fail, problems.join("; "))
+            .with_hint("rename files to <version>_<name>.sql with a unique version, e.g. 20250127000001_add_config.sql")
+    });
+
+    let Some(source) = source else {
+        return Ok(());
+    };
+    let title = "Source's applied migrations match the repository";
+    let applied = source.applied_migrations().await?;
+    let item = match applied {
+        None => CheckItem::new(
+            "source-migrations",
+            title,
+            Status::Warn,
+            "the source has no supabase_migrations.schema_migrations: its schema was not built from migrations",
+        )
+        .with_hint("check the source's schema matches the repository before copying data"),
+        Some(applied) => {
+            let local: BTreeSet<&str> = dir.files.iter().map(|f| f.version.as_str()).collect();
+            let remote: BTreeSet<&str> = applied.iter().map(|m| m.version.as_str()).collect();
+            let missing_local: Vec<&str> = remote.difference(&local).copied().collect();
+            let not_on_source: Vec<&str> = local.difference(&remote).copied().collect();
+            if !missing_local.is_empty() {
+                CheckItem::new(
+                    "source-migrations",
+                    title,
+                    Status::Fail,
+                    format!(
+                        "applied on the source but no local file: {}",
+                        missing_local.join(", ")
+                    ),
+                )
+                .with_hint("pull the missing migration files into the repository (supabase db pull / git), or repair the source's history")
+            } else if !not_on_source.is_empty() {
+                CheckItem::new(
+                    "source-migrations",
+                    title,
+                    Status::Warn,
+                    format!(
+                        "{} applied; {} local files not applied on the source: {}",
+                        remote.len(),
+                        not_on_source.len(),
+                        not_on_source.join(", ")
+                    ),
+                )
+                .with_hint("the source is behind the repository: apply them to the source first if its data depends on them")
+            } else {
+                CheckItem::new(
+                    "source-migrations",
+                    title,
+                    Status::Pass,
+                    format!("all {} versions applied on the source have files, none missing", remote.len()),
+                )
+            }
+        }
+    };
+    report.check(item);
+    Ok(())
+}
+
+fn required_secrets(ctx: &Context) -> CheckItem {
+    let title = "Required secret variables present";
+    let mut missing: Vec<String> = Vec::new();
+    for (name, var) in &ctx.manifest.secrets.required {
+        if ctx.env_var(var).is_none() {
+            missing.push(format!("{name} (from ${var})"));
+        }
+    }
+    // `${VAR}` references in config values and frontend variables must resolve too.
+    let lookup = |v: &str| ctx.env_var(v);
+    for (key, value) in &ctx.manifest.config.values {
+        if let Err(vars) = expand(value, lookup) {
+            missing.push(format!("[config] {key} (from ${})", vars.join(", $")));
+        }
+    }
+    if let Some(frontend) = &ctx.manifest.frontend {
+        for (name, value) in &frontend.env {
+            if let Err(vars) = expand(value, lookup) {
+                missing.push(format!("[frontend] {name} (from ${})", vars.join(", $")));
+            }
+        }
+    }
+    let total = ctx.manifest.secrets.required.len();
+    if missing.is_empty() {
+        CheckItem::new(
+            "required-secrets",
+            title,
+            Status::Pass,
+            format!("{total} secrets and every ${{VAR}} reference have values (values not shown)"),
+        )
+    } else {
+        CheckItem::new(
+            "required-secrets",
+            title,
+            Status::Fail,
+            format!("missing or empty: {}", missing.join(", ")),
+        )
+        .with_hint("set them in the step's `env:` from the GitHub environment's secrets, e.g. `GOOGLE_CLIENT_ID: ${{ secrets.GOOGLE_CLIENT_ID }}`")
+    }
+}
+
+fn forbidden_settings(ctx: &Context) -> CheckItem {
+    let title = "Forbidden settings absent";
+    let forbidden = &ctx.manifest.checks.forbidden;
+    if forbidden.is_empty() {
+        return CheckItem::new("forbidden-settings", title, Status::Skip, "no [[checks.forbidden]] entries");
+    }
+    let mut found = Vec::new();
+    for setting in forbidden {
+        let mut values: Vec<(String, String)> = Vec::new();
+        if let Some(v) = ctx.env_var(&setting.name) {
+            values.push(("job environment".into(), v));
+        }
+        if let Some(frontend) = &ctx.manifest.frontend {
+            if let Some(raw) = frontend.env.get(&setting.name) {
+                let v = expand(raw, |n| ctx.env_var(n)).unwrap_or_else(|_| raw.clone());
+                values.push((format!("[frontend] env of {}", frontend.project), v));
+            }
+        }
+        for (place, value) in values {
+            let hit = match &setting.value {
+                None => true,
+                Some(bad) => value.trim().eq_ignore_ascii_case(bad.trim()),
+            };
+            if hit {
+                found.push(format!("{}={} in the {place}", setting.name, value.trim()));
+            }
+        }
+    }
+    let names: Vec<String> = forbidden
+        .iter()
+        .map(|f| match &f.value {
+            Some(v) => format!("{}={v}", f.name),
+            None => f.name.clone(),
+        })
+        .collect();
+    if found.is_empty() {
+        CheckItem::new(
+            "forbidden-settings",
+            title,
+            Status::Pass,
+            format!("none of {} is set", names.join(", ")),
+        )
+    } else {
+        CheckItem::new("forbidden-settings", title, Status::Fail, found.join("; "))
+            .with_hint("remove the setting (or set it to false) in the production environment before migrating")
+    }
+}
+
+fn functions_present(ctx: &Context) -> Result<CheckItem, PhaseError> {
+    let title = "Edge Function folders present";
+    let selection = ctx.function_selection()?;
+    Ok(if selection.missing.is_empty() {
+        let mut evidence = format!("{} functions to deploy", selection.deploy.len());
+        if !selection.excluded.is_empty() {
+            evidence.push_str(&format!("; never deployed: {}", selection.excluded.join(", ")));
+        }
+        CheckItem::new("functions-present", title, Status::Pass, evidence)
+    } else {
+        CheckItem::new(
+            "functions-present",
+            title,
+            Status::Fail,
+            format!(
+                "listed in [functions] deploy but no folder with {}: {}",
+                ctx.manifest.functions.entrypoint,
+                selection.missing.join(", ")
+            ),
+        )
+        .with_hint("fix the names in [functions] deploy, or add the folders")
+    })
+}
+
+async fn environment_protection(ctx: &Context) -> CheckItem {
+    let title = "Release environment requires reviewers";
+    let name = ctx
+        .manifest
+        .gate
+        .environment
+        .clone()
+        .unwrap_or_else(|| ctx.settings.environment.clone());
+    let (Some(token), Some(repo)) = (&ctx.settings.github_token, &ctx.settings.github.repository) else {
+        return CheckItem::new(
+            "environment-protection",
+            title,
+            Status::Skip,
+            "not checked: needs github-token and GITHUB_REPOSITORY (set in GitHub Actions)",
+        );
+    };
+    let client = match GithubClient::new(&ctx.settings.github_api_url, token, repo) {
+        Ok(c) => c,
+        Err(e) => {
+            return CheckItem::new("environment-protection", title, Status::Fail, ctx.redactor.redact(&e.to_string()));
+        }
+    };
+    match client.environment(&name).await {
+        Err(e) => CheckItem::new("environment-protection", title, Status::Fail, ctx.redactor.redact(&e.to_string()))
+            .with_hint("give the job `permissions: actions: read` and check GITHUB_API_URL"),
+        Ok(None) => CheckItem::new(
+            "environment-protection",
+            title,
+            Status::Fail,
+            format!("environment `{name}` does not exist in {repo}"),
+        )
+        .with_hint(
+            "create it under Settings → Environments and add required reviewers, or set input `environment`",
+        ),
+        Ok(Some(env)) => match env.required_reviewers() {
+            Some(rule) if rule.reviewers.len() as u32 >= ctx.manifest.gate.min_approvals => {
+                let who: Vec<String> = rule.reviewers.iter().map(|r| r.display()).collect();
+                CheckItem::new(
+                    "environment-protection",
+                    title,
+                    Status::Pass,
+                    format!(
+                        "`{name}` requires review by {}{}",
+                        who.join(", "),
+                        if rule.prevent_self_review == Some(true) {
+                            "; self-review prevented"
+                        } else {
+                            ""
+                        }
+                    ),
+                )
+            }
+            Some(rule) => CheckItem::new(
+                "environment-protection",
+                title,
+                Status::Fail,
+                format!(
+                    "`{name}` has {} required reviewer(s); the manifest asks for at least {}",
+                    rule.reviewers.len(),
+                    ctx.manifest.gate.min_approvals
+                ),
+            )
+            .with_hint("add reviewers under Settings → Environments, or lower [gate] min_approvals"),
+            None => CheckItem::new(
+                "environment-protection",
+                title,
+                Status::Fail,
+                format!("`{name}` has no required reviewers: anyone could run the cutover"),
+            )
+            .with_hint(format!("add required reviewers to `{name}` under Settings → Environments")),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_names_are_one_host() {
+        assert_eq!(
+            url_parts("postgres://a@localhost/db"),
+            url_parts("postgres://b:pw@127.0.0.1:5432/db")
+        );
+        assert_ne!(
+            url_parts("postgres://a@localhost/db1"),
+            url_parts("postgres://a@localhost/db2")
+        );
+    }
+}

@@ -1,0 +1,135 @@
+//! GitHub Actions workflow commands (`::add-mask::`, `::group::`, `::error::`)
+//! and step outputs (`$GITHUB_OUTPUT`).
+//!
+//! Outside Actions the same calls print plain headings (or nothing), so the
+//! phases never need to know where they run.
+
+use std::io::Write as _;
+use std::path::Path;
+
+/// Prints workflow commands when running in GitHub Actions, plain text otherwise.
+#[derive(Debug, Clone, Copy)]
+pub struct Console {
+    /// True when `GITHUB_ACTIONS=true`.
+    pub actions: bool,
+}
+
+impl Console {
+    /// Tells the runner to hide `value` in every log line from now on.
+    ///
+    /// Called for each secret before anything else is printed; multi-line
+    /// values are masked line by line, as the runner matches per line.
+    pub fn add_mask(&self, value: &str) {
+        if !self.actions {
+            return;
+        }
+        let mut stdout = std::io::stdout().lock();
+        for line in value.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let _ = writeln!(stdout, "::add-mask::{}", escape_data(line));
+        }
+    }
+
+    /// Opens a collapsible group in the log.
+    pub fn group(&self, title: &str) {
+        if self.actions {
+            println!("::group::{}", escape_data(title));
+        } else {
+            println!("== {title}");
+        }
+    }
+
+    /// Closes the group opened by [`Console::group`].
+    pub fn end_group(&self) {
+        if self.actions {
+            println!("::endgroup::");
+        }
+    }
+
+    /// An error annotation, attached to a file position when given.
+    pub fn error(&self, message: &str, file: Option<&str>, position: Option<(usize, usize)>) {
+        if !self.actions {
+            return;
+        }
+        let mut props = Vec::new();
+        if let Some(file) = file {
+            props.push(format!("file={}", escape_property(file)));
+        }
+        if let Some((line, col)) = position {
+            props.push(format!("line={line}"));
+            props.push(format!("col={col}"));
+        }
+        let props = if props.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", props.join(","))
+        };
+        println!("::error{props}::{}", escape_data(message));
+    }
+
+    /// A warning annotation.
+    pub fn warning(&self, message: &str) {
+        if self.actions {
+            println!("::warning::{}", escape_data(message));
+        }
+    }
+
+    /// A progress line (long copies, waits).
+    pub fn progress(&self, line: &str) {
+        println!("{line}");
+    }
+}
+
+/// Escapes the message part of a workflow command.
+pub fn escape_data(s: &str) -> String {
+    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+}
+
+/// Escapes a property value of a workflow command.
+pub fn escape_property(s: &str) -> String {
+    escape_data(s).replace(':', "%3A").replace(',', "%2C")
+}
+
+/// Appends step outputs to the `$GITHUB_OUTPUT` file in the heredoc form, with
+/// a random delimiter so no value can end its own block early.
+pub fn write_outputs(path: &Path, outputs: &[(&str, String)]) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    for (name, value) in outputs {
+        let delimiter = loop {
+            let candidate = format!("ghadelimiter_{}", uuid::Uuid::new_v4().simple());
+            if !value.contains(&candidate) {
+                break candidate;
+            }
+        };
+        writeln!(file, "{name}<<{delimiter}\n{value}\n{delimiter}")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_use_heredoc_with_random_delimiters() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        write_outputs(&path, &[("status", "success".into()), ("multi", "a\nb".into())]).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("status<<ghadelimiter_"));
+        assert_eq!(lines[1], "success");
+        assert_eq!(lines[2], lines[0].trim_start_matches("status<<"));
+        assert!(lines[3].starts_with("multi<<ghadelimiter_"));
+        assert_ne!(lines[0].split("<<").nth(1), lines[3].split("<<").nth(1));
+        assert_eq!(&lines[4..6], &["a", "b"]);
+    }
+
+    #[test]
+    fn command_escaping() {
+        assert_eq!(escape_data("50%\nnext"), "50%25%0Anext");
+        assert_eq!(escape_property("a:b,c"), "a%3Ab%2Cc");
+    }
+}

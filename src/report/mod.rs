@@ -1,0 +1,396 @@
+//! The report model every phase produces, and its renderers.
+//!
+//! Phases build values of these types and nothing else prints them: the
+//! Markdown job summary ([`markdown`]), the JSON report ([`json`]), the terminal
+//! text ([`text`]) and the GitHub workflow commands and outputs ([`actions`])
+//! are all derived from one [`RunReport`].
+
+pub mod actions;
+pub mod json;
+pub mod markdown;
+pub mod text;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The state of one checklist item or phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Checked and fine.
+    Pass,
+    /// Checked and blocking.
+    Fail,
+    /// Checked; worth a look, not blocking.
+    Warn,
+    /// Not checked (not applicable, or an earlier step failed).
+    Skip,
+}
+
+impl Status {
+    /// The icon shown in tables.
+    pub fn icon(self) -> &'static str {
+        match self {
+            Status::Pass => "✅",
+            Status::Fail => "❌",
+            Status::Warn => "⚠️",
+            Status::Skip => "⏭️",
+        }
+    }
+
+    /// The lower-case word.
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Fail => "fail",
+            Status::Warn => "warn",
+            Status::Skip => "skip",
+        }
+    }
+}
+
+/// How a phase (or the whole run) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Everything it had to do is done (or, with dry-run, planned).
+    Success,
+    /// Something failed; see the checklist and errors.
+    Failed,
+    /// A gate refused to let it proceed.
+    Blocked,
+    /// Not run because an earlier phase did not succeed.
+    Skipped,
+}
+
+impl Outcome {
+    /// The word used in the `status` output.
+    pub fn word(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failed => "failed",
+            Outcome::Blocked => "blocked",
+            Outcome::Skipped => "skipped",
+        }
+    }
+
+    /// The icon shown in headings.
+    pub fn icon(self) -> &'static str {
+        match self {
+            Outcome::Success => "✅",
+            Outcome::Failed => "❌",
+            Outcome::Blocked => "⛔",
+            Outcome::Skipped => "⏭️",
+        }
+    }
+}
+
+/// One row of a checklist: what was checked, how it came out, and why we believe it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckItem {
+    /// Stable identifier, e.g. `source-readable`.
+    pub id: String,
+    /// What a runbook would say, e.g. "Source database readable".
+    pub title: String,
+    /// The result.
+    pub status: Status,
+    /// What was seen, e.g. "PostgreSQL 15.4, SELECT on 12 tables".
+    pub evidence: String,
+    /// How to fix it, for failures and warnings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+impl CheckItem {
+    /// A new item.
+    pub fn new(id: &str, title: &str, status: Status, evidence: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            title: title.into(),
+            status,
+            evidence: evidence.into(),
+            hint: None,
+        }
+    }
+
+    /// Adds a fix hint.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// A titled table, e.g. row counts per table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportTable {
+    /// Heading above the table.
+    pub title: String,
+    /// Column headings.
+    pub columns: Vec<String>,
+    /// Cells, one `Vec` per row, as many as `columns`.
+    pub rows: Vec<Vec<String>>,
+    /// A sentence under the table (e.g. how counts were taken).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl ReportTable {
+    /// A new empty table.
+    pub fn new(title: &str, columns: &[&str]) -> Self {
+        Self {
+            title: title.into(),
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            rows: Vec::new(),
+            note: None,
+        }
+    }
+
+    /// Appends a row.
+    pub fn push<I, S>(&mut self, cells: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.rows.push(cells.into_iter().map(Into::into).collect());
+    }
+
+    /// Sets the note under the table.
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
+    }
+}
+
+/// A before → after text comparison, rendered as a unified diff.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TextDiff {
+    /// What is compared.
+    pub title: String,
+    /// Label of the old side, e.g. `source`.
+    pub before_label: String,
+    /// Label of the new side, e.g. `target`.
+    pub after_label: String,
+    /// Old text.
+    pub before: String,
+    /// New text.
+    pub after: String,
+}
+
+/// A failure with a fix, shown in the errors section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorReport {
+    /// What went wrong.
+    pub message: String,
+    /// How to fix it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// Everything one phase did or would do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseReport {
+    /// The phase name, e.g. `preflight`.
+    pub phase: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// One sentence on what it did.
+    pub summary: String,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// How long it took, in milliseconds.
+    pub duration_ms: u64,
+    /// Checklist rows.
+    pub checks: Vec<CheckItem>,
+    /// Tables of evidence.
+    pub tables: Vec<ReportTable>,
+    /// Before → after comparisons.
+    pub diffs: Vec<TextDiff>,
+    /// Errors that ended or marred the phase.
+    pub errors: Vec<ErrorReport>,
+    /// Number of tables whose source and target row counts differ (validate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub row_count_mismatches: Option<u64>,
+    /// Files the phase wrote (backups), relative to the workspace.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub artifacts: Vec<String>,
+}
+
+impl PhaseReport {
+    /// A report for `phase`, started now, with no content yet.
+    pub fn new(phase: &str) -> Self {
+        Self {
+            phase: phase.into(),
+            outcome: Outcome::Success,
+            summary: String::new(),
+            started_at: Utc::now(),
+            duration_ms: 0,
+            checks: Vec::new(),
+            tables: Vec::new(),
+            diffs: Vec::new(),
+            errors: Vec::new(),
+            row_count_mismatches: None,
+            artifacts: Vec::new(),
+        }
+    }
+
+    /// Adds a checklist row.
+    pub fn check(&mut self, item: CheckItem) {
+        self.checks.push(item);
+    }
+
+    /// Whether any checklist row failed.
+    pub fn has_failures(&self) -> bool {
+        self.checks.iter().any(|c| c.status == Status::Fail)
+    }
+
+    /// Sets the outcome from the checklist: failed when any row failed.
+    pub fn conclude_from_checks(&mut self) {
+        if self.outcome == Outcome::Success && self.has_failures() {
+            self.outcome = Outcome::Failed;
+        }
+    }
+}
+
+/// Where the run happened: shown at the top of the summary.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunContext {
+    /// Project name from the manifest.
+    pub project: String,
+    /// Source, as `host:port/database` (never with credentials).
+    pub source: Option<String>,
+    /// Target, as `host:port/database` (never with credentials).
+    pub target: Option<String>,
+    /// The GitHub environment gating `cutover`.
+    pub environment: String,
+    /// Nothing was written.
+    pub dry_run: bool,
+    /// The commit, from `GITHUB_SHA`.
+    pub git_sha: Option<String>,
+    /// Who started the run, from `GITHUB_ACTOR`.
+    pub actor: Option<String>,
+    /// Link to the workflow run.
+    pub run_url: Option<String>,
+    /// The manifest path as given.
+    pub manifest: String,
+}
+
+/// The whole run: every phase report plus where and when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    /// The cutover version that ran.
+    pub tool_version: String,
+    /// Unique id of this run, also the ledger's `runs.id`.
+    pub run_id: String,
+    /// Phases asked for, in order.
+    pub phases_requested: Vec<String>,
+    /// Where it ran.
+    pub context: RunContext,
+    /// Start time.
+    pub started_at: DateTime<Utc>,
+    /// End time.
+    pub finished_at: DateTime<Utc>,
+    /// Overall outcome.
+    pub outcome: Outcome,
+    /// Per phase, in order.
+    pub phases: Vec<PhaseReport>,
+    /// Errors outside any phase (bad manifest, unreachable ledger).
+    pub errors: Vec<ErrorReport>,
+    /// The command that re-runs the same phases.
+    pub rerun_command: String,
+}
+
+impl RunReport {
+    /// Overall outcome from the phase outcomes: blocked beats failed beats success.
+    pub fn compute_outcome(&self) -> Outcome {
+        if self.phases.iter().any(|p| p.outcome == Outcome::Blocked) {
+            Outcome::Blocked
+        } else if !self.errors.is_empty()
+            || self.phases.iter().any(|p| p.outcome == Outcome::Failed)
+        {
+            Outcome::Failed
+        } else {
+            Outcome::Success
+        }
+    }
+
+    /// Sum of the row-count mismatches reported by the phases.
+    pub fn row_count_mismatches(&self) -> u64 {
+        self.phases
+            .iter()
+            .filter_map(|p| p.row_count_mismatches)
+            .sum()
+    }
+
+    /// Every checklist row of every phase, with its phase name.
+    pub fn all_checks(&self) -> impl Iterator<Item = (&str, &CheckItem)> {
+        self.phases
+            .iter()
+            .flat_map(|p| p.checks.iter().map(move |c| (p.phase.as_str(), c)))
+    }
+}
+
+/// Formats a duration in milliseconds as `1.2 s`, `3 min 04 s` or `850 ms`.
+pub fn human_duration(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else {
+        format!("{} min {:02} s", ms / 60_000, (ms % 60_000) / 1000)
+    }
+}
+
+/// Formats an integer with thousands separators: `1 234 567` (thin spaces read
+/// badly in terminals, so plain commas).
+pub fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(human_duration(850), "850 ms");
+        assert_eq!(human_duration(1234), "1.2 s");
+        assert_eq!(human_duration(184_000), "3 min 04 s");
+    }
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(-1234567), "-1,234,567");
+    }
+
+    #[test]
+    fn blocked_beats_failed() {
+        let mut run = RunReport {
+            tool_version: "0".into(),
+            run_id: "r".into(),
+            phases_requested: vec![],
+            context: RunContext::default(),
+            started_at: Utc::now(),
+            finished_at: Utc::now(),
+            outcome: Outcome::Success,
+            phases: vec![PhaseReport::new("a"), PhaseReport::new("b")],
+            errors: vec![],
+            rerun_command: String::new(),
+        };
+        assert_eq!(run.compute_outcome(), Outcome::Success);
+        run.phases[0].outcome = Outcome::Failed;
+        assert_eq!(run.compute_outcome(), Outcome::Failed);
+        run.phases[1].outcome = Outcome::Blocked;
+        assert_eq!(run.compute_outcome(), Outcome::Blocked);
+    }
+}

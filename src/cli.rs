@@ -268,9 +268,8 @@ impl Settings {
         let actions = env.get("GITHUB_ACTIONS").is_some_and(|v| v == "true");
         let r = Resolver { env, actions };
         let phases_text = r.text(cli.phases, "phase").unwrap_or_else(|| "plan".into());
-        let phases = parse_phase_list(&phases_text).map_err(|e| {
-            UsageError(format!("{} ({})", e, input_label("phase", actions)))
-        })?;
+        let phases = parse_phase_list(&phases_text)
+            .map_err(|e| UsageError(format!("{} ({})", e, input_label("phase", actions))))?;
         let github_var = |name: &str| env.get(name).filter(|v| !v.is_empty());
         let repository = github_var("GITHUB_REPOSITORY");
         let run_id = github_var("GITHUB_RUN_ID").and_then(|v| v.parse().ok());
@@ -282,7 +281,10 @@ impl Settings {
             _ => None,
         };
         let summary_file = r
-            .text(cli.summary_file.map(|p| p.display().to_string()), "summary-file")
+            .text(
+                cli.summary_file.map(|p| p.display().to_string()),
+                "summary-file",
+            )
             .or_else(|| github_var("GITHUB_STEP_SUMMARY"))
             .map(PathBuf::from);
         let settings = Settings {
@@ -314,13 +316,19 @@ impl Settings {
             overwrite: r.flag(cli.overwrite, "overwrite")?,
             verify: r.flag(cli.verify, "verify")?,
             backup_file: r
-                .text(cli.backup_file.map(|p| p.display().to_string()), "backup-file")
+                .text(
+                    cli.backup_file.map(|p| p.display().to_string()),
+                    "backup-file",
+                )
                 .map(PathBuf::from),
             vercel_token: r.text(cli.vercel_token, "vercel-token"),
             cloudflare_api_token: r.text(cli.cloudflare_api_token, "cloudflare-api-token"),
             summary_file,
             report_file: r
-                .text(cli.report_file.map(|p| p.display().to_string()), "report-file")
+                .text(
+                    cli.report_file.map(|p| p.display().to_string()),
+                    "report-file",
+                )
                 .unwrap_or_else(|| "cutover-report.json".into())
                 .into(),
             actions,
@@ -341,7 +349,10 @@ impl Settings {
         ] {
             if let Some(url) = url {
                 check_db_url(url).map_err(|why| {
-                    UsageError(format!("{} is not a PostgreSQL URL: {why}", input_label(name, actions)))
+                    UsageError(format!(
+                        "{} is not a PostgreSQL URL: {why}",
+                        input_label(name, actions)
+                    ))
                 })?;
             }
         }
@@ -400,7 +411,9 @@ fn check_db_url(url: &str) -> Result<(), String> {
         ));
     }
     if parsed.host_str().is_none_or(str::is_empty) {
-        return Err("it names no host; expected postgresql://USER:PASSWORD@HOST:PORT/DATABASE".into());
+        return Err(
+            "it names no host; expected postgresql://USER:PASSWORD@HOST:PORT/DATABASE".into(),
+        );
     }
     Ok(())
 }
@@ -410,7 +423,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]

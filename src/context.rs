@@ -10,9 +10,9 @@ use crate::pg::ledger::{Ledger, RunRecord};
 use crate::pg::{Database, Side};
 use crate::phases::PhaseError;
 use crate::redact::{Redactor, display_db_url};
-use crate::report::actions::Console;
 use crate::repo::functions::{self, FunctionSelection};
 use crate::repo::migrations::{self, MigrationDir};
+use crate::report::actions::Console;
 
 /// Names that mark a variable's value as secret when the manifest does not say.
 const SECRET_NAME_PARTS: &[&str] = &["KEY", "TOKEN", "SECRET", "PASSWORD", "DSN", "CREDENTIAL"];
@@ -117,7 +117,11 @@ impl Context {
     pub fn migration_dir(&self) -> Result<MigrationDir, PhaseError> {
         let dir = self.manifest_relative(&self.manifest.project.migrations_dir);
         migrations::read_dir(&dir).map_err(|e| {
-            PhaseError::new(format!("cannot read migrations folder {}: {e}", dir.display())).hint(
+            PhaseError::new(format!(
+                "cannot read migrations folder {}: {e}",
+                dir.display()
+            ))
+            .hint(
                 "set [project] migrations_dir in the manifest (relative to the manifest's folder)",
             )
         })
@@ -127,8 +131,11 @@ impl Context {
     pub fn function_selection(&self) -> Result<FunctionSelection, PhaseError> {
         let dir = self.manifest_relative(&self.manifest.project.functions_dir);
         functions::discover(&dir, &self.manifest.functions).map_err(|e| {
-            PhaseError::new(format!("cannot read functions folder {}: {e}", dir.display()))
-                .hint("set [project] functions_dir in the manifest")
+            PhaseError::new(format!(
+                "cannot read functions folder {}: {e}",
+                dir.display()
+            ))
+            .hint("set [project] functions_dir in the manifest")
         })
     }
 
@@ -173,8 +180,11 @@ impl Context {
         if let Some(db) = &self.source {
             return Ok(db.clone());
         }
-        let url = self.url(Side::Source).ok_or_else(|| self.missing_url(Side::Source, phase))?;
-        let db = Database::connect(url, Side::Source, true, self.pool_size(), &self.redactor).await?;
+        let url = self
+            .url(Side::Source)
+            .ok_or_else(|| self.missing_url(Side::Source, phase))?;
+        let db =
+            Database::connect(url, Side::Source, true, self.pool_size(), &self.redactor).await?;
         self.source = Some(db.clone());
         Ok(db)
     }
@@ -189,9 +199,17 @@ impl Context {
         if let Some(db) = slot {
             return Ok(db.clone());
         }
-        let url = self.url(Side::Target).ok_or_else(|| self.missing_url(Side::Target, phase))?;
-        let db = Database::connect(url, Side::Target, !writable, self.pool_size(), &self.redactor)
-            .await?;
+        let url = self
+            .url(Side::Target)
+            .ok_or_else(|| self.missing_url(Side::Target, phase))?;
+        let db = Database::connect(
+            url,
+            Side::Target,
+            !writable,
+            self.pool_size(),
+            &self.redactor,
+        )
+        .await?;
         if writable {
             self.target_writable = Some(db.clone());
         } else {
@@ -214,7 +232,12 @@ impl Context {
         ledger
             .start_run(&RunRecord {
                 id: self.run_id,
-                phases: self.settings.phases.iter().map(|p| p.name().to_string()).collect(),
+                phases: self
+                    .settings
+                    .phases
+                    .iter()
+                    .map(|p| p.name().to_string())
+                    .collect(),
                 git_sha: self.settings.github.sha.clone(),
                 actor: self.settings.github.actor.clone(),
                 run_url: self.settings.github.run_url.clone(),

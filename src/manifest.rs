@@ -558,7 +558,8 @@ impl Manifest {
         }
         if !self.guards.switches.is_empty() && self.config.table.is_empty() {
             return Err(invalid(
-                "[[guards.switches]] need the [config] table they live in: set [config] table".into(),
+                "[[guards.switches]] need the [config] table they live in: set [config] table"
+                    .into(),
             ));
         }
         if !valid_identifier(&self.ledger.schema) {
@@ -607,9 +608,7 @@ impl QualifiedName {
             (Some(name), None, None) => ("public", name),
             (Some(schema), Some(name), None) => (schema, name),
             _ => {
-                return Err(format!(
-                    "table {text:?} is not `schema.table` or `table`"
-                ));
+                return Err(format!("table {text:?} is not `schema.table` or `table`"));
             }
         };
         if schema.is_empty() || name.is_empty() {
@@ -655,10 +654,7 @@ pub fn env_refs(text: &str) -> Vec<String> {
 
 /// Replaces `${VAR}` references with `lookup(VAR)`; the error lists the
 /// variables that are unset or empty.
-pub fn expand(
-    text: &str,
-    lookup: impl Fn(&str) -> Option<String>,
-) -> Result<String, Vec<String>> {
+pub fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, Vec<String>> {
     let mut out = text.to_string();
     let mut missing = Vec::new();
     for name in env_refs(text) {
@@ -667,7 +663,11 @@ pub fn expand(
             None => missing.push(name),
         }
     }
-    if missing.is_empty() { Ok(out) } else { Err(missing) }
+    if missing.is_empty() {
+        Ok(out)
+    } else {
+        Err(missing)
+    }
 }
 
 /// Quotes an SQL identifier.
@@ -699,7 +699,10 @@ mod tests {
     fn minimal_manifest_gets_defaults() {
         let m = Manifest::parse("[project]\nname = \"x\"\n", Path::new("cutover.toml")).unwrap();
         assert_eq!(m.project.name, "x");
-        assert_eq!(m.project.migrations_dir, PathBuf::from("supabase/migrations"));
+        assert_eq!(
+            m.project.migrations_dir,
+            PathBuf::from("supabase/migrations")
+        );
         assert_eq!(m.data.parallel, 2);
         assert!(m.checks.checksum);
         assert_eq!(m.ledger.schema, "cutover");
@@ -727,8 +730,14 @@ mod tests {
 
     #[test]
     fn qualified_names() {
-        assert_eq!(QualifiedName::parse("customers").unwrap().to_string(), "public.customers");
-        assert_eq!(QualifiedName::parse("auth.users").unwrap().quoted(), "\"auth\".\"users\"");
+        assert_eq!(
+            QualifiedName::parse("customers").unwrap().to_string(),
+            "public.customers"
+        );
+        assert_eq!(
+            QualifiedName::parse("auth.users").unwrap().quoted(),
+            "\"auth\".\"users\""
+        );
         assert!(QualifiedName::parse("a.b.c").is_err());
         assert!(QualifiedName::parse(".x").is_err());
     }

@@ -9,9 +9,9 @@ use chrono::Utc;
 use crate::cli::{EnvSource, Settings};
 use crate::context::Context;
 use crate::manifest::{Manifest, ManifestError};
-use crate::phases::{self, Phase};
-use crate::pg::ledger::StepRecord;
 use crate::pg::Side;
+use crate::pg::ledger::StepRecord;
+use crate::phases::{self, Phase};
 use crate::redact::{Redactor, display_db_url};
 use crate::report::actions::{Console, write_outputs};
 use crate::report::{self, ErrorReport, Outcome, PhaseReport, RunContext, RunReport};
@@ -71,7 +71,12 @@ pub async fn run(settings: Settings, env: Box<dyn EnvSource + Send + Sync>) -> i
     let mut run = RunReport {
         tool_version: env!("CARGO_PKG_VERSION").into(),
         run_id: ctx.run_id.to_string(),
-        phases_requested: ctx.settings.phases.iter().map(|p| p.name().to_string()).collect(),
+        phases_requested: ctx
+            .settings
+            .phases
+            .iter()
+            .map(|p| p.name().to_string())
+            .collect(),
         context: run_context(&ctx.settings, &ctx.manifest.project.name),
         started_at,
         finished_at: Utc::now(),
@@ -85,7 +90,10 @@ pub async fn run(settings: Settings, env: Box<dyn EnvSource + Send + Sync>) -> i
         if let Err(e) = ledger.finish_run(ctx.run_id, run.outcome.word()).await {
             run.errors.push(ErrorReport {
                 message: e.to_string(),
-                hint: Some("the run's outcome is in the JSON report; check the target's ledger schema".into()),
+                hint: Some(
+                    "the run's outcome is in the JSON report; check the target's ledger schema"
+                        .into(),
+                ),
             });
             run.outcome = run.compute_outcome();
         }
@@ -121,11 +129,19 @@ async fn run_phase(ctx: &mut Context, phase: Phase) -> PhaseReport {
     redact_report(&mut report, &ctx.redactor);
     print!("{}", report::text::render_phase(&report));
     for error in &report.errors {
-        ctx.console.error(&format!("{phase}: {}", error.message), None, None);
-    }
-    for check in report.checks.iter().filter(|c| c.status == report::Status::Fail) {
         ctx.console
-            .error(&format!("{phase}: {}: {}", check.title, check.evidence), None, None);
+            .error(&format!("{phase}: {}", error.message), None, None);
+    }
+    for check in report
+        .checks
+        .iter()
+        .filter(|c| c.status == report::Status::Fail)
+    {
+        ctx.console.error(
+            &format!("{phase}: {}: {}", check.title, check.evidence),
+            None,
+            None,
+        );
     }
     ctx.console.end_group();
     record_in_ledger(ctx, &report).await;
@@ -161,7 +177,10 @@ async fn record_in_ledger(ctx: &Context, report: &PhaseReport) {
     });
     for step in &steps {
         if let Err(e) = ledger.record_step(ctx.run_id, step).await {
-            ctx.console.warning(&format!("could not record {} in the ledger: {e}", report.phase));
+            ctx.console.warning(&format!(
+                "could not record {} in the ledger: {e}",
+                report.phase
+            ));
             break;
         }
     }
@@ -220,7 +239,11 @@ fn manifest_failure(
     let run = RunReport {
         tool_version: env!("CARGO_PKG_VERSION").into(),
         run_id: uuid::Uuid::new_v4().to_string(),
-        phases_requested: settings.phases.iter().map(|p| p.name().to_string()).collect(),
+        phases_requested: settings
+            .phases
+            .iter()
+            .map(|p| p.name().to_string())
+            .collect(),
         context: run_context(settings, ""),
         started_at,
         finished_at: Utc::now(),
@@ -229,7 +252,8 @@ fn manifest_failure(
         errors: vec![ErrorReport {
             message,
             hint: Some(
-                "fix the manifest; every key is documented in the README's manifest reference".into(),
+                "fix the manifest; every key is documented in the README's manifest reference"
+                    .into(),
             ),
         }],
         rerun_command: settings.rerun_command(),
@@ -244,33 +268,55 @@ fn finish(settings: &Settings, redactor: &Redactor, console: &Console, run: RunR
     let mut written_summary: Option<String> = None;
     let mut io_errors = Vec::new();
     if let Err(e) = report::json::write(&run, &settings.report_file) {
-        io_errors.push(format!("cannot write the JSON report {}: {e}", settings.report_file.display()));
+        io_errors.push(format!(
+            "cannot write the JSON report {}: {e}",
+            settings.report_file.display()
+        ));
     }
     if let Some(summary) = &settings.summary_file {
         let page = redactor.redact(&report::markdown::render(&run, &report_path));
         match append(summary, &page) {
             Ok(()) => written_summary = Some(shown_path(settings, summary)),
-            Err(e) => io_errors.push(format!("cannot write the summary {}: {e}", summary.display())),
+            Err(e) => io_errors.push(format!(
+                "cannot write the summary {}: {e}",
+                summary.display()
+            )),
         }
     }
-    let backup_paths: Vec<String> = run.phases.iter().flat_map(|p| p.artifacts.clone()).collect();
+    let backup_paths: Vec<String> = run
+        .phases
+        .iter()
+        .flat_map(|p| p.artifacts.clone())
+        .collect();
     if let Some(output) = &settings.github.output_file {
         let outputs = [
             ("status", run.outcome.word().to_string()),
             ("report-path", report_path.clone()),
             ("summary-path", written_summary.clone().unwrap_or_default()),
-            ("row-count-mismatches", run.row_count_mismatches().to_string()),
+            (
+                "row-count-mismatches",
+                run.row_count_mismatches().to_string(),
+            ),
             ("backup-path", backup_paths.join("\n")),
         ];
-        let outputs: Vec<(&str, String)> =
-            outputs.into_iter().map(|(k, v)| (k, redactor.redact(&v))).collect();
+        let outputs: Vec<(&str, String)> = outputs
+            .into_iter()
+            .map(|(k, v)| (k, redactor.redact(&v)))
+            .collect();
         if let Err(e) = write_outputs(output, &outputs) {
-            io_errors.push(format!("cannot write step outputs to {}: {e}", output.display()));
+            io_errors.push(format!(
+                "cannot write step outputs to {}: {e}",
+                output.display()
+            ));
         }
     }
     print!(
         "{}",
-        redactor.redact(&report::text::render_footer(&run, &report_path, written_summary.as_deref()))
+        redactor.redact(&report::text::render_footer(
+            &run,
+            &report_path,
+            written_summary.as_deref()
+        ))
     );
     for e in &io_errors {
         eprintln!("error: {e}");
@@ -293,7 +339,10 @@ fn append(path: &Path, text: &str) -> std::io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
     file.write_all(text.as_bytes())
 }
 
@@ -304,7 +353,9 @@ fn shown_path(settings: &Settings, path: &Path) -> String {
     let absolute: PathBuf = if path.is_absolute() {
         path.to_path_buf()
     } else {
-        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
     };
     if let Some(workspace) = &settings.github.workspace {
         if let Ok(relative) = absolute.strip_prefix(workspace) {

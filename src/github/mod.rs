@@ -11,7 +11,11 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 
 /// Characters escaped in a path segment (environment names may hold spaces and `/`).
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// A failed GitHub call.
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +75,13 @@ pub struct Reviewer {
 impl Reviewer {
     /// `@login` for users, `team:slug` for teams.
     pub fn display(&self) -> String {
-        let field = |k: &str| self.reviewer.get(k).and_then(|v| v.as_str()).unwrap_or("?").to_string();
+        let field = |k: &str| {
+            self.reviewer
+                .get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or("?")
+                .to_string()
+        };
         if self.kind == "Team" {
             format!("team:{}", field("slug"))
         } else {

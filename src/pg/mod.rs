@@ -121,7 +121,10 @@ pub struct ServerInfo {
 impl ServerInfo {
     /// An identity that is equal for two connections to the same database.
     pub fn identity(&self) -> String {
-        format!("{}#{}@{}", self.database, self.database_oid, self.started_at)
+        format!(
+            "{}#{}@{}",
+            self.database, self.database_oid, self.started_at
+        )
     }
 }
 
@@ -389,7 +392,11 @@ impl Database {
         key_column: &str,
         value_column: &str,
     ) -> Result<Option<BTreeMap<String, Option<String>>>, PgError> {
-        if self.existing_tables(std::slice::from_ref(table)).await?.is_empty() {
+        if self
+            .existing_tables(std::slice::from_ref(table))
+            .await?
+            .is_empty()
+        {
             return Ok(None);
         }
         let sql = format!(
@@ -418,10 +425,11 @@ impl Database {
         if !exists {
             return Ok(None);
         }
-        let rows = sqlx::query("select jobname::text, active from cron.job where jobname is not null")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.error("reading pg_cron jobs", e))?;
+        let rows =
+            sqlx::query("select jobname::text, active from cron.job where jobname is not null")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.error("reading pg_cron jobs", e))?;
         Ok(Some(
             rows.into_iter()
                 .map(|r| (r.get::<String, _>(0), r.get::<bool, _>(1)))

@@ -214,7 +214,9 @@ pub async fn select_tables(ctx: &Context, source: &Database) -> Result<TableSele
     let parse = |name: &String| QualifiedName::parse(name).map_err(PhaseError::new);
     let excludes: Vec<QualifiedName> = data.exclude.iter().map(parse).collect::<Result<_, _>>()?;
     let candidates = if data.tables.is_empty() {
-        source.user_tables(data.include_auth, data.include_storage).await?
+        source
+            .user_tables(data.include_auth, data.include_storage)
+            .await?
     } else {
         // Naming a table is opting in to it, whichever schema it is in.
         let all: BTreeMap<QualifiedName, TableInfo> = source
@@ -260,7 +262,10 @@ mod tests {
             parse_phase_list(" Preflight , schema,preflight").unwrap(),
             vec![Phase::Preflight, Phase::Schema]
         );
-        assert_eq!(parse_phase_list("migrate").unwrap(), Phase::MIGRATE.to_vec());
+        assert_eq!(
+            parse_phase_list("migrate").unwrap(),
+            Phase::MIGRATE.to_vec()
+        );
         assert_eq!(parse_phase_list("plan,migrate").unwrap().len(), 9);
     }
 

@@ -69,8 +69,15 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         };
         migration_table.push([file.version.clone(), file.name.clone(), state.to_string()]);
     }
-    let local_versions: BTreeSet<&str> = migrations.files.iter().map(|f| f.version.as_str()).collect();
-    for version in applied_versions.iter().filter(|v| !local_versions.contains(v.as_str())) {
+    let local_versions: BTreeSet<&str> = migrations
+        .files
+        .iter()
+        .map(|f| f.version.as_str())
+        .collect();
+    for version in applied_versions
+        .iter()
+        .filter(|v| !local_versions.contains(v.as_str()))
+    {
         migration_table.push([version.clone(), "(no local file)".into(), "applied".into()]);
     }
     actions.push([
@@ -110,11 +117,15 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         actions.push(["data".to_string(), data_line]);
         report.tables.push(table_rows);
     } else {
-        actions.push(["data".to_string(), "copy the user tables (source unknown)".to_string()]);
+        actions.push([
+            "data".to_string(),
+            "copy the user tables (source unknown)".to_string(),
+        ]);
     }
 
     // --- functions
-    let mut function_table = ReportTable::new("Edge Functions", &["Function", "Entrypoint", "verify_jwt"]);
+    let mut function_table =
+        ReportTable::new("Edge Functions", &["Function", "Entrypoint", "verify_jwt"]);
     for f in &functions.deploy {
         let verify = ctx
             .manifest
@@ -136,13 +147,19 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         line.push_str(&format!("; never deploy {}", functions.excluded.join(", ")));
     }
     if !functions.missing.is_empty() {
-        line.push_str(&format!("; listed but not found: {}", functions.missing.join(", ")));
+        line.push_str(&format!(
+            "; listed but not found: {}",
+            functions.missing.join(", ")
+        ));
     }
     actions.push(["functions".to_string(), line]);
     report.tables.push(function_table);
 
     // --- secrets
-    let mut secret_table = ReportTable::new("Secrets (names only)", &["Secret", "From variable", "Value present"]);
+    let mut secret_table = ReportTable::new(
+        "Secrets (names only)",
+        &["Secret", "From variable", "Value present"],
+    );
     let mut missing_secrets = 0;
     for (name, var) in &ctx.manifest.secrets.required {
         let present = ctx.env_var(var).is_some();
@@ -182,7 +199,11 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         "validate".to_string(),
         format!(
             "compare row counts{} of {copied} tables, sequences, RLS, schema; run {} RLS probes",
-            if ctx.manifest.checks.checksum { " and checksums" } else { "" },
+            if ctx.manifest.checks.checksum {
+                " and checksums"
+            } else {
+                ""
+            },
             ctx.manifest.checks.rls_probes.len()
         ),
     ]);
@@ -192,7 +213,11 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         "backup".to_string(),
         format!(
             "pg_dump -Fc of the source{} into {}/, with sha256 of each file",
-            if selection.is_some() { " (and of the target when it holds rows)" } else { "" },
+            if selection.is_some() {
+                " (and of the target when it holds rows)"
+            } else {
+                ""
+            },
             ctx.manifest.backup.dir.display()
         ),
     ]);
@@ -234,7 +259,10 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         "frontend back to the source, source guards restored, target guards off; restore the target from a backup only when asked".to_string(),
     ]);
     if let Some(f) = &ctx.manifest.frontend {
-        let mut table = ReportTable::new("Frontend variables", &["Variable", "Value (as in the manifest)"]);
+        let mut table = ReportTable::new(
+            "Frontend variables",
+            &["Variable", "Value (as in the manifest)"],
+        );
         for (name, value) in &f.env {
             table.push([name.clone(), format!("`{value}`")]);
         }
@@ -265,7 +293,11 @@ fn missing_url_item(ctx: &Context, side: Side) -> CheckItem {
         &format!("{}-url", side.name()),
         &format!("{} database given", capitalise(side.name())),
         Status::Warn,
-        format!("{} is not set: the plan cannot look at the {} database", ctx.settings.label(side.url_input()), side.name()),
+        format!(
+            "{} is not set: the plan cannot look at the {} database",
+            ctx.settings.label(side.url_input()),
+            side.name()
+        ),
     )
     .with_hint(format!("pass {}", ctx.settings.label(side.url_input())))
 }
@@ -341,7 +373,9 @@ async fn data_plan(
     );
     if non_empty > 0 {
         if ctx.settings.overwrite {
-            line.push_str(&format!("; truncate {non_empty} target tables that hold rows (--overwrite)"));
+            line.push_str(&format!(
+                "; truncate {non_empty} target tables that hold rows (--overwrite)"
+            ));
         } else {
             line.push_str(&format!(
                 "; would refuse: {non_empty} target tables already hold rows (pass --overwrite to replace them)"
@@ -362,9 +396,10 @@ async fn config_plan(
     }
     let table_name = QualifiedName::parse(&config.table).map_err(PhaseError::new)?;
     let current = match target {
-        Some(t) => t
-            .config_values(&table_name, &config.key_column, &config.value_column)
-            .await?,
+        Some(t) => {
+            t.config_values(&table_name, &config.key_column, &config.value_column)
+                .await?
+        }
         None => None,
     };
     let mut table = ReportTable::new(
@@ -376,7 +411,13 @@ async fn config_plan(
         let secret = config.secret_keys.contains(key) || name_looks_secret(key);
         let resolved = expand(wanted, |v| ctx.env_var(v));
         let now = current.as_ref().and_then(|c| c.get(key)).cloned().flatten();
-        let show = |v: &str| if secret { MASK.to_string() } else { v.to_string() };
+        let show = |v: &str| {
+            if secret {
+                MASK.to_string()
+            } else {
+                v.to_string()
+            }
+        };
         let now_cell = match (&current, &now) {
             (None, _) => "table not on target yet".to_string(),
             (Some(c), None) if !c.contains_key(key) => "(missing key)".to_string(),
@@ -415,9 +456,10 @@ async fn guard_plan(
         let config = &ctx.manifest.config;
         let table_name = QualifiedName::parse(&config.table).map_err(PhaseError::new)?;
         let source_now = match source {
-            Some(s) => s
-                .config_values(&table_name, &config.key_column, &config.value_column)
-                .await?,
+            Some(s) => {
+                s.config_values(&table_name, &config.key_column, &config.value_column)
+                    .await?
+            }
             None => None,
         };
         for switch in &guards.switches {
@@ -446,7 +488,12 @@ async fn guard_plan(
         };
         parts.push(format!(
             "pause pg_cron jobs {} in the source, resume them in the target",
-            guards.cron_jobs.iter().map(known).collect::<Vec<_>>().join(", ")
+            guards
+                .cron_jobs
+                .iter()
+                .map(known)
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     let _ = target;

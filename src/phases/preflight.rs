@@ -29,7 +29,11 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         Some(db) => Some(db.server_info().await?),
         None => None,
     };
-    report.check(distinct_environments(ctx, source_info.as_ref(), target_info.as_ref()));
+    report.check(distinct_environments(
+        ctx,
+        source_info.as_ref(),
+        target_info.as_ref(),
+    ));
 
     let selection = match &source {
         Some(db) => Some(select_tables(ctx, db).await?),
@@ -60,9 +64,15 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
                 "source-readable",
                 "Source database readable",
                 Status::Fail,
-                format!("`{}` cannot SELECT from {}", info.user, unreadable.join(", ")),
+                format!(
+                    "`{}` cannot SELECT from {}",
+                    info.user,
+                    unreadable.join(", ")
+                ),
             )
-            .with_hint("connect as a role that can read every table (Supabase: the `postgres` user)")
+            .with_hint(
+                "connect as a role that can read every table (Supabase: the `postgres` user)",
+            )
         };
         report.check(item);
     }
@@ -105,7 +115,9 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
                     Status::Fail,
                     format!("not on the source: {}", selection.missing.join(", ")),
                 )
-                .with_hint("fix the names in [data] tables (schema.table), or create the tables first"),
+                .with_hint(
+                    "fix the names in [data] tables (schema.table), or create the tables first",
+                ),
             );
         }
         let names: Vec<QualifiedName> = selection.copy.iter().map(|t| t.name.clone()).collect();
@@ -135,8 +147,16 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         report.check(CheckItem::new(
             "source-row-counts",
             "Source row counts snapshot",
-            if ledger_ok || ctx.settings.dry_run { Status::Pass } else { Status::Warn },
-            format!("{} rows in {} tables; {recorded}", thousands(total), counts.len()),
+            if ledger_ok || ctx.settings.dry_run {
+                Status::Pass
+            } else {
+                Status::Warn
+            },
+            format!(
+                "{} rows in {} tables; {recorded}",
+                thousands(total),
+                counts.len()
+            ),
         ));
         if let Some(target_db) = &target {
             let existing = target_db.existing_tables(&names).await?;
@@ -162,7 +182,10 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
                     "target-empty",
                     "Target tables empty",
                     Status::Warn,
-                    format!("hold rows, will be replaced (--overwrite): {}", non_empty.join(", ")),
+                    format!(
+                        "hold rows, will be replaced (--overwrite): {}",
+                        non_empty.join(", ")
+                    ),
                 )
             } else {
                 CheckItem::new(
@@ -183,12 +206,24 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     report.check(environment_protection(ctx).await);
 
     report.conclude_from_checks();
-    let failed = report.checks.iter().filter(|c| c.status == Status::Fail).count();
-    let warned = report.checks.iter().filter(|c| c.status == Status::Warn).count();
+    let failed = report
+        .checks
+        .iter()
+        .filter(|c| c.status == Status::Fail)
+        .count();
+    let warned = report
+        .checks
+        .iter()
+        .filter(|c| c.status == Status::Warn)
+        .count();
     report.summary = format!(
         "{} items checked: {} passed, {failed} failed, {warned} warnings.",
         report.checks.len(),
-        report.checks.iter().filter(|c| c.status == Status::Pass).count()
+        report
+            .checks
+            .iter()
+            .filter(|c| c.status == Status::Pass)
+            .count()
     );
     Ok(report)
 }
@@ -234,13 +269,19 @@ async fn target_writable(
                 "target-writable",
                 "Target database writable",
                 Status::Fail,
-                format!("PostgreSQL {} at {} as `{}`: {problem}", info.version, db.display, info.user),
+                format!(
+                    "PostgreSQL {} at {} as `{}`: {problem}",
+                    info.version, db.display, info.user
+                ),
             )
             .with_hint("connect to the primary as the `postgres` user of the target project"),
         );
         return false;
     }
-    let evidence = format!("PostgreSQL {} at {} as `{}`", info.version, db.display, info.user);
+    let evidence = format!(
+        "PostgreSQL {} at {} as `{}`",
+        info.version, db.display, info.user
+    );
     if ctx.settings.dry_run {
         report.check(CheckItem::new(
             "target-writable",
@@ -270,7 +311,9 @@ async fn target_writable(
                 Status::Fail,
                 format!("{evidence}; {}", e.message),
             );
-            item.hint = e.hint.or(Some("grant the role CREATE on the database".into()));
+            item.hint = e
+                .hint
+                .or(Some("grant the role CREATE on the database".into()));
             report.check(item);
             false
         }
@@ -310,7 +353,9 @@ fn distinct_environments(
     let s = &ctx.settings;
     if let (Some(a), Some(b)) = (&s.source_project_ref, &s.target_project_ref) {
         if a == b {
-            return fail(format!("source-project-ref and target-project-ref are both `{a}`"));
+            return fail(format!(
+                "source-project-ref and target-project-ref are both `{a}`"
+            ));
         }
     }
     let (Some(su), Some(tu)) = (&s.source_db_url, &s.target_db_url) else {
@@ -364,7 +409,12 @@ async fn migration_checks(
     let dir = match ctx.migration_dir() {
         Ok(dir) => dir,
         Err(e) => {
-            let mut item = CheckItem::new("migration-files", "Migration files well-formed", Status::Fail, e.message);
+            let mut item = CheckItem::new(
+                "migration-files",
+                "Migration files well-formed",
+                Status::Fail,
+                e.message,
+            );
             item.hint = e.hint;
             report.check(item);
             return Ok(());
@@ -497,7 +547,12 @@ fn forbidden_settings(ctx: &Context) -> CheckItem {
     let title = "Forbidden settings absent";
     let forbidden = &ctx.manifest.checks.forbidden;
     if forbidden.is_empty() {
-        return CheckItem::new("forbidden-settings", title, Status::Skip, "no [[checks.forbidden]] entries");
+        return CheckItem::new(
+            "forbidden-settings",
+            title,
+            Status::Skip,
+            "no [[checks.forbidden]] entries",
+        );
     }
     let mut found = Vec::new();
     for setting in forbidden {
@@ -547,7 +602,10 @@ fn functions_present(ctx: &Context) -> Result<CheckItem, PhaseError> {
     Ok(if selection.missing.is_empty() {
         let mut evidence = format!("{} functions to deploy", selection.deploy.len());
         if !selection.excluded.is_empty() {
-            evidence.push_str(&format!("; never deployed: {}", selection.excluded.join(", ")));
+            evidence.push_str(&format!(
+                "; never deployed: {}",
+                selection.excluded.join(", ")
+            ));
         }
         CheckItem::new("functions-present", title, Status::Pass, evidence)
     } else {
@@ -573,7 +631,8 @@ async fn environment_protection(ctx: &Context) -> CheckItem {
         .environment
         .clone()
         .unwrap_or_else(|| ctx.settings.environment.clone());
-    let (Some(token), Some(repo)) = (&ctx.settings.github_token, &ctx.settings.github.repository) else {
+    let (Some(token), Some(repo)) = (&ctx.settings.github_token, &ctx.settings.github.repository)
+    else {
         return CheckItem::new(
             "environment-protection",
             title,
@@ -584,7 +643,12 @@ async fn environment_protection(ctx: &Context) -> CheckItem {
     let client = match GithubClient::new(&ctx.settings.github_api_url, token, repo) {
         Ok(c) => c,
         Err(e) => {
-            return CheckItem::new("environment-protection", title, Status::Fail, ctx.redactor.redact(&e.to_string()));
+            return CheckItem::new(
+                "environment-protection",
+                title,
+                Status::Fail,
+                ctx.redactor.redact(&e.to_string()),
+            );
         }
     };
     match client.environment(&name).await {

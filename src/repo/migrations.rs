@@ -58,7 +58,10 @@ pub fn read_dir(dir: &Path) -> std::io::Result<MigrationDir> {
         match parse_file_name(&file_name) {
             Some((version, name)) => {
                 let bytes = std::fs::read(entry.path())?;
-                by_version.entry(version.clone()).or_default().push(file_name);
+                by_version
+                    .entry(version.clone())
+                    .or_default()
+                    .push(file_name);
                 result.files.push(MigrationFile {
                     version,
                     name,
@@ -71,9 +74,9 @@ pub fn read_dir(dir: &Path) -> std::io::Result<MigrationDir> {
     }
     // The CLI sorts by file name, which for equal-length timestamps is the
     // version order; sort by (version as number, name) to be exact either way.
-    result.files.sort_by(|a, b| {
-        compare_versions(&a.version, &b.version).then_with(|| a.name.cmp(&b.name))
-    });
+    result
+        .files
+        .sort_by(|a, b| compare_versions(&a.version, &b.version).then_with(|| a.name.cmp(&b.name)));
     result.badly_named.sort();
     result.duplicates = by_version
         .into_iter()
@@ -105,7 +108,10 @@ mod tests {
         );
         assert_eq!(parse_file_name("1_.sql"), Some(("1".into(), "".into())));
         assert_eq!(parse_file_name("init.sql"), None);
-        assert_eq!(parse_file_name("2025_01_x.sql"), Some(("2025".into(), "01_x".into())));
+        assert_eq!(
+            parse_file_name("2025_01_x.sql"),
+            Some(("2025".into(), "01_x".into()))
+        );
         assert_eq!(parse_file_name("v1_x.sql"), None);
         assert_eq!(parse_file_name("1_x.sql.bak"), None);
     }
@@ -128,7 +134,10 @@ mod tests {
         assert_eq!(found.badly_named, ["notes.sql"]);
         assert_eq!(
             found.duplicates.get("20250103000000").unwrap(),
-            &vec!["20250103000000_a.sql".to_string(), "20250103000000_dup.sql".to_string()]
+            &vec![
+                "20250103000000_a.sql".to_string(),
+                "20250103000000_dup.sql".to_string()
+            ]
         );
         assert_eq!(found.files[0].checksum.len(), 64);
     }

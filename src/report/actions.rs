@@ -81,7 +81,9 @@ impl Console {
 
 /// Escapes the message part of a workflow command.
 pub fn escape_data(s: &str) -> String {
-    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 /// Escapes a property value of a workflow command.
@@ -116,7 +118,11 @@ mod tests {
     fn outputs_use_heredoc_with_random_delimiters() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out");
-        write_outputs(&path, &[("status", "success".into()), ("multi", "a\nb".into())]).unwrap();
+        write_outputs(
+            &path,
+            &[("status", "success".into()), ("multi", "a\nb".into())],
+        )
+        .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("status<<ghadelimiter_"));

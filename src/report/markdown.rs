@@ -84,12 +84,14 @@ fn checklist(out: &mut String, run: &RunReport) {
     if items.is_empty() {
         return;
     }
-    let (pass, fail, warn) = items.iter().fold((0, 0, 0), |(p, f, w), (_, c)| match c.status {
-        Status::Pass => (p + 1, f, w),
-        Status::Fail => (p, f + 1, w),
-        Status::Warn => (p, f, w + 1),
-        Status::Skip => (p, f, w),
-    });
+    let (pass, fail, warn) = items
+        .iter()
+        .fold((0, 0, 0), |(p, f, w), (_, c)| match c.status {
+            Status::Pass => (p + 1, f, w),
+            Status::Fail => (p, f + 1, w),
+            Status::Warn => (p, f, w + 1),
+            Status::Skip => (p, f, w),
+        });
     let _ = writeln!(
         out,
         "## Checklist\n\n{pass} passed, {fail} failed, {warn} warnings, {} skipped.\n",
@@ -169,7 +171,10 @@ fn timings(out: &mut String, run: &RunReport) {
         return;
     }
     let _ = writeln!(out, "## Timings\n");
-    let _ = writeln!(out, "```mermaid\ngantt\n    title Phase timings\n    dateFormat x\n    axisFormat %H:%M:%S");
+    let _ = writeln!(
+        out,
+        "```mermaid\ngantt\n    title Phase timings\n    dateFormat x\n    axisFormat %H:%M:%S"
+    );
     for (i, phase) in ran.iter().enumerate() {
         let start = phase.started_at.timestamp_millis();
         // Mermaid draws nothing for zero-length bars.
@@ -209,7 +214,11 @@ fn errors(out: &mut String, run: &RunReport) {
     }
     for phase in &run.phases {
         for error in &phase.errors {
-            lines.push(format_error(&phase.phase, &error.message, error.hint.as_deref()));
+            lines.push(format_error(
+                &phase.phase,
+                &error.message,
+                error.hint.as_deref(),
+            ));
         }
         for check in phase.checks.iter().filter(|c| c.status == Status::Fail) {
             lines.push(format_error(
@@ -226,7 +235,11 @@ fn errors(out: &mut String, run: &RunReport) {
     for line in lines {
         let _ = writeln!(out, "{line}");
     }
-    let _ = writeln!(out, "\nRe-run after fixing:\n\n```sh\n{}\n```\n", run.rerun_command);
+    let _ = writeln!(
+        out,
+        "\nRe-run after fixing:\n\n```sh\n{}\n```\n",
+        run.rerun_command
+    );
 }
 
 fn format_error(phase: &str, message: &str, hint: Option<&str>) -> String {
@@ -246,14 +259,22 @@ fn write_table(out: &mut String, table: &ReportTable, report_path: &str) {
     let _ = writeln!(
         out,
         "| {} |",
-        table.columns.iter().map(|c| escape(c)).collect::<Vec<_>>().join(" | ")
+        table
+            .columns
+            .iter()
+            .map(|c| escape(c))
+            .collect::<Vec<_>>()
+            .join(" | ")
     );
     let _ = writeln!(out, "|{}", "---|".repeat(table.columns.len()));
     for row in table.rows.iter().take(MAX_TABLE_ROWS) {
         let _ = writeln!(
             out,
             "| {} |",
-            row.iter().map(|c| escape(c)).collect::<Vec<_>>().join(" | ")
+            row.iter()
+                .map(|c| escape(c))
+                .collect::<Vec<_>>()
+                .join(" | ")
         );
     }
     let _ = writeln!(out);
@@ -272,7 +293,9 @@ fn write_table(out: &mut String, table: &ReportTable, report_path: &str) {
 
 /// Escapes a table cell: pipes and newlines would break the row.
 fn escape(cell: &str) -> String {
-    cell.replace('|', "\\|").replace("\r\n", "<br>").replace('\n', "<br>")
+    cell.replace('|', "\\|")
+        .replace("\r\n", "<br>")
+        .replace('\n', "<br>")
 }
 
 /// Keeps free text from opening HTML tags or code fences by accident.
@@ -339,7 +362,9 @@ mod tests {
         let mut counts = ReportTable::new("Source row counts", &["Table", "Rows"]);
         counts.push(["public.customers", "1,204"]);
         counts.push(["public.notes|x", "3"]);
-        preflight.tables.push(counts.with_note("Exact counts in one snapshot."));
+        preflight
+            .tables
+            .push(counts.with_note("Exact counts in one snapshot."));
         preflight.diffs.push(TextDiff {
             title: "invoice_folder_path".into(),
             before_label: "target now".into(),
@@ -411,6 +436,10 @@ mod tests {
         let page = render(&run, "r.json");
         assert!(page.len() <= MAX_SUMMARY_BYTES, "{}", page.len());
         assert!(page.contains("has the full report"));
-        assert_eq!(page.matches("```").count() % 2, 0, "code fences stay balanced");
+        assert_eq!(
+            page.matches("```").count() % 2,
+            0,
+            "code fences stay balanced"
+        );
     }
 }

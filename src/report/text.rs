@@ -54,7 +54,11 @@ pub fn render_phase(phase: &PhaseReport) -> String {
             let _ = writeln!(out, "{}", line(row));
         }
         if table.rows.len() > 50 {
-            let _ = writeln!(out, "    … {} more rows in the JSON report", table.rows.len() - 50);
+            let _ = writeln!(
+                out,
+                "    … {} more rows in the JSON report",
+                table.rows.len() - 50
+            );
         }
     }
     for error in &phase.errors {

@@ -1,0 +1,200 @@
+//! Every error a user can cause at the edges: each gets a specific message
+//! naming the input and the fix, and the documented exit code.
+
+mod common;
+
+use common::*;
+
+fn local(cwd: &std::path::Path, args: &[&str], extra: &[(&str, &str)]) -> std::process::Output {
+    let env: Vec<(String, String)> = extra
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    run_cutover(cwd, args, &env)
+}
+
+fn write_manifest(dir: &std::path::Path, text: &str) -> String {
+    let path = dir.join("cutover.toml");
+    std::fs::write(&path, text).unwrap();
+    std::fs::create_dir_all(dir.join("supabase/migrations")).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn unknown_manifest_key_exits_2_with_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(
+        dir.path(),
+        "[project]\nname = \"x\"\n\n[data]\nparalel = 4\n",
+    );
+    let out = local(dir.path(), &["plan", "--manifest", &manifest], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let log = text(&out);
+    assert!(log.contains(&format!("{manifest}:5:1")), "{log}");
+    assert!(log.contains("paralel"), "{log}");
+}
+
+#[test]
+fn wrong_type_in_manifest_exits_2_with_an_annotation_in_actions() {
+    let dir = tempfile::tempdir().unwrap();
+    write_manifest(
+        dir.path(),
+        "[project]\nname = \"x\"\n[gate]\nfour_eyes = \"yes\"\n",
+    );
+    let files = ActionsFiles::new();
+    let mut env = files.github_env();
+    env.push(("INPUT_PHASE".into(), "preflight".into()));
+    env.push((
+        "INPUT_MANIFEST".into(),
+        dir.path().join("cutover.toml").display().to_string(),
+    ));
+    let out = run_cutover(dir.path(), &[], &env);
+    assert_eq!(out.status.code(), Some(2));
+    let log = text(&out);
+    let annotation = log
+        .lines()
+        .find(|l| l.starts_with("::error file="))
+        .expect(&log);
+    assert!(annotation.contains(",line=4,col=13::"), "{annotation}");
+    assert_eq!(files.outputs()["status"], "failed");
+    assert!(files.read("summary.md").contains("cutover.toml:4:13"));
+}
+
+#[test]
+fn missing_manifest_names_the_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = local(dir.path(), &["plan"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let log = text(&out);
+    assert!(
+        log.contains("cannot read manifest cutover.toml") && log.contains("--manifest"),
+        "{log}"
+    );
+}
+
+#[test]
+fn misspelt_phase_exits_2_and_suggests_the_nearest() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = local(dir.path(), &["plan,preflihgt"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("did you mean `preflight`?"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn misspelt_phase_input_in_actions_names_the_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = local(
+        dir.path(),
+        &[],
+        &[("GITHUB_ACTIONS", "true"), ("INPUT_PHASE", "rollbak")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let log = text(&out);
+    assert!(
+        log.contains("input `phase`") && log.contains("`rollback`"),
+        "{log}"
+    );
+    assert!(log.contains("::error::"), "{log}");
+}
+
+#[test]
+fn invalid_url_exits_2_without_echoing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = local(
+        dir.path(),
+        &[
+            "plan",
+            "--source-db-url",
+            "http://admin:Sekr1t-Value@db.example.com/postgres",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let log = text(&out);
+    assert!(log.contains("--source-db-url"), "{log}");
+    assert!(!log.contains("Sekr1t-Value"), "{log}");
+}
+
+#[test]
+fn unimplemented_phase_fails_clearly_with_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(dir.path(), "[project]\nname = \"x\"\n");
+    let out = local(dir.path(), &["schema", "--manifest", &manifest], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("phase `schema` is not implemented"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test]
+async fn unreachable_host_fails_fast_naming_the_input() {
+    let target = TestDb::new("unreach").await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(dir.path(), "[project]\nname = \"x\"\n");
+    // Port 1 on loopback: nothing listens, the connection is refused at once.
+    let out = local(
+        dir.path(),
+        &["preflight", "--manifest", &manifest],
+        &[
+            (
+                "CUTOVER_SOURCE_DB_URL",
+                "postgres://postgres:pw-unreach-123@127.0.0.1:1/postgres",
+            ),
+            ("CUTOVER_TARGET_DB_URL", &target.url()),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let log = text(&out);
+    assert!(
+        log.contains("cannot connect to the source database at 127.0.0.1:1/postgres"),
+        "{log}"
+    );
+    assert!(log.contains("source-db-url"), "{log}");
+    assert!(!log.contains("pw-unreach-123"), "{log}");
+}
+
+#[tokio::test]
+async fn missing_database_gets_a_specific_hint() {
+    let target = TestDb::new("nodb").await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(dir.path(), "[project]\nname = \"x\"\n");
+    let out = local(
+        dir.path(),
+        &["plan", "--manifest", &manifest],
+        &[
+            (
+                "CUTOVER_SOURCE_DB_URL",
+                &url_for("cutover_no_such_database", None),
+            ),
+            ("CUTOVER_TARGET_DB_URL", &target.url()),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let log = text(&out);
+    assert!(log.contains("that database does not exist"), "{log}");
+}
+
+#[tokio::test]
+async fn plan_without_urls_still_plans_local_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = repo_root().join("examples/ops-portal/cutover.toml");
+    let out = local(
+        dir.path(),
+        &["plan", "--manifest", &manifest.display().to_string()],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let log = text(&out);
+    assert!(log.contains("deploy 6 functions"), "{log}");
+    assert!(log.contains("never deploy test-create-user"), "{log}");
+    assert!(
+        log.contains("--source-db-url (or CUTOVER_SOURCE_DB_URL) is not set"),
+        "{log}"
+    );
+}

@@ -1,0 +1,387 @@
+//! Test harness: fresh Supabase-like databases on a real PostgreSQL server,
+//! and a way to run the built binary the way GitHub Actions runs it.
+//!
+//! Each test gets its own databases (random names), so tests run in parallel;
+//! they are dropped when the handle goes out of scope.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sqlx::{Connection, PgConnection, Row};
+
+/// The server tests create their databases on.
+pub fn admin_url() -> String {
+    std::env::var("CUTOVER_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Supabase-like bootstrap every test database starts from.
+pub fn bootstrap_sql() -> String {
+    std::fs::read_to_string(repo_root().join("tests/fixtures/supabase_bootstrap.sql"))
+        .expect("bootstrap fixture")
+}
+
+/// A URL for database `name` on the test server, optionally with a password
+/// (the test server trusts local connections and ignores it, which lets the
+/// leak checks plant a recognisable secret in the URL).
+pub fn url_for(name: &str, password: Option<&str>) -> String {
+    let mut url = url::Url::parse(&admin_url()).expect("CUTOVER_TEST_DATABASE_URL is a URL");
+    url.set_path(&format!("/{name}"));
+    if let Some(pw) = password {
+        url.set_password(Some(pw)).expect("password");
+    }
+    url.to_string()
+}
+
+/// A database created for one test and dropped afterwards.
+pub struct TestDb {
+    /// Its name.
+    pub name: String,
+}
+
+impl TestDb {
+    /// Creates an empty database with the Supabase-like bootstrap loaded.
+    pub async fn new(label: &str) -> TestDb {
+        let name = format!(
+            "cutover_t_{label}_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..10]
+        );
+        let mut admin = PgConnection::connect(&admin_url())
+            .await
+            .expect("connect to the test server (CUTOVER_TEST_DATABASE_URL)");
+        sqlx::raw_sql(&format!("create database \"{name}\""))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        let db = TestDb { name };
+        db.exec(&bootstrap_sql()).await;
+        db
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        url_for(&self.name, None)
+    }
+
+    /// Its URL with a (ignored) password.
+    pub fn url_with_password(&self, password: &str) -> String {
+        url_for(&self.name, Some(password))
+    }
+
+    /// A new connection.
+    pub async fn connect(&self) -> PgConnection {
+        PgConnection::connect(&self.url())
+            .await
+            .expect("connect to test database")
+    }
+
+    /// Runs SQL (several statements allowed).
+    pub async fn exec(&self, sql: &str) {
+        let mut conn = self.connect().await;
+        sqlx::raw_sql(sql)
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("SQL failed on {}: {e}\n{sql}", self.name));
+    }
+
+    /// One value as text.
+    pub async fn scalar(&self, sql: &str) -> Option<String> {
+        let mut conn = self.connect().await;
+        let row = sqlx::query(sql)
+            .fetch_one(&mut conn)
+            .await
+            .expect("scalar query");
+        row.try_get::<Option<String>, _>(0).expect("text value")
+    }
+
+    /// Applies an example's migration files in order, each in one transaction
+    /// (the CONCURRENTLY file alone, outside one), and records them in
+    /// `supabase_migrations.schema_migrations` as the Supabase CLI does: this
+    /// is how a source environment built by `supabase db push` looks.
+    pub async fn apply_migrations(&self, example: &str, up_to: Option<usize>) {
+        let dir = repo_root()
+            .join("examples")
+            .join(example)
+            .join("supabase/migrations");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .expect("migrations dir")
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+            .collect();
+        files.sort();
+        self.exec(
+            "create schema if not exists supabase_migrations;
+             create table if not exists supabase_migrations.schema_migrations
+               (version text not null primary key, statements text[], name text);",
+        )
+        .await;
+        for file in files.iter().take(up_to.unwrap_or(usize::MAX)) {
+            let sql = std::fs::read_to_string(file).unwrap();
+            let stem = file.file_stem().unwrap().to_string_lossy().to_string();
+            let (version, name) = stem.split_once('_').unwrap();
+            if sql.to_lowercase().contains("concurrently") {
+                self.exec(&sql).await;
+            } else {
+                self.exec(&format!("begin;\n{sql}\n;commit;")).await;
+            }
+            self.exec(&format!(
+                "insert into supabase_migrations.schema_migrations (version, name, statements) values ('{version}', '{name}', array[]::text[])"
+            ))
+            .await;
+        }
+    }
+
+    /// Loads an example's seed data.
+    pub async fn seed(&self, example: &str) {
+        let sql = std::fs::read_to_string(
+            repo_root()
+                .join("examples")
+                .join(example)
+                .join("supabase/seed.sql"),
+        )
+        .unwrap();
+        self.exec(&sql).await;
+    }
+
+    /// A text rendering of the user-visible catalog (relations, columns,
+    /// constraints, indexes, functions, policies, triggers, schemas) and
+    /// every table's exact row count: equal before and after means nothing
+    /// was written.
+    pub async fn fingerprint(&self) -> String {
+        let mut conn = self.connect().await;
+        let catalog: Vec<String> = sqlx::query_scalar(
+            "select format('%s|%s|%s', n.nspname, c.relname, c.relkind)
+               from pg_class c join pg_namespace n on n.oid = c.relnamespace
+              where n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg_toast%'
+             union all select format('col|%s|%s|%s|%s', attrelid::regclass, attname, atttypid::regtype, attnum)
+               from pg_attribute a join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace
+              where n.nspname not in ('pg_catalog', 'information_schema') and attnum > 0
+             union all select format('con|%s|%s', conrelid::regclass, conname) from pg_constraint
+             union all select format('fn|%s', p.oid::regprocedure) from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+              where n.nspname not in ('pg_catalog', 'information_schema')
+             union all select format('pol|%s|%s', polrelid::regclass, polname) from pg_policy
+             union all select format('trg|%s|%s', tgrelid::regclass, tgname) from pg_trigger
+             union all select format('nsp|%s', nspname) from pg_namespace
+             order by 1",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .expect("catalog fingerprint");
+        let tables: Vec<String> = sqlx::query_scalar(
+            "select format('%I.%I', n.nspname, c.relname) from pg_class c
+               join pg_namespace n on n.oid = c.relnamespace
+              where c.relkind = 'r' and n.nspname not in ('pg_catalog', 'information_schema')
+                and n.nspname not like 'pg_toast%' order by 1",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        let mut counts = BTreeMap::new();
+        for t in tables {
+            let n: i64 = sqlx::query_scalar(&format!("select count(*) from {t}"))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            counts.insert(t, n);
+        }
+        format!("{}\n{counts:?}", catalog.join("\n"))
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs outside async context: use a private runtime on a thread.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut admin) = PgConnection::connect(&admin_url()).await {
+                    let _ =
+                        sqlx::raw_sql(&format!("drop database if exists \"{name}\" with (force)"))
+                            .execute(&mut admin)
+                            .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A source with an example's schema and seed, and an empty target.
+pub struct Pair {
+    /// The source environment.
+    pub source: TestDb,
+    /// The target environment.
+    pub target: TestDb,
+}
+
+impl Pair {
+    /// Source built from `example` (migrations + seed), target bootstrapped only.
+    pub async fn from_example(example: &str) -> Pair {
+        let (source, target) = tokio::join!(TestDb::new("src"), TestDb::new("tgt"));
+        source.apply_migrations(example, None).await;
+        source.seed(example).await;
+        Pair { source, target }
+    }
+}
+
+/// Files a GitHub-like run writes.
+pub struct ActionsFiles {
+    /// Temp folder (the workspace).
+    pub dir: tempfile::TempDir,
+}
+
+impl ActionsFiles {
+    /// A fresh workspace with empty summary and output files and an event.
+    pub fn new() -> ActionsFiles {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("summary.md"), "").unwrap();
+        std::fs::write(dir.path().join("output.txt"), "").unwrap();
+        std::fs::write(
+            dir.path().join("event.json"),
+            r#"{"ref": "refs/tags/v1.2.0", "repository": {"full_name": "acme/ops-portal"}}"#,
+        )
+        .unwrap();
+        ActionsFiles { dir }
+    }
+
+    /// Path of a file in the workspace.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Text of a file in the workspace ("" when absent).
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap_or_default()
+    }
+
+    /// The step outputs, parsed from the heredoc form.
+    pub fn outputs(&self) -> BTreeMap<String, String> {
+        parse_outputs(&self.read("output.txt"))
+    }
+
+    /// The `GITHUB_*` variables of a run whose workspace is this folder.
+    pub fn github_env(&self) -> Vec<(String, String)> {
+        let p = |n: &str| self.path(n).display().to_string();
+        vec![
+            ("GITHUB_ACTIONS".into(), "true".into()),
+            ("GITHUB_STEP_SUMMARY".into(), p("summary.md")),
+            ("GITHUB_OUTPUT".into(), p("output.txt")),
+            ("GITHUB_EVENT_PATH".into(), p("event.json")),
+            (
+                "GITHUB_WORKSPACE".into(),
+                self.dir.path().display().to_string(),
+            ),
+            ("GITHUB_REPOSITORY".into(), "acme/ops-portal".into()),
+            ("GITHUB_RUN_ID".into(), "4242".into()),
+            (
+                "GITHUB_SHA".into(),
+                "0123456789abcdef0123456789abcdef01234567".into(),
+            ),
+            ("GITHUB_REF".into(), "refs/tags/v1.2.0".into()),
+            ("GITHUB_ACTOR".into(), "release-manager".into()),
+            ("GITHUB_SERVER_URL".into(), "https://github.com".into()),
+        ]
+    }
+}
+
+/// Parses `$GITHUB_OUTPUT` heredoc blocks.
+pub fn parse_outputs(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if let Some((name, delim)) = line.split_once("<<") {
+            let mut value = Vec::new();
+            for l in lines.by_ref() {
+                if l == delim {
+                    break;
+                }
+                value.push(l);
+            }
+            out.insert(name.to_string(), value.join("\n"));
+        }
+    }
+    out
+}
+
+/// The binary under test.
+pub fn cutover_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_cutover"))
+}
+
+/// Runs the binary in `cwd` with exactly `env` (plus PATH), nothing inherited,
+/// so stray `CUTOVER_*` or `GITHUB_*` variables of the developer's shell
+/// cannot change the result.
+pub fn run_cutover(cwd: &Path, args: &[&str], env: &[(String, String)]) -> Output {
+    let mut cmd = Command::new(cutover_bin());
+    cmd.current_dir(cwd).args(args).env_clear();
+    if let Ok(path) = std::env::var("PATH") {
+        cmd.env("PATH", path);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run cutover")
+}
+
+/// stdout + stderr as text.
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Asserts that `secret` appears nowhere a user or auditor could read it:
+/// stdout/stderr (except the runner's own `::add-mask::` lines, which is how
+/// it learns to hide the value), the summary, the JSON report, the outputs.
+pub fn assert_no_leak(secret: &str, out: &Output, files: &ActionsFiles, report: &Path) {
+    let log: String = text(out)
+        .lines()
+        .filter(|l| !l.starts_with("::add-mask::"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        !log.contains(secret),
+        "secret leaked to stdout/stderr:\n{log}"
+    );
+    for name in ["summary.md", "output.txt"] {
+        assert!(
+            !files.read(name).contains(secret),
+            "secret leaked to {name}"
+        );
+    }
+    let report_text = std::fs::read_to_string(report).unwrap_or_default();
+    assert!(
+        !report_text.contains(secret),
+        "secret leaked to the JSON report"
+    );
+}
+
+/// Everything in the ledger schema as text, for leak checks.
+pub async fn ledger_dump(db: &TestDb, schema: &str) -> String {
+    let mut conn = db.connect().await;
+    let mut all = String::new();
+    for table in ["runs", "steps", "migrations", "snapshots"] {
+        let rows: Vec<String> = sqlx::query_scalar(&format!(
+            "select coalesce(string_agg(t::text, E'\\n'), '') from \"{schema}\".\"{table}\" t"
+        ))
+        .fetch_all(&mut conn)
+        .await
+        .unwrap_or_default();
+        all.push_str(&rows.join("\n"));
+    }
+    all
+}

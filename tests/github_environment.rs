@@ -1,0 +1,153 @@
+//! The GitHub environments API against a local fake that answers as
+//! `shared/specs/github-environments-api.json` documents.
+
+mod common;
+
+use common::*;
+use cutover::github::GithubClient;
+use serde_json::json;
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const TOKEN: &str = "ghs_FakeTokenValue0123456789";
+
+fn environment(name: &str, reviewers: serde_json::Value) -> serde_json::Value {
+    json!({
+        "id": 161088068,
+        "node_id": "MDExOkVudmlyb25tZW50MTYxMDg4MDY4",
+        "name": name,
+        "url": format!("https://api.github.com/repos/acme/ops-portal/environments/{name}"),
+        "html_url": "https://github.com/acme/ops-portal/deployments/activity_log",
+        "created_at": "2020-11-23T22:00:40Z",
+        "updated_at": "2020-11-23T22:00:40Z",
+        "protection_rules": [
+            {"id": 3736, "node_id": "MDQ6R2F0ZTM3MzY=", "type": "wait_timer", "wait_timer": 30},
+            {"id": 3755, "node_id": "MDQ6R2F0ZTM3NTU=", "prevent_self_review": true,
+             "type": "required_reviewers", "reviewers": reviewers},
+            {"id": 3756, "node_id": "MDQ6R2F0ZTM3NTY=", "type": "branch_policy"}
+        ],
+        "deployment_branch_policy": {"protected_branches": false, "custom_branch_policies": true}
+    })
+}
+
+fn reviewers() -> serde_json::Value {
+    json!([
+        {"type": "User", "reviewer": {"login": "octocat", "id": 1, "type": "User", "site_admin": false}},
+        {"type": "Team", "reviewer": {"id": 1, "name": "Release Managers", "slug": "release-managers"}}
+    ])
+}
+
+#[tokio::test]
+async fn reads_required_reviewers_with_an_encoded_name() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/ops-portal/environments/prod%20eu%2F1"))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(environment("prod eu/1", reviewers())))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = GithubClient::new(&server.uri(), TOKEN, "acme/ops-portal").unwrap();
+    let env = client.environment("prod eu/1").await.unwrap().expect("found");
+    let rule = env.required_reviewers().expect("rule");
+    let who: Vec<String> = rule.reviewers.iter().map(|r| r.display()).collect();
+    assert_eq!(who, ["@octocat", "team:release-managers"]);
+    assert_eq!(rule.prevent_self_review, Some(true));
+}
+
+#[tokio::test]
+async fn missing_environment_is_none() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(
+            json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}),
+        ))
+        .mount(&server)
+        .await;
+    let client = GithubClient::new(&server.uri(), TOKEN, "acme/ops-portal").unwrap();
+    assert_eq!(client.environment("production").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn forbidden_names_the_permission_and_not_the_token() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(403).set_body_json(json!({
+            "message": "Resource not accessible by integration",
+            "documentation_url": "https://docs.github.com/rest"
+        })))
+        .mount(&server)
+        .await;
+    let client = GithubClient::new(&server.uri(), TOKEN, "acme/ops-portal").unwrap();
+    let err = client.environment("production").await.unwrap_err().to_string();
+    assert!(err.contains("403") && err.contains("permissions: actions: read"), "{err}");
+    assert!(!err.contains(TOKEN));
+}
+
+#[tokio::test]
+async fn unauthorised_names_the_input() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({
+            "message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"
+        })))
+        .mount(&server)
+        .await;
+    let client = GithubClient::new(&server.uri(), TOKEN, "acme/ops-portal").unwrap();
+    let err = client.environment("production").await.unwrap_err().to_string();
+    assert!(err.contains("input `github-token`"), "{err}");
+    assert!(!err.contains(TOKEN));
+}
+
+/// Preflight in Actions: an environment without required reviewers fails the
+/// row; one with reviewers passes and names them.
+#[tokio::test]
+async fn preflight_checks_the_release_environment() {
+    let server = MockServer::start().await;
+    let mut unprotected = environment("production", json!([]));
+    unprotected["protection_rules"] = json!([]);
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/ops-portal/environments/production"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(unprotected))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/ops-portal/environments/uat"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(environment("uat", reviewers())))
+        .mount(&server)
+        .await;
+
+    let source = TestDb::new("ghsrc").await;
+    let target = TestDb::new("ghtgt").await;
+    let work = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(work.path().join("supabase/migrations")).unwrap();
+    std::fs::write(work.path().join("cutover.toml"), "[project]\nname = \"gh\"\n").unwrap();
+
+    for (environment_name, ok) in [("production", false), ("uat", true)] {
+        let files = ActionsFiles::new();
+        let mut env = files.github_env();
+        env.extend([
+            ("GITHUB_API_URL".to_string(), server.uri()),
+            ("INPUT_PHASE".to_string(), "preflight".to_string()),
+            ("INPUT_MANIFEST".to_string(), work.path().join("cutover.toml").display().to_string()),
+            ("INPUT_SOURCE-DB-URL".to_string(), source.url()),
+            ("INPUT_TARGET-DB-URL".to_string(), target.url()),
+            ("INPUT_GITHUB-TOKEN".to_string(), TOKEN.to_string()),
+            ("INPUT_ENVIRONMENT".to_string(), environment_name.to_string()),
+        ]);
+        let out = run_cutover(work.path(), &[], &env);
+        let summary = files.read("summary.md");
+        let row = summary
+            .lines()
+            .find(|l| l.contains("Release environment requires reviewers"))
+            .unwrap_or_else(|| panic!("{summary}"));
+        if ok {
+            assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+            assert!(row.starts_with("| ✅") && row.contains("@octocat, team:release-managers"), "{row}");
+        } else {
+            assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+            assert!(row.starts_with("| ❌") && row.contains("no required reviewers"), "{row}");
+        }
+        assert_no_leak(TOKEN, &out, &files, &work.path().join("cutover-report.json"));
+    }
+}

@@ -102,13 +102,26 @@ impl Default for ProjectSection {
 }
 
 /// `[schema]`
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SchemaSection {
     /// Accept an applied migration whose file changed since (reported as a warning).
     pub allow_drift: bool,
     /// Accept a never-applied file older than the newest applied version.
     pub allow_out_of_order: bool,
+    /// How long a writing phase waits for another cutover run's lock on the
+    /// target before giving up, in seconds.
+    pub lock_timeout_seconds: u64,
+}
+
+impl Default for SchemaSection {
+    fn default() -> Self {
+        Self {
+            allow_drift: false,
+            allow_out_of_order: false,
+            lock_timeout_seconds: 60,
+        }
+    }
 }
 
 /// How rows are moved.

@@ -43,12 +43,18 @@ async fn reads_required_reviewers_with_an_encoded_name() {
     Mock::given(method("GET"))
         .and(path("/repos/acme/ops-portal/environments/prod%20eu%2F1"))
         .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
-        .respond_with(ResponseTemplate::new(200).set_body_json(environment("prod eu/1", reviewers())))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(environment("prod eu/1", reviewers())),
+        )
         .expect(1)
         .mount(&server)
         .await;
     let client = GithubClient::new(&server.uri(), TOKEN, "acme/ops-portal").unwrap();
-    let env = client.environment("prod eu/1").await.unwrap().expect("found");
+    let env = client
+        .environment("prod eu/1")
+        .await
+        .unwrap()
+        .expect("found");
     let rule = env.required_reviewers().expect("rule");
     let who: Vec<String> = rule.reviewers.iter().map(|r| r.display()).collect();
     assert_eq!(who, ["@octocat", "team:release-managers"]);
@@ -79,8 +85,15 @@ async fn forbidden_names_the_permission_and_not_the_token() {
         .mount(&server)
         .await;
     let client = GithubClient::new(&server.uri(), TOKEN, "acme/ops-portal").unwrap();
-    let err = client.environment("production").await.unwrap_err().to_string();
-    assert!(err.contains("403") && err.contains("permissions: actions: read"), "{err}");
+    let err = client
+        .environment("production")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("403") && err.contains("permissions: actions: read"),
+        "{err}"
+    );
     assert!(!err.contains(TOKEN));
 }
 
@@ -94,7 +107,11 @@ async fn unauthorised_names_the_input() {
         .mount(&server)
         .await;
     let client = GithubClient::new(&server.uri(), TOKEN, "acme/ops-portal").unwrap();
-    let err = client.environment("production").await.unwrap_err().to_string();
+    let err = client
+        .environment("production")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("input `github-token`"), "{err}");
     assert!(!err.contains(TOKEN));
 }
@@ -121,7 +138,11 @@ async fn preflight_checks_the_release_environment() {
     let target = TestDb::new("ghtgt").await;
     let work = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(work.path().join("supabase/migrations")).unwrap();
-    std::fs::write(work.path().join("cutover.toml"), "[project]\nname = \"gh\"\n").unwrap();
+    std::fs::write(
+        work.path().join("cutover.toml"),
+        "[project]\nname = \"gh\"\n",
+    )
+    .unwrap();
 
     for (environment_name, ok) in [("production", false), ("uat", true)] {
         let files = ActionsFiles::new();
@@ -129,11 +150,17 @@ async fn preflight_checks_the_release_environment() {
         env.extend([
             ("GITHUB_API_URL".to_string(), server.uri()),
             ("INPUT_PHASE".to_string(), "preflight".to_string()),
-            ("INPUT_MANIFEST".to_string(), work.path().join("cutover.toml").display().to_string()),
+            (
+                "INPUT_MANIFEST".to_string(),
+                work.path().join("cutover.toml").display().to_string(),
+            ),
             ("INPUT_SOURCE-DB-URL".to_string(), source.url()),
             ("INPUT_TARGET-DB-URL".to_string(), target.url()),
             ("INPUT_GITHUB-TOKEN".to_string(), TOKEN.to_string()),
-            ("INPUT_ENVIRONMENT".to_string(), environment_name.to_string()),
+            (
+                "INPUT_ENVIRONMENT".to_string(),
+                environment_name.to_string(),
+            ),
         ]);
         let out = run_cutover(work.path(), &[], &env);
         let summary = files.read("summary.md");
@@ -143,11 +170,22 @@ async fn preflight_checks_the_release_environment() {
             .unwrap_or_else(|| panic!("{summary}"));
         if ok {
             assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-            assert!(row.starts_with("| ✅") && row.contains("@octocat, team:release-managers"), "{row}");
+            assert!(
+                row.starts_with("| ✅") && row.contains("@octocat, team:release-managers"),
+                "{row}"
+            );
         } else {
             assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-            assert!(row.starts_with("| ❌") && row.contains("no required reviewers"), "{row}");
+            assert!(
+                row.starts_with("| ❌") && row.contains("no required reviewers"),
+                "{row}"
+            );
         }
-        assert_no_leak(TOKEN, &out, &files, &work.path().join("cutover-report.json"));
+        assert_no_leak(
+            TOKEN,
+            &out,
+            &files,
+            &work.path().join("cutover-report.json"),
+        );
     }
 }

@@ -1,5 +1,8 @@
 //! The audit ledger: `runs`, `steps`, `migrations` and `snapshots` tables in
-//! the target database (schema `cutover` unless the manifest names another).
+//! the target database (schema `cutover` unless the manifest names another),
+//! plus the data phase's bookkeeping: `deferred_objects` (indexes and
+//! constraints dropped for loading, until rebuilt) and `table_copies` (which
+//! tables of an interrupted copy are finished).
 //!
 //! The ledger is what makes re-runs resumable and what the cutover gate reads.
 //! Details are JSON that has been through the redactor: no secret lands here.
@@ -105,7 +108,29 @@ impl Ledger {
                  checksum text,
                  taken_at timestamptz not null default now()
              );
-             create index if not exists snapshots_run_idx on {s}.snapshots (run_id);"
+             create index if not exists snapshots_run_idx on {s}.snapshots (run_id);
+             create table if not exists {s}.deferred_objects (
+                 id bigserial primary key,
+                 table_name text not null,
+                 kind text not null,
+                 name text not null,
+                 definition text not null,
+                 deferral text not null default '',
+                 validated boolean not null default true,
+                 status text not null check (status in ('dropped', 'restored')),
+                 run_id uuid references {s}.runs(id),
+                 dropped_at timestamptz not null default now(),
+                 restored_at timestamptz
+             );
+             create table if not exists {s}.table_copies (
+                 table_name text primary key,
+                 status text not null check (status in ('copying', 'done', 'complete')),
+                 rows bigint not null default 0,
+                 bytes bigint not null default 0,
+                 run_id uuid references {s}.runs(id),
+                 started_at timestamptz,
+                 finished_at timestamptz
+             );"
         );
         let mut tx = db
             .pool

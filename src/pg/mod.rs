@@ -4,7 +4,9 @@
 //! is a [`PgError`] whose text has been through the [`Redactor`], so a URL or
 //! password can never ride along in a driver message.
 
+pub mod copy;
 pub mod ledger;
+pub mod migrate;
 
 use std::collections::BTreeMap;
 use std::str::FromStr;

@@ -3,8 +3,10 @@
 //! A phase talks to databases and APIs only through `pg`, `supabase`,
 //! `github` and `frontend`, and never prints its report itself.
 
+pub mod data;
 pub mod plan;
 pub mod preflight;
+pub mod schema;
 
 use std::collections::BTreeMap;
 
@@ -91,7 +93,10 @@ impl Phase {
 
     /// Whether this build implements the phase.
     pub fn implemented(self) -> bool {
-        matches!(self, Phase::Plan | Phase::Preflight)
+        matches!(
+            self,
+            Phase::Plan | Phase::Preflight | Phase::Schema | Phase::Data
+        )
     }
 }
 
@@ -186,6 +191,8 @@ pub async fn run(phase: Phase, ctx: &mut Context) -> Result<PhaseReport, PhaseEr
     match phase {
         Phase::Plan => plan::run(ctx).await,
         Phase::Preflight => preflight::run(ctx).await,
+        Phase::Schema => schema::run(ctx).await,
+        Phase::Data => data::run(ctx).await,
         other => Err(PhaseError::new(format!(
             "phase `{other}` is not implemented in cutover {} yet; nothing was changed",
             env!("CARGO_PKG_VERSION")

@@ -4,3 +4,4 @@
 
 pub mod functions;
 pub mod migrations;
+pub mod sql_split;

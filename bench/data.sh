@@ -1,0 +1,430 @@
+#!/usr/bin/env bash
+# bench/data.sh: how fast is cutover's data phase, next to the usual ways of
+# copying a database and next to the fastest copy PostgreSQL allows?
+#
+#   bench/data.sh [--rows N] [--keep]
+#
+# Generates bench_source (bench/schema.sql + bench/generate.sql, N rows in
+# all, default 4,000,000 ≈ 700 MB), copies it once per method into its own
+# target database, checks every copy against the source (row counts, row
+# checksums, indexes/constraints/triggers) and prints each time and its ratio
+# to cutover's. See bench/README.md.
+#
+# Environment:
+#   BENCH_PG      base URL of the server, no database (default postgres://postgres@127.0.0.1:5432)
+#   CUTOVER_BIN   cutover binary (default target/release/cutover, built with
+#                 `cargo build --release` when missing)
+#   BENCH_STRICT  1: also fail when cutover's data phase fails or is more than
+#                 1.3× the raw COPY ceiling (otherwise only reported)
+#
+# Exit status: 0 when every method that ran produced an identical copy (and,
+# with BENCH_STRICT=1, cutover ran within 1.3× of the ceiling); 1 otherwise;
+# 2 for bad usage.
+
+set -euo pipefail
+
+usage() {
+  sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+ROWS=4000000
+KEEP=0
+while (($#)); do
+  case $1 in
+    --rows) [[ $# -ge 2 ]] || { echo "--rows needs a number" >&2; exit 2; }; ROWS=$2; shift 2 ;;
+    --rows=*) ROWS=${1#--rows=}; shift ;;
+    --keep) KEEP=1; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "unknown argument: $1 (usage: bench/data.sh [--rows N] [--keep])" >&2; exit 2 ;;
+  esac
+done
+if ! [[ $ROWS =~ ^[0-9]+$ ]] || ((ROWS < 100)); then
+  echo "--rows must be a whole number of at least 100 (got '$ROWS')" >&2
+  exit 2
+fi
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(cd "$BENCH_DIR/.." && pwd)
+cd "$REPO_DIR"
+
+BENCH_PG=${BENCH_PG:-postgres://postgres@127.0.0.1:5432}
+CUTOVER_BIN=${CUTOVER_BIN:-target/release/cutover}
+BENCH_STRICT=${BENCH_STRICT:-0}
+JOBS=2               # tables / index builds at a time, for every method
+CEILING_GOAL=1.3     # cutover's time / raw ceiling's time should stay under this
+CUTOVER_REPORT=/tmp/bench-cutover-report.json
+CUTOVER_SUMMARY=/tmp/bench-cutover-summary.md
+
+for tool in psql pg_dump pg_restore bc awk; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool is required but not installed" >&2; exit 1; }
+done
+
+# --- URLs ---------------------------------------------------------------------
+# BENCH_PG may carry ?parameters and even a database name; the database is
+# replaced, the parameters kept.
+PG_BASE=${BENCH_PG%%\?*}
+PG_QUERY=
+[[ $BENCH_PG == *\?* ]] && PG_QUERY=${BENCH_PG#*\?}
+PG_SCHEME=${PG_BASE%%://*}
+PG_REST=${PG_BASE#*://}
+PG_REST=${PG_REST%%/*}
+db_url() { printf '%s://%s/%s%s' "$PG_SCHEME" "$PG_REST" "$1" "${PG_QUERY:+?$PG_QUERY}"; }
+
+ADMIN=$(db_url postgres)
+SRC=$(db_url bench_source)
+METHODS=(cutover dump_psql dump_dir pgcopydb raw)
+declare -A TGT LABEL
+for m in "${METHODS[@]}"; do TGT[$m]=$(db_url "bench_t_$m"); done
+LABEL[cutover]="cutover data"
+LABEL[dump_psql]="runbook (pg_dump|psql)"
+LABEL[dump_dir]="pg_dump -Fd -j2 | pg_restore -j2"
+LABEL[pgcopydb]="pgcopydb clone"
+LABEL[raw]="raw COPY ceiling"
+DATABASES=(bench_source)
+for m in "${METHODS[@]}"; do DATABASES+=("bench_t_$m"); done
+
+TABLES=(public.customers public.sales_transactions public.invoices public.whatsapp_message_logs)
+
+# --- helpers ------------------------------------------------------------------
+pq() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
+pqa() { psql -X -q -v ON_ERROR_STOP=1 -At -F'|' "$@"; }
+now() { date +%s.%N; }
+elapsed() { echo "$2 - $1" | bc; }
+fmt1() { awk -v x="$1" 'BEGIN { printf "%.1f", x }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "inf" }'; }
+say() { printf '\n==> %s\n' "$*"; }
+note() { printf '    %s\n' "$*"; }
+
+# Runs "$fn arg" for every arg, at most $1 at a time; fails if any failed.
+run_parallel() {
+  local jobs=$1 fn=$2 running=0 failed=0
+  shift 2
+  for arg in "$@"; do
+    if ((running >= jobs)); then
+      wait -n || failed=1
+      running=$((running - 1))
+    fi
+    "$fn" "$arg" </dev/null &
+    running=$((running + 1))
+  done
+  while ((running > 0)); do
+    wait -n || failed=1
+    running=$((running - 1))
+  done
+  return "$failed"
+}
+
+drop_databases() {
+  for db in "${DATABASES[@]}"; do
+    pq "$ADMIN" -c "drop database if exists $db with (force)" 2>/dev/null || true
+  done
+}
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/cutover-bench.XXXXXX")
+cleanup() {
+  local pids
+  pids=$(jobs -p)
+  [[ -n $pids ]] && kill $pids 2>/dev/null || true
+  if ((KEEP)); then
+    printf '\n--keep: databases %s kept; logs in %s\n' "${DATABASES[*]}" "$WORK"
+  else
+    drop_databases
+    rm -rf "$WORK"
+  fi
+}
+trap cleanup EXIT
+
+# --- cutover binary -----------------------------------------------------------
+CUTOVER_NOTE=
+if [[ ! -x $CUTOVER_BIN ]]; then
+  if [[ $CUTOVER_BIN == target/release/cutover ]] && command -v cargo >/dev/null; then
+    say "building cutover (cargo build --release)"
+    if ! cargo build --release; then
+      CUTOVER_NOTE="cargo build --release failed"
+    fi
+  fi
+  [[ -x $CUTOVER_BIN ]] || CUTOVER_NOTE=${CUTOVER_NOTE:-"no cutover binary at $CUTOVER_BIN (set CUTOVER_BIN)"}
+fi
+HAVE_PGCOPYDB=0
+command -v pgcopydb >/dev/null && HAVE_PGCOPYDB=1
+
+# --- databases and data -------------------------------------------------------
+N_CUSTOMERS=$((ROWS * 5 / 100))
+N_SALES=$((ROWS * 45 / 100))
+N_INVOICES=$((ROWS * 25 / 100))
+N_LOGS=$((ROWS - N_CUSTOMERS - N_SALES - N_INVOICES))
+
+say "recreating databases ${DATABASES[*]} on $(db_url '')"
+drop_databases
+for db in "${DATABASES[@]}"; do pq "$ADMIN" -c "create database $db"; done
+
+say "generating $ROWS rows in bench_source"
+t0=$(now)
+pq "$SRC" -f bench/schema.sql
+gen() {
+  pq "$SRC" -v n_customers="$N_CUSTOMERS" -v n_sales="$N_SALES" -v n_invoices="$N_INVOICES" \
+    -v n_logs="$N_LOGS" -v part_a="$1" -v part_b="$2" -v part_c="$3" -f bench/generate.sql >/dev/null
+}
+gen true false false &
+gen false true false &
+wait -n
+wait -n
+gen false false true
+note "generated in $(fmt1 "$(elapsed "$t0" "$(now)")") s (not part of any timing)"
+
+say "dataset"
+pqa "$SRC" -c "select pg_size_pretty(pg_database_size(current_database())), pg_database_size(current_database())" |
+  while IFS='|' read -r pretty bytes; do note "bench_source: $pretty ($bytes bytes, pg_database_size), $ROWS rows"; done
+printf '    %-32s %12s %12s %12s\n' table rows table+toast indexes
+for t in "${TABLES[@]}"; do
+  pqa "$SRC" -c "select (select count(*) from $t), pg_size_pretty(pg_table_size('$t')), pg_size_pretty(pg_indexes_size('$t'))" |
+    while IFS='|' read -r n ts is; do printf '    %-32s %12s %12s %12s\n' "$t" "$n" "$ts" "$is"; done
+done
+
+# --- verification -------------------------------------------------------------
+# Row counts and an order-independent checksum of every row's text, plus the
+# indexes, constraints and triggers of the four tables.
+data_sql() {
+  local i=0 t
+  echo "set timezone = 'UTC';"
+  echo "select t, n, s from ("
+  for t in "${TABLES[@]}"; do
+    ((i)) && echo "union all"
+    echo "select $i as o, '$t' as t, count(*) as n,"
+    echo "  coalesce(sum(('x' || substr(md5(r::text), 1, 16))::bit(64)::bigint::numeric), 0) as s"
+    echo "from $t as r"
+    i=$((i + 1))
+  done
+  echo ") as x order by o;"
+}
+schema_sql() {
+  local list
+  list=$(printf "to_regclass('%s'), " "${TABLES[@]}")
+  cat <<SQL
+with rels as (select unnest(array[${list%, }])::oid as oid)
+select line from (
+  select 'index ' || pg_get_indexdef(i.indexrelid) || case when i.indisvalid then '' else ' (INVALID)' end as line
+  from pg_index i where i.indrelid in (select oid from rels)
+  union all
+  select 'constraint ' || c.conrelid::regclass::text || ' ' || c.conname || ' ' || pg_get_constraintdef(c.oid)
+         || case when c.convalidated then '' else ' (NOT VALIDATED)' end
+  from pg_constraint c where c.conrelid in (select oid from rels)
+  union all
+  select 'trigger ' || t.tgrelid::regclass::text || ' ' || t.tgname || ' enabled=' || t.tgenabled::text
+  from pg_trigger t where not t.tgisinternal and t.tgrelid in (select oid from rels)
+) as x order by line collate "C";
+SQL
+}
+DATA_SQL=$(data_sql)
+SCHEMA_SQL=$(schema_sql)
+
+say "checksumming bench_source"
+t0=$(now)
+pqa "$SRC" -c "$DATA_SQL" >"$WORK/source.data"
+pqa "$SRC" -c "$SCHEMA_SQL" >"$WORK/source.schema"
+note "$(wc -l <"$WORK/source.schema") indexes/constraints/triggers; checksums in $(fmt1 "$(elapsed "$t0" "$(now)")") s"
+
+# Sets IDENT[$1] to yes / no (...), printing the differences.
+declare -A IDENT TIME
+verify() {
+  local m=$1 url=${TGT[$1]} bad=()
+  if ! pqa "$url" -c "$DATA_SQL" >"$WORK/$m.data" 2>"$WORK/$m.verify.err"; then
+    IDENT[$m]="no (cannot read the tables)"
+    sed 's/^/      /' "$WORK/$m.verify.err"
+    return
+  fi
+  pqa "$url" -c "$SCHEMA_SQL" >"$WORK/$m.schema"
+  if ! cmp -s "$WORK/source.data" "$WORK/$m.data"; then
+    bad+=("rows")
+    note "rows differ (table|count|checksum), source < > ${LABEL[$m]}:"
+    diff "$WORK/source.data" "$WORK/$m.data" | sed 's/^/      /' || true
+  fi
+  if ! cmp -s "$WORK/source.schema" "$WORK/$m.schema"; then
+    bad+=("indexes/constraints")
+    note "indexes/constraints/triggers differ, source < > ${LABEL[$m]}:"
+    diff "$WORK/source.schema" "$WORK/$m.schema" | sed 's/^/      /' || true
+  fi
+  if ((${#bad[@]})); then
+    IDENT[$m]="no (${bad[*]})"
+  else
+    IDENT[$m]=yes
+  fi
+  note "identical to the source: ${IDENT[$m]}"
+}
+
+# --- the methods --------------------------------------------------------------
+# prepare_X runs untimed; run_X is timed, in a child process so that `set -e`
+# applies inside it, with its output in $WORK/X.log.
+
+prepare_cutover() {
+  mkdir -p bench/empty-migrations  # the manifest's migrations_dir must exist
+  pq "${TGT[cutover]}" -f bench/schema.sql >/dev/null
+}
+run_cutover() {
+  "$CUTOVER_BIN" data --manifest bench/cutover.toml \
+    --source-db-url "$SRC" --target-db-url "${TGT[cutover]}" \
+    --report-file "$CUTOVER_REPORT" --summary-file "$CUTOVER_SUMMARY"
+}
+
+prepare_dump_psql() { pq "${TGT[dump_psql]}" -f bench/schema.sql >/dev/null; }
+run_dump_psql() {
+  local args=() t
+  for t in "${TABLES[@]}"; do args+=("--table=$t"); done
+  pg_dump --data-only "${args[@]}" "$SRC" |
+    PGOPTIONS='-c session_replication_role=replica' psql -X -q -v ON_ERROR_STOP=1 "${TGT[dump_psql]}"
+}
+
+prepare_dump_dir() { rm -rf "$WORK/dump"; }
+run_dump_dir() {
+  pg_dump -Fd -j"$JOBS" --no-owner -f "$WORK/dump" "$SRC"
+  pg_restore -j"$JOBS" --no-owner --exit-on-error -d "${TGT[dump_dir]}" "$WORK/dump"
+}
+
+prepare_pgcopydb() { rm -rf "$WORK/pgcopydb"; }
+run_pgcopydb() {
+  pgcopydb clone --source "$SRC" --target "${TGT[pgcopydb]}" \
+    --table-jobs "$JOBS" --index-jobs "$JOBS" --dir "$WORK/pgcopydb" --no-owner
+}
+
+# The ceiling: tables created without keys, indexes, FKs or triggers (pg_dump's
+# pre-data section), a binary COPY piped from source to target per table
+# ($JOBS at a time), then every index built ($JOBS at a time; primary keys and
+# unique constraints as unique indexes, attached afterwards, as pgcopydb
+# does), then the foreign keys ($JOBS at a time), then the triggers.
+RAW_TABLES=() RAW_INDEXES=() RAW_ATTACH=() RAW_FKS=() RAW_TRIGGERS=()
+prepare_raw() {
+  local list
+  list=$(printf "'%s'::regclass, " "${TABLES[@]}")
+  list="array[${list%, }]"
+  pg_dump --schema-only --section=pre-data --no-owner "$SRC" | pq "${TGT[raw]}" >/dev/null
+  mapfile -t RAW_TABLES < <(pqa "$SRC" -c "
+    select r::text from unnest($list) as r order by pg_table_size(r) desc")
+  mapfile -t RAW_INDEXES < <(pqa "$SRC" -c "
+    select pg_get_indexdef(i.indexrelid) from pg_index i
+    where i.indrelid = any($list)
+    order by pg_table_size(i.indrelid) desc, i.indisprimary desc, i.indexrelid")
+  mapfile -t RAW_ATTACH < <(pqa "$SRC" -c "
+    select format('alter table only %s add constraint %I %s using index %I', c.conrelid::regclass,
+                  c.conname, case c.contype when 'p' then 'primary key' else 'unique' end, i.relname)
+    from pg_constraint c join pg_class i on i.oid = c.conindid
+    where c.conrelid = any($list) and c.contype in ('p', 'u') order by c.oid")
+  mapfile -t RAW_FKS < <(pqa "$SRC" -c "
+    select format('alter table only %s add constraint %I %s', c.conrelid::regclass, c.conname,
+                  pg_get_constraintdef(c.oid))
+    from pg_constraint c where c.conrelid = any($list) and c.contype = 'f'
+    order by pg_table_size(c.conrelid) desc, c.oid")
+  mapfile -t RAW_TRIGGERS < <(pqa "$SRC" -c "
+    select pg_get_triggerdef(t.oid) from pg_trigger t
+    where t.tgrelid = any($list) and not t.tgisinternal order by t.oid")
+}
+raw_copy() {
+  psql -X -q -v ON_ERROR_STOP=1 "$SRC" -c "copy $1 to stdout (format binary)" |
+    psql -X -q -v ON_ERROR_STOP=1 "${TGT[raw]}" -c "copy $1 from stdin (format binary)"
+}
+raw_sql() { psql -X -q -v ON_ERROR_STOP=1 "${TGT[raw]}" -c "$1"; }
+run_raw() {
+  local t0 stmt
+  t0=$(now)
+  run_parallel "$JOBS" raw_copy "${RAW_TABLES[@]}"
+  echo "copy: $(fmt1 "$(elapsed "$t0" "$(now)")") s (${#RAW_TABLES[@]} tables)"
+  t0=$(now)
+  run_parallel "$JOBS" raw_sql "${RAW_INDEXES[@]}"
+  for stmt in "${RAW_ATTACH[@]}"; do raw_sql "$stmt"; done
+  echo "indexes: $(fmt1 "$(elapsed "$t0" "$(now)")") s (${#RAW_INDEXES[@]} indexes)"
+  t0=$(now)
+  run_parallel "$JOBS" raw_sql "${RAW_FKS[@]}"
+  for stmt in "${RAW_TRIGGERS[@]}"; do raw_sql "$stmt"; done
+  echo "foreign keys and triggers: $(fmt1 "$(elapsed "$t0" "$(now)")") s (${#RAW_FKS[@]} foreign keys)"
+}
+
+run_method() {
+  local m=$1 pid rc t0 t1
+  say "${LABEL[$m]} → bench_t_$m"
+  if [[ $m == cutover && -n $CUTOVER_NOTE ]]; then
+    TIME[$m]=n/a IDENT[$m]="-"
+    note "skipped: $CUTOVER_NOTE"
+    return
+  fi
+  if [[ $m == pgcopydb ]] && ((!HAVE_PGCOPYDB)); then
+    TIME[$m]=n/a IDENT[$m]="-"
+    note "skipped: pgcopydb is not installed (e.g. apt-get install pgcopydb)"
+    return
+  fi
+  "prepare_$m"
+  pq "$ADMIN" -c checkpoint
+  t0=$(now)
+  "run_$m" >"$WORK/$m.log" 2>&1 &
+  pid=$!
+  rc=0
+  wait "$pid" || rc=$?
+  t1=$(now)
+  if ((rc == 0)); then
+    TIME[$m]=$(elapsed "$t0" "$t1")
+    note "$(fmt1 "${TIME[$m]}") s"
+    case $m in
+      cutover) tail -n 15 "$WORK/$m.log" | sed 's/^/      | /' ;;
+      raw) sed 's/^/      | /' "$WORK/$m.log" ;;
+    esac
+    verify "$m"
+  else
+    TIME[$m]=n/a IDENT[$m]="-"
+    note "FAILED after $(fmt1 "$(elapsed "$t0" "$t1")") s (exit status $rc); its output:"
+    tail -n 40 "$WORK/$m.log" | sed 's/^/      | /'
+  fi
+}
+
+for m in "${METHODS[@]}"; do run_method "$m"; done
+
+# --- results ------------------------------------------------------------------
+say "results: $ROWS rows, $(pqa "$SRC" -c "select pg_size_pretty(pg_database_size(current_database()))"), $JOBS jobs"
+CT=${TIME[cutover]}
+has_ct() { [[ $CT != n/a ]]; }
+printf '    %-34s %9s  %-22s %s\n' method seconds ratio identical
+for m in "${METHODS[@]}"; do
+  t=${TIME[$m]} r=n/a
+  if [[ $t != n/a ]] && has_ct; then
+    case $m in
+      cutover) r="1.00×" ;;
+      raw) r="$(ratio "$CT" "$t")× (cutover/ceiling)" ;;
+      *) r="$(ratio "$t" "$CT")× (method/cutover)" ;;
+    esac
+  fi
+  [[ $t != n/a ]] && t=$(fmt1 "$t")
+  printf '    %-34s %9s  %-22s %s\n' "${LABEL[$m]}" "$t" "$r" "${IDENT[$m]}"
+done
+echo
+STATUS=0
+for m in "${METHODS[@]}"; do
+  t=${TIME[$m]}
+  if [[ $t == n/a ]]; then
+    why="n/a"
+    if [[ $m == cutover && -n $CUTOVER_NOTE ]]; then why="n/a ($CUTOVER_NOTE)"
+    elif [[ $m == cutover ]]; then why="n/a (the data phase failed, output above)"
+    elif [[ $m == pgcopydb ]] && ((!HAVE_PGCOPYDB)); then why="n/a (not installed)"
+    else why="n/a (failed, output above)"; fi
+    echo "${LABEL[$m]}: $why"
+    if [[ $m == cutover ]]; then
+      ((BENCH_STRICT == 1)) && STATUS=1
+    elif [[ $m != pgcopydb ]] || ((HAVE_PGCOPYDB)); then
+      STATUS=1
+    fi
+    continue
+  fi
+  [[ ${IDENT[$m]} == yes ]] || STATUS=1
+  if [[ $m == cutover ]]; then
+    echo "${LABEL[$m]}: $(fmt1 "$t") s"
+  elif ! has_ct; then
+    echo "${LABEL[$m]}: $(fmt1 "$t") s (no cutover time to compare with)"
+  elif [[ $m == raw ]]; then
+    r=$(ratio "$CT" "$t")
+    if awk -v r="$r" -v g="$CEILING_GOAL" 'BEGIN { exit !(r <= g) }'; then verdict="met"; else
+      verdict="NOT met"
+      ((BENCH_STRICT == 1)) && STATUS=1
+    fi
+    echo "${LABEL[$m]}: $(fmt1 "$t") s; cutover takes ${r}× the ceiling (goal ≤ ${CEILING_GOAL}×: $verdict)"
+  else
+    echo "${LABEL[$m]}: $(fmt1 "$t") s, $(ratio "$t" "$CT")× cutover's time"
+  fi
+  [[ ${IDENT[$m]} == yes ]] || echo "    ^ the copy is NOT identical to the source: ${IDENT[$m]}"
+done
+exit "$STATUS"

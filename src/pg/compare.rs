@@ -1,0 +1,1198 @@
+//! Comparing source and target: content checksums and where they differ,
+//! sequences, row level security, RLS probes and a text rendering of the
+//! catalog, for the `validate` phase.
+//!
+//! Every query here is read only: each runs in its own transaction that is
+//! declared `read only` and rolled back. Row text is rendered under
+//! [`STABLE_TEXT_SETTINGS`], so a value prints the same on both sides whatever
+//! each server's or role's defaults are.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use sqlx::postgres::PgConnection;
+use sqlx::{Postgres, Row, Transaction};
+
+use super::{Database, PgError};
+use crate::manifest::{MANAGED_SCHEMAS, QualifiedName, quote_ident};
+
+/// Session settings that make row text identical on both sides: time zone,
+/// date and interval styles, float digits, bytea and money output, and a
+/// search path that makes the catalog print every name schema-qualified
+/// (`regclass` values, types from `format_type`, expressions). Applied with
+/// `SET LOCAL` inside each comparing transaction.
+pub const STABLE_TEXT_SETTINGS: &str = "set local timezone = 'UTC'; \
+     set local datestyle = 'ISO, YMD'; \
+     set local intervalstyle = 'postgres'; \
+     set local extra_float_digits = 1; \
+     set local bytea_output = 'hex'; \
+     set local lc_monetary = 'C'; \
+     set local search_path = pg_catalog";
+
+/// Rows a mismatching range may hold on each side before its rows are
+/// fetched and compared one by one instead of split further.
+pub const LEAF_ROWS: i64 = 1000;
+/// How deep [`first_differing_keys`] bisects before comparing rows anyway.
+pub const MAX_BISECT_DEPTH: usize = 32;
+/// The most parts a mismatching range is split into at one level.
+pub const MAX_SPLITS: usize = 16;
+/// The most queries (on both sides together) one [`first_differing_keys`]
+/// call runs; past it, it returns what it has found.
+pub const MAX_BISECT_QUERIES: usize = 4096;
+
+/// One column of a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnInfo {
+    /// Column name.
+    pub name: String,
+    /// Its type as `format_type` prints it, schema-qualified when not in
+    /// `pg_catalog` (e.g. `public.invoice_status`, `numeric(12,2)`).
+    pub type_name: String,
+    /// A generated (computed) column: never copied, only compared.
+    pub generated: bool,
+}
+
+/// How a key differs between source and target.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyDiffKind {
+    /// The row is in the source only.
+    MissingOnTarget,
+    /// The row is in the target only.
+    ExtraOnTarget,
+    /// The row is on both sides with different content.
+    Different,
+}
+
+impl KeyDiffKind {
+    /// `missing on target`, `extra on target` or `different`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            KeyDiffKind::MissingOnTarget => "missing on target",
+            KeyDiffKind::ExtraOnTarget => "extra on target",
+            KeyDiffKind::Different => "different",
+        }
+    }
+}
+
+/// A primary key value whose row differs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeyDiff {
+    /// The key as PostgreSQL prints it.
+    pub key: String,
+    /// How it differs.
+    pub kind: KeyDiffKind,
+}
+
+/// A sequence and where it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SequenceState {
+    /// Schema and name.
+    pub name: QualifiedName,
+    /// The sequence's `last_value` column (its start value while `is_called`
+    /// is false); `None` when the connected role may not read it.
+    pub last_value: Option<i64>,
+    /// `nextval` has been called since the last `setval(.., false)`: the
+    /// next value is `last_value + increment`, else `last_value` itself.
+    pub is_called: bool,
+    /// The table and column that own it (`serial`, identity or
+    /// `owned by`), `None` for a free-standing sequence.
+    pub owned_by: Option<(QualifiedName, String)>,
+}
+
+/// Row level security of one table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RlsState {
+    /// Schema and name.
+    pub table: QualifiedName,
+    /// `relrowsecurity`: RLS is enabled.
+    pub enabled: bool,
+    /// `relforcerowsecurity`: RLS applies to the table owner too.
+    pub forced: bool,
+    /// Its policies, sorted by name.
+    pub policies: Vec<PolicyInfo>,
+}
+
+/// One RLS policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyInfo {
+    /// Policy name.
+    pub name: String,
+    /// Permissive (`true`) or restrictive.
+    pub permissive: bool,
+    /// `SELECT`, `INSERT`, `UPDATE`, `DELETE` or `ALL`.
+    pub command: String,
+    /// Roles it applies to, sorted (`public` for every role).
+    pub roles: Vec<String>,
+    /// The `USING` expression, schema-qualified.
+    pub using: Option<String>,
+    /// The `WITH CHECK` expression, schema-qualified.
+    pub with_check: Option<String>,
+}
+
+impl Database {
+    /// Starts a read-only transaction with [`STABLE_TEXT_SETTINGS`].
+    async fn stable_tx(&self, context: &str) -> Result<Transaction<'static, Postgres>, PgError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| self.error(context, e))?;
+        let settings = format!("set transaction read only; {STABLE_TEXT_SETTINGS}");
+        sqlx::raw_sql(&settings)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.error(context, e))?;
+        Ok(tx)
+    }
+
+    /// Ends a transaction of [`Database::stable_tx`].
+    async fn end_tx(&self, tx: Transaction<'static, Postgres>, context: &str) -> Result<(), PgError> {
+        tx.rollback().await.map_err(|e| self.error(context, e))
+    }
+
+    /// Columns of `table` in `attnum` order, dropped ones left out. An error
+    /// names the table when it does not exist.
+    pub async fn columns(&self, table: &QualifiedName) -> Result<Vec<ColumnInfo>, PgError> {
+        let context = format!("reading the columns of {table}");
+        let mut tx = self.stable_tx(&context).await?;
+        let exists: bool = sqlx::query_scalar(
+            "select exists (select 1 from pg_class c
+                              join pg_namespace n on n.oid = c.relnamespace
+                             where n.nspname = $1 and c.relname = $2)",
+        )
+        .bind(&table.schema)
+        .bind(&table.name)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| self.error(&context, e))?;
+        if !exists {
+            return Err(self.error(
+                &context,
+                sqlx::Error::InvalidArgument(format!("table {table} does not exist")),
+            ));
+        }
+        let rows = sqlx::query(
+            "select a.attname::text, format_type(a.atttypid, a.atttypmod),
+                    a.attgenerated <> ''
+               from pg_attribute a
+               join pg_class c on c.oid = a.attrelid
+               join pg_namespace n on n.oid = c.relnamespace
+              where n.nspname = $1 and c.relname = $2
+                and a.attnum > 0 and not a.attisdropped
+              order by a.attnum",
+        )
+        .bind(&table.schema)
+        .bind(&table.name)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| self.error(&context, e))?;
+        self.end_tx(tx, &context).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ColumnInfo {
+                name: r.get(0),
+                type_name: r.get(1),
+                generated: r.get(2),
+            })
+            .collect())
+    }
+
+    /// Order-independent content checksum of the whole table: the row count
+    /// and the sum of a 64-bit hash of each row's text (the `columns` in name
+    /// order, so column order does not matter), as decimal text. Computed in
+    /// the database: no row travels.
+    pub async fn table_checksum(
+        &self,
+        table: &QualifiedName,
+        columns: &[String],
+    ) -> Result<(i64, String), PgError> {
+        let context = format!("computing the checksum of {table}");
+        self.checksum_query(table, columns, None, None, None, &context)
+            .await
+    }
+
+    /// The single-column primary key of `table` as (column, type), or `None`
+    /// when it has no primary key or a composite one. The type is printed by
+    /// `format_type` under [`STABLE_TEXT_SETTINGS`] (schema-qualified), ready
+    /// to cast a bound to.
+    pub async fn single_column_pk(
+        &self,
+        table: &QualifiedName,
+    ) -> Result<Option<(String, String)>, PgError> {
+        let context = format!("reading the primary key of {table}");
+        let mut tx = self.stable_tx(&context).await?;
+        let row = sqlx::query(
+            "select a.attname::text, format_type(a.atttypid, a.atttypmod)
+               from pg_index i
+               join pg_class c on c.oid = i.indrelid
+               join pg_namespace n on n.oid = c.relnamespace
+               join pg_attribute a on a.attrelid = i.indrelid and a.attnum = i.indkey[0]
+              where n.nspname = $1 and c.relname = $2
+                and i.indisprimary and i.indnkeyatts = 1",
+        )
+        .bind(&table.schema)
+        .bind(&table.name)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| self.error(&context, e))?;
+        self.end_tx(tx, &context).await?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// [`Database::table_checksum`] of the rows with `lo <= pk < hi` (bounds
+    /// as text, cast to the key's type; `None` is unbounded).
+    pub async fn range_checksum(
+        &self,
+        table: &QualifiedName,
+        columns: &[String],
+        pk: &(String, String),
+        lo: Option<&str>,
+        hi: Option<&str>,
+    ) -> Result<(i64, String), PgError> {
+        let context = format!("computing the checksum of a key range of {table}");
+        self.checksum_query(table, columns, Some(pk), lo, hi, &context)
+            .await
+    }
+
+    async fn checksum_query(
+        &self,
+        table: &QualifiedName,
+        columns: &[String],
+        pk: Option<&(String, String)>,
+        lo: Option<&str>,
+        hi: Option<&str>,
+        context: &str,
+    ) -> Result<(i64, String), PgError> {
+        let range = pk.map(|pk| range_predicate(pk, lo, hi));
+        let sql = format!(
+            "select count(*), coalesce(sum({hash}::numeric), 0)::text from {t}{filter}",
+            hash = row_hash_expr(columns),
+            t = table.quoted(),
+            filter = range
+                .as_ref()
+                .map(|(w, _)| format!(" where {w}"))
+                .unwrap_or_default()
+        );
+        let mut tx = self.stable_tx(context).await?;
+        let mut query = sqlx::query(&sql);
+        if let Some((_, binds)) = &range {
+            for b in binds {
+                query = query.bind(*b);
+            }
+        }
+        let row = query
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| self.error(context, e))?;
+        self.end_tx(tx, context).await?;
+        Ok((row.get(0), row.get(1)))
+    }
+
+    /// Up to `parts - 1` key values (as text, ascending, distinct, none equal
+    /// to `lo`) that split the rows in `[lo, hi)` into about equal parts:
+    /// `percentile_disc` over the key. Empty when the range holds too few rows.
+    pub async fn split_points(
+        &self,
+        table: &QualifiedName,
+        pk: &(String, String),
+        lo: Option<&str>,
+        hi: Option<&str>,
+        parts: usize,
+    ) -> Result<Vec<String>, PgError> {
+        if parts < 2 {
+            return Ok(Vec::new());
+        }
+        let context = format!("splitting a key range of {table}");
+        let fractions: Vec<f64> = (1..parts).map(|k| k as f64 / parts as f64).collect();
+        let (filter, binds) = range_predicate(pk, lo, hi);
+        let sql = format!(
+            "select (percentile_disc(${n}::float8[]) within group (order by {key}))::text[]
+               from {t} where {filter}",
+            n = binds.len() + 1,
+            key = key_expr(pk),
+            t = table.quoted(),
+        );
+        let mut tx = self.stable_tx(&context).await?;
+        let mut query = sqlx::query_scalar::<_, Option<Vec<String>>>(&sql);
+        for b in &binds {
+            query = query.bind(*b);
+        }
+        let points = query
+            .bind(&fractions)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| self.error(&context, e))?
+            .unwrap_or_default();
+        self.end_tx(tx, &context).await?;
+        let mut out: Vec<String> = Vec::with_capacity(points.len());
+        for p in points {
+            if Some(p.as_str()) != lo && out.last() != Some(&p) {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// (key as text, row hash as text) of every row in `[lo, hi)`, ordered by
+    /// key, at most `limit`. The hash is the one [`Database::table_checksum`]
+    /// sums.
+    pub async fn row_hashes(
+        &self,
+        table: &QualifiedName,
+        columns: &[String],
+        pk: &(String, String),
+        lo: Option<&str>,
+        hi: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, PgError> {
+        let context = format!("reading row hashes of {table}");
+        let (filter, binds) = range_predicate(pk, lo, hi);
+        let sql = format!(
+            "select {col}::text, {hash}::text from {t} where {filter}
+              order by {key} limit ${n}",
+            col = quote_ident(&pk.0),
+            hash = row_hash_expr(columns),
+            t = table.quoted(),
+            key = key_expr(pk),
+            n = binds.len() + 1,
+        );
+        let mut tx = self.stable_tx(&context).await?;
+        let mut query = sqlx::query(&sql);
+        for b in &binds {
+            query = query.bind(*b);
+        }
+        let rows = query
+            .bind(limit.max(0))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| self.error(&context, e))?;
+        self.end_tx(tx, &context).await?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Sequences of the user schemas (not [`MANAGED_SCHEMAS`], not owned by an
+    /// extension), sorted by schema and name, with their values and owner.
+    pub async fn sequences(&self) -> Result<Vec<SequenceState>, PgError> {
+        let context = "reading sequences";
+        let excluded: Vec<String> = MANAGED_SCHEMAS.iter().map(|s| s.to_string()).collect();
+        let mut tx = self.stable_tx(context).await?;
+        let rows = sqlx::query(
+            "select n.nspname::text, c.relname::text,
+                    has_sequence_privilege(c.oid, 'SELECT'),
+                    tn.nspname::text, tc.relname::text, ta.attname::text
+               from pg_class c
+               join pg_namespace n on n.oid = c.relnamespace
+               left join pg_depend d
+                      on d.classid = 'pg_class'::regclass and d.objid = c.oid
+                     and d.refclassid = 'pg_class'::regclass and d.refobjsubid > 0
+                     and d.deptype in ('a', 'i')
+               left join pg_class tc on tc.oid = d.refobjid
+               left join pg_namespace tn on tn.oid = tc.relnamespace
+               left join pg_attribute ta on ta.attrelid = d.refobjid and ta.attnum = d.refobjsubid
+              where c.relkind = 'S'
+                and n.nspname <> all($1)
+                and n.nspname not like 'pg\\_%'
+                and not exists (select 1 from pg_depend e
+                                 where e.classid = 'pg_class'::regclass and e.objid = c.oid
+                                   and e.deptype = 'e')
+              order by n.nspname collate \"C\", c.relname collate \"C\"",
+        )
+        .bind(&excluded)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| self.error(context, e))?;
+        let mut states: Vec<SequenceState> = Vec::with_capacity(rows.len());
+        let mut readable: Vec<usize> = Vec::new();
+        for r in rows {
+            let owner_schema: Option<String> = r.get(3);
+            let owner_table: Option<String> = r.get(4);
+            let owner_column: Option<String> = r.get(5);
+            let owned_by = match (owner_schema, owner_table, owner_column) {
+                (Some(schema), Some(name), Some(column)) => {
+                    Some((QualifiedName { schema, name }, column))
+                }
+                _ => None,
+            };
+            if r.get::<bool, _>(2) {
+                readable.push(states.len());
+            }
+            states.push(SequenceState {
+                name: QualifiedName {
+                    schema: r.get(0),
+                    name: r.get(1),
+                },
+                last_value: None,
+                is_called: false,
+                owned_by,
+            });
+        }
+        // One query per batch of sequences rather than one per sequence.
+        for batch in readable.chunks(200) {
+            let sql = batch
+                .iter()
+                .map(|&i| {
+                    format!(
+                        "select {i}::int, last_value, is_called from {}",
+                        states[i].name.quoted()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" union all ");
+            let values = sqlx::query(&sql)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| self.error(context, e))?;
+            for v in values {
+                let i = v.get::<i32, _>(0) as usize;
+                states[i].last_value = Some(v.get(1));
+                states[i].is_called = v.get(2);
+            }
+        }
+        self.end_tx(tx, context).await?;
+        Ok(states)
+    }
+
+    /// `max(column)` of `table` as a bigint (`None` when the table is empty):
+    /// what an owned sequence must have reached.
+    pub async fn column_max(
+        &self,
+        table: &QualifiedName,
+        column: &str,
+    ) -> Result<Option<i64>, PgError> {
+        let context = format!("reading the largest {column} of {table}");
+        let sql = format!(
+            "select max({})::bigint from {}",
+            quote_ident(column),
+            table.quoted()
+        );
+        let mut tx = self.stable_tx(&context).await?;
+        let max: Option<i64> = sqlx::query_scalar(&sql)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| self.error(&context, e))?;
+        self.end_tx(tx, &context).await?;
+        Ok(max)
+    }
+
+    /// RLS flags and policies of `tables`, in the order given; tables that do
+    /// not exist here are left out. Expressions are printed schema-qualified.
+    pub async fn rls_states(&self, tables: &[QualifiedName]) -> Result<Vec<RlsState>, PgError> {
+        let context = "reading row level security";
+        let schemas: Vec<&str> = tables.iter().map(|t| t.schema.as_str()).collect();
+        let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+        let mut tx = self.stable_tx(context).await?;
+        let flags = sqlx::query(
+            "select t.s, t.r, c.relrowsecurity, c.relforcerowsecurity
+               from unnest($1::text[], $2::text[]) as t(s, r)
+               join pg_namespace n on n.nspname = t.s
+               join pg_class c on c.relnamespace = n.oid and c.relname = t.r",
+        )
+        .bind(&schemas)
+        .bind(&names)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| self.error(context, e))?;
+        let policies = sqlx::query(
+            "select t.s, t.r, p.polname::text, p.polpermissive,
+                    case p.polcmd when 'r' then 'SELECT' when 'a' then 'INSERT'
+                                  when 'w' then 'UPDATE' when 'd' then 'DELETE'
+                                  else 'ALL' end,
+                    array(select case when x = 0 then 'public' else pg_get_userbyid(x)::text end
+                            from unnest(p.polroles) as x),
+                    pg_get_expr(p.polqual, p.polrelid),
+                    pg_get_expr(p.polwithcheck, p.polrelid)
+               from unnest($1::text[], $2::text[]) as t(s, r)
+               join pg_namespace n on n.nspname = t.s
+               join pg_class c on c.relnamespace = n.oid and c.relname = t.r
+               join pg_policy p on p.polrelid = c.oid",
+        )
+        .bind(&schemas)
+        .bind(&names)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| self.error(context, e))?;
+        self.end_tx(tx, context).await?;
+
+        let mut by_table: BTreeMap<QualifiedName, (bool, bool, Vec<PolicyInfo>)> = flags
+            .into_iter()
+            .map(|r| {
+                (
+                    QualifiedName {
+                        schema: r.get(0),
+                        name: r.get(1),
+                    },
+                    (r.get(2), r.get(3), Vec::new()),
+                )
+            })
+            .collect();
+        for r in policies {
+            let table = QualifiedName {
+                schema: r.get(0),
+                name: r.get(1),
+            };
+            let mut roles: Vec<String> = r.get(5);
+            roles.sort();
+            if let Some(entry) = by_table.get_mut(&table) {
+                entry.2.push(PolicyInfo {
+                    name: r.get(2),
+                    permissive: r.get(3),
+                    command: r.get(4),
+                    roles,
+                    using: r.get(6),
+                    with_check: r.get(7),
+                });
+            }
+        }
+        let mut out = Vec::new();
+        for table in tables {
+            if let Some((enabled, forced, mut policies)) = by_table.remove(table) {
+                policies.sort_by(|a, b| a.name.cmp(&b.name));
+                out.push(RlsState {
+                    table: table.clone(),
+                    enabled,
+                    forced,
+                    policies,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs `query` as Supabase's API would for a request with these JWT
+    /// claims, and returns the first column of its first row as PostgreSQL
+    /// prints it (`None` for NULL or no row).
+    ///
+    /// In one read-only transaction, always rolled back: `set local role`
+    /// (after checking the role exists; an error names it otherwise),
+    /// `request.jwt.claims` set to `claims_json` (a JSON object), plus the
+    /// older `request.jwt.claim.<name>` settings for `sub`, `role` (the role
+    /// when the claims have none) and every other top-level claim. `query`
+    /// must be one `SELECT` (or `VALUES`, `TABLE`, `WITH ... SELECT`); a
+    /// trailing `;` is allowed. Works on read-write and read-only connections.
+    pub async fn probe_as(
+        &self,
+        role: &str,
+        claims_json: &str,
+        query: &str,
+    ) -> Result<Option<String>, PgError> {
+        let context = format!("probing as role {role:?}");
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| self.error(&context, e))?;
+        let result = self.probe_in(&mut tx, role, claims_json, query).await;
+        let ended = tx.rollback().await;
+        let value = result.map_err(|e| self.error(&context, e))?;
+        ended.map_err(|e| self.error(&context, e))?;
+        Ok(value)
+    }
+
+    async fn probe_in(
+        &self,
+        conn: &mut PgConnection,
+        role: &str,
+        claims_json: &str,
+        query: &str,
+    ) -> Result<Option<String>, sqlx::Error> {
+        sqlx::raw_sql("set transaction read only")
+            .execute(&mut *conn)
+            .await?;
+        let exists: bool =
+            sqlx::query_scalar("select exists (select 1 from pg_roles where rolname = $1)")
+                .bind(role)
+                .fetch_one(&mut *conn)
+                .await?;
+        if !exists {
+            return Err(sqlx::Error::InvalidArgument(format!(
+                "role {role:?} does not exist in the {} database",
+                self.side.name()
+            )));
+        }
+        sqlx::raw_sql(&format!("set local role {}", quote_ident(role)))
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(
+            "select set_config('request.jwt.claims', $1, true),
+                    set_config('request.jwt.claim.sub', coalesce($1::jsonb ->> 'sub', ''), true),
+                    set_config('request.jwt.claim.role', coalesce($1::jsonb ->> 'role', $2), true),
+                    (select count(set_config('request.jwt.claim.' || c.key, c.value, true))
+                       from jsonb_each_text($1::jsonb) as c
+                      where c.key ~ '^[a-z_][a-z0-9_]*$' and c.key not in ('sub', 'role'))",
+        )
+        .bind(claims_json)
+        .bind(role)
+        .execute(&mut *conn)
+        .await?;
+        // The row as one record text, parsed here: it is how PostgreSQL
+        // prints each value, whatever the column types. The extended protocol
+        // also refuses a second statement smuggled after a `;`.
+        let body = query.trim_end().trim_end_matches(';').trim_end();
+        let sql = format!("select q::text from (\n{body}\n) as q limit 1");
+        let row: Option<Option<String>> =
+            sqlx::query_scalar(&sql).fetch_optional(&mut *conn).await?;
+        Ok(row.flatten().and_then(|text| first_record_field(&text)))
+    }
+
+    /// The user schemas' catalog as sorted lines, one item each: schemas,
+    /// tables (with RLS flags), columns, constraints, indexes, functions and
+    /// procedures (with an md5 of their definition), triggers, policies,
+    /// views (md5 of the definition), types, sequence definitions (not their
+    /// values) and privileges. Leaves out [`MANAGED_SCHEMAS`], `ledger_schema`
+    /// and objects of extensions. Nothing in it depends on OIDs or on when the
+    /// database was built, so two databases built from the same migrations
+    /// render the same text. Example line:
+    /// `column public.customers.client_name text not null`.
+    pub async fn schema_text(&self, ledger_schema: &str) -> Result<String, PgError> {
+        let context = "reading the schema";
+        let mut excluded: Vec<String> = MANAGED_SCHEMAS.iter().map(|s| s.to_string()).collect();
+        excluded.push(ledger_schema.to_string());
+        let mut tx = self.stable_tx(context).await?;
+        let lines: Vec<Option<String>> = sqlx::query_scalar(SCHEMA_TEXT_SQL)
+            .bind(&excluded)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| self.error(context, e))?;
+        self.end_tx(tx, context).await?;
+        let mut lines: Vec<String> = lines
+            .into_iter()
+            .flatten()
+            .map(|l| l.replace('\\', "\\\\").replace('\n', "\\n").replace('\r', "\\r"))
+            .collect();
+        lines.sort();
+        lines.dedup();
+        let mut text = lines.join("\n");
+        text.push('\n');
+        Ok(text)
+    }
+}
+
+/// Narrows a checksum mismatch of `table` down to keys, like data-diff:
+/// bisects the key range on both sides comparing [`Database::range_checksum`];
+/// once a mismatching range holds at most [`LEAF_ROWS`] rows on each side,
+/// compares [`Database::row_hashes`] of both. Returns up to `max_keys`
+/// differing keys in key order.
+///
+/// Bounded: at most [`MAX_SPLITS`] parts per level, [`MAX_BISECT_DEPTH`]
+/// levels and [`MAX_BISECT_QUERIES`] queries; past the query budget it
+/// returns what it found so far (possibly fewer keys than differ).
+pub async fn first_differing_keys(
+    source: &Database,
+    target: &Database,
+    table: &QualifiedName,
+    columns: &[String],
+    pk: &(String, String),
+    max_keys: usize,
+) -> Result<Vec<KeyDiff>, PgError> {
+    struct Range {
+        lo: Option<String>,
+        hi: Option<String>,
+        depth: usize,
+    }
+    let mut found: Vec<KeyDiff> = Vec::new();
+    let mut queries = 0usize;
+    // A stack popped from the end: children are pushed last-first, so ranges
+    // are visited in key order and keys come out in key order.
+    let mut stack = vec![Range {
+        lo: None,
+        hi: None,
+        depth: 0,
+    }];
+    while let Some(range) = stack.pop() {
+        if found.len() >= max_keys || queries >= MAX_BISECT_QUERIES {
+            break;
+        }
+        let (lo, hi) = (range.lo.as_deref(), range.hi.as_deref());
+        let (s, t) = tokio::try_join!(
+            source.range_checksum(table, columns, pk, lo, hi),
+            target.range_checksum(table, columns, pk, lo, hi),
+        )?;
+        queries += 2;
+        if s == t {
+            continue;
+        }
+        let small = s.0 <= LEAF_ROWS && t.0 <= LEAF_ROWS;
+        if !small && range.depth < MAX_BISECT_DEPTH {
+            // Split by the side with more rows in the range: its parts shrink
+            // for sure, and the other side's rows follow the same bounds.
+            let (larger, n) = if s.0 >= t.0 {
+                (source, s.0)
+            } else {
+                (target, t.0)
+            };
+            let parts = usize::try_from((n - 1) / LEAF_ROWS + 1)
+                .unwrap_or(MAX_SPLITS)
+                .clamp(2, MAX_SPLITS);
+            let points = larger.split_points(table, pk, lo, hi, parts).await?;
+            queries += 1;
+            if !points.is_empty() {
+                let mut bounds: Vec<Option<String>> = Vec::with_capacity(points.len() + 2);
+                bounds.push(range.lo.clone());
+                bounds.extend(points.into_iter().map(Some));
+                bounds.push(range.hi.clone());
+                for w in bounds.windows(2).rev() {
+                    stack.push(Range {
+                        lo: w[0].clone(),
+                        hi: w[1].clone(),
+                        depth: range.depth + 1,
+                    });
+                }
+                continue;
+            }
+        }
+        // Compare row by row. Only a range that could not be split further
+        // may be larger than LEAF_ROWS; its fetch is capped.
+        // One row more than the larger count, to see whether a side was cut.
+        let limit = (s.0.max(t.0) + 1).min(LEAF_ROWS * MAX_SPLITS as i64);
+        let (source_rows, target_rows) = tokio::try_join!(
+            source.row_hashes(table, columns, pk, lo, hi, limit),
+            target.row_hashes(table, columns, pk, lo, hi, limit),
+        )?;
+        queries += 2;
+        let remaining = max_keys - found.len();
+        found.extend(
+            diff_row_hashes(&source_rows, &target_rows, limit)
+                .into_iter()
+                .take(remaining),
+        );
+    }
+    Ok(found)
+}
+
+/// The keys that differ between two key-ordered (key, hash) lists of the same
+/// range, in key order. A list of `limit` rows is taken as cut short: keys
+/// past its last one are left out (they were not seen on both sides).
+fn diff_row_hashes(
+    source: &[(String, String)],
+    target: &[(String, String)],
+    limit: i64,
+) -> Vec<KeyDiff> {
+    let truncated = |rows: &[(String, String)]| rows.len() as i64 >= limit;
+    let horizon: Option<&str> = [source, target]
+        .into_iter()
+        .filter(|rows| truncated(rows))
+        .filter_map(|rows| rows.last().map(|(k, _)| k.as_str()))
+        .min_by(|a, b| key_order(a, b));
+    let target_by_key: BTreeMap<&str, &str> = target
+        .iter()
+        .map(|(k, h)| (k.as_str(), h.as_str()))
+        .collect();
+    let source_by_key: BTreeMap<&str, &str> = source
+        .iter()
+        .map(|(k, h)| (k.as_str(), h.as_str()))
+        .collect();
+    let mut diffs: Vec<KeyDiff> = Vec::new();
+    for (key, hash) in source {
+        match target_by_key.get(key.as_str()) {
+            None => diffs.push(KeyDiff {
+                key: key.clone(),
+                kind: KeyDiffKind::MissingOnTarget,
+            }),
+            Some(other) if other != hash => diffs.push(KeyDiff {
+                key: key.clone(),
+                kind: KeyDiffKind::Different,
+            }),
+            Some(_) => {}
+        }
+    }
+    for (key, _) in target {
+        if !source_by_key.contains_key(key.as_str()) {
+            diffs.push(KeyDiff {
+                key: key.clone(),
+                kind: KeyDiffKind::ExtraOnTarget,
+            });
+        }
+    }
+    if let Some(horizon) = horizon {
+        diffs.retain(|d| key_order(&d.key, horizon) != Ordering::Greater);
+    }
+    diffs.sort_by(|a, b| key_order(&a.key, &b.key));
+    diffs
+}
+
+/// Orders keys as PostgreSQL orders the usual key types: integers by value,
+/// everything else (uuid, text under `collate "C"`) byte by byte.
+fn key_order(a: &str, b: &str) -> Ordering {
+    match (a.parse::<i128>(), b.parse::<i128>()) {
+        (Ok(x), Ok(y)) => x.cmp(&y),
+        _ => a.cmp(b),
+    }
+}
+
+/// `hashtextextended(row(c1, c2, ...)::text, 0)` over `columns` sorted by name.
+fn row_hash_expr(columns: &[String]) -> String {
+    let mut names: Vec<&String> = columns.iter().collect();
+    names.sort();
+    names.dedup();
+    let list = names
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("hashtextextended(row({list})::text, 0)")
+}
+
+/// Whether values of a key type compare by collation: those are compared
+/// under `collate "C"` so both sides order them the same, whatever each
+/// database's default collation.
+fn collatable(type_name: &str) -> bool {
+    let t = type_name.trim_start_matches("pg_catalog.");
+    t == "text"
+        || t == "name"
+        || t == "citext"
+        || t.ends_with(".citext")
+        || t.starts_with("character")
+}
+
+/// The key column as compared and ordered.
+fn key_expr(pk: &(String, String)) -> String {
+    if collatable(&pk.1) {
+        format!("{} collate \"C\"", quote_ident(&pk.0))
+    } else {
+        quote_ident(&pk.0)
+    }
+}
+
+/// `lo <= key and key < hi` with `$1`, `$2` for the bounds that are set
+/// (`true` when neither is), and the values to bind in order.
+fn range_predicate<'a>(
+    pk: &(String, String),
+    lo: Option<&'a str>,
+    hi: Option<&'a str>,
+) -> (String, Vec<&'a str>) {
+    let key = key_expr(pk);
+    let mut clauses = Vec::new();
+    let mut binds = Vec::new();
+    if let Some(lo) = lo {
+        binds.push(lo);
+        clauses.push(format!("{key} >= ${}::text::{}", binds.len(), pk.1));
+    }
+    if let Some(hi) = hi {
+        binds.push(hi);
+        clauses.push(format!("{key} < ${}::text::{}", binds.len(), pk.1));
+    }
+    if clauses.is_empty() {
+        ("true".to_string(), binds)
+    } else {
+        (clauses.join(" and "), binds)
+    }
+}
+
+/// The first field of a record's text form (`(300)`, `("a,b",2)`, `(,x)`):
+/// `None` for NULL (an empty unquoted field) or a record without fields.
+fn first_record_field(record: &str) -> Option<String> {
+    let inner = record.strip_prefix('(')?;
+    let mut chars = inner.chars().peekable();
+    if chars.peek() == Some(&'"') {
+        chars.next();
+        let mut out = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    out.push('"');
+                }
+                '"' => return Some(out),
+                '\\' => {
+                    if let Some(escaped) = chars.next() {
+                        out.push(escaped);
+                    }
+                }
+                other => out.push(other),
+            }
+        }
+        Some(out)
+    } else {
+        let field: String = chars.take_while(|&c| c != ',' && c != ')').collect();
+        if field.is_empty() { None } else { Some(field) }
+    }
+}
+
+/// One line per catalog item of the user schemas; `$1` is the schemas left
+/// out. Run under [`STABLE_TEXT_SETTINGS`] (search path `pg_catalog`), so
+/// every name in expressions and types is schema-qualified.
+const SCHEMA_TEXT_SQL: &str = r#"
+with ns as (
+  select n.oid, n.nspname, n.nspacl, n.nspowner
+    from pg_namespace n
+   where n.nspname <> all($1::text[])
+     and n.nspname not like 'pg\_%'
+     and not exists (select 1 from pg_depend d
+                      where d.classid = 'pg_namespace'::regclass and d.objid = n.oid
+                        and d.deptype = 'e')
+),
+rel as (
+  select c.oid, c.relname, c.relkind, c.relrowsecurity, c.relforcerowsecurity,
+         c.relpersistence, c.relispartition, c.relpartbound, c.reloptions, c.relacl,
+         c.relowner, format('%I.%I', ns.nspname, c.relname) as qname
+    from pg_class c
+    join ns on ns.oid = c.relnamespace
+   where not exists (select 1 from pg_depend d
+                      where d.classid = 'pg_class'::regclass and d.objid = c.oid
+                        and d.deptype = 'e')
+),
+fn as (
+  select p.oid, p.prokind, p.proacl, p.proowner, p.prolang, p.provolatile, p.prosecdef,
+         p.proisstrict, p.proleakproof, p.proparallel, p.proconfig, p.prosrc,
+         format('%I.%I(%s)', ns.nspname, p.proname,
+                pg_get_function_identity_arguments(p.oid)) as sig
+    from pg_proc p
+    join ns on ns.oid = p.pronamespace
+   where not exists (select 1 from pg_depend d
+                      where d.classid = 'pg_proc'::regclass and d.objid = p.oid
+                        and d.deptype in ('e', 'i'))
+),
+typ as (
+  select t.oid, t.typtype, t.typrelid, t.typbasetype, t.typtypmod, t.typnotnull,
+         t.typdefault, format('%I.%I', ns.nspname, t.typname) as qname
+    from pg_type t
+    join ns on ns.oid = t.typnamespace
+   where t.typtype in ('b', 'c', 'd', 'e', 'r')
+     and not exists (select 1 from pg_type e where e.typarray = t.oid)
+     and (t.typtype <> 'c'
+          or (select c.relkind from pg_class c where c.oid = t.typrelid) = 'c')
+     and not exists (select 1 from pg_depend d
+                      where d.classid = 'pg_type'::regclass and d.objid = t.oid
+                        and d.deptype = 'e')
+)
+select format('schema %I', ns.nspname) from ns
+union all
+select format('grant schema %I %s', ns.nspname, a.item::text)
+  from ns, unnest(coalesce(ns.nspacl, acldefault('n', ns.nspowner))) as a(item)
+union all
+select format('table %s%s%s rls %s force %s%s%s', rel.qname,
+              case rel.relkind when 'p' then ' partitioned' when 'f' then ' foreign' else '' end,
+              case rel.relpersistence when 'u' then ' unlogged' else '' end,
+              case when rel.relrowsecurity then 'on' else 'off' end,
+              case when rel.relforcerowsecurity then 'on' else 'off' end,
+              case when rel.relispartition
+                   then ' partition of '
+                        || (select format('%I.%I', pn.nspname, pc.relname)
+                              from pg_inherits i
+                              join pg_class pc on pc.oid = i.inhparent
+                              join pg_namespace pn on pn.oid = pc.relnamespace
+                             where i.inhrelid = rel.oid limit 1)
+                        || ' ' || pg_get_expr(rel.relpartbound, rel.oid)
+                   else '' end,
+              case when rel.reloptions is not null
+                   then ' with (' || array_to_string(rel.reloptions, ', ') || ')' else '' end)
+  from rel where rel.relkind in ('r', 'p', 'f')
+union all
+select format('column %s.%I %s%s%s%s%s', rel.qname, a.attname,
+              format_type(a.atttypid, a.atttypmod),
+              case when a.attcollation <> 0 and a.attcollation <> t.typcollation
+                   then (select format(' collate %I.%I', cn.nspname, co.collname)
+                           from pg_collation co
+                           join pg_namespace cn on cn.oid = co.collnamespace
+                          where co.oid = a.attcollation)
+                   else '' end,
+              case when a.attnotnull then ' not null' else '' end,
+              case a.attidentity when 'a' then ' generated always as identity'
+                                 when 'd' then ' generated by default as identity'
+                                 else '' end,
+              case when a.attgenerated = 's'
+                   then ' generated always as (' || pg_get_expr(ad.adbin, ad.adrelid) || ') stored'
+                   when ad.adbin is not null
+                   then ' default ' || pg_get_expr(ad.adbin, ad.adrelid)
+                   else '' end)
+  from rel
+  join pg_attribute a on a.attrelid = rel.oid and a.attnum > 0 and not a.attisdropped
+  join pg_type t on t.oid = a.atttypid
+  left join pg_attrdef ad on ad.adrelid = a.attrelid and ad.adnum = a.attnum
+ where rel.relkind in ('r', 'p', 'f')
+union all
+select format('constraint %s %I %s', rel.qname, con.conname, pg_get_constraintdef(con.oid))
+  from pg_constraint con join rel on rel.oid = con.conrelid
+union all
+select format('constraint domain %s %I %s', typ.qname, con.conname, pg_get_constraintdef(con.oid))
+  from pg_constraint con join typ on typ.oid = con.contypid
+union all
+select format('index %s %s%s', ir.qname, pg_get_indexdef(ix.indexrelid),
+              case when not ix.indisvalid then ' (invalid)' else '' end)
+  from pg_index ix
+  join rel ir on ir.oid = ix.indexrelid
+union all
+select format('%s %s%s language %s %s%s%s%s parallel %s%s md5 %s',
+              case fn.prokind when 'p' then 'procedure' when 'a' then 'aggregate'
+                              when 'w' then 'window function' else 'function' end,
+              fn.sig,
+              coalesce(' returns ' || pg_get_function_result(fn.oid), ''),
+              (select l.lanname from pg_language l where l.oid = fn.prolang),
+              case fn.provolatile when 'i' then 'immutable' when 's' then 'stable'
+                                  else 'volatile' end,
+              case when fn.prosecdef then ' security definer' else '' end,
+              case when fn.proisstrict then ' strict' else '' end,
+              case when fn.proleakproof then ' leakproof' else '' end,
+              case fn.proparallel when 's' then 'safe' when 'r' then 'restricted'
+                                  else 'unsafe' end,
+              case when fn.proconfig is not null
+                   then ' set ' || array_to_string(fn.proconfig, ', ') else '' end,
+              md5(case when fn.prokind in ('f', 'p') then pg_get_functiondef(fn.oid)
+                       else fn.prosrc end))
+  from fn
+union all
+select format('trigger %s %I %s%s', rel.qname, tg.tgname, pg_get_triggerdef(tg.oid),
+              case tg.tgenabled when 'D' then ' (disabled)' when 'R' then ' (enabled replica)'
+                                when 'A' then ' (enabled always)' else '' end)
+  from pg_trigger tg join rel on rel.oid = tg.tgrelid
+ where not tg.tgisinternal
+union all
+select format('policy %s %I %s for %s to %s%s%s', rel.qname, pol.polname,
+              case when pol.polpermissive then 'permissive' else 'restrictive' end,
+              case pol.polcmd when 'r' then 'select' when 'a' then 'insert'
+                              when 'w' then 'update' when 'd' then 'delete' else 'all' end,
+              (select string_agg(r.name, ', ' order by r.name collate "C")
+                 from (select case when x = 0 then 'public'
+                                   else quote_ident(pg_get_userbyid(x)) end as name
+                         from unnest(pol.polroles) as x) r),
+              coalesce(' using (' || pg_get_expr(pol.polqual, pol.polrelid) || ')', ''),
+              coalesce(' with check (' || pg_get_expr(pol.polwithcheck, pol.polrelid) || ')', ''))
+  from pg_policy pol join rel on rel.oid = pol.polrelid
+union all
+select format('%s %s%s md5 %s',
+              case rel.relkind when 'm' then 'materialized view' else 'view' end,
+              rel.qname,
+              case when rel.reloptions is not null
+                   then ' with (' || array_to_string(rel.reloptions, ', ') || ')' else '' end,
+              md5(pg_get_viewdef(rel.oid)))
+  from rel where rel.relkind in ('v', 'm')
+union all
+select case typ.typtype
+         when 'e' then format('type %s enum (%s)', typ.qname,
+                              (select string_agg(quote_literal(e.enumlabel), ', '
+                                                 order by e.enumsortorder)
+                                 from pg_enum e where e.enumtypid = typ.oid))
+         when 'c' then format('type %s composite (%s)', typ.qname,
+                              (select string_agg(format('%I %s', a.attname,
+                                                        format_type(a.atttypid, a.atttypmod)),
+                                                 ', ' order by a.attnum)
+                                 from pg_attribute a
+                                where a.attrelid = typ.typrelid and a.attnum > 0
+                                  and not a.attisdropped))
+         when 'd' then format('domain %s %s%s%s', typ.qname,
+                              format_type(typ.typbasetype, typ.typtypmod),
+                              case when typ.typnotnull then ' not null' else '' end,
+                              coalesce(' default ' || typ.typdefault, ''))
+         when 'r' then format('type %s range (%s)', typ.qname,
+                              (select format_type(r.rngsubtype, null)
+                                 from pg_range r where r.rngtypid = typ.oid))
+         else format('type %s base', typ.qname) end
+  from typ
+union all
+select format('sequence %s %s increment %s min %s max %s start %s cache %s%s%s', rel.qname,
+              format_type(s.seqtypid, null), s.seqincrement, s.seqmin, s.seqmax, s.seqstart,
+              s.seqcache, case when s.seqcycle then ' cycle' else ' no cycle' end,
+              coalesce((select format(' owned by %I.%I.%I', tn.nspname, tc.relname, ta.attname)
+                          from pg_depend d
+                          join pg_class tc on tc.oid = d.refobjid
+                          join pg_namespace tn on tn.oid = tc.relnamespace
+                          join pg_attribute ta on ta.attrelid = d.refobjid
+                                              and ta.attnum = d.refobjsubid
+                         where d.classid = 'pg_class'::regclass and d.objid = rel.oid
+                           and d.refclassid = 'pg_class'::regclass and d.refobjsubid > 0
+                           and d.deptype in ('a', 'i')
+                         limit 1), ''))
+  from pg_sequence s join rel on rel.oid = s.seqrelid
+union all
+select format('grant %s %s %s',
+              case rel.relkind when 'S' then 'sequence' when 'v' then 'view'
+                               when 'm' then 'materialized view' else 'table' end,
+              rel.qname, a.item::text)
+  from rel,
+       unnest(coalesce(rel.relacl,
+                       acldefault((case rel.relkind when 'S' then 's' else 'r' end)::"char",
+                                  rel.relowner))) as a(item)
+ where rel.relkind in ('r', 'p', 'f', 'v', 'm', 'S')
+union all
+select format('grant column %s.%I %s', rel.qname, att.attname, a.item::text)
+  from rel
+  join pg_attribute att on att.attrelid = rel.oid and att.attnum > 0 and not att.attisdropped
+  cross join unnest(att.attacl) as a(item)
+ where att.attacl is not null
+union all
+select format('grant %s %s %s', case fn.prokind when 'p' then 'procedure' else 'function' end,
+              fn.sig, a.item::text)
+  from fn, unnest(coalesce(fn.proacl, acldefault('f', fn.proowner))) as a(item)
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_fields() {
+        assert_eq!(first_record_field("(300)"), Some("300".into()));
+        assert_eq!(first_record_field("(,x)"), None);
+        assert_eq!(first_record_field("()"), None);
+        assert_eq!(first_record_field("(\"\",1)"), Some(String::new()));
+        assert_eq!(
+            first_record_field(r#"("a ""b"", \\c",2)"#),
+            Some(r#"a "b", \c"#.into())
+        );
+        assert_eq!(first_record_field("(t,f)"), Some("t".into()));
+    }
+
+    #[test]
+    fn hash_expression_sorts_columns() {
+        assert_eq!(
+            row_hash_expr(&["b".into(), "a".into(), "b".into()]),
+            "hashtextextended(row(\"a\", \"b\")::text, 0)"
+        );
+    }
+
+    #[test]
+    fn range_predicates() {
+        let pk = ("id".to_string(), "bigint".to_string());
+        assert_eq!(range_predicate(&pk, None, None), ("true".into(), vec![]));
+        assert_eq!(
+            range_predicate(&pk, Some("5"), Some("9")),
+            (
+                "\"id\" >= $1::text::bigint and \"id\" < $2::text::bigint".into(),
+                vec!["5", "9"]
+            )
+        );
+        let text_pk = ("code".to_string(), "text".to_string());
+        assert_eq!(
+            range_predicate(&text_pk, None, Some("m")).0,
+            "\"code\" collate \"C\" < $1::text::text"
+        );
+    }
+
+    #[test]
+    fn row_hash_diff() {
+        let s = vec![
+            ("1".to_string(), "a".to_string()),
+            ("2".into(), "b".into()),
+            ("10".into(), "c".into()),
+        ];
+        let t = vec![
+            ("2".to_string(), "x".to_string()),
+            ("3".into(), "d".into()),
+            ("10".into(), "c".into()),
+        ];
+        let d = diff_row_hashes(&s, &t, 100);
+        assert_eq!(
+            d,
+            vec![
+                KeyDiff {
+                    key: "1".into(),
+                    kind: KeyDiffKind::MissingOnTarget
+                },
+                KeyDiff {
+                    key: "2".into(),
+                    kind: KeyDiffKind::Different
+                },
+                KeyDiff {
+                    key: "3".into(),
+                    kind: KeyDiffKind::ExtraOnTarget
+                },
+            ]
+        );
+        // Cut at 2 rows: key 10 of the source was seen, the target's was not.
+        let d = diff_row_hashes(&s, &t[..2], 2);
+        assert!(d.iter().all(|k| k.key != "10"));
+    }
+}

@@ -154,7 +154,7 @@ N_SALES=$((ROWS * 45 / 100))
 N_INVOICES=$((ROWS * 25 / 100))
 N_LOGS=$((ROWS - N_CUSTOMERS - N_SALES - N_INVOICES))
 
-say "recreating databases ${DATABASES[*]} on $(db_url '')"
+say "recreating databases ${DATABASES[*]} on ${PG_REST#*@}"
 drop_databases
 for db in "${DATABASES[@]}"; do pq "$ADMIN" -c "create database $db"; done
 
@@ -379,7 +379,7 @@ for m in "${METHODS[@]}"; do run_method "$m"; done
 say "results: $ROWS rows, $(pqa "$SRC" -c "select pg_size_pretty(pg_database_size(current_database()))"), $JOBS jobs"
 CT=${TIME[cutover]}
 has_ct() { [[ $CT != n/a ]]; }
-printf '    %-34s %9s  %-22s %s\n' method seconds ratio identical
+printf '    %-34s %9s  %-30s %s\n' method seconds identical ratio
 for m in "${METHODS[@]}"; do
   t=${TIME[$m]} r=n/a
   if [[ $t != n/a ]] && has_ct; then
@@ -390,7 +390,7 @@ for m in "${METHODS[@]}"; do
     esac
   fi
   [[ $t != n/a ]] && t=$(fmt1 "$t")
-  printf '    %-34s %9s  %-22s %s\n' "${LABEL[$m]}" "$t" "$r" "${IDENT[$m]}"
+  printf '    %-34s %9s  %-30s %s\n' "${LABEL[$m]}" "$t" "${IDENT[$m]}" "$r"
 done
 echo
 STATUS=0

@@ -30,6 +30,30 @@ pub struct LockedSession {
     db: Database,
 }
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn transaction_control_is_recognised() {
+        for s in [
+            "begin",
+            "BEGIN TRANSACTION",
+            "commit",
+            "End Work",
+            "start transaction",
+        ] {
+            assert!(super::is_transaction_control(s), "{s}");
+        }
+        for s in [
+            "begin atomic",
+            "commit prepared 'x'",
+            "create table begin_log (id int)",
+            "rollback",
+        ] {
+            assert!(!super::is_transaction_control(s), "{s}");
+        }
+    }
+}
+
 /// Why a migration file failed, located in the file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApplyFailure {
@@ -122,6 +146,23 @@ impl Database {
     }
 }
 
+/// `BEGIN`, `COMMIT`, `START TRANSACTION`, `END` with optional `WORK`/`TRANSACTION`.
+fn is_transaction_control(statement: &str) -> bool {
+    let words: Vec<String> = statement
+        .split_whitespace()
+        .map(|w| w.to_ascii_lowercase())
+        .collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    matches!(
+        words.as_slice(),
+        ["begin"]
+            | ["begin", "work" | "transaction"]
+            | ["start", "transaction"]
+            | ["commit" | "end"]
+            | ["commit" | "end", "work" | "transaction"]
+    )
+}
+
 impl LockedSession {
     /// The locked connection, for callers that run their own statements.
     pub fn connection(&mut self) -> &mut sqlx::PgConnection {
@@ -173,6 +214,11 @@ impl LockedSession {
         let mut outside = 0;
         let mut in_transaction = false;
         for (i, statement) in statements.iter().enumerate() {
+            // The file runs in our transaction already; its own BEGIN/COMMIT
+            // would end ours early and leave the history row unprotected.
+            if is_transaction_control(&statement.text) {
+                continue;
+            }
             if statement.needs_no_transaction {
                 if in_transaction {
                     self.simple("commit")

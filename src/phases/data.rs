@@ -231,8 +231,7 @@ async fn copy_with_lock(
         .filter(|j| !finished.contains_key(&j.table))
         .cloned()
         .collect();
-    let in_flight: InFlight =
-        Arc::default();
+    let in_flight: InFlight = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let reporter = spawn_progress(ctx, in_flight.clone());
     let parallel = usize::from(ctx.manifest.data.parallel);
@@ -492,10 +491,7 @@ async fn rebuild_all(
     Ok((started.elapsed(), unvalidated))
 }
 
-fn spawn_progress(
-    ctx: &Context,
-    in_flight: InFlight,
-) -> tokio::task::JoinHandle<()> {
+fn spawn_progress(ctx: &Context, in_flight: InFlight) -> tokio::task::JoinHandle<()> {
     let console = ctx.console;
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(PROGRESS_EVERY);

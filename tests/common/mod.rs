@@ -385,3 +385,108 @@ pub async fn ledger_dump(db: &TestDb, schema: &str) -> String {
     }
     all
 }
+
+/// An independent count and content hash of a table, computed differently
+/// from cutover's own checksum: md5 over every row's text, sorted.
+pub async fn table_digest(db: &TestDb, table: &str) -> (i64, String) {
+    let mut conn = db.connect().await;
+    let row = sqlx::query(&format!(
+        "select count(*), coalesce(md5(string_agg(t::text, '|' order by t::text)), '') from {table} t"
+    ))
+    .fetch_one(&mut conn)
+    .await
+    .expect("digest");
+    (row.get(0), row.get(1))
+}
+
+/// Every user table (not the ledger, not the migration history), schema-qualified.
+pub async fn user_tables(db: &TestDb) -> Vec<String> {
+    let mut conn = db.connect().await;
+    sqlx::query_scalar(
+        "select format('%I.%I', schemaname, tablename) from pg_tables
+          where schemaname not in ('pg_catalog', 'information_schema', 'cutover', 'supabase_migrations')
+          order by 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap()
+}
+
+/// Asserts both databases hold the same rows in every table they share.
+pub async fn assert_same_rows(source: &TestDb, target: &TestDb, tables: &[String]) {
+    for table in tables {
+        let a = table_digest(source, table).await;
+        let b = table_digest(target, table).await;
+        assert_eq!(a, b, "{table} differs between source and target");
+    }
+}
+
+/// `pg_dump --schema-only` of the user-visible schema, without the ledger,
+/// the migration history and pg_dump's random \restrict keys.
+pub fn schema_dump(db: &TestDb) -> String {
+    let out = Command::new("pg_dump")
+        .args([
+            "--schema-only",
+            "--no-owner",
+            "-N",
+            "cutover",
+            "-N",
+            "supabase_migrations",
+        ])
+        .arg(db.url())
+        .output()
+        .expect("pg_dump");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Runs cutover locally (CUTOVER_* variables) on a pair.
+pub fn run_local(
+    cwd: &Path,
+    phases: &str,
+    manifest: &Path,
+    pair: &Pair,
+    extra: &[(&str, &str)],
+) -> Output {
+    let mut env: Vec<(String, String)> = vec![
+        ("CUTOVER_SOURCE_DB_URL".into(), pair.source.url()),
+        ("CUTOVER_TARGET_DB_URL".into(), pair.target.url()),
+        ("CUTOVER_MANIFEST".into(), manifest.display().to_string()),
+        (
+            "CUTOVER_REPORT_FILE".into(),
+            cwd.join("report.json").display().to_string(),
+        ),
+        (
+            "CUTOVER_SUMMARY_FILE".into(),
+            cwd.join("summary.md").display().to_string(),
+        ),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    run_cutover(cwd, &[phases], &env)
+}
+
+/// Copies an example's supabase folder into a temp dir with a minimal
+/// manifest, so a test can change files.
+pub fn example_copy(example: &str, manifest: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let from = repo_root()
+        .join("examples")
+        .join(example)
+        .join("supabase/migrations");
+    let to = dir.path().join("supabase/migrations");
+    std::fs::create_dir_all(&to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+    std::fs::write(dir.path().join("cutover.toml"), manifest).unwrap();
+    dir
+}

@@ -1,0 +1,285 @@
+//! `schema` on real databases: the same result as the Supabase CLI's psql
+//! way, history rows the CLI reads, stops at a broken file, resumes, refuses
+//! drift and missing files, and never interleaves with another run.
+
+mod common;
+
+use common::*;
+
+async fn history(db: &TestDb) -> Vec<String> {
+    let mut conn = db.connect().await;
+    sqlx::query_scalar("select version from supabase_migrations.schema_migrations order by version")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn applies_each_example_like_the_cli_does() {
+    for example in ["ops-portal", "savings-groups"] {
+        let pair = Pair::from_example(example).await;
+        let work = tempfile::tempdir().unwrap();
+        let manifest = repo_root()
+            .join("examples")
+            .join(example)
+            .join("cutover.toml");
+        let out = run_local(work.path(), "schema", &manifest, &pair, &[]);
+        assert_eq!(out.status.code(), Some(0), "{example}: {}", text(&out));
+        assert_eq!(
+            schema_dump(&pair.source),
+            schema_dump(&pair.target),
+            "{example}: schema differs from the psql way"
+        );
+        assert_eq!(history(&pair.source).await, history(&pair.target).await);
+        // One row per file, statements recorded as the CLI records them.
+        let empty: String = pair
+            .target
+            .scalar("select count(*)::text from supabase_migrations.schema_migrations where cardinality(statements) = 0 or name is null or name = ''")
+            .await
+            .unwrap();
+        assert_eq!(empty, "0");
+        let checksums = pair
+            .target
+            .scalar("select count(*)::text from cutover.migrations")
+            .await
+            .unwrap();
+        assert_eq!(checksums, history(&pair.target).await.len().to_string());
+        if example == "savings-groups" {
+            assert!(
+                std::fs::read_to_string(work.path().join("summary.md"))
+                    .unwrap()
+                    .contains("outside a transaction")
+            );
+        }
+        // A second run finds nothing to do.
+        let again = run_local(work.path(), "schema", &manifest, &pair, &[]);
+        assert_eq!(again.status.code(), Some(0));
+        assert!(
+            text(&again).contains("0 of 0 pending migrations applied"),
+            "{}",
+            text(&again)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_broken_file_stops_with_its_name_and_line_and_the_next_run_resumes() {
+    let pair = Pair::from_example("ops-portal").await;
+    let work = example_copy("ops-portal", "[project]\nname = \"t\"\n");
+    let broken = work
+        .path()
+        .join("supabase/migrations/20250116000000_broken.sql");
+    std::fs::write(&broken, "-- adds a column\ncreate table public.extra (id int);\n\nalter table public.customers\n  add column oops no_such_type;\n").unwrap();
+    let manifest = work.path().join("cutover.toml");
+    let out = run_local(work.path(), "schema", &manifest, &pair, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let log = text(&out);
+    assert!(
+        log.contains("20250116000000_broken.sql: statement 2 (line 5) failed"),
+        "{log}"
+    );
+    assert!(
+        log.contains("type \"no_such_type\" does not exist"),
+        "{log}"
+    );
+    let applied = history(&pair.target).await;
+    assert_eq!(
+        applied,
+        ["20250103130000", "20250113000000", "20250114000000"],
+        "exactly the files before it"
+    );
+    assert_eq!(
+        pair.target
+            .scalar("select to_regclass('public.extra')::text")
+            .await,
+        None,
+        "rolled back"
+    );
+
+    std::fs::write(&broken, "create table public.extra (id int);\n").unwrap();
+    let out = run_local(work.path(), "schema", &manifest, &pair, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(history(&pair.target).await.len(), 13);
+}
+
+#[tokio::test]
+async fn drift_and_missing_local_files_block_before_any_change() {
+    let pair = Pair::from_example("ops-portal").await;
+    let work = example_copy("ops-portal", "[project]\nname = \"t\"\n");
+    let manifest = work.path().join("cutover.toml");
+    let out = run_local(work.path(), "schema", &manifest, &pair, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // Edit an applied file: drift.
+    let file = work
+        .path()
+        .join("supabase/migrations/20250113000000_initial_setup.sql");
+    let mut sql = std::fs::read_to_string(&file).unwrap();
+    sql.push_str("\n-- edited after it was applied\n");
+    std::fs::write(&file, sql).unwrap();
+    std::fs::write(
+        work.path()
+            .join("supabase/migrations/20990101000000_new.sql"),
+        "create table public.later (id int);",
+    )
+    .unwrap();
+    let out = run_local(work.path(), "schema", &manifest, &pair, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let summary = std::fs::read_to_string(work.path().join("summary.md")).unwrap();
+    assert!(
+        summary.contains("changed since they were applied: 20250113000000_initial_setup"),
+        "{summary}"
+    );
+    assert_eq!(
+        pair.target
+            .scalar("select to_regclass('public.later')::text")
+            .await,
+        None,
+        "nothing applied"
+    );
+
+    // Allowed drift goes ahead with a warning.
+    std::fs::write(
+        &manifest,
+        "[project]\nname = \"t\"\n[schema]\nallow_drift = true\n",
+    )
+    .unwrap();
+    let out = run_local(work.path(), "schema", &manifest, &pair, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // A version on the target with no file: refused like the CLI's ErrMissingLocal.
+    std::fs::remove_file(
+        work.path()
+            .join("supabase/migrations/20990101000000_new.sql"),
+    )
+    .unwrap();
+    let out = run_local(work.path(), "schema", &manifest, &pair, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("applied on the target but no local file: 20990101000000"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test]
+async fn out_of_order_files_block_unless_allowed() {
+    let pair = Pair::from_example("ops-portal").await;
+    let work = example_copy("ops-portal", "[project]\nname = \"t\"\n");
+    let manifest = work.path().join("cutover.toml");
+    assert_eq!(
+        run_local(work.path(), "schema", &manifest, &pair, &[])
+            .status
+            .code(),
+        Some(0)
+    );
+    std::fs::write(
+        work.path()
+            .join("supabase/migrations/20250101000000_late.sql"),
+        "create table public.late (id int);",
+    )
+    .unwrap();
+    let out = run_local(work.path(), "schema", &manifest, &pair, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("older than the newest applied version"),
+        "{}",
+        text(&out)
+    );
+    std::fs::write(
+        &manifest,
+        "[project]\nname = \"t\"\n[schema]\nallow_out_of_order = true\n",
+    )
+    .unwrap();
+    assert_eq!(
+        run_local(work.path(), "schema", &manifest, &pair, &[])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert!(
+        pair.target
+            .scalar("select to_regclass('public.late')::text")
+            .await
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn a_second_run_waits_for_the_lock_then_fails_clearly() {
+    let pair = Pair::from_example("ops-portal").await;
+    let work = example_copy(
+        "ops-portal",
+        "[project]\nname = \"t\"\n[schema]\nlock_timeout_seconds = 1\n",
+    );
+    let manifest = work.path().join("cutover.toml");
+    // Another run holds the lock.
+    let mut holder = pair.target.connect().await;
+    sqlx::query("select pg_advisory_lock($1)")
+        .bind(cutover::pg::migrate::RUN_LOCK_KEY)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let out = run_local(work.path(), "schema", &manifest, &pair, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let log = text(&out);
+    assert!(
+        log.contains("another cutover run holds the run lock"),
+        "{log}"
+    );
+    assert!(log.contains("nothing was changed"), "{log}");
+    assert!(history(&pair.target).await.is_empty());
+    drop(holder);
+    assert_eq!(
+        run_local(work.path(), "schema", &manifest, &pair, &[])
+            .status
+            .code(),
+        Some(0)
+    );
+}
+
+#[tokio::test]
+async fn dry_run_applies_nothing() {
+    let pair = Pair::from_example("ops-portal").await;
+    let before = pair.target.fingerprint().await;
+    let manifest = repo_root().join("examples/ops-portal/cutover.toml");
+    let work = tempfile::tempdir().unwrap();
+    let out = run_local(
+        work.path(),
+        "schema",
+        &manifest,
+        &pair,
+        &[("CUTOVER_DRY_RUN", "true")],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("would apply (dry-run)"));
+    assert_eq!(pair.target.fingerprint().await, before);
+}
+
+#[tokio::test]
+async fn files_with_their_own_begin_and_commit_stay_atomic() {
+    let pair = Pair::from_example("ops-portal").await;
+    let work = example_copy("ops-portal", "[project]\nname = \"t\"\n");
+    std::fs::write(
+        work.path().join("supabase/migrations/20990101000000_wrapped.sql"),
+        "begin;\ncreate table public.wrapped (id int);\ncommit;\nbegin;\ninsert into public.wrapped values (1);\nselect 1/0;\ncommit;\n",
+    )
+    .unwrap();
+    let out = run_local(
+        work.path(),
+        "schema",
+        &work.path().join("cutover.toml"),
+        &pair,
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("division by zero"), "{}", text(&out));
+    assert_eq!(
+        pair.target
+            .scalar("select to_regclass('public.wrapped')::text")
+            .await,
+        None,
+        "the whole file rolled back"
+    );
+    assert_eq!(history(&pair.target).await.len(), 12);
+}

@@ -55,7 +55,7 @@ CEILING_GOAL=1.3     # cutover's time / raw ceiling's time should stay under thi
 CUTOVER_REPORT=/tmp/bench-cutover-report.json
 CUTOVER_SUMMARY=/tmp/bench-cutover-summary.md
 
-for tool in psql pg_dump pg_restore bc awk; do
+for tool in psql pg_dump pg_restore bc awk flock mkfifo; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is required but not installed" >&2; exit 1; }
 done
 
@@ -112,6 +112,57 @@ run_parallel() {
     running=$((running - 1))
   done
   return "$failed"
+}
+
+# Runs SQL statements (one per argument, one line each) on database URL $1
+# over $2 sessions that each take the next statement as soon as they are free:
+# the order given, at most $2 at a time, $2 connections in all.
+sql_pool() {
+  local url=$1 jobs=$2 dir i failed=0
+  shift 2
+  (($#)) || return 0
+  dir=$(mktemp -d "$WORK/pool.XXXXXX")
+  printf '%s\n' "$@" >"$dir/queue"
+  echo 0 >"$dir/next"
+  for ((i = 0; i < jobs; i++)); do
+    sql_pool_worker "$url" "$dir" "$#" "$i" &
+  done
+  for ((i = 0; i < jobs; i++)); do wait -n || failed=1; done
+  return "$failed"
+}
+sql_pool_claim() { # the next statement's number, nothing once all are taken
+  (
+    flock 9
+    n=$(<"$1/next")
+    if ((n < $2)); then
+      echo $((n + 1)) >"$1/next"
+      echo $((n + 1))
+    fi
+  ) 9>"$1/lock"
+}
+sql_pool_worker() {
+  local url=$1 dir=$2 total=$3 id=$4 k stmt line finished in out pid
+  mkfifo "$dir/in$id" "$dir/out$id"
+  psql -X -q -v ON_ERROR_STOP=1 "$url" <"$dir/in$id" >"$dir/out$id" 2>&1 &
+  pid=$!
+  exec {in}>"$dir/in$id" {out}<"$dir/out$id"
+  while k=$(sql_pool_claim "$dir" "$total") && [[ -n $k ]]; do
+    stmt=$(sed -n "${k}p" "$dir/queue")
+    printf '%s;\n\\echo __pool_done__\n' "$stmt" >&"$in"
+    finished=0
+    while IFS= read -r line <&"$out"; do
+      if [[ $line == __pool_done__ ]]; then finished=1; break; fi
+      printf '%s\n' "$line"
+    done
+    if ((!finished)); then
+      echo "failed: $stmt" >&2
+      exec {in}>&- {out}<&-
+      wait "$pid" || true
+      return 1
+    fi
+  done
+  exec {in}>&- {out}<&-
+  wait "$pid"
 }
 
 drop_databases() {
@@ -288,9 +339,9 @@ run_pgcopydb() {
 
 # The ceiling: tables created without keys, indexes, FKs or triggers (pg_dump's
 # pre-data section), a binary COPY piped from source to target per table
-# ($JOBS at a time), then every index built ($JOBS at a time; primary keys and
-# unique constraints as unique indexes, attached afterwards, as pgcopydb
-# does), then the foreign keys ($JOBS at a time), then the triggers.
+# ($JOBS at a time), then every index built ($JOBS sessions at a time; primary
+# keys and unique constraints as unique indexes, attached afterwards, as
+# pgcopydb does), then the foreign keys ($JOBS at a time), then the triggers.
 RAW_TABLES=() RAW_INDEXES=() RAW_ATTACH=() RAW_FKS=() RAW_TRIGGERS=()
 prepare_raw() {
   local list
@@ -321,19 +372,18 @@ raw_copy() {
   psql -X -q -v ON_ERROR_STOP=1 "$SRC" -c "copy $1 to stdout (format binary)" |
     psql -X -q -v ON_ERROR_STOP=1 "${TGT[raw]}" -c "copy $1 from stdin (format binary)"
 }
-raw_sql() { psql -X -q -v ON_ERROR_STOP=1 "${TGT[raw]}" -c "$1"; }
 run_raw() {
-  local t0 stmt
+  local t0
   t0=$(now)
   run_parallel "$JOBS" raw_copy "${RAW_TABLES[@]}"
   echo "copy: $(fmt1 "$(elapsed "$t0" "$(now)")") s (${#RAW_TABLES[@]} tables)"
   t0=$(now)
-  run_parallel "$JOBS" raw_sql "${RAW_INDEXES[@]}"
-  for stmt in "${RAW_ATTACH[@]}"; do raw_sql "$stmt"; done
+  sql_pool "${TGT[raw]}" "$JOBS" "${RAW_INDEXES[@]}"
+  printf '%s;\n' "${RAW_ATTACH[@]}" | pq "${TGT[raw]}"
   echo "indexes: $(fmt1 "$(elapsed "$t0" "$(now)")") s (${#RAW_INDEXES[@]} indexes)"
   t0=$(now)
-  run_parallel "$JOBS" raw_sql "${RAW_FKS[@]}"
-  for stmt in "${RAW_TRIGGERS[@]}"; do raw_sql "$stmt"; done
+  sql_pool "${TGT[raw]}" "$JOBS" "${RAW_FKS[@]}"
+  printf '%s;\n' "${RAW_TRIGGERS[@]}" | pq "${TGT[raw]}"
   echo "foreign keys and triggers: $(fmt1 "$(elapsed "$t0" "$(now)")") s (${#RAW_FKS[@]} foreign keys)"
 }
 

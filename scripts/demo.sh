@@ -3,14 +3,14 @@
 # examples/ops-portal (the source as `supabase db push` + seed data leave it,
 # the target empty), runs cutover on them and prints the job summary.
 #
-#   scripts/demo.sh                      # plan,preflight
+#   scripts/demo.sh                      # plan,preflight,schema,data,validate
 #   scripts/demo.sh plan,preflight       # any phase list
 #
 # Needs PostgreSQL on 127.0.0.1:5432 (override with CUTOVER_DEMO_PG) and psql.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PHASES=${1:-plan,preflight}
+PHASES=${1:-plan,preflight,schema,data,validate}
 PG=${CUTOVER_DEMO_PG:-postgres://postgres@127.0.0.1:5432}
 EXAMPLE=examples/ops-portal
 SRC=cutover_demo_source

@@ -149,7 +149,11 @@ impl Database {
     }
 
     /// Ends a transaction of [`Database::stable_tx`].
-    async fn end_tx(&self, tx: Transaction<'static, Postgres>, context: &str) -> Result<(), PgError> {
+    async fn end_tx(
+        &self,
+        tx: Transaction<'static, Postgres>,
+        context: &str,
+    ) -> Result<(), PgError> {
         tx.rollback().await.map_err(|e| self.error(context, e))
     }
 
@@ -660,7 +664,11 @@ impl Database {
         let mut lines: Vec<String> = lines
             .into_iter()
             .flatten()
-            .map(|l| l.replace('\\', "\\\\").replace('\n', "\\n").replace('\r', "\\r"))
+            .map(|l| {
+                l.replace('\\', "\\\\")
+                    .replace('\n', "\\n")
+                    .replace('\r', "\\r")
+            })
             .collect();
         lines.sort();
         lines.dedup();

@@ -4,6 +4,7 @@
 //! is a [`PgError`] whose text has been through the [`Redactor`], so a URL or
 //! password can never ride along in a driver message.
 
+pub mod compare;
 pub mod copy;
 pub mod ledger;
 pub mod migrate;

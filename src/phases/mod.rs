@@ -7,6 +7,7 @@ pub mod data;
 pub mod plan;
 pub mod preflight;
 pub mod schema;
+pub mod validate;
 
 use std::collections::BTreeMap;
 
@@ -193,6 +194,7 @@ pub async fn run(phase: Phase, ctx: &mut Context) -> Result<PhaseReport, PhaseEr
         Phase::Preflight => preflight::run(ctx).await,
         Phase::Schema => schema::run(ctx).await,
         Phase::Data => data::run(ctx).await,
+        Phase::Validate => validate::run(ctx).await,
         other => Err(PhaseError::new(format!(
             "phase `{other}` is not implemented in cutover {} yet; nothing was changed",
             env!("CARGO_PKG_VERSION")

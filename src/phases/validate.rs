@@ -1,0 +1,464 @@
+//! `validate`: proves the target holds what the source holds.
+//!
+//! Row counts (exact, both sides at once), per-table checksums computed inside
+//! each database and, on a mismatch, the first differing keys found by
+//! bisecting the primary-key range; sequences ahead of their columns; RLS
+//! enabled with the same policies; RLS probes as roles with JWT claims; the
+//! user schemas' catalogs diffed. A passing validation is recorded in the
+//! ledger with what it covered, for the cutover gate.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::context::Context;
+use crate::manifest::QualifiedName;
+use crate::pg::compare::{RlsState, first_differing_keys};
+use crate::pg::ledger::StepRecord;
+use crate::pg::{Database, Side};
+use crate::report::{CheckItem, PhaseReport, ReportTable, Status, TextDiff, thousands};
+
+use super::{PhaseError, select_tables};
+
+/// Differing keys shown per table.
+const MAX_KEYS_SHOWN: usize = 5;
+
+/// Runs `validate`.
+pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
+    let mut report = PhaseReport::new("validate");
+    let source = ctx.source("validate").await?;
+    let target = ctx.target("validate", false).await?;
+    let selection = select_tables(ctx, &source).await?;
+    if !selection.missing.is_empty() {
+        return Err(PhaseError::new(format!(
+            "tables named in [data] tables do not exist on the source: {}",
+            selection.missing.join(", ")
+        ))
+        .hint("fix the names (schema.table) in the manifest's [data] tables"));
+    }
+    let tables: Vec<QualifiedName> = if ctx.manifest.checks.row_counts.is_empty() {
+        selection.copy.iter().map(|t| t.name.clone()).collect()
+    } else {
+        ctx.manifest
+            .checks
+            .row_counts
+            .iter()
+            .map(|t| QualifiedName::parse(t).map_err(PhaseError::new))
+            .collect::<Result<_, _>>()?
+    };
+
+    // Row counts and checksums.
+    let on_target: BTreeSet<QualifiedName> =
+        target.existing_tables(&tables).await?.into_iter().collect();
+    let present: Vec<QualifiedName> = tables
+        .iter()
+        .filter(|t| on_target.contains(*t))
+        .cloned()
+        .collect();
+    let (source_counts, target_counts) = tokio::join!(
+        source.exact_row_counts(&tables),
+        target.exact_row_counts(&present)
+    );
+    let (source_counts, target_counts) = (source_counts?, target_counts?);
+    let mut source_sums = BTreeMap::new();
+    let mut target_sums = BTreeMap::new();
+    let mut diff_table = ReportTable::new(
+        "Row counts and checksums",
+        &["Table", "Source", "Target", "Δ", "Checksum", "Status"],
+    );
+    let mut mismatches = 0u64;
+    let mut differing_keys = Vec::new();
+    for table in &tables {
+        let src = source_counts.get(table).copied().unwrap_or(0);
+        let Some(&tgt) = target_counts.get(table) else {
+            mismatches += 1;
+            diff_table.push([
+                table.to_string(),
+                thousands(src),
+                "missing".into(),
+                "—".into(),
+                "—".into(),
+                "❌ table missing on target".into(),
+            ]);
+            continue;
+        };
+        let mut checksum_cell = "not compared".to_string();
+        let mut same_content = true;
+        if ctx.manifest.checks.checksum {
+            let columns: Vec<String> = source
+                .columns(table)
+                .await?
+                .into_iter()
+                .map(|c| c.name)
+                .collect();
+            let (a, b) = tokio::join!(
+                source.table_checksum(table, &columns),
+                target.table_checksum(table, &columns)
+            );
+            let ((_, a), (_, b)) = (a?, b?);
+            same_content = a == b;
+            checksum_cell = if same_content {
+                "equal".into()
+            } else {
+                "**differs**".into()
+            };
+            if !same_content {
+                if let Some(pk) = source.single_column_pk(table).await? {
+                    let keys = first_differing_keys(
+                        &source,
+                        &target,
+                        table,
+                        &columns,
+                        &pk,
+                        MAX_KEYS_SHOWN,
+                    )
+                    .await?;
+                    for k in keys {
+                        differing_keys.push([
+                            table.to_string(),
+                            pk.0.clone(),
+                            k.key,
+                            k.kind.describe().to_string(),
+                        ]);
+                    }
+                }
+            }
+            source_sums.insert(table.clone(), a);
+            target_sums.insert(table.clone(), b);
+        }
+        let equal = src == tgt && same_content;
+        if src != tgt {
+            mismatches += 1;
+        }
+        diff_table.push([
+            table.to_string(),
+            thousands(src),
+            thousands(tgt),
+            format!("{:+}", tgt - src),
+            checksum_cell,
+            if equal { "✅".into() } else { "❌".into() },
+        ]);
+    }
+    let content_mismatches = tables
+        .iter()
+        .filter(|t| {
+            source_sums
+                .get(*t)
+                .is_some_and(|a| target_sums.get(*t) != Some(a))
+        })
+        .count();
+    report.row_count_mismatches = Some(mismatches);
+    report.check(if mismatches == 0 && content_mismatches == 0 {
+        CheckItem::new(
+            "row-counts",
+            "Row counts and content equal",
+            Status::Pass,
+            format!(
+                "{} tables, {} rows on each side{}",
+                tables.len(),
+                thousands(source_counts.values().sum()),
+                if ctx.manifest.checks.checksum { ", checksums equal" } else { "" }
+            ),
+        )
+    } else {
+        CheckItem::new(
+            "row-counts",
+            "Row counts and content equal",
+            Status::Fail,
+            format!("{mismatches} tables differ in row count, {content_mismatches} in content"),
+        )
+        .with_hint("re-run `data` with overwrite after finding why (writes to the source during the copy? rows written on the target?)")
+    });
+    report.tables.push(diff_table.with_note(
+        "Exact count(*) on both sides; checksum = sum of a 64-bit hash of every row, computed in each database.",
+    ));
+    if !differing_keys.is_empty() {
+        let mut keys = ReportTable::new(
+            "First differing keys",
+            &["Table", "Key column", "Key", "How"],
+        );
+        for row in differing_keys {
+            keys.push(row);
+        }
+        report.tables.push(keys);
+    }
+
+    sequences_check(&source, &target, &mut report).await?;
+    rls_check(&source, &target, &mut report).await?;
+    probes_check(ctx, &target, &mut report).await?;
+
+    // Schema.
+    let ledger_schema = ctx.manifest.ledger.schema.clone();
+    let (a, b) = tokio::join!(
+        source.schema_text(&ledger_schema),
+        target.schema_text(&ledger_schema)
+    );
+    let (a, b) = (a?, b?);
+    if a == b {
+        report.check(CheckItem::new(
+            "schema",
+            "Schemas of source and target equal",
+            Status::Pass,
+            format!("{} catalog items compared (tables, columns, constraints, indexes, functions, triggers, policies, grants)", a.lines().count()),
+        ));
+    } else {
+        let changed = similar::TextDiff::from_lines(&a, &b)
+            .iter_all_changes()
+            .filter(|c| c.tag() != similar::ChangeTag::Equal)
+            .count();
+        report.check(
+            CheckItem::new(
+                "schema",
+                "Schemas of source and target equal",
+                Status::Fail,
+                format!("{changed} catalog lines differ; see the diff below"),
+            )
+            .with_hint(
+                "apply the missing migrations (`schema`) or find the manual change on one side",
+            ),
+        );
+        report.diffs.push(TextDiff {
+            title: "Schema: source → target".into(),
+            before_label: "source".into(),
+            after_label: "target".into(),
+            before: a,
+            after: b,
+        });
+    }
+
+    report.conclude_from_checks();
+    let passed = !report.has_failures();
+    let recorded = if passed && !ctx.settings.dry_run {
+        record_validation(
+            ctx,
+            &tables,
+            &source_counts,
+            &target_counts,
+            &source_sums,
+            &target_sums,
+        )
+        .await?;
+        "; recorded in the ledger for the cutover gate"
+    } else {
+        ""
+    };
+    report.summary = if passed {
+        format!(
+            "Target matches source: {} tables, counts and checksums equal, schema equal{recorded}.",
+            tables.len()
+        )
+    } else {
+        "Target does not match source: see the failed rows.".into()
+    };
+    Ok(report)
+}
+
+async fn sequences_check(
+    source: &Database,
+    target: &Database,
+    report: &mut PhaseReport,
+) -> Result<(), PhaseError> {
+    let (src, tgt) = tokio::join!(source.sequences(), target.sequences());
+    let (src, tgt) = (src?, tgt?);
+    let source_values: BTreeMap<QualifiedName, i64> = src
+        .iter()
+        .filter_map(|s| s.last_value.map(|v| (s.name.clone(), v)))
+        .collect();
+    let mut behind = Vec::new();
+    for seq in &tgt {
+        let Some(last) = seq.last_value else { continue };
+        // The next value nextval() hands out.
+        let next = if seq.is_called { last + 1 } else { last };
+        match &seq.owned_by {
+            Some((table, column)) => {
+                if let Some(max) = target.column_max(table, column).await? {
+                    if next <= max {
+                        behind.push(format!(
+                            "{} next {next} ≤ max({table}.{column}) {max}",
+                            seq.name
+                        ));
+                    }
+                }
+            }
+            None => {
+                if let Some(src_last) = source_values.get(&seq.name) {
+                    if last < *src_last {
+                        behind.push(format!("{} at {last} < source {src_last}", seq.name));
+                    }
+                }
+            }
+        }
+    }
+    report.check(if behind.is_empty() {
+        CheckItem::new(
+            "sequences",
+            "Sequences ahead of their columns",
+            Status::Pass,
+            format!("{} sequences: the next value of each is above its column's max (free-standing ones at least the source's)", tgt.len()),
+        )
+    } else {
+        CheckItem::new("sequences", "Sequences ahead of their columns", Status::Fail, behind.join("; "))
+            .with_hint("re-run `data` (it sets sequences from the source), or setval() them past the max")
+    });
+    Ok(())
+}
+
+async fn rls_check(
+    source: &Database,
+    target: &Database,
+    report: &mut PhaseReport,
+) -> Result<(), PhaseError> {
+    let tables: Vec<QualifiedName> = source
+        .user_tables(false, false)
+        .await?
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    let (src, tgt) = tokio::join!(source.rls_states(&tables), target.rls_states(&tables));
+    let (src, tgt) = (src?, tgt?);
+    let tgt: BTreeMap<QualifiedName, RlsState> =
+        tgt.into_iter().map(|s| (s.table.clone(), s)).collect();
+    let mut problems = Vec::new();
+    let mut enabled = 0;
+    let mut policies = 0;
+    for state in &src {
+        if !state.enabled && state.policies.is_empty() {
+            continue;
+        }
+        enabled += usize::from(state.enabled);
+        policies += state.policies.len();
+        match tgt.get(&state.table) {
+            None => problems.push(format!("{}: missing on target", state.table)),
+            Some(t) => {
+                if state.enabled && !t.enabled {
+                    problems.push(format!("{}: RLS disabled on target", state.table));
+                }
+                if state.policies != t.policies {
+                    let names = |s: &RlsState| {
+                        s.policies
+                            .iter()
+                            .map(|p| p.name.clone())
+                            .collect::<BTreeSet<_>>()
+                    };
+                    let (a, b) = (names(state), names(t));
+                    let missing: Vec<_> = a.difference(&b).cloned().collect();
+                    let extra: Vec<_> = b.difference(&a).cloned().collect();
+                    let mut what = Vec::new();
+                    if !missing.is_empty() {
+                        what.push(format!("missing {}", missing.join(", ")));
+                    }
+                    if !extra.is_empty() {
+                        what.push(format!("extra {}", extra.join(", ")));
+                    }
+                    if what.is_empty() {
+                        what.push("policy definitions differ".into());
+                    }
+                    problems.push(format!("{}: {}", state.table, what.join("; ")));
+                }
+            }
+        }
+    }
+    report.check(if problems.is_empty() {
+        CheckItem::new(
+            "rls",
+            "RLS enabled with the same policies",
+            Status::Pass,
+            format!("{enabled} tables with RLS on the source, all enabled on the target; {policies} policies identical"),
+        )
+    } else {
+        CheckItem::new("rls", "RLS enabled with the same policies", Status::Fail, problems.join("; "))
+            .with_hint("apply the migrations that enable RLS and create the policies on the target")
+    });
+    Ok(())
+}
+
+async fn probes_check(
+    ctx: &Context,
+    target: &Database,
+    report: &mut PhaseReport,
+) -> Result<(), PhaseError> {
+    let probes = &ctx.manifest.checks.rls_probes;
+    if probes.is_empty() {
+        return Ok(());
+    }
+    let mut table = ReportTable::new(
+        "RLS probes on the target",
+        &["Probe", "Role", "Expected", "Got", ""],
+    );
+    let mut failed = 0;
+    for probe in probes {
+        let claims = serde_json::to_string(&probe.claims).unwrap_or_else(|_| "{}".into());
+        let got = match target.probe_as(&probe.role, &claims, &probe.query).await {
+            Ok(v) => v.unwrap_or_else(|| "NULL".into()),
+            Err(e) => format!("error: {e}"),
+        };
+        let ok = got.trim() == probe.expect.trim();
+        failed += usize::from(!ok);
+        table.push([
+            probe.name.clone(),
+            probe.role.clone(),
+            probe.expect.clone(),
+            got,
+            if ok { "✅".into() } else { "❌".into() },
+        ]);
+    }
+    report.tables.push(table);
+    report.check(if failed == 0 {
+        CheckItem::new("rls-probes", "RLS probes as roles", Status::Pass, format!("{} probes returned what the manifest expects", probes.len()))
+    } else {
+        CheckItem::new(
+            "rls-probes",
+            "RLS probes as roles",
+            Status::Fail,
+            format!("{failed} of {} probes returned something else", probes.len()),
+        )
+        .with_hint("a policy lets a role see too much or too little: compare the policies, or fix the probe's expectation")
+    });
+    Ok(())
+}
+
+/// Records the passing validation: both sides' counts and checksums as
+/// snapshots, and a `validation` step holding what it covered (migration
+/// checksums, tables), which the cutover gate compares with the run at hand.
+async fn record_validation(
+    ctx: &mut Context,
+    tables: &[QualifiedName],
+    source_counts: &BTreeMap<QualifiedName, i64>,
+    target_counts: &BTreeMap<QualifiedName, i64>,
+    source_sums: &BTreeMap<QualifiedName, String>,
+    target_sums: &BTreeMap<QualifiedName, String>,
+) -> Result<(), PhaseError> {
+    let Some(ledger) = ctx.ledger("validate").await? else {
+        return Ok(());
+    };
+    ledger
+        .record_snapshot(ctx.run_id, Side::Source, source_counts, source_sums)
+        .await?;
+    ledger
+        .record_snapshot(ctx.run_id, Side::Target, target_counts, target_sums)
+        .await?;
+    let migrations: BTreeMap<String, String> = ctx
+        .migration_dir()?
+        .files
+        .into_iter()
+        .map(|f| (f.version, f.checksum))
+        .collect();
+    let now = chrono::Utc::now();
+    ledger
+        .record_step(
+            ctx.run_id,
+            &StepRecord {
+                phase: "validate",
+                step: "validation",
+                started_at: now,
+                finished_at: now,
+                outcome: "pass",
+                detail: serde_json::json!({
+                    "source": ctx.display(Side::Source),
+                    "target": ctx.display(Side::Target),
+                    "migrations": migrations,
+                    "tables": tables.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+                }),
+            },
+        )
+        .await?;
+    Ok(())
+}

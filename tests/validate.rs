@@ -1,0 +1,146 @@
+//! `validate` after a real schema + data copy: everything equal passes and is
+//! recorded for the gate; each kind of difference fails with evidence.
+
+mod common;
+
+use common::*;
+
+const SECRET: &str = "validate-secret-value-123";
+
+async fn migrated() -> (Pair, tempfile::TempDir) {
+    let pair = Pair::from_example("ops-portal").await;
+    let work = tempfile::tempdir().unwrap();
+    let manifest = repo_root().join("examples/ops-portal/cutover.toml");
+    let out = run_local(
+        work.path(),
+        "schema,data",
+        &manifest,
+        &pair,
+        &[("CUTOVER_OVERWRITE", "true")],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    (pair, work)
+}
+
+fn validate_in_actions(pair: &Pair, files: &ActionsFiles) -> std::process::Output {
+    let mut env = files.github_env();
+    env.extend([
+        ("INPUT_PHASE".to_string(), "validate".to_string()),
+        (
+            "INPUT_MANIFEST".to_string(),
+            repo_root()
+                .join("examples/ops-portal/cutover.toml")
+                .display()
+                .to_string(),
+        ),
+        (
+            "INPUT_SOURCE-DB-URL".to_string(),
+            pair.source.url_with_password(SECRET),
+        ),
+        (
+            "INPUT_TARGET-DB-URL".to_string(),
+            pair.target.url_with_password(SECRET),
+        ),
+    ]);
+    run_cutover(files.dir.path(), &[], &env)
+}
+
+#[tokio::test]
+async fn an_identical_target_passes_and_is_recorded_for_the_gate() {
+    let (pair, _work) = migrated().await;
+    let files = ActionsFiles::new();
+    let out = validate_in_actions(&pair, &files);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let summary = files.read("summary.md");
+    assert!(
+        summary.contains("| public.sales_transactions | 2,000 | 2,000 | +0 | equal | ✅ |"),
+        "{summary}"
+    );
+    assert!(summary.contains("Schemas of source and target equal"));
+    assert!(
+        summary.contains("| manager sees every customer | authenticated | 300 | 300 | ✅ |"),
+        "{summary}"
+    );
+    assert_eq!(files.outputs()["row-count-mismatches"], "0");
+    let detail = pair
+        .target
+        .scalar("select detail::text from cutover.steps where phase = 'validate' and step = 'validation' and outcome = 'pass'")
+        .await
+        .expect("validation recorded");
+    assert!(
+        detail.contains("20250127000005") && detail.contains("public.customers"),
+        "{detail}"
+    );
+    assert_no_leak(SECRET, &out, &files, &files.path("cutover-report.json"));
+    assert!(!ledger_dump(&pair.target, "cutover").await.contains(SECRET));
+}
+
+#[tokio::test]
+async fn changed_missing_and_extra_rows_are_found_by_key() {
+    let (pair, _work) = migrated().await;
+    pair.target
+        .exec(
+            "set session_replication_role = replica;
+             update public.customers set credit_limit = credit_limit + 1 where id = 57;
+             delete from public.whatsapp_message_logs where id = (select min(id) from public.whatsapp_message_logs);
+             insert into public.backup_logs (status, file_name) select status, 'extra-' || file_name from public.backup_logs limit 1;",
+        )
+        .await;
+    let files = ActionsFiles::new();
+    let out = validate_in_actions(&pair, &files);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let summary = files.read("summary.md");
+    assert!(
+        summary.contains("| public.customers | 300 | 300 | +0 | **differs** | ❌ |"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("| public.customers | id | 57 | different |"),
+        "{summary}"
+    );
+    assert!(summary.contains("missing on target"), "{summary}");
+    assert!(summary.contains("extra on target"), "{summary}");
+    assert_eq!(files.outputs()["row-count-mismatches"], "2");
+    let passes = pair
+        .target
+        .scalar("select count(*)::text from cutover.steps where step = 'validation'")
+        .await;
+    assert_eq!(
+        passes.as_deref(),
+        Some("0"),
+        "a failing validation is not recorded as passing"
+    );
+}
+
+#[tokio::test]
+async fn schema_rls_and_sequence_differences_fail_with_evidence() {
+    let (pair, _work) = migrated().await;
+    pair.target
+        .exec(
+            "create index customers_email_extra_idx on public.customers (email);
+             alter table public.whatsapp_templates disable row level security;
+             select setval('public.invoice_number_sequence', 1);",
+        )
+        .await;
+    let files = ActionsFiles::new();
+    let out = validate_in_actions(&pair, &files);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let summary = files.read("summary.md");
+    let row = |title: &str| {
+        summary
+            .lines()
+            .find(|l| l.starts_with('|') && l.contains(title))
+            .unwrap_or_else(|| panic!("no row {title}:\n{summary}"))
+            .to_string()
+    };
+    assert!(row("Schemas of source and target equal").starts_with("| ❌"));
+    assert!(
+        summary.contains("customers_email_extra_idx"),
+        "diff shown:\n{summary}"
+    );
+    assert!(
+        row("RLS enabled with the same policies")
+            .contains("public.whatsapp_templates: RLS disabled on target")
+    );
+    assert!(row("Sequences ahead of their columns").contains("invoice_number_sequence"));
+}

@@ -5,7 +5,7 @@
 #   bench/data.sh [--rows N] [--keep]
 #
 # Generates bench_source (bench/schema.sql + bench/generate.sql, N rows in
-# all, default 4,000,000 ≈ 700 MB), copies it once per method into its own
+# all, default 4,000,000 ≈ 1.2 GB), copies it once per method into its own
 # target database, checks every copy against the source (row counts, row
 # checksums, indexes/constraints/triggers) and prints each time and its ratio
 # to cutover's. See bench/README.md.
@@ -16,6 +16,8 @@
 #                 `cargo build --release` when missing)
 #   BENCH_STRICT  1: also fail when cutover's data phase fails or is more than
 #                 1.3× the raw COPY ceiling (otherwise only reported)
+#   BENCH_INDEX_MEM  maintenance_work_mem of the ceiling's index builds
+#                 (default 128MB, what cutover uses for its own)
 #
 # Exit status: 0 when every method that ran produced an identical copy (and,
 # with BENCH_STRICT=1, cutover ran within 1.3× of the ceiling); 1 otherwise;
@@ -24,7 +26,7 @@
 set -euo pipefail
 
 usage() {
-  sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 ROWS=4000000
@@ -50,6 +52,7 @@ cd "$REPO_DIR"
 BENCH_PG=${BENCH_PG:-postgres://postgres@127.0.0.1:5432}
 CUTOVER_BIN=${CUTOVER_BIN:-target/release/cutover}
 BENCH_STRICT=${BENCH_STRICT:-0}
+BENCH_INDEX_MEM=${BENCH_INDEX_MEM:-128MB}
 JOBS=2               # tables / index builds at a time, for every method
 CEILING_GOAL=1.3     # cutover's time / raw ceiling's time should stay under this
 CUTOVER_REPORT=/tmp/bench-cutover-report.json
@@ -338,11 +341,13 @@ run_pgcopydb() {
 }
 
 # The ceiling: tables created without keys, indexes, FKs or triggers (pg_dump's
-# pre-data section), a binary COPY piped from source to target per table
-# ($JOBS at a time), then every index built ($JOBS sessions at a time; primary
-# keys and unique constraints as unique indexes, attached afterwards, as
-# pgcopydb does), then the foreign keys ($JOBS at a time), then the triggers.
-RAW_TABLES=() RAW_INDEXES=() RAW_ATTACH=() RAW_FKS=() RAW_TRIGGERS=()
+# pre-data section), a binary COPY (FREEZE) piped from source to target per
+# table ($JOBS at a time), then every index built ($JOBS sessions at a time, with
+# maintenance_work_mem = $BENCH_INDEX_MEM; primary keys and unique constraints
+# as unique indexes, attached afterwards), then the foreign keys (added NOT
+# VALID, then validated $JOBS at a time: validations of FKs to the same table
+# do not block each other), then the triggers.
+RAW_TABLES=() RAW_INDEXES=() RAW_ATTACH=() RAW_FKS=() RAW_VALIDATE=() RAW_TRIGGERS=()
 prepare_raw() {
   local list
   list=$(printf "'%s'::regclass, " "${TABLES[@]}")
@@ -360,17 +365,24 @@ prepare_raw() {
     from pg_constraint c join pg_class i on i.oid = c.conindid
     where c.conrelid = any($list) and c.contype in ('p', 'u') order by c.oid")
   mapfile -t RAW_FKS < <(pqa "$SRC" -c "
-    select format('alter table only %s add constraint %I %s', c.conrelid::regclass, c.conname,
+    select format('alter table only %s add constraint %I %s not valid', c.conrelid::regclass, c.conname,
                   pg_get_constraintdef(c.oid))
+    from pg_constraint c where c.conrelid = any($list) and c.contype = 'f'
+    order by pg_table_size(c.conrelid) desc, c.oid")
+  mapfile -t RAW_VALIDATE < <(pqa "$SRC" -c "
+    select format('alter table only %s validate constraint %I', c.conrelid::regclass, c.conname)
     from pg_constraint c where c.conrelid = any($list) and c.contype = 'f'
     order by pg_table_size(c.conrelid) desc, c.oid")
   mapfile -t RAW_TRIGGERS < <(pqa "$SRC" -c "
     select pg_get_triggerdef(t.oid) from pg_trigger t
     where t.tgrelid = any($list) and not t.tgisinternal order by t.oid")
 }
+# TRUNCATE in the same transaction lets COPY write the rows already frozen, so
+# the index builds that read them next do not have to set hint bits.
 raw_copy() {
   psql -X -q -v ON_ERROR_STOP=1 "$SRC" -c "copy $1 to stdout (format binary)" |
-    psql -X -q -v ON_ERROR_STOP=1 "${TGT[raw]}" -c "copy $1 from stdin (format binary)"
+    psql -X -q -v ON_ERROR_STOP=1 -1 "${TGT[raw]}" -c "truncate $1" \
+      -c "copy $1 from stdin (format binary, freeze)"
 }
 run_raw() {
   local t0
@@ -378,11 +390,12 @@ run_raw() {
   run_parallel "$JOBS" raw_copy "${RAW_TABLES[@]}"
   echo "copy: $(fmt1 "$(elapsed "$t0" "$(now)")") s (${#RAW_TABLES[@]} tables)"
   t0=$(now)
-  sql_pool "${TGT[raw]}" "$JOBS" "${RAW_INDEXES[@]}"
+  PGOPTIONS="-c maintenance_work_mem=$BENCH_INDEX_MEM" sql_pool "${TGT[raw]}" "$JOBS" "${RAW_INDEXES[@]}"
   printf '%s;\n' "${RAW_ATTACH[@]}" | pq "${TGT[raw]}"
   echo "indexes: $(fmt1 "$(elapsed "$t0" "$(now)")") s (${#RAW_INDEXES[@]} indexes)"
   t0=$(now)
-  sql_pool "${TGT[raw]}" "$JOBS" "${RAW_FKS[@]}"
+  printf '%s;\n' "${RAW_FKS[@]}" | pq "${TGT[raw]}"
+  sql_pool "${TGT[raw]}" "$JOBS" "${RAW_VALIDATE[@]}"
   printf '%s;\n' "${RAW_TRIGGERS[@]}" | pq "${TGT[raw]}"
   echo "foreign keys and triggers: $(fmt1 "$(elapsed "$t0" "$(now)")") s (${#RAW_FKS[@]} foreign keys)"
 }

@@ -20,7 +20,9 @@ use crate::manifest::{MANAGED_SCHEMAS, QualifiedName, quote_ident};
 /// date and interval styles, float digits, bytea and money output, and a
 /// search path that makes the catalog print every name schema-qualified
 /// (`regclass` values, types from `format_type`, expressions). Applied with
-/// `SET LOCAL` inside each comparing transaction.
+/// `SET LOCAL` inside each comparing transaction; several statements, so run
+/// it with `sqlx::raw_sql`. [`Database::probe_as`] does not use it: a probe
+/// sees the session as the API would.
 pub const STABLE_TEXT_SETTINGS: &str = "set local timezone = 'UTC'; \
      set local datestyle = 'ISO, YMD'; \
      set local intervalstyle = 'postgres'; \
@@ -272,7 +274,7 @@ impl Database {
     ) -> Result<(i64, String), PgError> {
         let range = pk.map(|pk| range_predicate(pk, lo, hi));
         let sql = format!(
-            "select count(*), coalesce(sum({hash}::numeric), 0)::text from {t}{filter}",
+            "select count(*), coalesce(sum({hash}::numeric), 0)::text from {t} as src{filter}",
             hash = row_hash_expr(columns),
             t = table.quoted(),
             filter = range
@@ -314,7 +316,7 @@ impl Database {
         let (filter, binds) = range_predicate(pk, lo, hi);
         let sql = format!(
             "select (percentile_disc(${n}::float8[]) within group (order by {key}))::text[]
-               from {t} where {filter}",
+               from {t} as src where {filter}",
             n = binds.len() + 1,
             key = key_expr(pk),
             t = table.quoted(),
@@ -355,7 +357,7 @@ impl Database {
         let context = format!("reading row hashes of {table}");
         let (filter, binds) = range_predicate(pk, lo, hi);
         let sql = format!(
-            "select {col}::text, {hash}::text from {t} where {filter}
+            "select src.{col}::text, {hash}::text from {t} as src where {filter}
               order by {key} limit ${n}",
             col = quote_ident(&pk.0),
             hash = row_hash_expr(columns),
@@ -830,14 +832,15 @@ fn key_order(a: &str, b: &str) -> Ordering {
     }
 }
 
-/// `hashtextextended(row(c1, c2, ...)::text, 0)` over `columns` sorted by name.
+/// `hashtextextended(row(src.c1, src.c2, ...)::text, 0)` over `columns`
+/// sorted by name; `src` is the table's alias in every query here.
 fn row_hash_expr(columns: &[String]) -> String {
     let mut names: Vec<&String> = columns.iter().collect();
     names.sort();
     names.dedup();
     let list = names
         .iter()
-        .map(|c| quote_ident(c))
+        .map(|c| format!("src.{}", quote_ident(c)))
         .collect::<Vec<_>>()
         .join(", ");
     format!("hashtextextended(row({list})::text, 0)")
@@ -855,12 +858,14 @@ fn collatable(type_name: &str) -> bool {
         || t.starts_with("character")
 }
 
-/// The key column as compared and ordered.
+/// The key column as compared and ordered, qualified by the table's alias
+/// `src` (an unqualified `order by id` would sort the `id::text` output
+/// column instead).
 fn key_expr(pk: &(String, String)) -> String {
     if collatable(&pk.1) {
-        format!("{} collate \"C\"", quote_ident(&pk.0))
+        format!("src.{} collate \"C\"", quote_ident(&pk.0))
     } else {
-        quote_ident(&pk.0)
+        format!("src.{}", quote_ident(&pk.0))
     }
 }
 
@@ -1147,7 +1152,7 @@ mod tests {
     fn hash_expression_sorts_columns() {
         assert_eq!(
             row_hash_expr(&["b".into(), "a".into(), "b".into()]),
-            "hashtextextended(row(\"a\", \"b\")::text, 0)"
+            "hashtextextended(row(src.\"a\", src.\"b\")::text, 0)"
         );
     }
 
@@ -1158,14 +1163,14 @@ mod tests {
         assert_eq!(
             range_predicate(&pk, Some("5"), Some("9")),
             (
-                "\"id\" >= $1::text::bigint and \"id\" < $2::text::bigint".into(),
+                "src.\"id\" >= $1::text::bigint and src.\"id\" < $2::text::bigint".into(),
                 vec!["5", "9"]
             )
         );
         let text_pk = ("code".to_string(), "text".to_string());
         assert_eq!(
             range_predicate(&text_pk, None, Some("m")).0,
-            "\"code\" collate \"C\" < $1::text::text"
+            "src.\"code\" collate \"C\" < $1::text::text"
         );
     }
 

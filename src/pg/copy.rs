@@ -644,7 +644,12 @@ impl CopyLedger {
             self.t("table_copies")
         );
         let ctx = |what: &str| format!("copying {} ({what})", job.table);
-        sqlx::raw_sql("begin; set local session_replication_role = replica")
+        // Triggers off (rows are copies, their side effects happened on the
+        // source). No WAL flush wait at commit: a crash can only lose the
+        // whole transaction, ledger row included, so the table is redone.
+        sqlx::raw_sql(
+            "begin; set local session_replication_role = replica; set local synchronous_commit = off",
+        )
             .execute(&mut *conn)
             .await
             .map_err(|e| {

@@ -13,7 +13,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use std::future::Future;
+use std::pin::Pin;
+
 use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 
 use crate::context::Context;
 use crate::manifest::QualifiedName;
@@ -27,6 +31,34 @@ use crate::report::{
 };
 
 use super::{PhaseError, select_tables};
+
+/// What finished in the copy-and-build pipeline.
+enum Event {
+    /// A table's copy ended.
+    Copied(QualifiedName, Result<CopyResult, PgError>),
+    /// An index build (of an index or a key's index) ended.
+    Built((String, DeferredKind, String), Result<(), PgError>),
+}
+
+/// A pipeline task. Not `Send`: the pipeline is polled in place, never spawned.
+type Task<'a> = Pin<Box<dyn Future<Output = Event> + 'a>>;
+
+fn boxed<'a>(future: impl Future<Output = Event> + 'a) -> Task<'a> {
+    Box::pin(future)
+}
+
+/// Builds one index (or a key's index) once a slot is free.
+fn build_future<'a>(
+    object: &'a DeferredObject,
+    target: &'a Database,
+    slots: Arc<tokio::sync::Semaphore>,
+) -> Task<'a> {
+    boxed(async move {
+        let _slot = slots.acquire_owned().await.expect("semaphore open");
+        let sql = rebuild_statements(object).build.unwrap_or_default();
+        Event::Built(object.key(), target.run_ddl(&sql).await.map(|_| ()))
+    })
+}
 
 /// Tables being copied: start, live progress, estimated size.
 type InFlight = Arc<std::sync::Mutex<BTreeMap<String, (Instant, Arc<CopyProgress>, i64)>>>;
@@ -235,44 +267,81 @@ async fn copy_with_lock(
     let stop = Arc::new(AtomicBool::new(false));
     let reporter = spawn_progress(ctx, in_flight.clone());
     let parallel = usize::from(ctx.manifest.data.parallel);
-    let results: Vec<(QualifiedName, Result<CopyResult, PgError>)> =
-        futures_util::stream::iter(pending)
-            .map(|job| {
-                let copy_ledger = &copy_ledger;
-                let snapshot_id = snapshot.id.clone();
-                let in_flight = in_flight.clone();
-                let stop = stop.clone();
-                async move {
-                    if stop.load(Ordering::Relaxed) {
-                        return (
-                            job.table.clone(),
-                            Err(PgError::Query {
-                                context: format!("copying {}", job.table),
-                                message: "not started: another table failed".into(),
-                            }),
-                        );
+    // One pool of `parallel` slots for copies and index builds: a table's
+    // indexes start building as soon as its rows are in, while other tables
+    // are still copying, so neither core idles while the largest table copies.
+    let slots = Arc::new(tokio::sync::Semaphore::new(parallel));
+    let mut builds_by_table: BTreeMap<QualifiedName, Vec<&DeferredObject>> = BTreeMap::new();
+    for object in &to_rebuild {
+        if rebuild_statements(object).build.is_some() {
+            builds_by_table
+                .entry(object.table.clone())
+                .or_default()
+                .push(object);
+        }
+    }
+    let mut work = FuturesUnordered::new();
+    for job in pending {
+        let copy_ledger = &copy_ledger;
+        let snapshot_id = snapshot.id.clone();
+        let in_flight = in_flight.clone();
+        let stop = stop.clone();
+        let slots = slots.clone();
+        work.push(boxed(async move {
+            let _slot = slots.acquire_owned().await.expect("semaphore open");
+            if stop.load(Ordering::Relaxed) {
+                return Event::Copied(
+                    job.table.clone(),
+                    Err(PgError::Query {
+                        context: format!("copying {}", job.table),
+                        message: "not started: another table failed".into(),
+                    }),
+                );
+            }
+            let progress = Arc::new(CopyProgress::default());
+            in_flight.lock().expect("progress lock").insert(
+                job.table.to_string(),
+                (Instant::now(), progress.clone(), job.source_bytes),
+            );
+            let result = copy_ledger
+                .copy_table(&source.pool, &snapshot_id, &job, ctx.run_id, progress)
+                .await;
+            in_flight
+                .lock()
+                .expect("progress lock")
+                .remove(&job.table.to_string());
+            if result.is_err() {
+                stop.store(true, Ordering::Relaxed);
+            }
+            Event::Copied(job.table.clone(), result)
+        }));
+    }
+    let mut results: Vec<(QualifiedName, Result<CopyResult, PgError>)> = Vec::new();
+    let mut built: BTreeSet<(String, DeferredKind, String)> = BTreeSet::new();
+    // Tables kept from an interrupted run can have their indexes built at once.
+    for table in finished.keys() {
+        for object in builds_by_table.get(table).into_iter().flatten() {
+            work.push(build_future(object, target, slots.clone()));
+        }
+    }
+    while let Some(event) = work.next().await {
+        match event {
+            Event::Copied(table, result) => {
+                if result.is_ok() {
+                    for object in builds_by_table.get(&table).into_iter().flatten() {
+                        work.push(build_future(object, target, slots.clone()));
                     }
-                    let progress = Arc::new(CopyProgress::default());
-                    in_flight.lock().expect("progress lock").insert(
-                        job.table.to_string(),
-                        (Instant::now(), progress.clone(), job.source_bytes),
-                    );
-                    let result = copy_ledger
-                        .copy_table(&source.pool, &snapshot_id, &job, ctx.run_id, progress)
-                        .await;
-                    in_flight
-                        .lock()
-                        .expect("progress lock")
-                        .remove(&job.table.to_string());
-                    if result.is_err() {
-                        stop.store(true, Ordering::Relaxed);
-                    }
-                    (job.table.clone(), result)
                 }
-            })
-            .buffer_unordered(parallel)
-            .collect()
-            .await;
+                results.push((table, result));
+            }
+            // A failed early build is retried by the final rebuild, which
+            // reports it.
+            Event::Built(key, Ok(())) => {
+                built.insert(key);
+            }
+            Event::Built(_, Err(_)) => {}
+        }
+    }
     reporter.abort();
     snapshot.close().await;
     let copy_took = started.elapsed();
@@ -295,7 +364,7 @@ async fn copy_with_lock(
         let values = source.sequence_values().await?;
         sequences_set = target.set_sequences(&values).await?;
     }
-    let rebuild = rebuild_all(ctx, target, &copy_ledger, &to_rebuild).await;
+    let rebuild = rebuild_all(ctx, target, &copy_ledger, &to_rebuild, &built).await;
 
     // Report.
     let mut table = ReportTable::new("Tables copied", &["Table", "Rows", "Data", "Took", "Rate"]);
@@ -435,6 +504,7 @@ async fn rebuild_all(
     target: &Database,
     ledger: &CopyLedger,
     objects: &[DeferredObject],
+    already_built: &BTreeSet<(String, DeferredKind, String)>,
 ) -> Result<(Duration, Vec<String>), PgError> {
     let started = Instant::now();
     let parallel = usize::from(ctx.manifest.data.parallel);
@@ -447,13 +517,17 @@ async fn rebuild_all(
     ));
     let steps: Vec<(&DeferredObject, RebuildSteps)> =
         objects.iter().map(|o| (o, rebuild_statements(o))).collect();
-    // 1. Index builds, in parallel.
-    let built: Vec<Result<Duration, PgError>> =
-        futures_util::stream::iter(steps.iter().filter_map(|(_, s)| s.build.clone()))
-            .map(|sql| async move { target.run_ddl(&sql).await })
-            .buffer_unordered(parallel)
-            .collect()
-            .await;
+    // 1. Index builds not already done during the copy, in parallel.
+    let built: Vec<Result<Duration, PgError>> = futures_util::stream::iter(
+        steps
+            .iter()
+            .filter(|(o, _)| !already_built.contains(&o.key()))
+            .filter_map(|(_, s)| s.build.clone()),
+    )
+    .map(|sql| async move { target.run_ddl(&sql).await })
+    .buffer_unordered(parallel)
+    .collect()
+    .await;
     if let Some(Err(e)) = built.into_iter().find(|r| r.is_err()) {
         return Err(e);
     }

@@ -720,7 +720,7 @@ async fn approved_cutover_then_rollback_restores_frontend_and_guards_exactly() {
         "source guards exactly as before"
     );
     assert_eq!(s.guards(&s.pair.target).await, target_before);
-    let mut sent = patches(&vercel_again).await;
+    let mut sent = patches(vercel_again).await;
     sent.sort();
     assert_eq!(
         sent,

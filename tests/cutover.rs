@@ -14,6 +14,7 @@ const GH_TOKEN: &str = "ghs_GateTokenValue0123456789";
 const VERCEL_TOKEN: &str = "vercel_TokenValue_0123456789";
 const SOURCE_ANON: &str = "eyJsource.anon.key.0123456789";
 const TARGET_ANON: &str = "eyJtarget.anon.key.9876543210";
+const CF_TOKEN: &str = "cf_Token_0123456789abcdef";
 const REPO: &str = "/repos/acme/ops-portal";
 
 fn user(login: &str) -> Value {
@@ -198,6 +199,19 @@ struct Setup {
 /// Source with WhatsApp on and the reminders job active; target with both
 /// off; a passing validate of the pair recorded in the target's ledger.
 async fn setup(four_eyes: bool, vercel_url: &str, site_url: &str) -> Setup {
+    let frontend = format!(
+        r#"[frontend]
+provider = "vercel"
+project = "ops-portal"
+url = "{site_url}"
+api_url = "{vercel_url}"
+deploy_timeout_seconds = 5
+"#
+    );
+    setup_with(four_eyes, &frontend).await
+}
+
+async fn setup_with(four_eyes: bool, frontend: &str) -> Setup {
     let (source, target) = tokio::join!(TestDb::new("cosrc"), TestDb::new("cotgt"));
     source
         .exec(&format!(
@@ -236,13 +250,7 @@ cron_jobs = ["payment-reminders"]
 [[guards.switches]]
 key = "whatsapp_enabled"
 
-[frontend]
-provider = "vercel"
-project = "ops-portal"
-url = "{site_url}"
-api_url = "{vercel_url}"
-deploy_timeout_seconds = 5
-
+{frontend}
 [frontend.env]
 VITE_SUPABASE_URL = "${{TARGET_SUPABASE_URL}}"
 VITE_SUPABASE_ANON_KEY = "${{TARGET_SUPABASE_ANON_KEY}}"
@@ -270,6 +278,16 @@ four_eyes = {four_eyes}
 
 impl Setup {
     fn run(&self, files: &ActionsFiles, phase: &str, github_url: &str) -> std::process::Output {
+        self.run_without(files, phase, github_url, &[])
+    }
+
+    fn run_without(
+        &self,
+        files: &ActionsFiles,
+        phase: &str,
+        github_url: &str,
+        unset: &[&str],
+    ) -> std::process::Output {
         let mut env = files.github_env();
         env.extend(
             [
@@ -291,6 +309,7 @@ impl Setup {
             ]
             .map(|(k, v)| (k.to_string(), v)),
         );
+        env.retain(|(k, _)| !unset.contains(&k.as_str()));
         run_cutover(self.work.path(), &[], &env)
     }
 
@@ -863,4 +882,214 @@ async fn dry_run_checks_the_gate_and_changes_nothing() {
     );
     assert_eq!(before, after);
     assert!(vercel.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn missing_provider_token_or_variable_refuses_before_any_change() {
+    let gh = github(
+        environment(reviewers()),
+        json!([approval("approved", "octocat", "ok")]),
+        "release-manager",
+    )
+    .await;
+    let vercel = vercel(200).await;
+    let site = site().await;
+    let s = setup(false, &vercel.uri(), &site.uri()).await;
+    let before = (
+        s.guards(&s.pair.source).await,
+        s.guards(&s.pair.target).await,
+    );
+    for (unset, expect) in [
+        (
+            "INPUT_VERCEL-TOKEN",
+            "needs an API token, but input `vercel-token` is not set",
+        ),
+        (
+            "TARGET_SUPABASE_ANON_KEY",
+            "[frontend.env] references variables that are not set: TARGET_SUPABASE_ANON_KEY",
+        ),
+    ] {
+        let files = ActionsFiles::new();
+        let out = s.run_without(&files, "cutover", &gh.uri(), &[unset]);
+        let summary = files.read("summary.md");
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(summary.contains(expect), "{summary}");
+        assert!(summary.contains("nothing was changed"), "{summary}");
+        assert_eq!(
+            before,
+            (
+                s.guards(&s.pair.source).await,
+                s.guards(&s.pair.target).await
+            )
+        );
+    }
+    assert!(vercel.received_requests().await.unwrap().is_empty());
+    let posts = gh
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .count();
+    assert_eq!(posts, 0, "no deployment for a refused cutover");
+
+    // Outside a workflow run the gate cannot see any approval: blocked.
+    let files = ActionsFiles::new();
+    let out = s.run_without(&files, "cutover", &gh.uri(), &["GITHUB_RUN_ID"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        row(&files.read("summary.md"), "Running in a GitHub Actions run")
+            .contains("GITHUB_RUN_ID is not set")
+    );
+}
+
+#[tokio::test]
+async fn cloudflare_pages_cutover_and_rollback() {
+    let gh = github(
+        environment(reviewers()),
+        json!([approval("approved", "octocat", "ok")]),
+        "release-manager",
+    )
+    .await;
+    let site = site().await;
+    let cf = MockServer::start().await;
+    let project_path = "/accounts/acc0123/pages/projects/ibimina-gemini";
+    let project = |canonical: &str| {
+        json!({"success": true, "errors": [], "messages": [], "result": {
+            "id": "7b162ea7", "name": "ibimina-gemini",
+            "canonical_deployment": {"id": canonical, "url": format!("https://{canonical}.ibimina-gemini.pages.dev")},
+            "deployment_configs": {"production": {"env_vars": {
+                "VITE_SUPABASE_URL": {"type": "plain_text", "value": "https://source.supabase.co"},
+                "VITE_SUPABASE_ANON_KEY": {"type": "secret_text"}
+            }}}
+        }})
+    };
+    // Cutover reads the project once; by rollback the pages step deployed dep_new.
+    Mock::given(method("GET"))
+        .and(path(project_path))
+        .respond_with(ResponseTemplate::new(200).set_body_json(project("dep_old")))
+        .up_to_n_times(1)
+        .mount(&cf)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(project_path))
+        .respond_with(ResponseTemplate::new(200).set_body_json(project("dep_new")))
+        .mount(&cf)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path(project_path))
+        .respond_with(ResponseTemplate::new(200).set_body_json(project("dep_old")))
+        .mount(&cf)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{project_path}/deployments/dep_old/rollback")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"success": true, "errors": [], "result": {"id": "dep_old"}})),
+        )
+        .expect(1)
+        .mount(&cf)
+        .await;
+    let frontend = format!(
+        "[frontend]\nprovider = \"cloudflare-pages\"\nproject = \"ibimina-gemini\"\naccount_id = \"acc0123\"\nurl = \"{}\"\napi_url = \"{}\"\n",
+        site.uri(),
+        cf.uri()
+    );
+    let s = setup_with(false, &frontend).await;
+    let source_before = s.guards(&s.pair.source).await;
+    let run_cf = |phase: &str, files: &ActionsFiles| {
+        let mut env = files.github_env();
+        env.extend(
+            [
+                ("GITHUB_API_URL", gh.uri()),
+                ("INPUT_PHASE", phase.to_string()),
+                (
+                    "INPUT_MANIFEST",
+                    s.work.path().join("cutover.toml").display().to_string(),
+                ),
+                ("INPUT_SOURCE-DB-URL", s.pair.source.url()),
+                ("INPUT_TARGET-DB-URL", s.pair.target.url()),
+                ("INPUT_GITHUB-TOKEN", GH_TOKEN.to_string()),
+                ("INPUT_CLOUDFLARE-API-TOKEN", CF_TOKEN.to_string()),
+                (
+                    "TARGET_SUPABASE_URL",
+                    "https://target.supabase.co".to_string(),
+                ),
+                ("TARGET_SUPABASE_ANON_KEY", TARGET_ANON.to_string()),
+            ]
+            .map(|(k, v)| (k.to_string(), v)),
+        );
+        run_cutover(s.work.path(), &[], &env)
+    };
+    let files = ActionsFiles::new();
+    let out = run_cf("cutover", &files);
+    let summary = files.read("summary.md");
+    assert_eq!(out.status.code(), Some(0), "{}\n{summary}", text(&out));
+    let r = row(&summary, "Frontend switched to the target");
+    assert!(
+        r.contains("next production deployment")
+            && r.contains("VITE_SUPABASE_ANON_KEY were not readable"),
+        "{r}"
+    );
+    let patch: Value = cf
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.method.as_str() == "PATCH")
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .unwrap();
+    let vars = &patch["deployment_configs"]["production"]["env_vars"];
+    assert_eq!(
+        vars["VITE_SUPABASE_URL"]["value"],
+        "https://target.supabase.co"
+    );
+    assert_eq!(vars["VITE_SUPABASE_ANON_KEY"]["type"], "secret_text");
+
+    cf.reset().await;
+    Mock::given(method("GET"))
+        .and(path(project_path))
+        .respond_with(ResponseTemplate::new(200).set_body_json(project("dep_new")))
+        .mount(&cf)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path(project_path))
+        .respond_with(ResponseTemplate::new(200).set_body_json(project("dep_new")))
+        .mount(&cf)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{project_path}/deployments/dep_old/rollback")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"success": true, "errors": [], "result": {"id": "dep_old"}})),
+        )
+        .expect(1)
+        .mount(&cf)
+        .await;
+    let files = ActionsFiles::new();
+    let out = run_cf("rollback", &files);
+    let summary = files.read("summary.md");
+    assert_eq!(out.status.code(), Some(0), "{}\n{summary}", text(&out));
+    let r = row(&summary, "Frontend back to the source");
+    assert!(r.starts_with("| ⚠️") && r.contains("secret_text"), "{r}");
+    let patch: Value = cf
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.method.as_str() == "PATCH")
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .unwrap();
+    let vars = &patch["deployment_configs"]["production"]["env_vars"];
+    assert_eq!(
+        vars["VITE_SUPABASE_URL"],
+        json!({"type": "plain_text", "value": "https://source.supabase.co"})
+    );
+    assert_eq!(s.guards(&s.pair.source).await, source_before);
+    assert_no_leak(
+        CF_TOKEN,
+        &out,
+        &files,
+        &s.work.path().join("cutover-report.json"),
+    );
 }

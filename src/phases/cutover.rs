@@ -576,7 +576,11 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         let clock = Instant::now();
         let mut smoke_report = PhaseReport::new("smoke");
         let passed = smoke::run_checks(ctx, &mut smoke_report).await;
-        let sent = smoke_report.checks.len();
+        let sent = smoke_report
+            .checks
+            .iter()
+            .filter(|c| c.status != Status::Skip)
+            .count();
         for c in smoke_report.checks {
             report.check(c);
         }

@@ -37,6 +37,7 @@ pub struct Context {
     pub run_id: Uuid,
     env: Box<dyn EnvSource + Send + Sync>,
     source: Option<Database>,
+    source_writable: Option<Database>,
     target_read_only: Option<Database>,
     target_writable: Option<Database>,
     ledger: Option<Ledger>,
@@ -64,6 +65,7 @@ impl Context {
             run_id: Uuid::new_v4(),
             env,
             source: None,
+            source_writable: None,
             target_read_only: None,
             target_writable: None,
             ledger: None,
@@ -189,6 +191,22 @@ impl Context {
         Ok(db)
     }
 
+    /// A writable connection to the source, for the guards only: the one
+    /// place cutover writes to the source is `cutover`/`rollback` switching
+    /// `[guards]` (config switches and pg_cron jobs) off and back on. Every
+    /// other phase uses [`Context::source`], which cannot write.
+    pub async fn source_writable(&mut self, phase: &str) -> Result<Database, PhaseError> {
+        if let Some(db) = &self.source_writable {
+            return Ok(db.clone());
+        }
+        let url = self
+            .url(Side::Source)
+            .ok_or_else(|| self.missing_url(Side::Source, phase))?;
+        let db = Database::connect(url, Side::Source, false, 2, &self.redactor).await?;
+        self.source_writable = Some(db.clone());
+        Ok(db)
+    }
+
     /// The target database, read only (for `plan`) or writable.
     pub async fn target(&mut self, phase: &str, writable: bool) -> Result<Database, PhaseError> {
         let slot = if writable {
@@ -258,6 +276,7 @@ impl Context {
     pub async fn close(&mut self) {
         for db in [
             self.source.take(),
+            self.source_writable.take(),
             self.target_read_only.take(),
             self.target_writable.take(),
         ]

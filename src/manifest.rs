@@ -237,6 +237,9 @@ pub struct FunctionsSection {
     pub verify_jwt: BTreeMap<String, bool>,
     /// Invocations run after deploy and in `smoke`.
     pub smoke: Vec<FunctionSmoke>,
+    /// Base URL of the target's functions; default
+    /// `https://<target-project-ref>.supabase.co/functions/v1`. `${VAR}` allowed.
+    pub base_url: Option<String>,
 }
 
 impl Default for FunctionsSection {
@@ -247,6 +250,7 @@ impl Default for FunctionsSection {
             entrypoint: "index.ts".into(),
             verify_jwt: BTreeMap::new(),
             smoke: Vec::new(),
+            base_url: None,
         }
     }
 }
@@ -274,6 +278,9 @@ pub struct FunctionSmoke {
     /// A status the answer must not have (e.g. 500).
     #[serde(default)]
     pub expect_not_status: Option<u16>,
+    /// Latency budget in milliseconds.
+    #[serde(default)]
+    pub max_latency_ms: Option<u64>,
 }
 
 fn default_post() -> String {
@@ -395,6 +402,18 @@ pub struct FrontendSection {
     /// Routes that must answer after the switch.
     #[serde(default)]
     pub routes: Vec<RouteCheck>,
+    /// The provider's API base URL (default the provider's public API; set
+    /// for a proxy or a test double).
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// How long `cutover` waits for the provider's production deployment to
+    /// be ready, in seconds.
+    #[serde(default = "default_deploy_timeout")]
+    pub deploy_timeout_seconds: u64,
+}
+
+fn default_deploy_timeout() -> u64 {
+    600
 }
 
 /// One route smoke check.

@@ -1,4 +1,6 @@
-//! GitHub's REST API through octocrab: environments and their protection rules.
+//! GitHub's REST API through octocrab: environments and their protection
+//! rules, workflow runs and their environment approvals, deployments and
+//! deployment statuses.
 //!
 //! The base URL comes from `GITHUB_API_URL` (GitHub Enterprise, and local
 //! fakes in tests). Errors name the endpoint, the status and what permission
@@ -165,6 +167,186 @@ impl GithubClient {
     }
 }
 
+/// A GitHub account as the API embeds it (`simple-user`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Account {
+    /// The login, e.g. `octocat`.
+    pub login: String,
+}
+
+/// The fields of a workflow run the gate reads. Read with a generic GET
+/// because octocrab's own run model has no `triggering_actor`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct WorkflowRun {
+    /// Run id.
+    pub id: u64,
+    /// The event that started it (`push`, `workflow_dispatch`, ...).
+    #[serde(default)]
+    pub event: Option<String>,
+    /// Branch or tag name of the run.
+    #[serde(default)]
+    pub head_branch: Option<String>,
+    /// Link for humans.
+    #[serde(default)]
+    pub html_url: Option<String>,
+    /// Who the run belongs to (for re-runs: who started the first attempt).
+    #[serde(default)]
+    pub actor: Option<Account>,
+    /// Who started this attempt; four-eyes compares the approver with this one.
+    #[serde(default)]
+    pub triggering_actor: Option<Account>,
+}
+
+impl WorkflowRun {
+    /// The person who started this attempt: `triggering_actor`, else `actor`.
+    pub fn initiator(&self) -> Option<&str> {
+        self.triggering_actor
+            .as_ref()
+            .or(self.actor.as_ref())
+            .map(|a| a.login.as_str())
+    }
+}
+
+/// One entry of a run's environment review log (`environment-approvals`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Approval {
+    /// `approved`, `rejected` or `pending`.
+    pub state: String,
+    /// The reviewer's comment.
+    #[serde(default)]
+    pub comment: String,
+    /// The reviewer.
+    pub user: Account,
+    /// The environments the review was for.
+    #[serde(default)]
+    pub environments: Vec<ApprovalEnvironment>,
+}
+
+/// An environment named in a review.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct ApprovalEnvironment {
+    /// Its name.
+    #[serde(default)]
+    pub name: String,
+}
+
+impl Approval {
+    /// Whether this review covers the environment `name`.
+    pub fn covers(&self, name: &str) -> bool {
+        self.environments.iter().any(|e| e.name == name)
+    }
+}
+
+/// A deployment to create (`POST /repos/{o}/{r}/deployments`).
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+pub struct NewDeployment {
+    /// The ref deployed: a sha, tag or branch.
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    /// `deploy`.
+    pub task: String,
+    /// Never merge the default branch into the ref: a release is what was approved.
+    pub auto_merge: bool,
+    /// Empty: the commit's status checks already ran in the workflow.
+    pub required_contexts: Vec<String>,
+    /// The GitHub environment.
+    pub environment: String,
+    /// Shown in GitHub's deployments list.
+    pub description: String,
+    /// Extra facts (cutover run id, source and target) without secrets.
+    pub payload: serde_json::Value,
+    /// Users use this environment directly.
+    pub production_environment: bool,
+}
+
+/// A created deployment (the fields we read).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Deployment {
+    /// Deployment id.
+    pub id: u64,
+    /// Its API URL.
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+/// A deployment status to add.
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+pub struct NewDeploymentStatus {
+    /// `in_progress`, `success`, `failure`, ...
+    pub state: String,
+    /// At most 140 characters.
+    pub description: String,
+    /// The workflow run's page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_url: Option<String>,
+    /// The site users reach.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment_url: Option<String>,
+    /// The GitHub environment.
+    pub environment: String,
+}
+
+/// A created deployment status (the fields we read).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct DeploymentStatus {
+    /// Status id.
+    pub id: u64,
+    /// Its state.
+    pub state: String,
+}
+
+impl GithubClient {
+    /// `GET /repos/{owner}/{repo}/actions/runs/{run_id}`.
+    pub async fn workflow_run(&self, run_id: u64) -> Result<WorkflowRun, GithubError> {
+        let route = format!("/repos/{}/{}/actions/runs/{run_id}", self.owner, self.repo);
+        self.client
+            .get::<WorkflowRun, _, ()>(&route, None)
+            .await
+            .map_err(|e| describe(&format!("GET {route}"), e, "actions: read"))
+    }
+
+    /// `GET /repos/{owner}/{repo}/actions/runs/{run_id}/approvals`: every
+    /// review of the run's environment deployments.
+    pub async fn run_approvals(&self, run_id: u64) -> Result<Vec<Approval>, GithubError> {
+        let route = format!(
+            "/repos/{}/{}/actions/runs/{run_id}/approvals",
+            self.owner, self.repo
+        );
+        self.client
+            .get::<Vec<Approval>, _, ()>(&route, None)
+            .await
+            .map_err(|e| describe(&format!("GET {route}"), e, "actions: read"))
+    }
+
+    /// `POST /repos/{owner}/{repo}/deployments`.
+    pub async fn create_deployment(
+        &self,
+        deployment: &NewDeployment,
+    ) -> Result<Deployment, GithubError> {
+        let route = format!("/repos/{}/{}/deployments", self.owner, self.repo);
+        self.client
+            .post::<_, Deployment>(&route, Some(deployment))
+            .await
+            .map_err(|e| describe(&format!("POST {route}"), e, "deployments: write"))
+    }
+
+    /// `POST /repos/{owner}/{repo}/deployments/{id}/statuses`.
+    pub async fn create_deployment_status(
+        &self,
+        deployment_id: u64,
+        status: &NewDeploymentStatus,
+    ) -> Result<DeploymentStatus, GithubError> {
+        let route = format!(
+            "/repos/{}/{}/deployments/{deployment_id}/statuses",
+            self.owner, self.repo
+        );
+        self.client
+            .post::<_, DeploymentStatus>(&route, Some(status))
+            .await
+            .map_err(|e| describe(&format!("POST {route}"), e, "deployments: write"))
+    }
+}
+
 fn describe(endpoint: &str, e: octocrab::Error, permission: &str) -> GithubError {
     match e {
         octocrab::Error::GitHub { source, .. } => {
@@ -176,6 +358,10 @@ fn describe(endpoint: &str, e: octocrab::Error, permission: &str) -> GithubError
                 ),
                 403 => format!(
                     "403 {}: the token lacks a permission; add `permissions: {permission}` to the workflow job",
+                    source.message
+                ),
+                404 if permission == "actions: read" => format!(
+                    "404 {}: the run is not visible to this token; check GITHUB_REPOSITORY and GITHUB_RUN_ID, and add `permissions: {permission}` to the workflow job",
                     source.message
                 ),
                 _ => format!("{status} {}", source.message),

@@ -6,8 +6,10 @@
 
 pub mod compare;
 pub mod copy;
+pub mod guards;
 pub mod ledger;
 pub mod migrate;
+pub mod release;
 
 use std::collections::BTreeMap;
 use std::str::FromStr;

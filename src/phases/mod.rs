@@ -3,10 +3,13 @@
 //! A phase talks to databases and APIs only through `pg`, `supabase`,
 //! `github` and `frontend`, and never prints its report itself.
 
+pub mod cutover;
 pub mod data;
 pub mod plan;
 pub mod preflight;
+pub mod rollback;
 pub mod schema;
+pub mod smoke;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -96,7 +99,13 @@ impl Phase {
     pub fn implemented(self) -> bool {
         matches!(
             self,
-            Phase::Plan | Phase::Preflight | Phase::Schema | Phase::Data
+            Phase::Plan
+                | Phase::Preflight
+                | Phase::Schema
+                | Phase::Data
+                | Phase::Cutover
+                | Phase::Smoke
+                | Phase::Rollback
         )
     }
 }
@@ -195,6 +204,9 @@ pub async fn run(phase: Phase, ctx: &mut Context) -> Result<PhaseReport, PhaseEr
         Phase::Schema => schema::run(ctx).await,
         Phase::Data => data::run(ctx).await,
         Phase::Validate => validate::run(ctx).await,
+        Phase::Cutover => cutover::run(ctx).await,
+        Phase::Smoke => smoke::run(ctx).await,
+        Phase::Rollback => rollback::run(ctx).await,
         other => Err(PhaseError::new(format!(
             "phase `{other}` is not implemented in cutover {} yet; nothing was changed",
             env!("CARGO_PKG_VERSION")

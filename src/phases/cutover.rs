@@ -1,0 +1,872 @@
+//! `cutover`: the gated switch from the source environment to the target.
+//!
+//! First the gate ([`gate`]): nothing changes unless every row passes. Then,
+//! in order, each step timed and recorded: a GitHub deployment marked
+//! `in_progress`; guards off in the source (the `[[guards.switches]]` of the
+//! `[config]` table and the `[guards] cron_jobs`, their previous state saved
+//! in `<ledger>.guard_states`) so no message goes out twice; the frontend's
+//! production variables pointed at the target and published (previous values
+//! saved in `<ledger>.frontend_states`); guards on in the target; the smoke
+//! checks; the deployment marked `success` or `failure`.
+//!
+//! When a step after the source's guards fails, what this run changed is
+//! undone in reverse order (target guards, frontend, source guards) and the
+//! summary says so. This phase and `rollback` are the only ones that write to
+//! the source, through [`Context::source_writable`], and only the guards.
+
+pub mod gate;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::context::{Context, name_looks_secret};
+use crate::frontend::{Frontend, Snapshot};
+use crate::github::{GithubClient, NewDeployment, NewDeploymentStatus};
+use crate::manifest::{QualifiedName, expand};
+use crate::pg::guards::{GuardKind, GuardLedger, GuardValue, SwitchTable};
+use crate::pg::ledger::StepRecord;
+use crate::pg::release::{FrontendItem, FrontendLedger};
+use crate::pg::{Database, Side};
+use crate::report::{CheckItem, Outcome, PhaseReport, ReportTable, Status, human_duration};
+
+use super::{PhaseError, smoke};
+
+/// Per-request timeout of provider API calls.
+pub const PROVIDER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `[config]` table the switches live in, when there are switches.
+pub fn switch_table(ctx: &Context) -> Result<Option<SwitchTable>, PhaseError> {
+    if ctx.manifest.guards.switches.is_empty() {
+        return Ok(None);
+    }
+    let c = &ctx.manifest.config;
+    Ok(Some(SwitchTable {
+        table: QualifiedName::parse(&c.table)
+            .map_err(|m| PhaseError::new(format!("[config] table: {m}")))?,
+        key_column: c.key_column.clone(),
+        value_column: c.value_column.clone(),
+    }))
+}
+
+/// The value a guard takes when switched off or on.
+pub fn guard_value(ctx: &Context, kind: GuardKind, name: &str, on: bool) -> String {
+    match kind {
+        GuardKind::Cron => on.to_string(),
+        GuardKind::Switch => ctx
+            .manifest
+            .guards
+            .switches
+            .iter()
+            .find(|s| s.key == name)
+            .map(|s| if on { s.on.clone() } else { s.off.clone() })
+            .unwrap_or_else(|| on.to_string()),
+    }
+}
+
+/// Reads the guards of one side.
+pub async fn read_guards(
+    ctx: &Context,
+    db: &Database,
+    table: Option<&SwitchTable>,
+) -> Result<Vec<GuardValue>, PhaseError> {
+    let switches: Vec<String> = ctx
+        .manifest
+        .guards
+        .switches
+        .iter()
+        .map(|s| s.key.clone())
+        .collect();
+    Ok(db
+        .read_guards(table, &switches, &ctx.manifest.guards.cron_jobs)
+        .await?)
+}
+
+/// `key = value` list for evidence; secret-looking keys never show values.
+pub fn describe_guards(guards: &[GuardValue]) -> String {
+    if guards.is_empty() {
+        return "none configured".into();
+    }
+    guards
+        .iter()
+        .map(|g| {
+            let what = match g.kind {
+                GuardKind::Switch => g.name.clone(),
+                GuardKind::Cron => format!("cron job {}", g.name),
+            };
+            match &g.value {
+                None => format!("{what} (absent)"),
+                Some(v) if g.kind == GuardKind::Cron => {
+                    format!("{what} {}", if v == "true" { "active" } else { "paused" })
+                }
+                Some(v) => format!("{what} = {v}"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The `[frontend.env]` values, expanded, plus the provider token.
+struct FrontendPlan {
+    client: Frontend,
+    values: BTreeMap<String, String>,
+    project: String,
+}
+
+fn frontend_plan(ctx: &Context) -> Result<Option<FrontendPlan>, PhaseError> {
+    let Some(section) = &ctx.manifest.frontend else {
+        return Ok(None);
+    };
+    let (token, input) = match section.provider {
+        crate::manifest::FrontendProvider::Vercel => {
+            (ctx.settings.vercel_token.as_deref(), "vercel-token")
+        }
+        crate::manifest::FrontendProvider::CloudflarePages => (
+            ctx.settings.cloudflare_api_token.as_deref(),
+            "cloudflare-api-token",
+        ),
+    };
+    let Some(token) = token else {
+        return Err(PhaseError::new(format!(
+            "[frontend] provider = \"{}\" needs an API token, but {} is not set; nothing was changed",
+            section.provider,
+            ctx.settings.label(input)
+        ))
+        .hint(format!(
+            "pass `{input}: ${{{{ secrets.{} }}}}` to the action",
+            input.to_uppercase().replace('-', "_")
+        )));
+    };
+    let mut values = BTreeMap::new();
+    let mut missing = Vec::new();
+    for (name, value) in &section.env {
+        match expand(value, |n| ctx.env_var(n)) {
+            Ok(v) => {
+                values.insert(name.clone(), v);
+            }
+            Err(m) => missing.extend(m),
+        }
+    }
+    if !missing.is_empty() {
+        missing.sort();
+        missing.dedup();
+        return Err(PhaseError::new(format!(
+            "[frontend.env] references variables that are not set: {}; nothing was changed",
+            missing.join(", ")
+        ))
+        .hint("set them in the cutover step's `env:` from the environment's secrets and vars"));
+    }
+    let client = Frontend::new(section, token, PROVIDER_TIMEOUT)
+        .map_err(|e| PhaseError::new(e.to_string()))?;
+    Ok(Some(FrontendPlan {
+        client,
+        values,
+        project: section.project.clone(),
+    }))
+}
+
+/// Saves a frontend snapshot in the ledger. Values of secret-looking names
+/// are registered with the redactor first, so they can never be printed.
+pub async fn save_frontend(
+    ctx: &Context,
+    ledger: &FrontendLedger,
+    provider: &str,
+    project: &str,
+    snapshot: &Snapshot,
+) -> Result<(), PhaseError> {
+    for e in &snapshot.env {
+        if let Some(v) = &e.value {
+            if name_looks_secret(&e.name) {
+                ctx.redactor.add(v);
+                ctx.console.add_mask(v);
+            }
+        }
+        ledger
+            .save(
+                ctx.run_id,
+                provider,
+                project,
+                FrontendItem::Env,
+                &e.name,
+                e.value.as_deref(),
+                e.readable,
+                serde_json::json!({ "id": e.id, "type": e.kind, "present": e.present }),
+            )
+            .await?;
+    }
+    if let Some(d) = &snapshot.deployment {
+        ledger
+            .save(
+                ctx.run_id,
+                provider,
+                project,
+                FrontendItem::Deployment,
+                &d.id,
+                d.url.as_deref(),
+                true,
+                serde_json::json!({}),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// One timed step for the steps table.
+struct Steps {
+    table: ReportTable,
+}
+
+impl Steps {
+    fn new() -> Steps {
+        Steps {
+            table: ReportTable::new("Cutover steps", &["#", "Step", "Result", "Took"]),
+        }
+    }
+
+    fn push(&mut self, report: &mut PhaseReport, item: CheckItem, took: Duration) {
+        let n = self.table.rows.len() + 1;
+        self.table.push([
+            n.to_string(),
+            item.title.clone(),
+            format!("{} {}", item.status.icon(), item.status.word()),
+            human_duration(took.as_millis() as u64),
+        ]);
+        report.check(item);
+    }
+}
+
+/// What this run changed, to undo in reverse.
+enum Change {
+    SourceGuards(Vec<GuardValue>),
+    Frontend(Snapshot),
+    TargetGuards(Vec<GuardValue>),
+}
+
+/// Runs `cutover`.
+pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
+    let mut report = PhaseReport::new("cutover");
+    let gate = gate::check(ctx, &mut report).await?;
+    if !gate.open {
+        report.outcome = Outcome::Blocked;
+        report.summary = "Blocked by the gate: nothing was changed. See the failed rows.".into();
+        return Ok(report);
+    }
+    let approvers = gate
+        .approvers
+        .iter()
+        .map(|a| format!("@{}", a.login))
+        .collect::<Vec<_>>()
+        .join(", ");
+
+    // Everything that can be refused is refused before the first change.
+    let table = switch_table(ctx)?;
+    let frontend = frontend_plan(ctx)?;
+    let (smoke_checks, smoke_problems) = smoke::plan(ctx);
+    if let Some(p) = smoke_problems.first() {
+        return Err(PhaseError::new(format!(
+            "the smoke checks cannot be built: {}; nothing was changed",
+            p.evidence
+        ))
+        .hint(p.hint.clone().unwrap_or_default()));
+    }
+
+    if ctx.settings.dry_run {
+        let source = ctx.source("cutover").await?;
+        let target = ctx.target("cutover", false).await?;
+        let s = read_guards(ctx, &source, table.as_ref()).await?;
+        let t = read_guards(ctx, &target, table.as_ref()).await?;
+        for (id, title, evidence) in [
+            (
+                "guards-source-off",
+                "Guards off in the source",
+                format!(
+                    "would switch off in the source; now: {}",
+                    describe_guards(&s)
+                ),
+            ),
+            (
+                "frontend-switch",
+                "Frontend switched to the target",
+                match &frontend {
+                    Some(f) => format!(
+                        "would set {} on {} project {} and publish",
+                        f.values.keys().cloned().collect::<Vec<_>>().join(", "),
+                        f.client.provider(),
+                        f.project
+                    ),
+                    None => "no [frontend] in the manifest".into(),
+                },
+            ),
+            (
+                "guards-target-on",
+                "Guards on in the target",
+                format!(
+                    "would switch on in the target; now: {}",
+                    describe_guards(&t)
+                ),
+            ),
+            (
+                "smoke",
+                "Smoke checks",
+                format!("would run {} check(s)", smoke_checks.len()),
+            ),
+        ] {
+            report.check(CheckItem::new(
+                id,
+                title,
+                Status::Skip,
+                format!("dry run: {evidence}"),
+            ));
+        }
+        report.summary =
+            format!("Dry run: the gate is open (approved by {approvers}); nothing was changed.");
+        return Ok(report);
+    }
+
+    let target = ctx.target("cutover", true).await?;
+    let ledger = ctx
+        .ledger("cutover")
+        .await?
+        .ok_or_else(|| PhaseError::new("the ledger is not open"))?;
+    let schema = ctx.manifest.ledger.schema.clone();
+    let guard_ledger = GuardLedger::new(&target, &schema);
+    guard_ledger.create(&schema).await?;
+    let frontend_ledger = FrontendLedger::new(&target, &schema);
+    frontend_ledger.create(&schema).await?;
+    let now = chrono::Utc::now();
+    ledger
+        .record_step(
+            ctx.run_id,
+            &StepRecord {
+                phase: "cutover",
+                step: "approval",
+                started_at: now,
+                finished_at: now,
+                outcome: "pass",
+                detail: serde_json::json!({
+                    "environment": gate.environment,
+                    "approvers": gate.approvers.iter().map(|a| serde_json::json!({
+                        "login": a.login, "comment": a.comment, "seen_at": a.seen_at,
+                    })).collect::<Vec<_>>(),
+                }),
+            },
+        )
+        .await?;
+
+    // The GitHub deployment: refused permissions stop us before any change.
+    let gh = ctx.settings.github.clone();
+    let github = GithubClient::new(
+        &ctx.settings.github_api_url,
+        ctx.settings.github_token.as_deref().unwrap_or_default(),
+        gh.repository.as_deref().unwrap_or_default(),
+    )?;
+    let environment_url = ctx.manifest.frontend.as_ref().and_then(|f| f.url.clone());
+    let deployment = github
+        .create_deployment(&NewDeployment {
+            git_ref: gh
+                .sha
+                .clone()
+                .or_else(|| gh.git_ref.clone())
+                .unwrap_or_else(|| "HEAD".into()),
+            task: "deploy".into(),
+            auto_merge: false,
+            required_contexts: Vec::new(),
+            environment: gate.environment.clone(),
+            description: format!(
+                "cutover to {}",
+                ctx.display(Side::Target).unwrap_or_default()
+            ),
+            payload: serde_json::json!({
+                "cutover_run": ctx.run_id,
+                "source": ctx.display(Side::Source),
+                "target": ctx.display(Side::Target),
+                "approved_by": gate.approvers.iter().map(|a| a.login.clone()).collect::<Vec<_>>(),
+            }),
+            production_environment: true,
+        })
+        .await
+        .map_err(|e| {
+            PhaseError::new(format!("{e}; nothing was changed"))
+                .hint("the job needs `permissions: deployments: write`")
+        })?;
+    let run_url = gh.run_url.clone();
+    let status = |state: &str, description: String| NewDeploymentStatus {
+        state: state.into(),
+        description: description.chars().take(140).collect(),
+        log_url: run_url.clone(),
+        environment_url: environment_url.clone(),
+        environment: gate.environment.clone(),
+    };
+    github
+        .create_deployment_status(
+            deployment.id,
+            &status(
+                "in_progress",
+                "cutover: switching guards and frontend".into(),
+            ),
+        )
+        .await?;
+
+    let source_w = ctx.source_writable("cutover").await?;
+    let mut steps = Steps::new();
+    let mut changes: Vec<Change> = Vec::new();
+    let mut failure: Option<String> = None;
+
+    // 1. Guards off in the source.
+    let clock = Instant::now();
+    match switch_guards(
+        ctx,
+        &source_w,
+        table.as_ref(),
+        &guard_ledger,
+        Side::Source,
+        false,
+    )
+    .await
+    {
+        Ok((before, item)) => {
+            steps.push(&mut report, item, clock.elapsed());
+            changes.push(Change::SourceGuards(before));
+        }
+        Err(e) => {
+            steps.push(
+                &mut report,
+                CheckItem::new(
+                    "guards-source-off",
+                    "Guards off in the source",
+                    Status::Fail,
+                    e.message.clone(),
+                )
+                .with_hint(e.hint.clone().unwrap_or_default()),
+                clock.elapsed(),
+            );
+            failure = Some(e.message);
+        }
+    }
+
+    // 2. Frontend switched to the target.
+    if failure.is_none() {
+        let clock = Instant::now();
+        match &frontend {
+            None => steps.push(
+                &mut report,
+                CheckItem::new(
+                    "frontend-switch",
+                    "Frontend switched to the target",
+                    Status::Skip,
+                    "no [frontend] in the manifest",
+                ),
+                clock.elapsed(),
+            ),
+            Some(f) => match f
+                .client
+                .snapshot(&f.values.keys().cloned().collect::<Vec<_>>())
+                .await
+            {
+                Err(e) => {
+                    steps.push(
+                        &mut report,
+                        CheckItem::new(
+                            "frontend-switch",
+                            "Frontend switched to the target",
+                            Status::Fail,
+                            e.to_string(),
+                        ),
+                        clock.elapsed(),
+                    );
+                    failure = Some(e.to_string());
+                }
+                Ok(before) => {
+                    save_frontend(
+                        ctx,
+                        &frontend_ledger,
+                        f.client.provider(),
+                        &f.project,
+                        &before,
+                    )
+                    .await?;
+                    changes.push(Change::Frontend(before.clone()));
+                    let result = match f.client.set_env(&f.values, &before).await {
+                        Ok(()) => f.client.publish(&before).await,
+                        Err(e) => Err(e),
+                    };
+                    match result {
+                        Ok(published) => {
+                            let unreadable: Vec<&str> = before
+                                .env
+                                .iter()
+                                .filter(|e| !e.readable)
+                                .map(|e| e.name.as_str())
+                                .collect();
+                            let mut evidence = format!(
+                                "{} set on {} project {}; {}",
+                                f.values.keys().cloned().collect::<Vec<_>>().join(", "),
+                                f.client.provider(),
+                                f.project,
+                                published.note
+                            );
+                            if !unreadable.is_empty() {
+                                evidence.push_str(&format!(
+                                    "; previous values of {} were not readable (sensitive) and are not saved for rollback",
+                                    unreadable.join(", ")
+                                ));
+                            }
+                            let item = CheckItem::new(
+                                "frontend-switch",
+                                "Frontend switched to the target",
+                                if unreadable.is_empty() {
+                                    Status::Pass
+                                } else {
+                                    Status::Warn
+                                },
+                                evidence,
+                            );
+                            steps.push(&mut report, item, clock.elapsed());
+                        }
+                        Err(e) => {
+                            steps.push(
+                                &mut report,
+                                CheckItem::new("frontend-switch", "Frontend switched to the target", Status::Fail, e.to_string())
+                                    .with_hint("check the provider token's access and the project name in [frontend]"),
+                                clock.elapsed(),
+                            );
+                            failure = Some(e.to_string());
+                        }
+                    }
+                }
+            },
+        }
+    }
+
+    // 3. Guards on in the target.
+    if failure.is_none() {
+        let clock = Instant::now();
+        match switch_guards(
+            ctx,
+            &target,
+            table.as_ref(),
+            &guard_ledger,
+            Side::Target,
+            true,
+        )
+        .await
+        {
+            Ok((before, item)) => {
+                steps.push(&mut report, item, clock.elapsed());
+                changes.push(Change::TargetGuards(before));
+            }
+            Err(e) => {
+                steps.push(
+                    &mut report,
+                    CheckItem::new(
+                        "guards-target-on",
+                        "Guards on in the target",
+                        Status::Fail,
+                        e.message.clone(),
+                    )
+                    .with_hint(e.hint.clone().unwrap_or_default()),
+                    clock.elapsed(),
+                );
+                failure = Some(e.message);
+            }
+        }
+    }
+
+    // 4. Smoke checks.
+    if failure.is_none() {
+        let clock = Instant::now();
+        let mut smoke_report = PhaseReport::new("smoke");
+        let passed = smoke::run_checks(ctx, &mut smoke_report).await;
+        let sent = smoke_report
+            .checks
+            .iter()
+            .filter(|c| c.status != Status::Skip)
+            .count();
+        for c in smoke_report.checks {
+            report.check(c);
+        }
+        report.tables.extend(smoke_report.tables);
+        steps.push(
+            &mut report,
+            CheckItem::new(
+                "smoke",
+                "Smoke checks",
+                if passed { Status::Pass } else { Status::Fail },
+                if passed {
+                    format!("{sent} check(s) passed")
+                } else {
+                    "a smoke check failed: see its row".to_string()
+                },
+            ),
+            clock.elapsed(),
+        );
+        if !passed {
+            failure = Some("a smoke check failed".into());
+        }
+    }
+
+    // Undo in reverse when something after the source's guards failed.
+    let mut undone = Vec::new();
+    if failure.is_some() && !changes.is_empty() {
+        while let Some(change) = changes.pop() {
+            let clock = Instant::now();
+            let item = undo(
+                ctx,
+                change,
+                &source_w,
+                &target,
+                table.as_ref(),
+                &frontend,
+                &guard_ledger,
+                &frontend_ledger,
+            )
+            .await;
+            undone.push(item.title.clone());
+            steps.push(&mut report, item, clock.elapsed());
+        }
+    }
+
+    // The deployment's final status.
+    let (state, description) = match &failure {
+        None => ("success", format!("cutover done, approved by {approvers}")),
+        Some(why) => ("failure", format!("cutover failed and was undone: {why}")),
+    };
+    if let Err(e) = github
+        .create_deployment_status(deployment.id, &status(state, description))
+        .await
+    {
+        report.check(
+            CheckItem::new(
+                "github-deployment",
+                "GitHub deployment status recorded",
+                Status::Warn,
+                e.to_string(),
+            )
+            .with_hint("the job needs `permissions: deployments: write`"),
+        );
+    } else {
+        report.check(CheckItem::new(
+            "github-deployment",
+            "GitHub deployment status recorded",
+            Status::Pass,
+            format!(
+                "deployment {} in {}: {state}",
+                deployment.id, gate.environment
+            ),
+        ));
+    }
+    report.tables.push(steps.table);
+    report.summary = match &failure {
+        None => format!(
+            "Cut over to {}: approved by {approvers}; source guards off, frontend switched, target guards on, smoke passed.",
+            ctx.display(Side::Target).unwrap_or_default()
+        ),
+        Some(why) if undone.is_empty() => {
+            format!("Cutover failed before changing anything: {why}.")
+        }
+        Some(why) => format!(
+            "Cutover failed ({why}) and was undone in reverse order: {}.",
+            undone.join(", then ")
+        ),
+    };
+    if failure.is_some() {
+        report.outcome = Outcome::Failed;
+    }
+    Ok(report)
+}
+
+/// Switches one side's guards off (`on == false`) or on, saving the state
+/// before in the ledger. Fails before changing anything when a named switch
+/// does not exist on that side.
+async fn switch_guards(
+    ctx: &Context,
+    db: &Database,
+    table: Option<&SwitchTable>,
+    ledger: &GuardLedger,
+    side: Side,
+    on: bool,
+) -> Result<(Vec<GuardValue>, CheckItem), PhaseError> {
+    let (id, title) = if on {
+        ("guards-target-on", "Guards on in the target")
+    } else {
+        ("guards-source-off", "Guards off in the source")
+    };
+    let before = read_guards(ctx, db, table).await?;
+    let missing: Vec<&str> = before
+        .iter()
+        .filter(|g| g.kind == GuardKind::Switch && g.value.is_none())
+        .map(|g| g.name.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return Err(PhaseError::new(format!(
+            "the {} database's [config] table has no row for {}",
+            side.name(),
+            missing.join(", ")
+        ))
+        .hint(
+            "add the key to the config table (a migration), or remove it from [[guards.switches]]",
+        ));
+    }
+    if before.is_empty() {
+        return Ok((
+            before,
+            CheckItem::new(id, title, Status::Skip, "no [guards] in the manifest"),
+        ));
+    }
+    let mut notes = Vec::new();
+    let mut changed = Vec::new();
+    for g in &before {
+        let Some(_) = &g.value else {
+            notes.push(format!(
+                "cron job {} not found{}",
+                g.name,
+                if db.has_pg_cron().await? {
+                    ""
+                } else {
+                    " (pg_cron is not installed)"
+                }
+            ));
+            continue;
+        };
+        let value = guard_value(ctx, g.kind, &g.name, on);
+        ledger.save(ctx.run_id, side, g, &value).await?;
+        db.set_guard(table, g.kind, &g.name, &value).await?;
+        changed.push(GuardValue {
+            kind: g.kind,
+            name: g.name.clone(),
+            value: Some(value),
+        });
+    }
+    let mut evidence = format!(
+        "{} → {}; previous state saved in the ledger",
+        describe_guards(&before),
+        describe_guards(&changed)
+    );
+    if !notes.is_empty() {
+        evidence.push_str(&format!("; {}", notes.join(", ")));
+    }
+    let item = CheckItem::new(
+        id,
+        title,
+        if notes.is_empty() {
+            Status::Pass
+        } else {
+            Status::Warn
+        },
+        evidence,
+    );
+    Ok((before, item))
+}
+
+/// Puts one side's guards back to `before` (as read at the start of this
+/// run), and closes the ledger states this run saved.
+pub async fn restore_guards(
+    ctx: &Context,
+    db: &Database,
+    table: Option<&SwitchTable>,
+    ledger: &GuardLedger,
+    side: Side,
+    before: &[GuardValue],
+) -> Result<String, PhaseError> {
+    for g in before {
+        if let Some(v) = &g.value {
+            db.set_guard(table, g.kind, &g.name, v).await?;
+        }
+    }
+    let mine: Vec<i64> = ledger
+        .open_states()
+        .await?
+        .into_iter()
+        .filter(|s| s.run_id == ctx.run_id && s.side == side)
+        .map(|s| s.id)
+        .collect();
+    ledger.mark_restored(&mine, ctx.run_id).await?;
+    Ok(describe_guards(before))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn undo(
+    ctx: &Context,
+    change: Change,
+    source: &Database,
+    target: &Database,
+    table: Option<&SwitchTable>,
+    frontend: &Option<FrontendPlan>,
+    guard_ledger: &GuardLedger,
+    frontend_ledger: &FrontendLedger,
+) -> CheckItem {
+    match change {
+        Change::TargetGuards(before) => {
+            match restore_guards(ctx, target, table, guard_ledger, Side::Target, &before).await {
+                Ok(d) => CheckItem::new(
+                    "undo-guards-target",
+                    "Undo: target guards restored",
+                    Status::Pass,
+                    d,
+                ),
+                Err(e) => CheckItem::new(
+                    "undo-guards-target",
+                    "Undo: target guards restored",
+                    Status::Fail,
+                    e.message,
+                )
+                .with_hint("run `cutover rollback`: the saved states are in the ledger"),
+            }
+        }
+        Change::Frontend(before) => {
+            let Some(f) = frontend else {
+                return CheckItem::new(
+                    "undo-frontend",
+                    "Undo: frontend restored",
+                    Status::Skip,
+                    "no frontend",
+                );
+            };
+            match f.client.restore(&before).await {
+                Ok(notes) => {
+                    let mine: Vec<i64> = match frontend_ledger.open_states().await {
+                        Ok(states) => states
+                            .into_iter()
+                            .filter(|s| s.run_id == ctx.run_id)
+                            .map(|s| s.id)
+                            .collect(),
+                        Err(_) => Vec::new(),
+                    };
+                    let _ = frontend_ledger.mark_restored(&mine, ctx.run_id).await;
+                    CheckItem::new(
+                        "undo-frontend",
+                        "Undo: frontend restored",
+                        if notes.is_empty() { Status::Pass } else { Status::Warn },
+                        if notes.is_empty() {
+                            format!(
+                                "previous values of {} put back{}",
+                                before.env.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", "),
+                                before.deployment.as_ref().map(|d| format!(", deployment {} live again", d.id)).unwrap_or_default()
+                            )
+                        } else {
+                            notes.join("; ")
+                        },
+                    )
+                }
+                Err(e) => CheckItem::new("undo-frontend", "Undo: frontend restored", Status::Fail, e.to_string())
+                    .with_hint("run `cutover rollback` once the provider answers: the previous values are in the ledger"),
+            }
+        }
+        Change::SourceGuards(before) => {
+            match restore_guards(ctx, source, table, guard_ledger, Side::Source, &before).await {
+                Ok(d) => CheckItem::new(
+                    "undo-guards-source",
+                    "Undo: source guards restored",
+                    Status::Pass,
+                    format!("back to {d}"),
+                ),
+                Err(e) => CheckItem::new(
+                    "undo-guards-source",
+                    "Undo: source guards restored",
+                    Status::Fail,
+                    e.message,
+                )
+                .with_hint("run `cutover rollback`: the saved states are in the ledger"),
+            }
+        }
+    }
+}

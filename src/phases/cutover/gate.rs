@@ -1,0 +1,463 @@
+//! The cutover gate: what must hold before `cutover` changes anything.
+//!
+//! Each condition is a checklist row with its evidence; any failing row
+//! blocks the phase (exit 3). All reads: the gate never writes, so it runs
+//! the same with dry-run.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::Utc;
+
+use crate::context::Context;
+use crate::github::{Approval, Environment, GithubClient};
+use crate::pg::Side;
+use crate::pg::release::latest_validation;
+use crate::report::{CheckItem, PhaseReport, ReportTable, Status};
+
+use super::super::PhaseError;
+
+/// Who approved, for the summary, the ledger and the deployment payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Approver {
+    /// GitHub login.
+    pub login: String,
+    /// Their comment.
+    pub comment: String,
+    /// When cutover saw the approval (the API gives no review time).
+    pub seen_at: chrono::DateTime<Utc>,
+}
+
+/// The gate's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gate {
+    /// Every row passed.
+    pub open: bool,
+    /// The approvers of this run for the environment.
+    pub approvers: Vec<Approver>,
+    /// The environment checked.
+    pub environment: String,
+}
+
+/// The environment the gate checks: `[gate] environment`, else the input.
+pub fn environment_name(ctx: &Context) -> String {
+    ctx.manifest
+        .gate
+        .environment
+        .clone()
+        .unwrap_or_else(|| ctx.settings.environment.clone())
+}
+
+fn block(id: &str, title: &str, evidence: impl Into<String>, hint: &str) -> CheckItem {
+    CheckItem::new(id, title, Status::Fail, evidence).with_hint(hint)
+}
+
+/// Checks the gate, adding its rows (and the approvals table) to `report`.
+pub async fn check(ctx: &mut Context, report: &mut PhaseReport) -> Result<Gate, PhaseError> {
+    let environment = environment_name(ctx);
+    let mut gate = Gate {
+        open: true,
+        approvers: Vec::new(),
+        environment: environment.clone(),
+    };
+    let rows_before = report.checks.len();
+    let gh = &ctx.settings.github;
+    let client = match (&ctx.settings.github_token, &gh.repository, gh.run_id) {
+        (Some(token), Some(repo), Some(_)) => Some(GithubClient::new(
+            &ctx.settings.github_api_url,
+            token,
+            repo,
+        )?),
+        _ => None,
+    };
+    let Some(client) = client else {
+        report.check(block(
+            "gate-github",
+            "Running in a GitHub Actions run with a token",
+            format!(
+                "the gate reads this run's approvals, but {} ",
+                [
+                    ctx.settings
+                        .github_token
+                        .is_none()
+                        .then(|| format!("{} is not set", ctx.settings.label("github-token"))),
+                    gh.repository
+                        .is_none()
+                        .then(|| "GITHUB_REPOSITORY is not set".to_string()),
+                    gh.run_id
+                        .is_none()
+                        .then(|| "GITHUB_RUN_ID is not set".to_string()),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(", ")
+            )
+            .trim_end()
+            .to_string(),
+            "run `cutover` in a workflow job bound to the protected environment (`environment: production`) with `github-token: ${{ github.token }}`",
+        ));
+        gate.open = false;
+        validation_row(ctx, report).await?;
+        return Ok(gate);
+    };
+    let run_id = gh.run_id.unwrap_or_default();
+
+    // 1. The environment exists and has enough required reviewers.
+    let env = client.environment(&environment).await.map_err(permission)?;
+    report.check(environment_row(ctx, &environment, env.as_ref()));
+
+    // 2. This run was approved for it, and not rejected.
+    let approvals = client.run_approvals(run_id).await.map_err(permission)?;
+    let mine: Vec<&Approval> = approvals
+        .iter()
+        .filter(|a| a.covers(&environment))
+        .collect();
+    let seen_at = Utc::now();
+    let mut table = ReportTable::new("Approvals", &["Reviewer", "State", "Time", "Comment"])
+        .with_note(format!(
+            "From GET /repos/{}/actions/runs/{run_id}/approvals. GitHub's review log gives no review time: the time shown is when cutover read the approval, which the review preceded.",
+            gh.repository.as_deref().unwrap_or_default()
+        ));
+    for a in &mine {
+        table.push([
+            format!("@{}", a.user.login),
+            a.state.clone(),
+            seen_at.format("≤ %Y-%m-%d %H:%M:%S UTC").to_string(),
+            if a.comment.is_empty() {
+                "—".to_string()
+            } else {
+                a.comment.clone()
+            },
+        ]);
+    }
+    let rejected: Vec<&&Approval> = mine.iter().filter(|a| a.state == "rejected").collect();
+    let approved: Vec<&&Approval> = mine.iter().filter(|a| a.state == "approved").collect();
+    gate.approvers = approved
+        .iter()
+        .map(|a| Approver {
+            login: a.user.login.clone(),
+            comment: a.comment.clone(),
+            seen_at,
+        })
+        .collect();
+    let describe = |list: &[&&Approval]| {
+        list.iter()
+            .map(|a| {
+                if a.comment.is_empty() {
+                    format!("@{}", a.user.login)
+                } else {
+                    format!("@{} (\"{}\")", a.user.login, a.comment)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    report.check(if !rejected.is_empty() {
+        block(
+            "gate-approval",
+            "This run was approved for the environment",
+            format!("run {run_id} was rejected for {environment} by {}", describe(&rejected)),
+            "a reviewer rejected this deployment: start a new run once the reason is resolved",
+        )
+    } else if approved.is_empty() {
+        block(
+            "gate-approval",
+            "This run was approved for the environment",
+            format!(
+                "run {run_id} has no approval for {environment} ({} review(s) of other environments)",
+                approvals.len() - mine.len()
+            ),
+            "bind the cutover job to the environment (`environment: production` in the workflow) so a required reviewer must approve it before it starts",
+        )
+    } else {
+        CheckItem::new(
+            "gate-approval",
+            "This run was approved for the environment",
+            Status::Pass,
+            format!("approved for {environment} by {}", describe(&approved)),
+        )
+    });
+    if !mine.is_empty() {
+        report.tables.push(table);
+    }
+
+    // 3. Four eyes: an approver other than whoever started the run.
+    if ctx.manifest.gate.four_eyes {
+        let run = client.workflow_run(run_id).await.map_err(permission)?;
+        let initiator = run.initiator().map(str::to_string);
+        let others: Vec<&Approver> = gate
+            .approvers
+            .iter()
+            .filter(|a| Some(a.login.as_str()) != initiator.as_deref())
+            .collect();
+        report.check(match (&initiator, approved.is_empty(), others.is_empty()) {
+            (_, true, _) => block(
+                "gate-four-eyes",
+                "Approved by someone other than who started the run",
+                "no approval to compare",
+                "see the approval row",
+            ),
+            (None, _, _) => block(
+                "gate-four-eyes",
+                "Approved by someone other than who started the run",
+                format!("run {run_id} names no triggering_actor or actor"),
+                "re-run the workflow; GitHub should name who started it",
+            ),
+            (Some(who), false, true) => block(
+                "gate-four-eyes",
+                "Approved by someone other than who started the run",
+                format!("@{who} started run {run_id} and approved it themself ([gate] four_eyes = true)"),
+                "ask another required reviewer to approve; turn on \"Prevent self-review\" in the environment's settings so GitHub enforces it too",
+            ),
+            (Some(who), false, false) => CheckItem::new(
+                "gate-four-eyes",
+                "Approved by someone other than who started the run",
+                Status::Pass,
+                format!(
+                    "started by @{who}, approved by {}",
+                    others
+                        .iter()
+                        .map(|a| format!("@{}", a.login))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+        });
+    } else {
+        report.check(CheckItem::new(
+            "gate-four-eyes",
+            "Approved by someone other than who started the run",
+            Status::Skip,
+            "not required ([gate] four_eyes = false)",
+        ));
+    }
+
+    // 4. A recent passing validate covering the same migrations.
+    validation_row(ctx, report).await?;
+
+    // 5. The deployment-branch policy admits the ref.
+    report.check(branch_policy_row(ctx, env.as_ref(), !approved.is_empty()));
+
+    gate.open = !report.checks[rows_before..]
+        .iter()
+        .any(|c| c.status == Status::Fail);
+    Ok(gate)
+}
+
+/// A GitHub error with the gate's own words: which permission to add.
+fn permission(e: crate::github::GithubError) -> PhaseError {
+    let mut err = PhaseError::new(e.to_string()).hint(
+        "the workflow job needs `permissions: { actions: read, deployments: write, contents: read }`",
+    );
+    err.blocked = matches!(e.status, Some(401 | 403 | 404));
+    err
+}
+
+fn environment_row(ctx: &Context, name: &str, env: Option<&Environment>) -> CheckItem {
+    let title = "Environment requires reviewers";
+    let min = ctx.manifest.gate.min_approvals as usize;
+    let Some(env) = env else {
+        return block(
+            "gate-environment",
+            title,
+            format!("environment {name:?} does not exist in this repository"),
+            "create it (Settings → Environments) with required reviewers, or set [gate] environment / input `environment` to the right name",
+        );
+    };
+    match env.required_reviewers() {
+        None => block(
+            "gate-environment",
+            title,
+            format!("environment {name:?} has no required reviewers rule"),
+            "Settings → Environments → production → Required reviewers: add the people or teams who approve a cutover",
+        ),
+        Some(rule) if rule.reviewers.len() < min.max(1) => block(
+            "gate-environment",
+            title,
+            format!(
+                "environment {name:?} has {} required reviewer(s), [gate] min_approvals asks for {}",
+                rule.reviewers.len(),
+                min.max(1)
+            ),
+            "add reviewers to the environment, or lower [gate] min_approvals",
+        ),
+        Some(rule) => CheckItem::new(
+            "gate-environment",
+            title,
+            Status::Pass,
+            format!(
+                "{name}: {} required reviewer(s): {}{}",
+                rule.reviewers.len(),
+                rule.reviewers
+                    .iter()
+                    .map(|r| r.display())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                match rule.prevent_self_review {
+                    Some(true) => "; self-review prevented",
+                    _ => "",
+                }
+            ),
+        ),
+    }
+}
+
+/// The deployment-branch policy row. The spec this build follows has no
+/// endpoint for custom name patterns, so for those the evidence is GitHub's
+/// own enforcement: a run is only offered for approval once the policy admits
+/// its ref.
+fn branch_policy_row(ctx: &Context, env: Option<&Environment>, approved: bool) -> CheckItem {
+    let title = "Deployment branch policy admits the ref";
+    let git_ref = ctx.settings.github.git_ref.clone().unwrap_or_default();
+    let is_tag = git_ref.starts_with("refs/tags/");
+    let Some(env) = env else {
+        return CheckItem::new(
+            "gate-branch-policy",
+            title,
+            Status::Skip,
+            "no environment to read the policy from",
+        );
+    };
+    match &env.deployment_branch_policy {
+        None => CheckItem::new(
+            "gate-branch-policy",
+            title,
+            Status::Warn,
+            format!("{}: every branch and tag may deploy to {}", show(&git_ref), env.name),
+        )
+        .with_hint("restrict the environment to your release tags (Deployment branches and tags → Selected, e.g. v*)"),
+        Some(p) if p.protected_branches && is_tag => CheckItem::new(
+            "gate-branch-policy",
+            title,
+            Status::Fail,
+            format!(
+                "{} is a tag, and {} only admits protected branches",
+                show(&git_ref),
+                env.name
+            ),
+        )
+        .with_hint("switch the environment to \"Selected branches and tags\" with a tag rule (e.g. v*), or release from a protected branch"),
+        Some(p) if p.protected_branches => CheckItem::new(
+            "gate-branch-policy",
+            title,
+            Status::Pass,
+            format!(
+                "{}: only protected branches may deploy; GitHub enforced it before offering the run for approval",
+                show(&git_ref)
+            ),
+        ),
+        Some(_) => CheckItem::new(
+            "gate-branch-policy",
+            title,
+            if approved { Status::Pass } else { Status::Warn },
+            format!(
+                "{}: {} uses custom branch and tag rules; {}",
+                show(&git_ref),
+                env.name,
+                if approved {
+                    "GitHub admitted this ref: the run was offered for approval and approved"
+                } else {
+                    "the rules could not be confirmed (no approval yet)"
+                }
+            ),
+        ),
+    }
+}
+
+fn show(git_ref: &str) -> String {
+    if git_ref.is_empty() {
+        "GITHUB_REF not set".into()
+    } else {
+        git_ref.to_string()
+    }
+}
+
+/// The validation row: a passing `validate` of this pair, newer than
+/// `[gate] validation_max_age_hours`, covering the current migration files.
+async fn validation_row(ctx: &mut Context, report: &mut PhaseReport) -> Result<(), PhaseError> {
+    let title = "A recent passing validate covers these inputs";
+    let (Some(source), Some(target)) = (ctx.display(Side::Source), ctx.display(Side::Target))
+    else {
+        report.check(block(
+            "gate-validation",
+            title,
+            "source-db-url and target-db-url are both needed to find the validation",
+            "pass both database URLs",
+        ));
+        return Ok(());
+    };
+    let db = ctx.target("cutover", false).await?;
+    let schema = ctx.manifest.ledger.schema.clone();
+    let found = latest_validation(&db, &schema, &source, &target).await?;
+    let Some(v) = found else {
+        report.check(block(
+            "gate-validation",
+            title,
+            format!("the ledger ({schema}) of {target} records no passing validate of {source} → {target}"),
+            "run `cutover validate` (or `migrate`) for this source and target first",
+        ));
+        return Ok(());
+    };
+    let max_hours = ctx.manifest.gate.validation_max_age_hours;
+    let age = Utc::now() - v.finished_at;
+    let age_text = if age.num_hours() >= 1 {
+        format!("{} h {} min", age.num_hours(), age.num_minutes() % 60)
+    } else {
+        format!("{} min", age.num_minutes().max(0))
+    };
+    if age > chrono::Duration::hours(i64::from(max_hours)) {
+        report.check(block(
+            "gate-validation",
+            title,
+            format!(
+                "the last passing validate (run {}, {}) is {age_text} old, over [gate] validation_max_age_hours = {max_hours}",
+                v.run_id,
+                v.finished_at.format("%Y-%m-%d %H:%M UTC")
+            ),
+            "run `cutover validate` again: the data may have changed since",
+        ));
+        return Ok(());
+    }
+    let now: BTreeMap<String, String> = ctx
+        .migration_dir()?
+        .files
+        .into_iter()
+        .map(|f| (f.version, f.checksum))
+        .collect();
+    let versions: BTreeSet<&String> = now.keys().chain(v.migrations.keys()).collect();
+    let mut differences = Vec::new();
+    for version in versions {
+        match (v.migrations.get(version), now.get(version)) {
+            (Some(a), Some(b)) if a != b => differences.push(format!("{version} changed")),
+            (None, Some(_)) => differences.push(format!("{version} added")),
+            (Some(_), None) => differences.push(format!("{version} removed")),
+            _ => {}
+        }
+    }
+    report.check(if differences.is_empty() {
+        CheckItem::new(
+            "gate-validation",
+            title,
+            Status::Pass,
+            format!(
+                "run {} passed {age_text} ago ({}), {} migration(s) with the same checksums, {} table(s)",
+                v.run_id,
+                v.finished_at.format("%Y-%m-%d %H:%M UTC"),
+                now.len(),
+                v.tables.len()
+            ),
+        )
+    } else {
+        block(
+            "gate-validation",
+            title,
+            format!(
+                "the last passing validate (run {}) covered other migration files: {}",
+                v.run_id,
+                differences.join(", ")
+            ),
+            "apply the migrations (`cutover schema`) and run `cutover validate` again",
+        )
+    });
+    Ok(())
+}

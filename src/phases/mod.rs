@@ -3,10 +3,13 @@
 //! A phase talks to databases and APIs only through `pg`, `supabase`,
 //! `github` and `frontend`, and never prints its report itself.
 
+pub mod config;
 pub mod data;
+pub mod functions;
 pub mod plan;
 pub mod preflight;
 pub mod schema;
+pub mod secrets;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -96,7 +99,14 @@ impl Phase {
     pub fn implemented(self) -> bool {
         matches!(
             self,
-            Phase::Plan | Phase::Preflight | Phase::Schema | Phase::Data
+            Phase::Plan
+                | Phase::Preflight
+                | Phase::Schema
+                | Phase::Data
+                | Phase::Functions
+                | Phase::Secrets
+                | Phase::Config
+                | Phase::Validate
         )
     }
 }
@@ -195,6 +205,9 @@ pub async fn run(phase: Phase, ctx: &mut Context) -> Result<PhaseReport, PhaseEr
         Phase::Schema => schema::run(ctx).await,
         Phase::Data => data::run(ctx).await,
         Phase::Validate => validate::run(ctx).await,
+        Phase::Functions => functions::run(ctx).await,
+        Phase::Secrets => secrets::run(ctx).await,
+        Phase::Config => config::run(ctx).await,
         other => Err(PhaseError::new(format!(
             "phase `{other}` is not implemented in cutover {} yet; nothing was changed",
             env!("CARGO_PKG_VERSION")

@@ -111,6 +111,7 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     let (table, expected) = expected_values(ctx, "config")?;
     let dry_run = ctx.settings.dry_run;
     let target = ctx.target("config", !dry_run).await?;
+    ctx.ledger("config").await?;
     let Some(current) = table.read(&target).await? else {
         return Err(PhaseError::new(format!(
             "configuration table {} does not exist on the target",

@@ -101,6 +101,15 @@ pub(crate) fn management_client(
     ))
 }
 
+/// Opens the ledger when the target database is given (not with dry-run),
+/// so the phase's steps are recorded; platform phases also run without it.
+pub(crate) async fn open_ledger(ctx: &mut Context, phase: &str) -> Result<(), PhaseError> {
+    if ctx.has_url(crate::pg::Side::Target) {
+        ctx.ledger(phase).await?;
+    }
+    Ok(())
+}
+
 /// A fix for a Management API failure, naming the input to change.
 pub(crate) fn api_hint(ctx: &Context, error: &ApiError, project_input: &str) -> String {
     let s = &ctx.settings;
@@ -170,6 +179,7 @@ fn verify_jwt(ctx: &Context, slug: &str, cli: Option<&CliFunctionConfig>) -> (bo
 pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     let mut report = PhaseReport::new("functions");
     let (client, target, _) = management_client(ctx, "functions", false)?;
+    open_ledger(ctx, "functions").await?;
     let selection = ctx.function_selection()?;
     if !selection.missing.is_empty() {
         return Err(PhaseError::new(format!(

@@ -18,7 +18,7 @@ use crate::report::{CheckItem, PhaseReport, ReportTable, Status};
 use crate::supabase::{NewSecret, digest_matches};
 
 use super::PhaseError;
-use super::functions::{api_stop, management_client};
+use super::functions::{api_stop, management_client, open_ledger};
 
 /// The prefix of names the platform manages.
 pub const PLATFORM_PREFIX: &str = "SUPABASE_";
@@ -38,6 +38,7 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         return Ok(report);
     }
     let (client, target, source) = management_client(ctx, "secrets", true)?;
+    open_ledger(ctx, "secrets").await?;
     let source = source.unwrap_or_default();
     if source == target {
         return Err(PhaseError {

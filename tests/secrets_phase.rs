@@ -35,9 +35,18 @@ fn actions_env(
     let mut env = files.github_env();
     for (k, v) in [
         ("INPUT_PHASE", "secrets".to_string()),
-        ("INPUT_MANIFEST", files.path("cutover.toml").display().to_string()),
-        ("INPUT_REPORT-FILE", files.path("report.json").display().to_string()),
-        ("INPUT_TARGET-DB-URL", target_db.url_with_password("Db-Pa55-word-9x")),
+        (
+            "INPUT_MANIFEST",
+            files.path("cutover.toml").display().to_string(),
+        ),
+        (
+            "INPUT_REPORT-FILE",
+            files.path("report.json").display().to_string(),
+        ),
+        (
+            "INPUT_TARGET-DB-URL",
+            target_db.url_with_password("Db-Pa55-word-9x"),
+        ),
         ("INPUT_TARGET-PROJECT-REF", TARGET.to_string()),
         ("INPUT_SOURCE-PROJECT-REF", SOURCE.to_string()),
         ("INPUT_SUPABASE-ACCESS-TOKEN", TOKEN.to_string()),
@@ -52,9 +61,17 @@ fn actions_env(
     env
 }
 
-async fn assert_nowhere(values: &[&str], out: &std::process::Output, files: &ActionsFiles, db: &TestDb) {
+async fn assert_nowhere(
+    values: &[&str],
+    out: &std::process::Output,
+    files: &ActionsFiles,
+    db: &TestDb,
+) {
     let ledger = ledger_dump(db, "cutover").await;
-    assert!(ledger.contains("secrets"), "the phase is in the ledger: {ledger}");
+    assert!(
+        ledger.contains("secrets"),
+        "the phase is in the ledger: {ledger}"
+    );
     for v in values {
         assert_no_leak(v, out, files, &files.path("report.json"));
         assert!(!ledger.contains(v), "{v} leaked into the ledger");
@@ -76,17 +93,33 @@ async fn a_value_equal_to_the_source_blocks_and_nothing_is_set() {
         ("PROD_GEMINI_API_KEY", GEMINI),
         ("PROD_INGEST_API_KEY", INGEST),
     ];
-    let out = run_cutover(files.dir.path(), &[], &actions_env(&files, &api, &db, &values, &[]));
+    let out = run_cutover(
+        files.dir.path(),
+        &[],
+        &actions_env(&files, &api, &db, &values, &[]),
+    );
     let log = text(&out);
     assert_eq!(out.status.code(), Some(3), "blocked: {log}");
     assert_eq!(api.count("POST", "/secrets"), 0, "nothing written");
     assert!(api.with(|s| s.secrets.get(TARGET).is_none()));
     let summary = files.read("summary.md");
     assert!(summary.contains("No source values in target"), "{summary}");
-    assert!(summary.contains("equal to the source project's value: OPENAI_API_KEY"), "{summary}");
-    assert!(!summary.contains("GEMINI_API_KEY;"), "only the leaking one is named");
+    assert!(
+        summary.contains("equal to the source project's value: OPENAI_API_KEY"),
+        "{summary}"
+    );
+    assert!(
+        !summary.contains("GEMINI_API_KEY;"),
+        "only the leaking one is named"
+    );
     assert_eq!(files.outputs()["status"], "blocked");
-    assert_nowhere(&[SHARED, GEMINI, INGEST, TOKEN, "Db-Pa55-word-9x"], &out, &files, &db).await;
+    assert_nowhere(
+        &[SHARED, GEMINI, INGEST, TOKEN, "Db-Pa55-word-9x"],
+        &out,
+        &files,
+        &db,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,9 +138,16 @@ async fn sets_every_secret_in_one_call_and_reports_what_changed() {
         ("PROD_OPENAI_API_KEY", OPENAI),
         ("PROD_GEMINI_API_KEY", GEMINI),
         ("PROD_INGEST_API_KEY", INGEST),
-        ("PROD_SERVICE_ROLE_KEY", "eyJ-service-role-should-not-be-sent"),
+        (
+            "PROD_SERVICE_ROLE_KEY",
+            "eyJ-service-role-should-not-be-sent",
+        ),
     ];
-    let out = run_cutover(files.dir.path(), &[], &actions_env(&files, &api, &db, &values, &[]));
+    let out = run_cutover(
+        files.dir.path(),
+        &[],
+        &actions_env(&files, &api, &db, &values, &[]),
+    );
     let log = text(&out);
     assert_eq!(out.status.code(), Some(0), "{log}");
     let posts = api.with(|s| s.secret_posts.clone());
@@ -118,7 +158,10 @@ async fn sets_every_secret_in_one_call_and_reports_what_changed() {
         .iter()
         .map(|i| i["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["GEMINI_API_KEY", "INGEST_API_KEY", "OPENAI_API_KEY"]);
+    assert_eq!(
+        names,
+        ["GEMINI_API_KEY", "INGEST_API_KEY", "OPENAI_API_KEY"]
+    );
     let target = api.with(|s| s.secrets[TARGET].clone());
     assert_eq!(target["OPENAI_API_KEY"], OPENAI);
     assert_eq!(target["GEMINI_API_KEY"], GEMINI);
@@ -130,12 +173,24 @@ async fn sets_every_secret_in_one_call_and_reports_what_changed() {
             .unwrap_or_else(|| panic!("no row for {name}: {summary}"))
             .to_string()
     };
-    assert!(row("OPENAI_API_KEY").contains("| yes | new | yes |"), "{summary}");
+    assert!(
+        row("OPENAI_API_KEY").contains("| yes | new | yes |"),
+        "{summary}"
+    );
     assert!(row("GEMINI_API_KEY").contains("| changed |"), "{summary}");
     assert!(row("INGEST_API_KEY").contains("| unchanged |"), "{summary}");
-    assert!(row("SUPABASE_SERVICE_ROLE_KEY").contains("provided by Supabase"), "{summary}");
+    assert!(
+        row("SUPABASE_SERVICE_ROLE_KEY").contains("provided by Supabase"),
+        "{summary}"
+    );
     assert_nowhere(
-        &[OPENAI, GEMINI, INGEST, "eyJ-service-role-should-not-be-sent", TOKEN],
+        &[
+            OPENAI,
+            GEMINI,
+            INGEST,
+            "eyJ-service-role-should-not-be-sent",
+            TOKEN,
+        ],
         &out,
         &files,
         &db,
@@ -143,7 +198,11 @@ async fn sets_every_secret_in_one_call_and_reports_what_changed() {
     .await;
 
     // Re-running is safe: same values, all unchanged.
-    let again = run_cutover(files.dir.path(), &[], &actions_env(&files, &api, &db, &values, &[]));
+    let again = run_cutover(
+        files.dir.path(),
+        &[],
+        &actions_env(&files, &api, &db, &values, &[]),
+    );
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));
     assert!(files.read("summary.md").contains("(0 new or changed)"));
 }
@@ -153,15 +212,28 @@ async fn missing_values_block_listed_by_name() {
     let api = FakeApi::start().await;
     let db = TestDb::new("secmiss").await;
     let files = ActionsFiles::new();
-    let values = [("PROD_OPENAI_API_KEY", OPENAI), ("PROD_GEMINI_API_KEY", "  ")];
-    let out = run_cutover(files.dir.path(), &[], &actions_env(&files, &api, &db, &values, &[]));
+    let values = [
+        ("PROD_OPENAI_API_KEY", OPENAI),
+        ("PROD_GEMINI_API_KEY", "  "),
+    ];
+    let out = run_cutover(
+        files.dir.path(),
+        &[],
+        &actions_env(&files, &api, &db, &values, &[]),
+    );
     let log = text(&out);
     assert_eq!(out.status.code(), Some(3), "{log}");
     assert!(
-        log.contains("GEMINI_API_KEY (from $PROD_GEMINI_API_KEY), INGEST_API_KEY (from $PROD_INGEST_API_KEY)"),
+        log.contains(
+            "GEMINI_API_KEY (from $PROD_GEMINI_API_KEY), INGEST_API_KEY (from $PROD_INGEST_API_KEY)"
+        ),
         "{log}"
     );
-    assert_eq!(api.with(|s| s.log.len()), 0, "no API call before values are complete");
+    assert_eq!(
+        api.with(|s| s.log.len()),
+        0,
+        "no API call before values are complete"
+    );
     assert_no_leak(OPENAI, &out, &files, &files.path("report.json"));
 }
 

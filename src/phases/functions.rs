@@ -165,7 +165,11 @@ fn upload_root(ctx: &Context, functions_dir: &Path) -> PathBuf {
 
 /// `verify_jwt` and where it came from: the manifest, `supabase/config.toml`,
 /// else the platform's default (true).
-fn verify_jwt(ctx: &Context, slug: &str, cli: Option<&CliFunctionConfig>) -> (bool, &'static str) {
+pub(crate) fn verify_jwt(
+    ctx: &Context,
+    slug: &str,
+    cli: Option<&CliFunctionConfig>,
+) -> (bool, &'static str) {
     if let Some(v) = ctx.manifest.functions.verify_jwt.get(slug) {
         (*v, "manifest")
     } else if let Some(v) = cli.and_then(|c| c.verify_jwt) {
@@ -173,6 +177,35 @@ fn verify_jwt(ctx: &Context, slug: &str, cli: Option<&CliFunctionConfig>) -> (bo
     } else {
         (true, "default")
     }
+}
+
+/// The functions folder, the `supabase` folder holding `config.toml`, and
+/// the upload root.
+fn folders(ctx: &Context) -> (PathBuf, PathBuf, PathBuf) {
+    let functions_dir = ctx.manifest_relative(&ctx.manifest.project.functions_dir);
+    let supabase_dir = functions_dir
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let root = upload_root(ctx, &functions_dir);
+    (functions_dir, supabase_dir, root)
+}
+
+/// The `[functions.<slug>]` tables of `supabase/config.toml`.
+pub(crate) fn cli_config(ctx: &Context) -> Result<BTreeMap<String, CliFunctionConfig>, PhaseError> {
+    let (_, supabase_dir, _) = folders(ctx);
+    read_cli_config(&supabase_dir)
+        .map_err(|e| PhaseError::new(e).hint("fix supabase/config.toml (TOML syntax)"))
+}
+
+/// What one function would upload.
+pub(crate) fn bundle_of(
+    ctx: &Context,
+    function: &crate::repo::functions::FunctionDir,
+    cli: Option<&CliFunctionConfig>,
+) -> Result<Bundle, crate::repo::functions::BundleError> {
+    let (functions_dir, supabase_dir, root) = folders(ctx);
+    bundle(function, &functions_dir, &supabase_dir, &root, cli)
 }
 
 /// Runs `functions`.
@@ -189,21 +222,14 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         ))
         .hint("fix the names in [functions] deploy, or add the folders"));
     }
-    let functions_dir = ctx.manifest_relative(&ctx.manifest.project.functions_dir);
-    let supabase_dir = functions_dir
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let root = upload_root(ctx, &functions_dir);
-    let cli = read_cli_config(&supabase_dir)
-        .map_err(|e| PhaseError::new(e).hint("fix supabase/config.toml (TOML syntax)"))?;
+    let cli = cli_config(ctx)?;
 
     // What each function uploads.
     let mut bundles: Vec<(Bundle, DeployMetadata)> = Vec::new();
     let mut failed: Vec<String> = Vec::new();
     for function in &selection.deploy {
         let config = cli.get(&function.slug);
-        match bundle(function, &functions_dir, &supabase_dir, &root, config) {
+        match bundle_of(ctx, function, config) {
             Ok(b) => {
                 let (verify, _) = verify_jwt(ctx, &function.slug, config);
                 let meta = DeployMetadata {

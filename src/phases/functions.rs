@@ -15,7 +15,6 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use crate::context::Context;
-use crate::manifest::expand;
 use crate::repo::functions::{Bundle, CliFunctionConfig, bundle, read_cli_config};
 use crate::report::{CheckItem, PhaseReport, ReportTable, Status};
 use crate::supabase::invoke::{self, InvocationResult};
@@ -511,10 +510,9 @@ fn excluded_note(excluded: &[String]) -> String {
 /// The functions base URL: `[functions] base_url` (with `${VAR}`), else the
 /// project's own.
 pub fn functions_base_url(ctx: &Context, target: &str) -> Result<String, Vec<String>> {
-    match &ctx.manifest.functions.base_url {
-        Some(url) => expand(url, |v| ctx.env_var(v)),
-        None => Ok(invoke::default_base_url(target)),
-    }
+    invoke::base_url(ctx.manifest.functions.base_url.as_deref(), target, |v| {
+        ctx.env_var(v)
+    })
 }
 
 /// Runs `[[functions.smoke]]`, adding a table and one check per invocation.

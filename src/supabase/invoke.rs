@@ -18,6 +18,20 @@ pub fn default_base_url(project_ref: &str) -> String {
     format!("https://{project_ref}.supabase.co/functions/v1")
 }
 
+/// The functions base URL: the manifest's `[functions] base_url` with its
+/// `${VAR}`s expanded, else the target project's own. The error lists unset
+/// variables.
+pub fn base_url(
+    configured: Option<&str>,
+    target_ref: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, Vec<String>> {
+    match configured {
+        Some(url) => expand(url, lookup),
+        None => Ok(default_base_url(target_ref)),
+    }
+}
+
 /// `<base>/<slug><path>`, e.g. `https://x.supabase.co/functions/v1/sms-ingest`.
 pub fn function_url(base: &str, slug: &str, path: Option<&str>) -> String {
     let mut url = format!("{}/{}", base.trim_end_matches('/'), slug);

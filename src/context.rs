@@ -92,6 +92,14 @@ impl Context {
             for value in smoke.headers.values() {
                 vars.extend(crate::manifest::env_refs(value));
             }
+            // Body references that name a secret (e.g. ${INGEST_API_KEY}).
+            if let Some(body) = &smoke.body {
+                vars.extend(
+                    crate::manifest::env_refs(body)
+                        .into_iter()
+                        .filter(|v| name_looks_secret(v)),
+                );
+            }
         }
         if let Some(frontend) = &m.frontend {
             for (name, value) in &frontend.env {

@@ -16,6 +16,8 @@ pub enum Expectation {
     Status(u16),
     /// Anything but this status (e.g. not 500).
     NotStatus(u16),
+    /// Any status below this one (`< 500`: no server error).
+    Below(u16),
 }
 
 impl std::fmt::Display for Expectation {
@@ -23,6 +25,7 @@ impl std::fmt::Display for Expectation {
         match self {
             Expectation::Status(s) => write!(f, "{s}"),
             Expectation::NotStatus(s) => write!(f, "not {s}"),
+            Expectation::Below(s) => write!(f, "< {s}"),
         }
     }
 }
@@ -112,6 +115,7 @@ pub async fn run(client: &reqwest::Client, check: &HttpCheck) -> HttpCheckResult
             let status_ok = match check.expect {
                 Expectation::Status(s) => status == s,
                 Expectation::NotStatus(s) => status != s,
+                Expectation::Below(s) => status < s,
             };
             let latency_ok = check.max_latency_ms.is_none_or(|max| latency_ms <= max);
             let problem = if !status_ok {

@@ -237,9 +237,11 @@ pub struct FunctionsSection {
     pub verify_jwt: BTreeMap<String, bool>,
     /// Invocations run after deploy and in `smoke`.
     pub smoke: Vec<FunctionSmoke>,
-    /// Base URL of the target's functions; default
-    /// `https://<target-project-ref>.supabase.co/functions/v1`. `${VAR}` allowed.
+    /// Base URL of the functions, default `https://<target-project-ref>.supabase.co/functions/v1`;
+    /// `${VAR}` allowed.
     pub base_url: Option<String>,
+    /// Functions deployed at once (the Management API allows ~60 requests a minute).
+    pub parallel: u16,
 }
 
 impl Default for FunctionsSection {
@@ -251,6 +253,7 @@ impl Default for FunctionsSection {
             verify_jwt: BTreeMap::new(),
             smoke: Vec::new(),
             base_url: None,
+            parallel: 3,
         }
     }
 }
@@ -263,13 +266,16 @@ pub struct FunctionSmoke {
     pub name: String,
     /// The function slug.
     pub function: String,
+    /// Appended to the function's URL, e.g. `/health` or `?dry_run=1`.
+    #[serde(default)]
+    pub path: Option<String>,
     /// HTTP method.
     #[serde(default = "default_post")]
     pub method: String,
     /// Headers; values may be `${ENV_VAR}` references (masked).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// Request body.
+    /// Request body; `${ENV_VAR}` references allowed.
     #[serde(default)]
     pub body: Option<String>,
     /// Expected status; `expect_not_status` instead refuses one status.
@@ -592,6 +598,11 @@ impl Manifest {
             return Err(invalid(
                 "[[guards.switches]] need the [config] table they live in: set [config] table"
                     .into(),
+            ));
+        }
+        if self.functions.parallel == 0 {
+            return Err(invalid(
+                "[functions] parallel must be at least 1 (functions deployed at once)".into(),
             ));
         }
         if !valid_identifier(&self.ledger.schema) {

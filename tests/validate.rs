@@ -6,6 +6,8 @@ mod common;
 use common::*;
 
 const SECRET: &str = "validate-secret-value-123";
+/// The target's 360Messenger key, set by `config` and compared by `validate`.
+const WHATSAPP_KEY: &str = "prod-360messenger-key-5d1c9a";
 
 async fn migrated() -> (Pair, tempfile::TempDir) {
     let pair = Pair::from_example("ops-portal").await;
@@ -13,10 +15,13 @@ async fn migrated() -> (Pair, tempfile::TempDir) {
     let manifest = repo_root().join("examples/ops-portal/cutover.toml");
     let out = run_local(
         work.path(),
-        "schema,data",
+        "schema,data,config",
         &manifest,
         &pair,
-        &[("CUTOVER_OVERWRITE", "true")],
+        &[
+            ("CUTOVER_OVERWRITE", "true"),
+            ("TARGET_WHATSAPP_API_KEY", WHATSAPP_KEY),
+        ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     (pair, work)
@@ -40,6 +45,10 @@ fn validate_in_actions(pair: &Pair, files: &ActionsFiles) -> std::process::Outpu
         (
             "INPUT_TARGET-DB-URL".to_string(),
             pair.target.url_with_password(SECRET),
+        ),
+        (
+            "TARGET_WHATSAPP_API_KEY".to_string(),
+            WHATSAPP_KEY.to_string(),
         ),
     ]);
     run_cutover(files.dir.path(), &[], &env)
@@ -71,8 +80,57 @@ async fn an_identical_target_passes_and_is_recorded_for_the_gate() {
         detail.contains("20250127000005") && detail.contains("public.customers"),
         "{detail}"
     );
+    assert!(
+        summary.contains("| ✅ | validate | Configuration has the expected values |"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("| whatsapp_api_key | •••• | •••• | ✅ |"),
+        "{summary}"
+    );
     assert_no_leak(SECRET, &out, &files, &files.path("cutover-report.json"));
-    assert!(!ledger_dump(&pair.target, "cutover").await.contains(SECRET));
+    assert_no_leak(
+        WHATSAPP_KEY,
+        &out,
+        &files,
+        &files.path("cutover-report.json"),
+    );
+    let ledger = ledger_dump(&pair.target, "cutover").await;
+    assert!(!ledger.contains(SECRET) && !ledger.contains(WHATSAPP_KEY));
+}
+
+#[tokio::test]
+async fn a_configuration_value_changed_on_the_target_fails_without_showing_it() {
+    let (pair, _work) = migrated().await;
+    pair.target
+        .exec(
+            "update public.invoice_configurations set config_value = 'tampered-key-value-77' where config_key = 'whatsapp_api_key';
+             update public.invoice_configurations set config_value = 'MyDrive/Wrong' where config_key = 'invoice_folder_path';",
+        )
+        .await;
+    let files = ActionsFiles::new();
+    let out = validate_in_actions(&pair, &files);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let summary = files.read("summary.md");
+    assert!(
+        summary.contains("differ or missing: invoice_folder_path, whatsapp_api_key"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("| invoice_folder_path | MyDrive/Invoice | MyDrive/Wrong | ❌ |"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("| whatsapp_api_key | •••• | •••• (differs) | ❌ |"),
+        "{summary}"
+    );
+    assert!(!summary.contains("tampered-key-value-77"));
+    assert_no_leak(
+        WHATSAPP_KEY,
+        &out,
+        &files,
+        &files.path("cutover-report.json"),
+    );
 }
 
 #[tokio::test]

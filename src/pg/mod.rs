@@ -5,6 +5,7 @@
 //! password can never ride along in a driver message.
 
 pub mod compare;
+pub mod config;
 pub mod copy;
 pub mod guards;
 pub mod ledger;

@@ -4,12 +4,15 @@
 //! `github` and `frontend`, and never prints its report itself.
 
 pub mod cutover;
+pub mod config;
 pub mod data;
+pub mod functions;
 pub mod plan;
 pub mod preflight;
 pub mod rollback;
 pub mod schema;
 pub mod smoke;
+pub mod secrets;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -106,6 +109,10 @@ impl Phase {
                 | Phase::Cutover
                 | Phase::Smoke
                 | Phase::Rollback
+                | Phase::Functions
+                | Phase::Secrets
+                | Phase::Config
+                | Phase::Validate
         )
     }
 }
@@ -207,6 +214,9 @@ pub async fn run(phase: Phase, ctx: &mut Context) -> Result<PhaseReport, PhaseEr
         Phase::Cutover => cutover::run(ctx).await,
         Phase::Smoke => smoke::run(ctx).await,
         Phase::Rollback => rollback::run(ctx).await,
+        Phase::Functions => functions::run(ctx).await,
+        Phase::Secrets => secrets::run(ctx).await,
+        Phase::Config => config::run(ctx).await,
         other => Err(PhaseError::new(format!(
             "phase `{other}` is not implemented in cutover {} yet; nothing was changed",
             env!("CARGO_PKG_VERSION")

@@ -124,19 +124,22 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     }
 
     // --- functions
-    let mut function_table =
-        ReportTable::new("Edge Functions", &["Function", "Entrypoint", "verify_jwt"]);
+    let mut function_table = ReportTable::new(
+        "Edge Functions",
+        &["Function", "Entrypoint", "verify_jwt", "Files to upload"],
+    );
+    let cli = super::functions::cli_config(ctx).unwrap_or_default();
     for f in &functions.deploy {
-        let verify = ctx
-            .manifest
-            .functions
-            .verify_jwt
-            .get(&f.slug)
-            .map_or("default".to_string(), |v| v.to_string());
+        let (verify, source) = super::functions::verify_jwt(ctx, &f.slug, cli.get(&f.slug));
+        let files = match super::functions::bundle_of(ctx, f, cli.get(&f.slug)) {
+            Ok(b) => format!("{} (entrypoint, imports, import map)", b.files.len()),
+            Err(e) => format!("**cannot bundle: {e}**"),
+        };
         function_table.push([
             f.slug.clone(),
             format!("{}/{}", f.slug, ctx.manifest.functions.entrypoint),
-            verify,
+            format!("{verify} ({source})"),
+            files,
         ]);
     }
     let mut line = format!(

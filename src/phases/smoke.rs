@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::context::Context;
 use crate::http_checks::{self, Expectation, HttpCheck};
+use crate::supabase::invoke;
 use crate::manifest::expand;
 use crate::report::{CheckItem, PhaseReport, ReportTable, Status};
 
@@ -65,13 +66,15 @@ pub fn plan(ctx: &Context) -> (Vec<(String, HttpCheck)>, Vec<CheckItem>) {
     }
     let functions = &ctx.manifest.functions;
     if !functions.smoke.is_empty() {
-        let base = match &functions.base_url {
-            Some(url) => expand(url, |n| ctx.env_var(n)).map_err(|missing| {
-                missing_vars("function-url", "[functions] base_url", &missing)
-            }),
-            None => match &ctx.settings.target_project_ref {
-                Some(r) => Ok(format!("https://{r}.supabase.co/functions/v1")),
-                None => Err(CheckItem::new(
+        // The same URL rules as the `functions` phase's own invocations.
+        let base = match (&functions.base_url, &ctx.settings.target_project_ref) {
+            (Some(_), _) | (None, Some(_)) => invoke::base_url(
+                functions.base_url.as_deref(),
+                ctx.settings.target_project_ref.as_deref().unwrap_or_default(),
+                |n| ctx.env_var(n),
+            )
+            .map_err(|missing| missing_vars("function-url", "[functions] base_url", &missing)),
+            (None, None) => Err(CheckItem::new(
                     "function-url",
                     "Function endpoints answer",
                     Status::Fail,
@@ -81,7 +84,6 @@ pub fn plan(ctx: &Context) -> (Vec<(String, HttpCheck)>, Vec<CheckItem>) {
                     ),
                 )
                 .with_hint("pass target-project-ref, or set [functions] base_url")),
-            },
         };
         match base {
             Err(item) => problems.push(item),
@@ -105,17 +107,13 @@ pub fn plan(ctx: &Context) -> (Vec<(String, HttpCheck)>, Vec<CheckItem>) {
                         ));
                         continue;
                     }
-                    let expect = match (smoke.expect_status, smoke.expect_not_status) {
-                        (Some(s), _) => Expectation::Status(s),
-                        (None, Some(s)) => Expectation::NotStatus(s),
-                        (None, None) => Expectation::Status(200),
-                    };
+                    let expect = invoke::check_expectation(smoke);
                     checks.push((
                         id,
                         HttpCheck {
                             name: smoke.name.clone(),
                             method: smoke.method.to_ascii_uppercase(),
-                            url: format!("{base}/{}", smoke.function),
+                            url: invoke::function_url(&base, &smoke.function, smoke.path.as_deref()),
                             headers,
                             body: smoke.body.clone(),
                             expect,

@@ -184,6 +184,10 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     sequences_check(&source, &target, &mut report).await?;
     rls_check(&source, &target, &mut report).await?;
     probes_check(ctx, &target, &mut report).await?;
+    if let Some((item, table)) = super::config::expectations_check(ctx, &target).await? {
+        report.check(item);
+        report.tables.push(table);
+    }
 
     // Schema.
     let ledger_schema = ctx.manifest.ledger.schema.clone();

@@ -1,0 +1,598 @@
+//! `functions`: deploys the Edge Function folders to the target project
+//! through the Management API's multipart deploy, the way the Supabase CLI
+//! uploads them (entrypoint, every file it imports through relative paths
+//! such as `../_shared/*.ts`, the import map), then checks each is `ACTIVE`
+//! at a newer version and runs the manifest's smoke invocations.
+//!
+//! Functions deploy a few at a time (`[functions] parallel`); the client
+//! paces itself under the API's per-minute limit. A failed deploy is reported
+//! and the others still finish; the phase fails if any failed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
+use crate::context::Context;
+use crate::repo::functions::{Bundle, CliFunctionConfig, bundle, read_cli_config};
+use crate::report::{CheckItem, PhaseReport, ReportTable, Status};
+use crate::supabase::invoke::{self, InvocationResult};
+use crate::supabase::{
+    ApiError, ApiErrorKind, DeployMetadata, Function, ManagementClient, RetryPolicy, UploadFile,
+    looks_like_project_ref,
+};
+
+use super::PhaseError;
+
+/// Environment variable that sets the client's first back-off delay in
+/// milliseconds (tests use a few; the default is 500).
+pub const RETRY_BASE_ENV: &str = "CUTOVER_API_RETRY_BASE_MS";
+/// Environment variable that caps one wait (back-off or `Retry-After`) in
+/// milliseconds (default 60 000).
+pub const RETRY_MAX_DELAY_ENV: &str = "CUTOVER_API_MAX_DELAY_MS";
+
+/// The Management API client and the project refs a phase needs, or an
+/// error naming every missing input.
+pub(crate) fn management_client(
+    ctx: &Context,
+    phase: &str,
+    needs_source: bool,
+) -> Result<(ManagementClient, String, Option<String>), PhaseError> {
+    let s = &ctx.settings;
+    let mut missing = Vec::new();
+    if s.target_project_ref.is_none() {
+        missing.push("target-project-ref");
+    }
+    if needs_source && s.source_project_ref.is_none() {
+        missing.push("source-project-ref");
+    }
+    if s.supabase_access_token.is_none() {
+        missing.push("supabase-access-token");
+    }
+    if !missing.is_empty() {
+        let labels: Vec<String> = missing.iter().map(|n| s.label(n)).collect();
+        return Err(PhaseError::new(format!(
+            "{phase} needs {} but {} not set",
+            missing.join(" and "),
+            if missing.len() == 1 { "it is" } else { "they are" },
+        ))
+        .hint(format!(
+            "pass {}: project refs are the 20 letters in the dashboard URL (supabase.com/dashboard/project/<ref>), the token is a personal access token from a secret, e.g. `supabase-access-token: ${{{{ secrets.SUPABASE_ACCESS_TOKEN }}}}`",
+            labels.join(", ")
+        )));
+    }
+    let refs = [
+        ("target-project-ref", s.target_project_ref.as_deref()),
+        ("source-project-ref", s.source_project_ref.as_deref()),
+    ];
+    for (name, value) in refs {
+        if let Some(v) = value {
+            if !looks_like_project_ref(v) {
+                return Err(PhaseError::new(format!(
+                    "{} is {v:?}, which is not a Supabase project ref (20 lower-case letters)",
+                    s.label(name)
+                ))
+                .hint("copy the ref from the project's dashboard URL or Settings → General"));
+            }
+        }
+    }
+    let mut policy = RetryPolicy::default();
+    if let Some(ms) = ctx.env_var(RETRY_BASE_ENV).and_then(|v| v.parse().ok()) {
+        policy.base_delay = Duration::from_millis(ms);
+    }
+    if let Some(ms) = ctx
+        .env_var(RETRY_MAX_DELAY_ENV)
+        .and_then(|v| v.parse().ok())
+    {
+        policy.max_delay = Duration::from_millis(ms);
+    }
+    let client = ManagementClient::new(
+        &s.supabase_api_url,
+        s.supabase_access_token.as_deref().unwrap_or_default(),
+        policy,
+    )
+    .map_err(|e| PhaseError::new(e.to_string()))?;
+    Ok((
+        client,
+        s.target_project_ref.clone().unwrap_or_default(),
+        s.source_project_ref.clone(),
+    ))
+}
+
+/// Opens the ledger when the target database is given (not with dry-run),
+/// so the phase's steps are recorded; platform phases also run without it.
+pub(crate) async fn open_ledger(ctx: &mut Context, phase: &str) -> Result<(), PhaseError> {
+    if ctx.has_url(crate::pg::Side::Target) {
+        ctx.ledger(phase).await?;
+    }
+    Ok(())
+}
+
+/// A fix for a Management API failure, naming the input to change.
+pub(crate) fn api_hint(ctx: &Context, error: &ApiError, project_input: &str) -> String {
+    let s = &ctx.settings;
+    match error.kind {
+        ApiErrorKind::Unauthorized => format!(
+            "pass a valid personal access token as {} (dashboard → Account → Access Tokens); it may have expired or been revoked",
+            s.label("supabase-access-token")
+        ),
+        ApiErrorKind::Forbidden => format!(
+            "the owner of {} needs a role on the project named by {} that may change Edge Functions and secrets",
+            s.label("supabase-access-token"),
+            s.label(project_input)
+        ),
+        ApiErrorKind::NotFound => format!(
+            "check {}: no such project is visible to this token",
+            s.label(project_input)
+        ),
+        ApiErrorKind::RateLimited => "the Management API allows about 60 requests a minute per user: wait a minute and re-run (re-running is safe)".into(),
+        ApiErrorKind::Server | ApiErrorKind::Network => format!(
+            "the API did not answer successfully after retries; check https://status.supabase.com and {}, then re-run",
+            s.label("supabase-api-url")
+        ),
+        ApiErrorKind::Malformed => format!(
+            "{} must point at the Management API (https://api.supabase.com)",
+            s.label("supabase-api-url")
+        ),
+        ApiErrorKind::Refused => "the API refused the request: see its message".into(),
+    }
+}
+
+/// A Management API failure that stops the phase.
+pub(crate) fn api_stop(ctx: &Context, error: ApiError, project_input: &str) -> PhaseError {
+    let hint = api_hint(ctx, &error, project_input);
+    PhaseError::new(ctx.redactor.redact(&error.to_string())).hint(hint)
+}
+
+/// The folder upload paths are relative to: the manifest's folder when the
+/// functions folder is inside it (so names read `supabase/functions/...` as
+/// the Supabase CLI sends them), else the functions folder's parent.
+fn upload_root(ctx: &Context, functions_dir: &Path) -> PathBuf {
+    let manifest_dir = ctx.manifest_relative(Path::new("."));
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let (m, f) = (
+        crate::repo::functions::normalize(&absolute(&manifest_dir)),
+        crate::repo::functions::normalize(&absolute(functions_dir)),
+    );
+    if f.starts_with(&m) {
+        m
+    } else {
+        f.parent().map(Path::to_path_buf).unwrap_or(f)
+    }
+}
+
+/// `verify_jwt` and where it came from: the manifest, `supabase/config.toml`,
+/// else the platform's default (true).
+pub(crate) fn verify_jwt(
+    ctx: &Context,
+    slug: &str,
+    cli: Option<&CliFunctionConfig>,
+) -> (bool, &'static str) {
+    if let Some(v) = ctx.manifest.functions.verify_jwt.get(slug) {
+        (*v, "manifest")
+    } else if let Some(v) = cli.and_then(|c| c.verify_jwt) {
+        (v, "config.toml")
+    } else {
+        (true, "default")
+    }
+}
+
+/// The functions folder, the `supabase` folder holding `config.toml`, and
+/// the upload root.
+fn folders(ctx: &Context) -> (PathBuf, PathBuf, PathBuf) {
+    let functions_dir = ctx.manifest_relative(&ctx.manifest.project.functions_dir);
+    let supabase_dir = functions_dir
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let root = upload_root(ctx, &functions_dir);
+    (functions_dir, supabase_dir, root)
+}
+
+/// The `[functions.<slug>]` tables of `supabase/config.toml`.
+pub(crate) fn cli_config(ctx: &Context) -> Result<BTreeMap<String, CliFunctionConfig>, PhaseError> {
+    let (_, supabase_dir, _) = folders(ctx);
+    read_cli_config(&supabase_dir)
+        .map_err(|e| PhaseError::new(e).hint("fix supabase/config.toml (TOML syntax)"))
+}
+
+/// What one function would upload.
+pub(crate) fn bundle_of(
+    ctx: &Context,
+    function: &crate::repo::functions::FunctionDir,
+    cli: Option<&CliFunctionConfig>,
+) -> Result<Bundle, crate::repo::functions::BundleError> {
+    let (functions_dir, supabase_dir, root) = folders(ctx);
+    bundle(function, &functions_dir, &supabase_dir, &root, cli)
+}
+
+/// Runs `functions`.
+pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
+    let mut report = PhaseReport::new("functions");
+    let (client, target, _) = management_client(ctx, "functions", false)?;
+    open_ledger(ctx, "functions").await?;
+    let selection = ctx.function_selection()?;
+    if !selection.missing.is_empty() {
+        return Err(PhaseError::new(format!(
+            "listed in [functions] deploy but no folder with {}: {}",
+            ctx.manifest.functions.entrypoint,
+            selection.missing.join(", ")
+        ))
+        .hint("fix the names in [functions] deploy, or add the folders"));
+    }
+    let cli = cli_config(ctx)?;
+
+    // What each function uploads.
+    let mut bundles: Vec<(Bundle, DeployMetadata)> = Vec::new();
+    let mut failed: Vec<String> = Vec::new();
+    for function in &selection.deploy {
+        let config = cli.get(&function.slug);
+        match bundle_of(ctx, function, config) {
+            Ok(b) => {
+                let (verify, _) = verify_jwt(ctx, &function.slug, config);
+                let meta = DeployMetadata {
+                    entrypoint_path: b.entrypoint_path.clone(),
+                    import_map_path: b.import_map_path.clone(),
+                    static_patterns: b.static_patterns.clone(),
+                    verify_jwt: verify,
+                    name: function.slug.clone(),
+                };
+                bundles.push((b, meta));
+            }
+            Err(e) => {
+                failed.push(function.slug.clone());
+                report.check(
+                    CheckItem::new(
+                        &format!("deploy:{}", function.slug),
+                        &format!("Deploy {}", function.slug),
+                        Status::Fail,
+                        e.to_string(),
+                    )
+                    .with_hint(
+                        "fix the path, or the [functions.<name>] entry of supabase/config.toml",
+                    ),
+                );
+            }
+        }
+    }
+
+    let before: BTreeMap<String, Function> = client
+        .list_functions(&target)
+        .await
+        .map_err(|e| api_stop(ctx, e, "target-project-ref"))?
+        .into_iter()
+        .map(|f| (f.slug.clone(), f))
+        .collect();
+
+    let mut files_table = ReportTable::new("Uploaded files", &["Function", "Files"]);
+    for (b, _) in &bundles {
+        files_table.push([
+            b.slug.clone(),
+            b.files
+                .iter()
+                .map(|f| format!("`{}`", f.path))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ]);
+    }
+
+    if ctx.settings.dry_run {
+        let mut table = ReportTable::new(
+            "Edge Functions (dry-run: nothing deployed)",
+            &[
+                "Function",
+                "Version now",
+                "Would upload",
+                "verify_jwt",
+                "Import map",
+            ],
+        );
+        for (b, meta) in &bundles {
+            let (_, source) = verify_jwt(ctx, &b.slug, cli.get(&b.slug));
+            table.push([
+                b.slug.clone(),
+                before.get(&b.slug).map_or("not deployed".into(), |f| {
+                    format!("v{} {}", f.version, f.status)
+                }),
+                format!("{} files", b.files.len()),
+                format!("{} ({source})", meta.verify_jwt),
+                b.import_map_path.clone().unwrap_or_else(|| "none".into()),
+            ]);
+            report.check(CheckItem::new(
+                &format!("deploy:{}", b.slug),
+                &format!("Deploy {}", b.slug),
+                Status::Skip,
+                format!("dry-run: would upload {} files", b.files.len()),
+            ));
+        }
+        report.tables.push(table);
+        report.tables.push(files_table);
+        report.summary = format!(
+            "Dry-run: would deploy {} functions to `{target}`{}; nothing was deployed or invoked.",
+            bundles.len(),
+            excluded_note(&selection.excluded)
+        );
+        return Ok(report);
+    }
+
+    // Deploy, a few at a time.
+    let parallel = usize::from(ctx.manifest.functions.parallel.max(1));
+    let client_ref = &client;
+    let target_ref = target.as_str();
+    let outcomes: Vec<(String, Result<Function, String>)> =
+        futures_util::stream::iter(bundles.iter())
+            .map(|(b, meta)| async move {
+                let mut files = Vec::with_capacity(b.files.len());
+                for f in &b.files {
+                    match std::fs::read(&f.disk) {
+                        Ok(content) => files.push(UploadFile {
+                            path: f.path.clone(),
+                            content,
+                        }),
+                        Err(e) => {
+                            return (b.slug.clone(), Err(format!("cannot read {}: {e}", f.path)));
+                        }
+                    }
+                }
+                let result = client_ref
+                    .deploy_function(target_ref, &b.slug, meta, &files)
+                    .await
+                    .map_err(|e| e.to_string());
+                (b.slug.clone(), result)
+            })
+            .buffer_unordered(parallel)
+            .collect()
+            .await;
+    let outcomes: BTreeMap<String, Result<Function, String>> = outcomes.into_iter().collect();
+
+    let after: BTreeMap<String, Function> = client
+        .list_functions(&target)
+        .await
+        .map_err(|e| api_stop(ctx, e, "target-project-ref"))?
+        .into_iter()
+        .map(|f| (f.slug.clone(), f))
+        .collect();
+
+    let mut table = ReportTable::new(
+        "Edge Functions",
+        &[
+            "Function",
+            "Version",
+            "Status",
+            "verify_jwt",
+            "Files",
+            "Import map",
+        ],
+    );
+    for (b, meta) in &bundles {
+        let (_, source) = verify_jwt(ctx, &b.slug, cli.get(&b.slug));
+        let old = before.get(&b.slug);
+        let new = after.get(&b.slug);
+        let version_cell = format!(
+            "{} → {}",
+            old.map_or("new".to_string(), |f| format!("v{}", f.version)),
+            new.map_or("missing".to_string(), |f| format!("v{}", f.version))
+        );
+        let id = format!("deploy:{}", b.slug);
+        let title = format!("Deploy {}", b.slug);
+        let item = match outcomes.get(&b.slug) {
+            Some(Err(message)) => {
+                failed.push(b.slug.clone());
+                let kind_hint = "see the API's message; other functions were still deployed. Re-running `functions` is safe";
+                CheckItem::new(&id, &title, Status::Fail, ctx.redactor.redact(message))
+                    .with_hint(kind_hint)
+            }
+            None => continue,
+            Some(Ok(_)) => match new {
+                None => {
+                    failed.push(b.slug.clone());
+                    CheckItem::new(
+                        &id,
+                        &title,
+                        Status::Fail,
+                        "deploy answered 201 but the function is not listed on the target",
+                    )
+                    .with_hint("re-run `functions`; if it persists, check the project's Edge Functions page")
+                }
+                Some(f) if f.status != "ACTIVE" => {
+                    failed.push(b.slug.clone());
+                    CheckItem::new(
+                        &id,
+                        &title,
+                        Status::Fail,
+                        format!("{version_cell}, status {}", f.status),
+                    )
+                    .with_hint("a THROTTLED or REMOVED function does not serve requests: check the project's plan and the function's logs")
+                }
+                Some(f) if old.is_some_and(|o| f.version <= o.version) => {
+                    failed.push(b.slug.clone());
+                    CheckItem::new(
+                        &id,
+                        &title,
+                        Status::Fail,
+                        format!("{version_cell}: the version did not increase"),
+                    )
+                    .with_hint("the platform kept the old version: re-run `functions`")
+                }
+                Some(f) => {
+                    let mut evidence = format!(
+                        "{version_cell} {}, {} files, verify_jwt {}",
+                        f.status,
+                        b.files.len(),
+                        f.verify_jwt.unwrap_or(meta.verify_jwt)
+                    );
+                    let mut status = Status::Pass;
+                    if !b.unresolved.is_empty() {
+                        status = Status::Warn;
+                        evidence.push_str(&format!(
+                            "; imports that point at no file (not uploaded): {}",
+                            b.unresolved.join(", ")
+                        ));
+                    }
+                    let mut item = CheckItem::new(&id, &title, status, evidence);
+                    if status == Status::Warn {
+                        item.hint = Some(
+                            "remove or fix the import (a commented-out import is harmless)".into(),
+                        );
+                    }
+                    item
+                }
+            },
+        };
+        report.check(item);
+        table.push([
+            b.slug.clone(),
+            version_cell,
+            new.map_or("—".into(), |f| f.status.clone()),
+            format!(
+                "{} ({source})",
+                new.and_then(|f| f.verify_jwt).unwrap_or(meta.verify_jwt)
+            ),
+            b.files.len().to_string(),
+            b.import_map_path.clone().unwrap_or_else(|| "none".into()),
+        ]);
+    }
+    report.tables.push(table);
+    report.tables.push(files_table);
+
+    let smoke_failed = run_smoke(ctx, &target, &mut report).await;
+
+    report.conclude_from_checks();
+    let deployed = bundles.len().saturating_sub(failed.len());
+    report.summary = if failed.is_empty() && smoke_failed == 0 {
+        format!(
+            "Deployed {deployed} functions to `{target}`, all ACTIVE at a new version{}{}.",
+            if ctx.manifest.functions.smoke.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} smoke invocations passed",
+                    ctx.manifest.functions.smoke.len()
+                )
+            },
+            excluded_note(&selection.excluded)
+        )
+    } else {
+        failed.sort();
+        failed.dedup();
+        format!(
+            "{} of {} functions failed{}{}; the others were deployed.",
+            failed.len(),
+            bundles.len()
+                + failed
+                    .iter()
+                    .filter(|f| !bundles.iter().any(|(b, _)| &b.slug == *f))
+                    .count(),
+            if failed.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", failed.join(", "))
+            },
+            if smoke_failed > 0 {
+                format!(", {smoke_failed} smoke invocations failed")
+            } else {
+                String::new()
+            }
+        )
+    };
+    Ok(report)
+}
+
+fn excluded_note(excluded: &[String]) -> String {
+    if excluded.is_empty() {
+        String::new()
+    } else {
+        format!("; never deployed (excluded): {}", excluded.join(", "))
+    }
+}
+
+/// The functions base URL: `[functions] base_url` (with `${VAR}`), else the
+/// project's own.
+pub fn functions_base_url(ctx: &Context, target: &str) -> Result<String, Vec<String>> {
+    invoke::base_url(ctx.manifest.functions.base_url.as_deref(), target, |v| {
+        ctx.env_var(v)
+    })
+}
+
+/// Runs `[[functions.smoke]]`, adding a table and one check per invocation.
+/// Returns how many failed.
+async fn run_smoke(ctx: &Context, target: &str, report: &mut PhaseReport) -> usize {
+    let smokes = &ctx.manifest.functions.smoke;
+    if smokes.is_empty() {
+        return 0;
+    }
+    let base = match functions_base_url(ctx, target) {
+        Ok(b) => b,
+        Err(missing) => {
+            report.check(
+                CheckItem::new(
+                    "smoke",
+                    "Smoke invocations",
+                    Status::Fail,
+                    format!(
+                        "[functions] base_url uses unset variables: {}",
+                        missing.join(", ")
+                    ),
+                )
+                .with_hint("set them in the step's `env:`"),
+            );
+            return smokes.len();
+        }
+    };
+    let http = invoke::http_client();
+    let mut table = ReportTable::new(
+        "Function smoke invocations",
+        &["Check", "Request", "Expected", "Got", "Latency", ""],
+    );
+    let mut failed = 0;
+    for smoke in smokes {
+        let id = format!("smoke:{}", smoke.name);
+        let title = format!("Smoke: {}", smoke.name);
+        let invocation = match invoke::prepare(smoke, &base, |v| ctx.env_var(v)) {
+            Ok(i) => i,
+            Err(e) => {
+                failed += 1;
+                report.check(
+                    CheckItem::new(&id, &title, Status::Fail, e.to_string()).with_hint(
+                        "set the variables in the step's `env:` from the environment's secrets",
+                    ),
+                );
+                continue;
+            }
+        };
+        let result: InvocationResult = invoke::invoke(&http, &invocation).await;
+        let (ok, expected) = invoke::judge(smoke, &result);
+        let got = match (&result.status, &result.error) {
+            (Some(s), _) => s.to_string(),
+            (None, Some(e)) => e.clone(),
+            (None, None) => "no answer".into(),
+        };
+        let latency = format!("{} ms", result.latency.as_millis());
+        let request = format!(
+            "{} /{}{}",
+            invocation.method,
+            smoke.function,
+            smoke.path.as_deref().unwrap_or("")
+        );
+        table.push([
+            smoke.name.clone(),
+            request.clone(),
+            expected.clone(),
+            got.clone(),
+            latency.clone(),
+            if ok { "✅".into() } else { "❌".into() },
+        ]);
+        let evidence = format!("{request} → {got} in {latency} (expected {expected})");
+        report.check(if ok {
+            CheckItem::new(&id, &title, Status::Pass, evidence)
+        } else {
+            failed += 1;
+            CheckItem::new(&id, &title, Status::Fail, evidence).with_hint(
+                "look at the function's logs in the dashboard; a 401 usually means a missing or wrong key header, a 500 a missing secret or config",
+            )
+        });
+    }
+    report.tables.push(table);
+    failed
+}

@@ -1,0 +1,237 @@
+//! End to end: `config` sets `invoice_configurations` on a real target built
+//! from the ops-portal migrations, shows before → after, and never shows or
+//! records the secret key's value.
+
+mod common;
+
+use common::*;
+
+const WHATSAPP_KEY: &str = "prod-360messenger-key-8f3a2b";
+
+async fn target() -> TestDb {
+    let db = TestDb::new("cfg").await;
+    db.apply_migrations("ops-portal", None).await;
+    db
+}
+
+fn run_config(
+    files: &ActionsFiles,
+    db: &TestDb,
+    manifest: &std::path::Path,
+    extra: &[(&str, &str)],
+) -> std::process::Output {
+    let mut env = files.github_env();
+    env.extend([
+        ("INPUT_PHASE".to_string(), "config".to_string()),
+        ("INPUT_MANIFEST".to_string(), manifest.display().to_string()),
+        (
+            "INPUT_TARGET-DB-URL".to_string(),
+            db.url_with_password("cfg-db-pw-31"),
+        ),
+    ]);
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    run_cutover(files.dir.path(), &[], &env)
+}
+
+async fn value(db: &TestDb, key: &str) -> Option<String> {
+    db.scalar(&format!(
+        "select config_value from public.invoice_configurations where config_key = '{key}'"
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn the_example_config_is_applied_and_shown_before_and_after() {
+    let db = target().await;
+    let manifest = repo_root().join("examples/ops-portal/cutover.toml");
+    let files = ActionsFiles::new();
+    let out = run_config(
+        &files,
+        &db,
+        &manifest,
+        &[("TARGET_WHATSAPP_API_KEY", WHATSAPP_KEY)],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let summary = files.read("summary.md");
+    assert!(
+        summary.contains("| whatsapp_failure_notification_email | ops@example.com | ops-alerts@aamodha.example | changed |"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("| whatsapp_api_key | •••• | •••• | changed |"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("| invoice_folder_path | MyDrive/Invoice | MyDrive/Invoice | unchanged |"),
+        "{summary}"
+    );
+    assert_eq!(
+        value(&db, "whatsapp_api_key").await.as_deref(),
+        Some(WHATSAPP_KEY)
+    );
+    assert_eq!(
+        value(&db, "whatsapp_failure_notification_email")
+            .await
+            .as_deref(),
+        Some("ops-alerts@aamodha.example")
+    );
+    assert_eq!(
+        value(&db, "whatsapp_enabled").await.as_deref(),
+        Some("false"),
+        "guard-owned key untouched"
+    );
+    assert_no_leak(
+        WHATSAPP_KEY,
+        &out,
+        &files,
+        &files.path("cutover-report.json"),
+    );
+    let ledger = ledger_dump(&db, "cutover").await;
+    assert!(ledger.contains("config-values"), "{ledger}");
+    assert!(!ledger.contains(WHATSAPP_KEY));
+
+    // A re-run finds everything in place.
+    let files = ActionsFiles::new();
+    let again = run_config(
+        &files,
+        &db,
+        &manifest,
+        &[("TARGET_WHATSAPP_API_KEY", WHATSAPP_KEY)],
+    );
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert!(
+        files.read("summary.md").contains("0 of 9 keys"),
+        "{}",
+        files.read("summary.md")
+    );
+}
+
+#[tokio::test]
+async fn a_missing_variable_blocks_naming_key_and_variable() {
+    let db = target().await;
+    let manifest = repo_root().join("examples/ops-portal/cutover.toml");
+    let files = ActionsFiles::new();
+    let before = db.fingerprint().await;
+    let out = run_config(&files, &db, &manifest, &[]);
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{log}");
+    assert!(
+        log.contains("whatsapp_api_key (from $TARGET_WHATSAPP_API_KEY)"),
+        "{log}"
+    );
+    assert_eq!(
+        db.fingerprint().await,
+        before,
+        "nothing written, not even the ledger"
+    );
+}
+
+fn manifest(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
+    let path = dir.join("cutover.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[project]\nname = \"cfg\"\n[config]\ntable = \"public.invoice_configurations\"\n{body}"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test]
+async fn unknown_keys_are_refused_unless_insert_missing() {
+    let db = target().await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(
+        dir.path(),
+        "[config.values]\nstorage_provider = \"onedrive\"\nnew_feature_flag = \"on\"\n",
+    );
+    let files = ActionsFiles::new();
+    let out = run_config(&files, &db, &m, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let summary = files.read("summary.md");
+    assert!(
+        summary.contains(
+            "not in public.invoice_configurations: new_feature_flag; nothing was written"
+        ),
+        "{summary}"
+    );
+    assert_eq!(
+        value(&db, "storage_provider").await.as_deref(),
+        Some("google_drive"),
+        "nothing written"
+    );
+
+    let m = manifest(
+        dir.path(),
+        "insert_missing = true\n[config.values]\nstorage_provider = \"onedrive\"\nnew_feature_flag = \"on\"\n",
+    );
+    let files = ActionsFiles::new();
+    let out = run_config(&files, &db, &m, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let summary = files.read("summary.md");
+    assert!(
+        summary.contains("| new_feature_flag | (missing) | on | inserted |"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("| storage_provider | google_drive | onedrive | changed |"),
+        "{summary}"
+    );
+    assert_eq!(value(&db, "new_feature_flag").await.as_deref(), Some("on"));
+    assert_eq!(
+        value(&db, "storage_provider").await.as_deref(),
+        Some("onedrive")
+    );
+}
+
+#[tokio::test]
+async fn a_failing_write_rolls_back_every_key() {
+    let db = target().await;
+    let dir = tempfile::tempdir().unwrap();
+    // storage_provider has a check constraint: 'dropbox' is refused, and the
+    // other change in the same transaction must not stay behind.
+    let m = manifest(
+        dir.path(),
+        "[config.values]\nbackup_folder_path = \"MyDrive/New\"\nstorage_provider = \"dropbox\"\n",
+    );
+    let files = ActionsFiles::new();
+    let out = run_config(&files, &db, &m, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("setting storage_provider"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        value(&db, "backup_folder_path").await.as_deref(),
+        Some("MyDrive/Backups")
+    );
+}
+
+#[tokio::test]
+async fn long_values_are_shown_as_a_diff_and_dry_run_writes_nothing() {
+    let db = target().await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(
+        dir.path(),
+        "[config.values]\ninvoice_folder_path = \"\"\"\nMyDrive/Invoices/2026/Quarterly/Region-North/Branch-0042/Approved\nsecond line\"\"\"\n",
+    );
+    let files = ActionsFiles::new();
+    let before = db.fingerprint().await;
+    let out = run_config(&files, &db, &m, &[("INPUT_DRY-RUN", "true")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(db.fingerprint().await, before, "dry-run wrote nothing");
+    assert_eq!(
+        value(&db, "invoice_folder_path").await.as_deref(),
+        Some("MyDrive/Invoice")
+    );
+    let summary = files.read("summary.md");
+    assert!(summary.contains("```diff"), "{summary}");
+    assert!(summary.contains("-MyDrive/Invoice\n"), "{summary}");
+    assert!(
+        summary.contains("+MyDrive/Invoices/2026/Quarterly"),
+        "{summary}"
+    );
+    assert!(summary.contains("would change 1 of 1 keys"), "{summary}");
+}

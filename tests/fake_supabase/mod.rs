@@ -1,0 +1,404 @@
+//! A fake Supabase Management API that answers as
+//! `shared/specs/supabase-management-api.json` documents and records what it
+//! was sent: functions (list, multipart deploy), secrets (list with SHA-256
+//! hex digests, bulk create refusing `SUPABASE_*`), and scripted faults
+//! (429 with or without `Retry-After`, 5xx, malformed JSON, slow answers).
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+/// A project ref the fake knows as the target.
+pub const TARGET: &str = "tgtprojectrefaaaaaaa";
+/// A project ref the fake knows as the source.
+pub const SOURCE: &str = "srcprojectrefbbbbbbb";
+/// The only token the fake accepts.
+pub const TOKEN: &str = "sbp_FakeManagementToken0123456789abcdef";
+
+/// One multipart part.
+#[derive(Debug, Clone)]
+pub struct Part {
+    /// Form field name.
+    pub name: String,
+    /// Filename, for file parts.
+    pub filename: Option<String>,
+    /// Content.
+    pub content: Vec<u8>,
+}
+
+/// One deploy call as received.
+#[derive(Debug, Clone)]
+pub struct Deploy {
+    /// Project ref.
+    pub project: String,
+    /// `slug` query parameter.
+    pub slug: String,
+    /// The `metadata` part, parsed.
+    pub metadata: Value,
+    /// Filename → content of every `file` part.
+    pub files: BTreeMap<String, String>,
+}
+
+/// A scripted answer for the next matching request.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    /// Method to match.
+    pub method: String,
+    /// Path suffix to match, e.g. `/functions` or `/secrets`.
+    pub path_suffix: String,
+    /// Status to answer.
+    pub status: u16,
+    /// `Retry-After` header.
+    pub retry_after: Option<String>,
+    /// Body to answer.
+    pub body: String,
+    /// Delay before answering.
+    pub delay: Option<Duration>,
+}
+
+/// What the fake holds.
+#[derive(Debug, Default)]
+pub struct State {
+    /// project → slug → function object.
+    pub functions: BTreeMap<String, BTreeMap<String, Value>>,
+    /// project → name → value.
+    pub secrets: BTreeMap<String, BTreeMap<String, String>>,
+    /// Deploys received, in order.
+    pub deploys: Vec<Deploy>,
+    /// Bodies of `POST /secrets` received.
+    pub secret_posts: Vec<Value>,
+    /// Every request: `METHOD path?query`.
+    pub log: Vec<String>,
+    /// Scripted faults, consumed in order when they match.
+    pub faults: VecDeque<Fault>,
+    /// Deploys of these slugs answer 500 (always).
+    pub broken_slugs: Vec<String>,
+    /// Deploys of these slugs leave the function THROTTLED.
+    pub throttled_slugs: Vec<String>,
+}
+
+/// The fake server.
+pub struct FakeApi {
+    /// The HTTP server.
+    pub server: MockServer,
+    /// Its state.
+    pub state: Arc<Mutex<State>>,
+}
+
+struct Responder(Arc<Mutex<State>>);
+
+fn sha256_hex(v: &str) -> String {
+    hex::encode(Sha256::digest(v.as_bytes()))
+}
+
+impl Respond for Responder {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let mut state = self.0.lock().unwrap();
+        let path = request.url.path().to_string();
+        let method = request.method.to_string();
+        let query = request
+            .url
+            .query()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
+        state.log.push(format!("{method} {path}{query}"));
+        let auth = request
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if auth != format!("Bearer {TOKEN}") {
+            return ResponseTemplate::new(401).set_body_json(json!({"message": "Unauthorized"}));
+        }
+        if let Some(i) = state
+            .faults
+            .iter()
+            .position(|f| f.method == method && path.ends_with(&f.path_suffix))
+        {
+            let f = state.faults.remove(i).unwrap();
+            let mut r = ResponseTemplate::new(f.status).set_body_raw(f.body, "application/json");
+            if let Some(ra) = f.retry_after {
+                r = r.insert_header("Retry-After", ra.as_str());
+            }
+            if let Some(d) = f.delay {
+                r = r.set_delay(d);
+            }
+            return r;
+        }
+        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        // v1 / projects / {ref} / ...
+        if parts.len() < 4 || parts[0] != "v1" || parts[1] != "projects" {
+            return ResponseTemplate::new(404).set_body_json(json!({"message": "Not Found"}));
+        }
+        let project = parts[2].to_string();
+        if project != TARGET && project != SOURCE {
+            return ResponseTemplate::new(404)
+                .set_body_json(json!({"message": "Project not found"}));
+        }
+        match (method.as_str(), &parts[3..]) {
+            ("GET", ["functions"]) => {
+                let list: Vec<Value> = state
+                    .functions
+                    .get(&project)
+                    .map(|m| m.values().cloned().collect())
+                    .unwrap_or_default();
+                ResponseTemplate::new(200).set_body_json(list)
+            }
+            ("GET", ["functions", slug]) => {
+                match state.functions.get(&project).and_then(|m| m.get(*slug)) {
+                    Some(f) => ResponseTemplate::new(200).set_body_json(f.clone()),
+                    None => ResponseTemplate::new(404)
+                        .set_body_json(json!({"message": "Function not found"})),
+                }
+            }
+            ("POST", ["functions", "deploy"]) => {
+                let slug = request
+                    .url
+                    .query_pairs()
+                    .find(|(k, _)| k == "slug")
+                    .map(|(_, v)| v.to_string())
+                    .unwrap_or_default();
+                let content_type = request
+                    .headers
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                let parts = parse_multipart(&content_type, &request.body);
+                let metadata: Value = parts
+                    .iter()
+                    .find(|p| p.name == "metadata")
+                    .map(|p| serde_json::from_slice(&p.content).expect("metadata is JSON"))
+                    .unwrap_or(Value::Null);
+                let files = parts
+                    .iter()
+                    .filter(|p| p.name == "file")
+                    .map(|p| {
+                        (
+                            p.filename.clone().unwrap_or_default(),
+                            String::from_utf8_lossy(&p.content).into_owned(),
+                        )
+                    })
+                    .collect();
+                state.deploys.push(Deploy {
+                    project: project.clone(),
+                    slug: slug.clone(),
+                    metadata: metadata.clone(),
+                    files,
+                });
+                if state.broken_slugs.contains(&slug) {
+                    return ResponseTemplate::new(500)
+                        .set_body_json(json!({"message": "Failed to deploy function"}));
+                }
+                let status = if state.throttled_slugs.contains(&slug) {
+                    "THROTTLED"
+                } else {
+                    "ACTIVE"
+                };
+                let functions = state.functions.entry(project).or_default();
+                let version = functions
+                    .get(&slug)
+                    .and_then(|f| f["version"].as_i64())
+                    .unwrap_or(0)
+                    + 1;
+                let f = function_json(
+                    &slug,
+                    version,
+                    status,
+                    metadata["verify_jwt"].as_bool().unwrap_or(true),
+                    metadata["entrypoint_path"].as_str().unwrap_or(""),
+                );
+                functions.insert(slug, f.clone());
+                ResponseTemplate::new(201).set_body_json(f)
+            }
+            ("GET", ["secrets"]) => {
+                let list: Vec<Value> = state
+                    .secrets
+                    .get(&project)
+                    .map(|m| {
+                        m.iter()
+                            .map(|(n, v)| {
+                                json!({"name": n, "value": sha256_hex(v), "updated_at": "2026-01-07T12:00:00Z"})
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                ResponseTemplate::new(200).set_body_json(list)
+            }
+            ("POST", ["secrets"]) => {
+                let body: Value = match serde_json::from_slice(&request.body) {
+                    Ok(b) => b,
+                    Err(_) => {
+                        return ResponseTemplate::new(400)
+                            .set_body_json(json!({"message": "invalid body"}));
+                    }
+                };
+                let items = body.as_array().cloned().unwrap_or_default();
+                for item in &items {
+                    let name = item["name"].as_str().unwrap_or("");
+                    if name.starts_with("SUPABASE_") {
+                        return ResponseTemplate::new(400).set_body_json(
+                            json!({"message": "Secret name must not start with the SUPABASE_ prefix."}),
+                        );
+                    }
+                }
+                state.secret_posts.push(body.clone());
+                let secrets = state.secrets.entry(project).or_default();
+                for item in items {
+                    secrets.insert(
+                        item["name"].as_str().unwrap_or("").to_string(),
+                        item["value"].as_str().unwrap_or("").to_string(),
+                    );
+                }
+                ResponseTemplate::new(201)
+            }
+            _ => ResponseTemplate::new(404).set_body_json(json!({"message": "Not Found"})),
+        }
+    }
+}
+
+/// A `FunctionResponse` object.
+pub fn function_json(
+    slug: &str,
+    version: i64,
+    status: &str,
+    verify_jwt: bool,
+    entry: &str,
+) -> Value {
+    json!({
+        "id": format!("id-{slug}"),
+        "slug": slug,
+        "name": slug,
+        "status": status,
+        "version": version,
+        "created_at": 1736200000000i64,
+        "updated_at": 1736200000000i64 + version,
+        "verify_jwt": verify_jwt,
+        "import_map": true,
+        "entrypoint_path": entry,
+        "import_map_path": "supabase/functions/deno.json",
+        "ezbr_sha256": "0000"
+    })
+}
+
+impl FakeApi {
+    /// Starts the fake.
+    pub async fn start() -> FakeApi {
+        let server = MockServer::start().await;
+        let state = Arc::new(Mutex::new(State::default()));
+        Mock::given(wiremock::matchers::any())
+            .respond_with(Responder(state.clone()))
+            .mount(&server)
+            .await;
+        FakeApi { server, state }
+    }
+
+    /// Its base URL.
+    pub fn url(&self) -> String {
+        self.server.uri()
+    }
+
+    /// Runs `f` on the state.
+    pub fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        f(&mut self.state.lock().unwrap())
+    }
+
+    /// Adds a scripted fault.
+    pub fn fault(
+        &self,
+        method: &str,
+        suffix: &str,
+        status: u16,
+        retry_after: Option<&str>,
+        body: &str,
+    ) {
+        self.with(|s| {
+            s.faults.push_back(Fault {
+                method: method.into(),
+                path_suffix: suffix.into(),
+                status,
+                retry_after: retry_after.map(str::to_string),
+                body: body.into(),
+                delay: None,
+            })
+        });
+    }
+
+    /// Requests received matching `METHOD path-suffix`.
+    pub fn count(&self, method: &str, suffix: &str) -> usize {
+        self.with(|s| {
+            s.log
+                .iter()
+                .filter(|l| {
+                    let (m, p) = l.split_once(' ').unwrap();
+                    let p = p.split('?').next().unwrap();
+                    m == method && p.ends_with(suffix)
+                })
+                .count()
+        })
+    }
+}
+
+/// Parses a `multipart/form-data` body.
+pub fn parse_multipart(content_type: &str, body: &[u8]) -> Vec<Part> {
+    let boundary = content_type
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("boundary="))
+        .expect("multipart boundary")
+        .trim_matches('"')
+        .to_string();
+    let delimiter = format!("--{boundary}").into_bytes();
+    let mut parts = Vec::new();
+    let mut chunks = split(body, &delimiter);
+    chunks.remove(0); // preamble
+    for chunk in chunks {
+        if chunk.starts_with(b"--") {
+            break; // closing delimiter
+        }
+        let chunk = chunk.strip_prefix(b"\r\n").unwrap_or(chunk);
+        let Some(split_at) = find(chunk, b"\r\n\r\n") else {
+            continue;
+        };
+        let headers = String::from_utf8_lossy(&chunk[..split_at]).to_string();
+        let mut content = &chunk[split_at + 4..];
+        content = content.strip_suffix(b"\r\n").unwrap_or(content);
+        let disposition = headers
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("content-disposition"))
+            .unwrap_or("")
+            .to_string();
+        let attr = |key: &str| {
+            disposition.split(';').find_map(|p| {
+                p.trim()
+                    .strip_prefix(&format!("{key}="))
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+        };
+        parts.push(Part {
+            name: attr("name").unwrap_or_default(),
+            filename: attr("filename"),
+            content: content.to_vec(),
+        });
+    }
+    parts
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn split<'a>(mut hay: &'a [u8], delimiter: &[u8]) -> Vec<&'a [u8]> {
+    let mut out = Vec::new();
+    while let Some(i) = find(hay, delimiter) {
+        out.push(&hay[..i]);
+        hay = &hay[i + delimiter.len()..];
+    }
+    out.push(hay);
+    out
+}

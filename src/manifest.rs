@@ -581,6 +581,7 @@ impl Manifest {
                 self.ledger.schema
             )));
         }
+        crate::phases::backup::parse_recipients(&self.backup.age_recipients).map_err(invalid)?;
         for (name, var) in &self.secrets.required {
             if var.trim().is_empty() {
                 return Err(invalid(format!(

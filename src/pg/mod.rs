@@ -6,6 +6,7 @@
 
 pub mod compare;
 pub mod copy;
+pub mod dump;
 pub mod ledger;
 pub mod migrate;
 

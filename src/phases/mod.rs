@@ -3,6 +3,7 @@
 //! A phase talks to databases and APIs only through `pg`, `supabase`,
 //! `github` and `frontend`, and never prints its report itself.
 
+pub mod backup;
 pub mod data;
 pub mod plan;
 pub mod preflight;
@@ -96,7 +97,7 @@ impl Phase {
     pub fn implemented(self) -> bool {
         matches!(
             self,
-            Phase::Plan | Phase::Preflight | Phase::Schema | Phase::Data
+            Phase::Plan | Phase::Preflight | Phase::Backup | Phase::Schema | Phase::Data
         )
     }
 }
@@ -192,6 +193,7 @@ pub async fn run(phase: Phase, ctx: &mut Context) -> Result<PhaseReport, PhaseEr
     match phase {
         Phase::Plan => plan::run(ctx).await,
         Phase::Preflight => preflight::run(ctx).await,
+        Phase::Backup => backup::run(ctx).await,
         Phase::Schema => schema::run(ctx).await,
         Phase::Data => data::run(ctx).await,
         Phase::Validate => validate::run(ctx).await,

@@ -45,7 +45,18 @@ fn run_backup(
         ),
     ]);
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    run_cutover(files.dir.path(), &[], &env)
+    let identity = env
+        .iter()
+        .find(|(k, _)| k == "CUTOVER_AGE_IDENTITY")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    run_and_check_leaks(
+        files.dir.path(),
+        &[],
+        &env,
+        &[SOURCE_PW, TARGET_PW, &identity],
+        &[&pair.target],
+    )
 }
 
 /// A context for `rollback` against `target`, as the rollback phase has it.

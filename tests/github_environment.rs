@@ -162,7 +162,7 @@ async fn preflight_checks_the_release_environment() {
                 environment_name.to_string(),
             ),
         ]);
-        let out = run_cutover(work.path(), &[], &env);
+        let out = run_and_check_leaks(work.path(), &[], &env, &[TOKEN], &[&target]);
         let summary = files.read("summary.md");
         let row = summary
             .lines()

@@ -42,7 +42,7 @@ fn validate_in_actions(pair: &Pair, files: &ActionsFiles) -> std::process::Outpu
             pair.target.url_with_password(SECRET),
         ),
     ]);
-    run_cutover(files.dir.path(), &[], &env)
+    run_and_check_leaks(files.dir.path(), &[], &env, &[SECRET], &[&pair.target])
 }
 
 #[tokio::test]

@@ -97,7 +97,12 @@ impl Phase {
     pub fn implemented(self) -> bool {
         matches!(
             self,
-            Phase::Plan | Phase::Preflight | Phase::Backup | Phase::Schema | Phase::Data
+            Phase::Plan
+                | Phase::Preflight
+                | Phase::Backup
+                | Phase::Schema
+                | Phase::Data
+                | Phase::Validate
         )
     }
 }

@@ -414,3 +414,33 @@ async fn dry_run_writes_no_file_and_nothing_in_the_target() {
         Some("")
     );
 }
+
+#[tokio::test]
+async fn a_config_table_missing_on_the_source_fails_by_name() {
+    let pair = Pair::from_example("ops-portal").await;
+    let work = tempfile::tempdir().unwrap();
+    let manifest_text = std::fs::read_to_string(manifest()).unwrap().replace(
+        "export_tables = [\"public.whatsapp_templates\"]",
+        "export_tables = [\"public.whatsapp_templatez\"]",
+    );
+    let manifest_path = work.path().join("cutover.toml");
+    std::fs::write(&manifest_path, manifest_text).unwrap();
+    let files = ActionsFiles::new();
+    let out = run_backup(&files, &pair, &manifest_path, &[("INPUT_VERIFY", "false")]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let summary = files.read("summary.md");
+    let row = summary
+        .lines()
+        .find(|l| l.contains("Configuration tables exported as CSV"))
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert!(
+        row.starts_with("| ❌") && row.contains("public.whatsapp_templatez"),
+        "{row}"
+    );
+    // The dumps are still written and listed: a backup is never thrown away.
+    assert!(
+        backup_files(&files)
+            .iter()
+            .any(|p| p.ends_with("source.dump"))
+    );
+}

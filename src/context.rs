@@ -108,6 +108,8 @@ impl Context {
                 }
             }
         }
+        // The identity that decrypts backups (rollback, backup --verify).
+        vars.push(crate::phases::backup::AGE_IDENTITY_VAR.to_string());
         vars.sort();
         vars.dedup();
         vars

@@ -611,6 +611,7 @@ impl Manifest {
                 self.ledger.schema
             )));
         }
+        crate::phases::backup::parse_recipients(&self.backup.age_recipients).map_err(invalid)?;
         for (name, var) in &self.secrets.required {
             if var.trim().is_empty() {
                 return Err(invalid(format!(
@@ -798,5 +799,106 @@ mod tests {
     fn config_values_need_a_table() {
         let err = Manifest::parse("[config.values]\na = \"b\"\n", Path::new("m.toml")).unwrap_err();
         assert!(err.to_string().contains("[config] table"), "{err}");
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Pieces of TOML-ish text, right and wrong, glued at random.
+        const PIECES: &[&str] = &[
+            "[project]",
+            "[data]",
+            "[checks]",
+            "[[checks.rls_probes]]",
+            "[backup]",
+            "[config.values]",
+            "[secrets.required]",
+            "[gate]",
+            "[frontend]",
+            "[[x]]",
+            "name",
+            "tables",
+            "parallel",
+            "verify",
+            "age_recipients",
+            "tabels",
+            "=",
+            " = ",
+            "\"",
+            "\"x\"",
+            "'",
+            "'''",
+            "\"\"\"",
+            "[",
+            "]",
+            "{",
+            "}",
+            ",",
+            "1",
+            "-1",
+            "0",
+            "99999999999999999999",
+            "true",
+            "false",
+            "1.5",
+            "nan",
+            "1979-05-27T07:32:00Z",
+            "\n",
+            "\r\n",
+            "\t",
+            " ",
+            "#",
+            ".",
+            "é",
+            "✓",
+            "\\",
+            "\\u12",
+            "\u{0}",
+        ];
+
+        /// No panic; a parse error's line and column lie inside the text.
+        fn check(text: &str) {
+            match Manifest::parse(text, Path::new("m.toml")) {
+                Ok(_) => {}
+                Err(ManifestError::Parse { line, column, .. }) => {
+                    let lines: Vec<&str> = text.split('\n').collect();
+                    assert!(line >= 1 && line <= lines.len(), "line {line} of {text:?}");
+                    let width = lines[line - 1].chars().count();
+                    assert!(
+                        column >= 1 && column <= width + 1,
+                        "column {column} of line {line} ({width} chars) in {text:?}"
+                    );
+                }
+                Err(ManifestError::Invalid { message, .. }) => assert!(!message.is_empty()),
+                Err(ManifestError::Read { .. }) => unreachable!("parse reads no file"),
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_text_never_panics_and_errors_point_inside_it(text in ".*") {
+                check(&text);
+            }
+
+            #[test]
+            fn toml_like_text_never_panics_and_errors_point_inside_it(
+                pieces in prop::collection::vec(prop::sample::select(PIECES), 0..40)
+            ) {
+                check(&pieces.concat());
+            }
+
+            #[test]
+            fn unknown_keys_are_always_refused_at_their_position(
+                section in prop::sample::select(&["data", "checks", "backup", "gate", "ledger", "schema"][..]),
+                key in "[a-z]{3,12}_zz",
+                blank in "\n{0,3}",
+            ) {
+                let text = format!("[project]\nname = \"p\"\n{blank}[{section}]\n{key} = 1\n");
+                let err = Manifest::parse(&text, Path::new("m.toml")).unwrap_err();
+                prop_assert!(err.to_string().contains(&key), "{}", err);
+                prop_assert_eq!(err.position(), Some((4 + blank.len(), 1)));
+            }
+        }
     }
 }

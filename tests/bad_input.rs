@@ -10,7 +10,16 @@ fn local(cwd: &std::path::Path, args: &[&str], extra: &[(&str, &str)]) -> std::p
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    run_cutover(cwd, args, &env)
+    // Any password in a URL argument or variable is a planted secret.
+    let passwords: Vec<String> = args
+        .iter()
+        .copied()
+        .chain(extra.iter().map(|(_, v)| *v))
+        .filter_map(|v| url::Url::parse(v).ok())
+        .filter_map(|u| u.password().map(str::to_string))
+        .collect();
+    let passwords: Vec<&str> = passwords.iter().map(String::as_str).collect();
+    run_and_check_leaks(cwd, args, &env, &passwords, &[])
 }
 
 fn write_manifest(dir: &std::path::Path, text: &str) -> String {
@@ -120,16 +129,96 @@ fn invalid_url_exits_2_without_echoing_it() {
 }
 
 #[test]
-fn unimplemented_phase_fails_clearly_with_exit_1() {
+fn manifest_syntax_error_exits_2_with_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = write_manifest(dir.path(), "[project]\nname = \"x\"\n");
-    let out = local(dir.path(), &["schema", "--manifest", &manifest], &[]);
-    assert_eq!(out.status.code(), Some(1));
+    let manifest = write_manifest(dir.path(), "[project]\nname = \"x\n[data]\n");
+    let out = local(dir.path(), &["plan", "--manifest", &manifest], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let log = text(&out);
+    assert!(log.contains(&format!("{manifest}:2:")), "{log}");
+}
+
+#[test]
+fn invalid_age_recipient_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(
+        dir.path(),
+        "[project]\nname = \"x\"\n[backup]\nage_recipients = [\"ssh-ed25519 AAAAC3Nza\"]\n",
+    );
+    let out = local(dir.path(), &["backup", "--manifest", &manifest], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let log = text(&out);
+    assert!(log.contains("[backup] age_recipients[0]"), "{log}");
+    assert!(log.contains("age1"), "{log}");
+}
+
+#[test]
+fn secret_naming_no_variable_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(
+        dir.path(),
+        "[project]\nname = \"x\"\n[secrets.required]\nRESEND_API_KEY = \" \"\n",
+    );
+    let out = local(dir.path(), &["preflight", "--manifest", &manifest], &[]);
+    assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out).contains("phase `schema` is not implemented"),
+        text(&out).contains("[secrets.required] RESEND_API_KEY names no environment variable"),
         "{}",
         text(&out)
     );
+}
+
+#[tokio::test]
+async fn unknown_role_names_the_input() {
+    let target = TestDb::new("norole").await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(dir.path(), "[project]\nname = \"x\"\n");
+    let mut source = url::Url::parse(&target.url()).unwrap();
+    source.set_username("cutover_no_such_role").unwrap();
+    source.set_password(Some("pw-NoRole-5521")).unwrap();
+    let out = local(
+        dir.path(),
+        &["preflight", "--manifest", &manifest],
+        &[
+            ("CUTOVER_SOURCE_DB_URL", source.as_str()),
+            ("CUTOVER_TARGET_DB_URL", &target.url()),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let log = text(&out);
+    assert!(
+        log.contains("role \"cutover_no_such_role\" does not exist"),
+        "{log}"
+    );
+    assert!(log.contains("check the user in source-db-url"), "{log}");
+}
+
+#[tokio::test]
+async fn a_host_that_never_answers_fails_within_the_connect_timeout() {
+    // A listener that never accepts: the TCP handshake completes (backlog),
+    // PostgreSQL's startup reply never comes, like a firewalled pooler.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let target = TestDb::new("silent").await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(dir.path(), "[project]\nname = \"x\"\n");
+    let source = format!("postgres://postgres:pw-Silent-8812@127.0.0.1:{port}/postgres");
+    let started = std::time::Instant::now();
+    let out = local(
+        dir.path(),
+        &["preflight", "--manifest", &manifest],
+        &[
+            ("CUTOVER_SOURCE_DB_URL", &source),
+            ("CUTOVER_TARGET_DB_URL", &target.url()),
+        ],
+    );
+    let took = started.elapsed();
+    drop(silent);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(took < std::time::Duration::from_secs(30), "took {took:?}");
+    let log = text(&out);
+    assert!(log.contains("no answer within 10 s"), "{log}");
+    assert!(log.contains("source-db-url"), "{log}");
 }
 
 #[tokio::test]

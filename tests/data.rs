@@ -73,6 +73,28 @@ async fn copied_tables(pair: &Pair, example: &str) -> Vec<String> {
 async fn assert_identical(pair: &Pair) {
     let tables = copied_tables(pair, "ops-portal").await;
     assert_same_rows(&pair.source, &pair.target, &tables).await;
+    // No duplicates: every source primary key unique on the target, counted
+    // with GROUP BY, independently of the constraint (which a broken rebuild
+    // could have left out).
+    for table in &tables {
+        let key = pair
+            .source
+            .scalar(&format!(
+                "select string_agg(quote_ident(a.attname), ', ' order by a.attnum)
+                   from pg_index i join pg_attribute a on a.attrelid = i.indrelid and a.attnum = any(i.indkey)
+                  where i.indrelid = '{table}'::regclass and i.indisprimary"
+            ))
+            .await;
+        if let Some(key) = key {
+            let dupes = pair
+                .target
+                .scalar(&format!(
+                    "select count(*)::text from (select {key} from {table} group by {key} having count(*) > 1) d"
+                ))
+                .await;
+            assert_eq!(dupes.as_deref(), Some("0"), "duplicate keys in {table}");
+        }
+    }
     assert_eq!(
         schema_dump(&pair.source),
         schema_dump(&pair.target),
@@ -306,5 +328,39 @@ async fn source_connection_terminated_mid_copy_then_rerun_gives_an_identical_tar
         &[("CUTOVER_OVERWRITE", "true")],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_identical(&pair).await;
+}
+
+#[tokio::test]
+async fn two_concurrent_data_runs_never_interleave() {
+    let (pair, work) = pair_with_schema("ops-portal").await;
+    with_bulk(&pair, 150_000).await;
+    let first = spawn_data(work.path(), &pair);
+    wait_for_copy(&pair.target).await;
+    let second = spawn_data(work.path(), &pair);
+    // The second run waits for the first one's run lock, visibly.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut conn = pair.target.connect().await;
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "select count(*) from pg_stat_activity
+              where datname = current_database() and application_name = 'cutover'
+                and wait_event_type = 'Lock' and wait_event = 'advisory'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the second run never waited");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let a = first.wait_with_output().unwrap();
+    let b = second.wait_with_output().unwrap();
+    assert_eq!(a.status.code(), Some(0), "{}", text(&a));
+    // The second ran after the first, alone: it refilled the tables
+    // (--overwrite) without duplicating a row.
+    assert_eq!(b.status.code(), Some(0), "{}", text(&b));
     assert_identical(&pair).await;
 }

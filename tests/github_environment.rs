@@ -162,7 +162,7 @@ async fn preflight_checks_the_release_environment() {
                 environment_name.to_string(),
             ),
         ]);
-        let out = run_cutover(work.path(), &[], &env);
+        let out = run_and_check_leaks(work.path(), &[], &env, &[TOKEN], &[&target]);
         let summary = files.read("summary.md");
         let row = summary
             .lines()
@@ -188,4 +188,184 @@ async fn preflight_checks_the_release_environment() {
             &work.path().join("cutover-report.json"),
         );
     }
+}
+
+// HTTP faults: bounded retries and clear errors, never the token.
+
+use cutover::github::HttpLimits;
+use std::time::{Duration, Instant};
+
+fn fast_limits() -> HttpLimits {
+    HttpLimits {
+        connect_timeout: Duration::from_secs(2),
+        read_timeout: Duration::from_millis(500),
+        max_retries: 3,
+        min_retry_wait: Duration::from_secs(0),
+        deadline: Duration::from_secs(20),
+    }
+}
+
+async fn requests(server: &MockServer) -> usize {
+    server.received_requests().await.unwrap().len()
+}
+
+fn found() -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(environment("production", reviewers()))
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_then_succeed() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(503).set_body_json(json!({"message": "Service Unavailable"})),
+        )
+        .up_to_n_times(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(found())
+        .mount(&server)
+        .await;
+    let client =
+        GithubClient::with_limits(&server.uri(), TOKEN, "acme/ops-portal", fast_limits()).unwrap();
+    let env = client.environment("production").await.unwrap();
+    assert!(env.is_some());
+    assert_eq!(requests(&server).await, 3);
+}
+
+#[tokio::test]
+async fn persistent_server_errors_stop_after_the_retry_bound() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(502).set_body_json(json!({"message": "Bad Gateway"})))
+        .mount(&server)
+        .await;
+    let client =
+        GithubClient::with_limits(&server.uri(), TOKEN, "acme/ops-portal", fast_limits()).unwrap();
+    let err = client.environment("production").await.unwrap_err();
+    assert_eq!(requests(&server).await, 4, "one call and 3 retries");
+    assert_eq!(err.status, Some(502));
+    let text = err.to_string();
+    assert!(text.contains("server error, still after retries"), "{text}");
+    assert!(!text.contains(TOKEN));
+}
+
+#[tokio::test]
+async fn rate_limits_wait_for_retry_after() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "1")
+                .set_body_json(json!({"message": "API rate limit exceeded"})),
+        )
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(found())
+        .mount(&server)
+        .await;
+    let client =
+        GithubClient::with_limits(&server.uri(), TOKEN, "acme/ops-portal", fast_limits()).unwrap();
+    let started = Instant::now();
+    assert!(client.environment("production").await.unwrap().is_some());
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After honoured"
+    );
+    assert_eq!(requests(&server).await, 2);
+}
+
+#[tokio::test]
+async fn rate_limits_without_retry_after_are_bounded_and_named() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .set_body_json(json!({"message": "You have exceeded a secondary rate limit"})),
+        )
+        .mount(&server)
+        .await;
+    let client =
+        GithubClient::with_limits(&server.uri(), TOKEN, "acme/ops-portal", fast_limits()).unwrap();
+    let err = client.environment("production").await.unwrap_err();
+    assert_eq!(requests(&server).await, 4);
+    assert_eq!(err.status, Some(429));
+    assert!(err.to_string().contains("rate limited"), "{err}");
+}
+
+#[tokio::test]
+async fn a_retry_after_beyond_the_deadline_fails_clearly_instead_of_hanging() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "3600")
+                .set_body_json(json!({"message": "API rate limit exceeded"})),
+        )
+        .mount(&server)
+        .await;
+    let limits = HttpLimits {
+        deadline: Duration::from_secs(2),
+        ..fast_limits()
+    };
+    let client =
+        GithubClient::with_limits(&server.uri(), TOKEN, "acme/ops-portal", limits).unwrap();
+    let started = Instant::now();
+    let err = client.environment("production").await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        err.to_string().contains("no successful answer within 2 s"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_silent_server_times_out_with_bounded_retries() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(found().set_delay(Duration::from_secs(5)))
+        .mount(&server)
+        .await;
+    let limits = HttpLimits {
+        max_retries: 1,
+        ..fast_limits()
+    };
+    let client =
+        GithubClient::with_limits(&server.uri(), TOKEN, "acme/ops-portal", limits).unwrap();
+    let started = Instant::now();
+    let err = client.environment("production").await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "read timeout applies"
+    );
+    assert_eq!(requests(&server).await, 2, "one call and one retry");
+    let text = err.to_string();
+    assert!(
+        text.contains("still after retries") && text.contains("GITHUB_API_URL"),
+        "{text}"
+    );
+    assert!(!text.contains(TOKEN));
+}
+
+#[tokio::test]
+async fn malformed_json_names_the_api_url() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "application/json")
+                .set_body_string("<html>proxy login</html>"),
+        )
+        .mount(&server)
+        .await;
+    let client =
+        GithubClient::with_limits(&server.uri(), TOKEN, "acme/ops-portal", fast_limits()).unwrap();
+    let err = client.environment("production").await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("not the JSON GitHub's API sends"), "{text}");
+    assert!(text.contains("GITHUB_API_URL"), "{text}");
+    assert_eq!(requests(&server).await, 1, "a bad body is not retried");
 }

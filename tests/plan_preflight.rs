@@ -33,6 +33,28 @@ fn ops_portal_secrets() -> Vec<(String, String)> {
     .collect()
 }
 
+/// Runs the binary and checks that no secret value of the run leaked.
+fn run_checked(
+    files: &ActionsFiles,
+    env: &[(String, String)],
+    pair: &Pair,
+) -> std::process::Output {
+    let secrets: Vec<String> = ops_portal_secrets()
+        .into_iter()
+        .map(|(_, v)| v)
+        .filter(|v| v.contains("SECRET"))
+        .chain([DB_PASSWORD.to_string()])
+        .collect();
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    run_and_check_leaks(
+        files.dir.path(),
+        &[],
+        env,
+        &secrets,
+        &[&pair.source, &pair.target],
+    )
+}
+
 fn actions_env(files: &ActionsFiles, pair: &Pair, phase: &str) -> Vec<(String, String)> {
     let mut env = files.github_env();
     env.extend(ops_portal_secrets());
@@ -210,7 +232,7 @@ async fn plan_leaves_the_target_unchanged() {
         .await;
     let before = pair.target.fingerprint().await;
     let files = ActionsFiles::new();
-    let out = run_cutover(files.dir.path(), &[], &actions_env(&files, &pair, "plan"));
+    let out = run_checked(&files, &actions_env(&files, &pair, "plan"), &pair);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let summary = files.read("summary.md");
     assert!(summary.contains("pending"), "{summary}");
@@ -243,7 +265,7 @@ async fn source_equal_to_target_fails_preflight_naming_the_problem() {
             *v = pair.source.url().replace("127.0.0.1", "localhost");
         }
     }
-    let out = run_cutover(files.dir.path(), &[], &env);
+    let out = run_checked(&files, &env, &pair);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let summary = files.read("summary.md");
     let row = summary
@@ -272,7 +294,7 @@ async fn same_project_ref_is_refused() {
         "INPUT_TARGET-PROJECT-REF".into(),
         "wadhydemushqqtcrrlwm".into(),
     ));
-    let out = run_cutover(files.dir.path(), &[], &env);
+    let out = run_checked(&files, &env, &pair);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         files
@@ -291,7 +313,7 @@ async fn missing_secret_and_forbidden_setting_fail_preflight_by_name() {
         .collect();
     env.push(("TARGET_RESEND_API_KEY".into(), "   ".into()));
     env.push(("VITE_USE_MOCK_DATA".into(), "TRUE".into()));
-    let out = run_cutover(files.dir.path(), &[], &env);
+    let out = run_checked(&files, &env, &pair);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let summary = files.read("summary.md");
     let secrets_row = summary
@@ -346,7 +368,7 @@ async fn bad_migration_files_and_unknown_tables_fail_preflight() {
         ("INPUT_SOURCE-DB-URL".to_string(), pair.source.url()),
         ("INPUT_TARGET-DB-URL".to_string(), pair.target.url()),
     ]);
-    let out = run_cutover(files.dir.path(), &[], &env);
+    let out = run_checked(&files, &env, &pair);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let summary = files.read("summary.md");
     let row = summary
@@ -369,11 +391,7 @@ async fn source_history_without_local_file_blocks_like_the_cli() {
         .exec("insert into supabase_migrations.schema_migrations (version, name) values ('20991231000000', 'hotfix_in_dashboard')")
         .await;
     let files = ActionsFiles::new();
-    let out = run_cutover(
-        files.dir.path(),
-        &[],
-        &actions_env(&files, &pair, "preflight"),
-    );
+    let out = run_checked(&files, &actions_env(&files, &pair, "preflight"), &pair);
     assert_eq!(out.status.code(), Some(1));
     let summary = files.read("summary.md");
     let row = summary
@@ -393,7 +411,7 @@ async fn dry_run_preflight_writes_no_ledger() {
     let mut env = actions_env(&files, &pair, "preflight");
     env.retain(|(k, _)| k != "INPUT_DRY-RUN");
     env.push(("INPUT_DRY-RUN".into(), "true".into()));
-    let out = run_cutover(files.dir.path(), &[], &env);
+    let out = run_checked(&files, &env, &pair);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(
         pair.target
@@ -411,8 +429,8 @@ async fn rerunning_preflight_reuses_the_ledger() {
     let env = actions_env(&files, &pair, "preflight");
     // Two runs at once: the ledger's creation is serialised, neither fails.
     let (a, b) = std::thread::scope(|s| {
-        let a = s.spawn(|| run_cutover(files.dir.path(), &[], &env));
-        let b = s.spawn(|| run_cutover(files.dir.path(), &[], &env));
+        let a = s.spawn(|| run_checked(&files, &env, &pair));
+        let b = s.spawn(|| run_checked(&files, &env, &pair));
         (a.join().unwrap(), b.join().unwrap())
     });
     assert_eq!(a.status.code(), Some(0), "{}", text(&a));

@@ -283,3 +283,144 @@ async fn files_with_their_own_begin_and_commit_stay_atomic() {
     );
     assert_eq!(history(&pair.target).await.len(), 12);
 }
+
+/// Waits (bounded) until a cutover backend on `db` waits for a lock, and
+/// returns its pid.
+async fn wait_for_lock_wait(db: &TestDb) -> i32 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut conn = db.connect().await;
+    loop {
+        let pid: Option<i32> = sqlx::query_scalar(
+            "select pid from pg_stat_activity
+              where datname = current_database() and application_name = 'cutover'
+                and wait_event_type = 'Lock' and wait_event = 'relation'",
+        )
+        .fetch_optional(&mut conn)
+        .await
+        .unwrap();
+        if let Some(pid) = pid {
+            return pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "cutover never waited on the lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// The migration history and the objects the files create agree.
+async fn assert_history_matches_schema(db: &TestDb, files: &[(&str, &str)]) {
+    let applied = history(db).await;
+    for (version, table) in files {
+        let exists = db
+            .scalar(&format!("select to_regclass('public.{table}')::text"))
+            .await
+            .is_some();
+        assert_eq!(
+            applied.contains(&version.to_string()),
+            exists,
+            "history {applied:?} and table {table} disagree"
+        );
+    }
+}
+
+#[tokio::test]
+async fn killed_between_two_files_leaves_history_and_schema_agreeing_and_a_rerun_completes() {
+    let target = TestDb::new("schkill").await;
+    target
+        .exec("create table public.contended (id int); insert into public.contended values (1);")
+        .await;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("supabase/migrations");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("20250101000000_first.sql"),
+        "create table public.first_t (id int);",
+    )
+    .unwrap();
+    // The second file needs the table the test keeps locked: the run stops
+    // inside it, in a known place, without any sleep.
+    std::fs::write(
+        dir.join("20250102000000_second.sql"),
+        "create table public.second_t (id int);\nlock table public.contended in access exclusive mode;\ninsert into public.second_t select id from public.contended;",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("20250103000000_third.sql"),
+        "create table public.third_t (id int);",
+    )
+    .unwrap();
+    std::fs::write(
+        work.path().join("cutover.toml"),
+        "[project]\nname = \"t\"\n",
+    )
+    .unwrap();
+    let files = [
+        ("20250101000000", "first_t"),
+        ("20250102000000", "second_t"),
+        ("20250103000000", "third_t"),
+    ];
+
+    let mut holder = target.connect().await;
+    sqlx::raw_sql("begin; lock table public.contended in access share mode;")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let mut child = std::process::Command::new(cutover_bin())
+        .current_dir(work.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CUTOVER_TARGET_DB_URL", target.url())
+        .env("CUTOVER_MANIFEST", work.path().join("cutover.toml"))
+        .arg("schema")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let waiting = wait_for_lock_wait(&target).await;
+    child.kill().unwrap(); // SIGKILL, mid-file
+    let _ = child.wait();
+    // The orphaned backend ends when it next talks to its dead client.
+    sqlx::raw_sql("commit").execute(&mut holder).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while target
+        .scalar(&format!(
+            "select (select pid::text from pg_stat_activity where pid = {waiting})"
+        ))
+        .await
+        .is_some()
+    {
+        assert!(std::time::Instant::now() < deadline, "backend never ended");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(history(&target).await, ["20250101000000"]);
+    assert_history_matches_schema(&target, &files).await;
+
+    let out = run_local_target(work.path(), &target);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(history(&target).await.len(), 3);
+    assert_history_matches_schema(&target, &files).await;
+    assert_eq!(
+        target
+            .scalar("select count(*)::text from public.second_t")
+            .await
+            .as_deref(),
+        Some("1"),
+        "the file ran once, whole"
+    );
+}
+
+fn run_local_target(work: &std::path::Path, target: &TestDb) -> std::process::Output {
+    run_cutover(
+        work,
+        &["schema"],
+        &[
+            ("CUTOVER_TARGET_DB_URL".into(), target.url()),
+            (
+                "CUTOVER_MANIFEST".into(),
+                work.join("cutover.toml").display().to_string(),
+            ),
+        ],
+    )
+}

@@ -51,7 +51,7 @@ fn validate_in_actions(pair: &Pair, files: &ActionsFiles) -> std::process::Outpu
             WHATSAPP_KEY.to_string(),
         ),
     ]);
-    run_cutover(files.dir.path(), &[], &env)
+    run_and_check_leaks(files.dir.path(), &[], &env, &[SECRET], &[&pair.target])
 }
 
 #[tokio::test]

@@ -110,17 +110,59 @@ impl Environment {
     }
 }
 
+/// How long and how often the client tries before it gives up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Connecting to the API host.
+    pub connect_timeout: Duration,
+    /// Waiting for an answer to one request.
+    pub read_timeout: Duration,
+    /// Retries after a 5xx, a 429 or a transport error (each call).
+    pub max_retries: usize,
+    /// Wait after a 429 without `Retry-After` (GitHub's secondary limits).
+    pub min_retry_wait: Duration,
+    /// The most one call may take, retries and `Retry-After` waits included:
+    /// a rate limit that asks for an hour fails clearly instead of hanging the job.
+    pub deadline: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(30),
+            max_retries: 3,
+            min_retry_wait: Duration::from_secs(10),
+            deadline: Duration::from_secs(180),
+        }
+    }
+}
+
 /// A GitHub API client for one repository.
 #[derive(Debug, Clone)]
 pub struct GithubClient {
     client: Octocrab,
     owner: String,
     repo: String,
+    limits: HttpLimits,
 }
 
 impl GithubClient {
     /// A client for `owner/repo` at `api_url` with `token`.
     pub fn new(api_url: &str, token: &str, repository: &str) -> Result<GithubClient, GithubError> {
+        Self::with_limits(api_url, token, repository, HttpLimits::default())
+    }
+
+    /// A client with explicit timeouts and retry bounds. Retries follow
+    /// GitHub's rate-limit guidance (octocrab's `HandleRateLimits`): a 429
+    /// or rate-limited 403 waits for `Retry-After` (or the reset time), a 5xx
+    /// or a transport error is retried at once, at most `max_retries` times.
+    pub fn with_limits(
+        api_url: &str,
+        token: &str,
+        repository: &str,
+        limits: HttpLimits,
+    ) -> Result<GithubClient, GithubError> {
         let (owner, repo) = repository.split_once('/').ok_or_else(|| GithubError {
             endpoint: "(setup)".into(),
             status: None,
@@ -134,8 +176,18 @@ impl GithubClient {
                 message: format!("GITHUB_API_URL {api_url:?} is not a URL: {e}"),
             })?
             .personal_token(token.to_string())
-            .set_connect_timeout(Some(Duration::from_secs(10)))
-            .set_read_timeout(Some(Duration::from_secs(30)))
+            .set_connect_timeout(Some(limits.connect_timeout))
+            .set_read_timeout(Some(limits.read_timeout))
+            .add_retry_config(
+                octocrab::service::middleware::retry::RetryConfig::HandleRateLimits {
+                    metrics: std::sync::Arc::new(
+                        octocrab::service::middleware::retry::NoOpRateLimitMetrics,
+                    ),
+                    max_retries: limits.max_retries,
+                    min_wait_seconds: limits.min_retry_wait.as_secs(),
+                    retry_on_forbidden: false,
+                },
+            )
             .build()
             .map_err(|e| GithubError {
                 endpoint: "(setup)".into(),
@@ -146,6 +198,7 @@ impl GithubClient {
             client,
             owner: owner.into(),
             repo: repo.into(),
+            limits,
         })
     }
 
@@ -157,13 +210,34 @@ impl GithubClient {
             self.repo,
             utf8_percent_encode(name, SEGMENT)
         );
-        match self.client.get::<Environment, _, ()>(&route, None).await {
+        let endpoint = format!("GET {route}");
+        let call = self.client.get::<Environment, _, ()>(&route, None);
+        match self.bounded(&endpoint, call).await? {
             Ok(env) => Ok(Some(env)),
             Err(octocrab::Error::GitHub { source, .. }) if source.status_code.as_u16() == 404 => {
                 Ok(None)
             }
-            Err(e) => Err(describe(&format!("GET {route}"), e, "actions: read")),
+            Err(e) => Err(describe(&endpoint, e, "actions: read")),
         }
+    }
+
+    /// Runs one call (with octocrab's retries inside) within the deadline.
+    async fn bounded<T>(
+        &self,
+        endpoint: &str,
+        call: impl std::future::Future<Output = Result<T, octocrab::Error>>,
+    ) -> Result<Result<T, octocrab::Error>, GithubError> {
+        tokio::time::timeout(self.limits.deadline, call)
+            .await
+            .map_err(|_| GithubError {
+                endpoint: endpoint.into(),
+                status: None,
+                message: format!(
+                    "no successful answer within {} s (timeouts, rate limiting or server errors, retried {} times); re-run the job later, and check https://www.githubstatus.com",
+                    self.limits.deadline.as_secs(),
+                    self.limits.max_retries
+                ),
+            })
     }
 }
 
@@ -364,6 +438,14 @@ fn describe(endpoint: &str, e: octocrab::Error, permission: &str) -> GithubError
                     "404 {}: the run is not visible to this token; check GITHUB_REPOSITORY and GITHUB_RUN_ID, and add `permissions: {permission}` to the workflow job",
                     source.message
                 ),
+                429 => format!(
+                    "429 {}: rate limited, still after retries; re-run the job later (fewer runs at once help)",
+                    source.message
+                ),
+                500..=599 => format!(
+                    "{status} {}: GitHub had a server error, still after retries; re-run the job later",
+                    source.message
+                ),
                 _ => format!("{status} {}", source.message),
             };
             GithubError {
@@ -372,10 +454,24 @@ fn describe(endpoint: &str, e: octocrab::Error, permission: &str) -> GithubError
                 message,
             }
         }
+        octocrab::Error::Serde { source, .. } => GithubError {
+            endpoint: endpoint.into(),
+            status: None,
+            message: format!(
+                "the answer is not the JSON GitHub's API sends ({source}); check that GITHUB_API_URL points at the API (https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server)"
+            ),
+        },
+        octocrab::Error::Json { source, .. } => GithubError {
+            endpoint: endpoint.into(),
+            status: None,
+            message: format!(
+                "the answer is not the JSON GitHub's API sends ({source}); check that GITHUB_API_URL points at the API (https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server)"
+            ),
+        },
         other => GithubError {
             endpoint: endpoint.into(),
             status: None,
-            message: format!("{other}; check GITHUB_API_URL and the network"),
+            message: format!("{other}, still after retries; check GITHUB_API_URL and the network"),
         },
     }
 }

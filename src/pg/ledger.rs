@@ -266,3 +266,124 @@ impl Ledger {
             .collect())
     }
 }
+
+/// One backup file, as `backup` records it in `<ledger>.backups`.
+#[derive(Debug, Clone)]
+pub struct BackupRecord {
+    /// `source` or `target`.
+    pub side: Side,
+    /// `dump` (pg_dump -Fc) or `csv` (a config table export).
+    pub kind: &'static str,
+    /// Path relative to the workspace, as in the `backup-path` output.
+    pub path: String,
+    /// The file name alone (what a restore looks the record up by).
+    pub file_name: String,
+    /// sha-256 of the file as written, hex.
+    pub sha256: String,
+    /// Size on disk.
+    pub bytes: i64,
+    /// Encrypted with age.
+    pub encrypted: bool,
+    /// How long writing it took, in milliseconds.
+    pub duration_ms: i64,
+    /// Row counts taken in the dump's snapshot (`{"public.t": 12}`).
+    pub row_counts: serde_json::Value,
+}
+
+impl Ledger {
+    /// Records backup files in `<ledger>.backups` (created on first use, so
+    /// ledgers from before `backup` existed gain it without a migration).
+    pub async fn record_backups(
+        &self,
+        run_id: Uuid,
+        records: &[BackupRecord],
+    ) -> Result<(), PgError> {
+        let t = self.table("backups");
+        let runs = self.table("runs");
+        let ddl = format!(
+            "create table if not exists {t} (
+                 id bigserial primary key,
+                 run_id uuid not null references {runs}(id),
+                 side text not null check (side in ('source', 'target')),
+                 kind text not null,
+                 path text not null,
+                 file_name text not null,
+                 sha256 text not null,
+                 bytes bigint not null,
+                 encrypted boolean not null,
+                 duration_ms bigint not null,
+                 row_counts jsonb not null default '{{}}',
+                 created_at timestamptz not null default now()
+             );
+             create index if not exists backups_file_idx on {t} (file_name);"
+        );
+        let mut tx = self
+            .db
+            .pool
+            .begin()
+            .await
+            .map_err(|e| self.db.error("recording backups in the ledger", e))?;
+        sqlx::query("select pg_advisory_xact_lock(hashtext('cutover.ledger'))")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db.error("locking the ledger", e))?;
+        sqlx::raw_sql(&ddl)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db.error("creating the ledger's backups table", e))?;
+        let sql = format!(
+            "insert into {t} (run_id, side, kind, path, file_name, sha256, bytes, encrypted, duration_ms, row_counts)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        );
+        for r in records {
+            sqlx::query(&sql)
+                .bind(run_id)
+                .bind(r.side.name())
+                .bind(r.kind)
+                .bind(self.redactor.redact(&r.path))
+                .bind(self.redactor.redact(&r.file_name))
+                .bind(&r.sha256)
+                .bind(r.bytes)
+                .bind(r.encrypted)
+                .bind(r.duration_ms)
+                .bind(&r.row_counts)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.db.error("recording a backup in the ledger", e))?;
+        }
+        tx.commit()
+            .await
+            .map_err(|e| self.db.error("recording backups in the ledger", e))?;
+        Ok(())
+    }
+
+    /// The newest recorded (sha-256, row counts) of a backup file by its file
+    /// name and, when several runs wrote that name, its run folder path; `None`
+    /// when the ledger has no record of it.
+    pub async fn recorded_backup(
+        &self,
+        file_name: &str,
+        path_suffix: &str,
+    ) -> Result<Option<(String, serde_json::Value)>, PgError> {
+        let exists: bool = sqlx::query_scalar("select to_regclass($1) is not null")
+            .bind(self.table("backups"))
+            .fetch_one(&self.db.pool)
+            .await
+            .map_err(|e| self.db.error("reading the ledger's backups", e))?;
+        if !exists {
+            return Ok(None);
+        }
+        let sql = format!(
+            "select sha256, row_counts from {} where file_name = $1
+              order by (right($2, length(path)) = path) desc, created_at desc, id desc limit 1",
+            self.table("backups")
+        );
+        let row = sqlx::query(&sql)
+            .bind(file_name)
+            .bind(path_suffix)
+            .fetch_optional(&self.db.pool)
+            .await
+            .map_err(|e| self.db.error("reading the ledger's backups", e))?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+}

@@ -7,6 +7,7 @@
 pub mod compare;
 pub mod config;
 pub mod copy;
+pub mod dump;
 pub mod guards;
 pub mod ledger;
 pub mod migrate;
@@ -471,21 +472,26 @@ pub fn describe_sqlx_error(e: &sqlx::Error) -> String {
     }
 }
 
+/// The hint for a connection refused by the server with SQLSTATE `code`.
+fn sqlstate_hint(code: Option<&str>, input: &str) -> String {
+    match code {
+        Some("28P01") => format!(
+            "the password is wrong: update the secret behind {input} (Supabase: Project Settings → Database → Connection string)"
+        ),
+        Some("28000") => {
+            format!("the server refused this user or host (pg_hba.conf): check the user in {input}")
+        }
+        Some("3D000") => format!(
+            "that database does not exist: check the database name at the end of {input} (Supabase uses `postgres`)"
+        ),
+        _ => format!("check {input} and the server's log"),
+    }
+}
+
 fn connect_hint(e: &sqlx::Error, side: Side) -> String {
     let input = side.url_input();
     match e {
-        sqlx::Error::Database(db) => match db.code().as_deref() {
-            Some("28P01") => format!(
-                "the password is wrong: update the secret behind {input} (Supabase: Project Settings → Database → Connection string)"
-            ),
-            Some("28000") => format!(
-                "the server refused this user or host (pg_hba.conf): check the user in {input}"
-            ),
-            Some("3D000") => format!(
-                "that database does not exist: check the database name at the end of {input} (Supabase uses `postgres`)"
-            ),
-            _ => format!("check {input} and the server's log"),
-        },
+        sqlx::Error::Database(db) => sqlstate_hint(db.code().as_deref(), input),
         sqlx::Error::Io(io) => match io.kind() {
             std::io::ErrorKind::ConnectionRefused => format!(
                 "nothing accepts connections at that host and port: check the host and port in {input} and that the database is running"
@@ -504,6 +510,22 @@ fn connect_hint(e: &sqlx::Error, side: Side) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_refusals_get_specific_hints() {
+        let wrong_password = sqlstate_hint(Some("28P01"), "source-db-url");
+        assert!(
+            wrong_password.contains("the password is wrong")
+                && wrong_password.contains("source-db-url"),
+            "{wrong_password}"
+        );
+        assert!(
+            sqlstate_hint(Some("28000"), "target-db-url")
+                .contains("check the user in target-db-url")
+        );
+        assert!(sqlstate_hint(Some("3D000"), "target-db-url").contains("database does not exist"));
+        assert!(sqlstate_hint(None, "x").contains("check x"));
+    }
 
     #[test]
     fn side_names() {

@@ -3,16 +3,17 @@
 //! A phase talks to databases and APIs only through `pg`, `supabase`,
 //! `github` and `frontend`, and never prints its report itself.
 
-pub mod cutover;
+pub mod backup;
 pub mod config;
+pub mod cutover;
 pub mod data;
 pub mod functions;
 pub mod plan;
 pub mod preflight;
 pub mod rollback;
 pub mod schema;
-pub mod smoke;
 pub mod secrets;
+pub mod smoke;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -96,24 +97,6 @@ impl Phase {
             Phase::Smoke => "smoke",
             Phase::Rollback => "rollback",
         }
-    }
-
-    /// Whether this build implements the phase.
-    pub fn implemented(self) -> bool {
-        matches!(
-            self,
-            Phase::Plan
-                | Phase::Preflight
-                | Phase::Schema
-                | Phase::Data
-                | Phase::Cutover
-                | Phase::Smoke
-                | Phase::Rollback
-                | Phase::Functions
-                | Phase::Secrets
-                | Phase::Config
-                | Phase::Validate
-        )
     }
 }
 
@@ -208,6 +191,7 @@ pub async fn run(phase: Phase, ctx: &mut Context) -> Result<PhaseReport, PhaseEr
     match phase {
         Phase::Plan => plan::run(ctx).await,
         Phase::Preflight => preflight::run(ctx).await,
+        Phase::Backup => backup::run(ctx).await,
         Phase::Schema => schema::run(ctx).await,
         Phase::Data => data::run(ctx).await,
         Phase::Validate => validate::run(ctx).await,
@@ -217,11 +201,6 @@ pub async fn run(phase: Phase, ctx: &mut Context) -> Result<PhaseReport, PhaseEr
         Phase::Functions => functions::run(ctx).await,
         Phase::Secrets => secrets::run(ctx).await,
         Phase::Config => config::run(ctx).await,
-        other => Err(PhaseError::new(format!(
-            "phase `{other}` is not implemented in cutover {} yet; nothing was changed",
-            env!("CARGO_PKG_VERSION")
-        ))
-        .hint("run `cutover plan` or `cutover preflight` now; the remaining phases arrive in later releases")),
     }
 }
 

@@ -216,7 +216,11 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         .iter()
         .filter(|c| c.status == Status::Warn)
         .count();
-    let skipped = report.checks.iter().filter(|c| c.status == Status::Skip).count();
+    let skipped = report
+        .checks
+        .iter()
+        .filter(|c| c.status == Status::Skip)
+        .count();
     report.summary = format!(
         "{} items checked: {} passed, {failed} failed, {warned} warnings, {skipped} not applicable here.",
         report.checks.len(),

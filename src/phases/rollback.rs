@@ -8,14 +8,14 @@
 //! 3. Source guards restored to exactly the state saved in
 //!    `<ledger>.guard_states`.
 //! 4. Only when asked (`backup-file`), the target database restored from a
-//!    backup: [`restore_target_from_backup`].
+//!    backup: [`super::backup::restore_target_from_backup`], after its sha-256
+//!    is confirmed.
 //!
 //! Everything else is left as it is for forensics (the target's data,
 //! functions, secrets and the ledger itself), and the summary says so.
 //! "Nothing to roll back to" (no cutover in the ledger) is a failure.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use crate::context::{Context, name_looks_secret};
 use crate::frontend::{DeploymentRef, EnvValue, Frontend, Snapshot};
@@ -26,24 +26,6 @@ use crate::report::{CheckItem, Outcome, PhaseReport, ReportTable, Status};
 
 use super::PhaseError;
 use super::cutover::{PROVIDER_TIMEOUT, describe_guards, guard_value, read_guards, switch_table};
-
-/// Restores the target database from a backup file. The restore itself
-/// belongs to the backup phase; until it is wired in, this reports the
-/// request as skipped, so a rollback asked to restore says plainly that it
-/// did not.
-pub async fn restore_target_from_backup(
-    ctx: &mut Context,
-    path: &Path,
-) -> Result<CheckItem, PhaseError> {
-    let _ = ctx;
-    Ok(CheckItem::new(
-        "restore-target-db",
-        "Target database restored from the backup",
-        Status::Skip,
-        format!("requested: restore from {}", path.display()),
-    )
-    .with_hint("database restore is done by `cutover rollback` with backup-file once the backup phase lands"))
-}
 
 fn snapshot_from(saved: &[&SavedFrontend]) -> Snapshot {
     let mut snapshot = Snapshot::default();
@@ -396,7 +378,7 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
 
     // 4. The target database, only when asked.
     if let Some(path) = &backup {
-        let item = restore_target_from_backup(ctx, path).await?;
+        let item = super::backup::restore_target_from_backup(ctx, path).await?;
         report.check(item);
     }
 

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use crate::context::Context;
 use crate::http_checks::{self, Expectation, HttpCheck};
-use crate::supabase::invoke;
 use crate::manifest::expand;
 use crate::report::{CheckItem, PhaseReport, ReportTable, Status};
+use crate::supabase::invoke;
 
 use super::PhaseError;
 
@@ -70,20 +70,23 @@ pub fn plan(ctx: &Context) -> (Vec<(String, HttpCheck)>, Vec<CheckItem>) {
         let base = match (&functions.base_url, &ctx.settings.target_project_ref) {
             (Some(_), _) | (None, Some(_)) => invoke::base_url(
                 functions.base_url.as_deref(),
-                ctx.settings.target_project_ref.as_deref().unwrap_or_default(),
+                ctx.settings
+                    .target_project_ref
+                    .as_deref()
+                    .unwrap_or_default(),
                 |n| ctx.env_var(n),
             )
             .map_err(|missing| missing_vars("function-url", "[functions] base_url", &missing)),
             (None, None) => Err(CheckItem::new(
-                    "function-url",
-                    "Function endpoints answer",
-                    Status::Fail,
-                    format!(
-                        "[[functions.smoke]] are listed but neither [functions] base_url nor {} is set",
-                        ctx.settings.label("target-project-ref")
-                    ),
-                )
-                .with_hint("pass target-project-ref, or set [functions] base_url")),
+                "function-url",
+                "Function endpoints answer",
+                Status::Fail,
+                format!(
+                    "[[functions.smoke]] are listed but neither [functions] base_url nor {} is set",
+                    ctx.settings.label("target-project-ref")
+                ),
+            )
+            .with_hint("pass target-project-ref, or set [functions] base_url")),
         };
         match base {
             Err(item) => problems.push(item),
@@ -113,7 +116,11 @@ pub fn plan(ctx: &Context) -> (Vec<(String, HttpCheck)>, Vec<CheckItem>) {
                         HttpCheck {
                             name: smoke.name.clone(),
                             method: smoke.method.to_ascii_uppercase(),
-                            url: invoke::function_url(&base, &smoke.function, smoke.path.as_deref()),
+                            url: invoke::function_url(
+                                &base,
+                                &smoke.function,
+                                smoke.path.as_deref(),
+                            ),
                             headers,
                             body: smoke.body.clone(),
                             expect,

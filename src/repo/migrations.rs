@@ -38,6 +38,10 @@ pub fn parse_file_name(file_name: &str) -> Option<(String, String)> {
     if version.is_empty() || !version.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
+    // The CLI's `.*` (Go regexp) does not cross a line break.
+    if name.contains('\n') {
+        return None;
+    }
     Some((version.to_string(), name.to_string()))
 }
 
@@ -148,5 +152,38 @@ mod tests {
         assert_eq!(compare_versions("9", "10"), Less);
         assert_eq!(compare_versions("010", "10"), Equal);
         assert_eq!(compare_versions("20250103000000", "20250103000001"), Less);
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// The Supabase CLI's pattern, as the oracle.
+        fn oracle(name: &str) -> Option<(String, String)> {
+            let re = regex::Regex::new(r"^([0-9]+)_(.*)\.sql$").unwrap();
+            re.captures(name)
+                .map(|c| (c[1].to_string(), c[2].to_string()))
+        }
+
+        proptest! {
+            #[test]
+            fn line_breaks_are_refused_like_the_cli(a in "[0-9]{1,3}", b in "[a-z]{0,3}") {
+                let name = format!("{a}_{b}\n.sql");
+                prop_assert_eq!(parse_file_name(&name), None);
+                prop_assert_eq!(oracle(&name), None);
+            }
+
+            #[test]
+            fn agrees_with_the_regex_on_arbitrary_names(name in "(?s).*") {
+                prop_assert_eq!(parse_file_name(&name), oracle(&name));
+            }
+
+            #[test]
+            fn agrees_with_the_regex_on_name_like_input(
+                name in "[0-9a-z_.]{0,4}[0-9]{0,16}[_a-zA-Z.]{0,3}[a-z_ 0-9é\n]{0,12}(\\.sql|\\.SQL|\\.sql\\.bak|sql|)"
+            ) {
+                prop_assert_eq!(parse_file_name(&name), oracle(&name));
+            }
+        }
     }
 }

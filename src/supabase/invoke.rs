@@ -182,7 +182,10 @@ pub fn judge(smoke: &FunctionSmoke, result: &InvocationResult) -> (bool, String)
         // No expectation: anything but a server error.
         (None, None) => status < 500,
     };
-    (ok, expectation(smoke))
+    let in_budget = smoke
+        .max_latency_ms
+        .is_none_or(|budget| result.latency.as_millis() as u64 <= budget);
+    (ok && in_budget, expectation(smoke))
 }
 
 /// `200`, `not 500`, or `< 500`.
@@ -229,6 +232,7 @@ mod tests {
             body: Some("{}".into()),
             expect_status: None,
             expect_not_status: Some(500),
+            max_latency_ms: None,
         }
     }
 

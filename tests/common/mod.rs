@@ -370,11 +370,18 @@ pub fn assert_no_leak(secret: &str, out: &Output, files: &ActionsFiles, report: 
     );
 }
 
-/// Everything in the ledger schema as text, for leak checks.
+/// Everything in the ledger schema as text (every table it has), for leak checks.
 pub async fn ledger_dump(db: &TestDb, schema: &str) -> String {
     let mut conn = db.connect().await;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "select tablename::text from pg_tables where schemaname = $1 order by 1",
+    )
+    .bind(schema)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap_or_default();
     let mut all = String::new();
-    for table in ["runs", "steps", "migrations", "snapshots"] {
+    for table in tables {
         let rows: Vec<String> = sqlx::query_scalar(&format!(
             "select coalesce(string_agg(t::text, E'\\n'), '') from \"{schema}\".\"{table}\" t"
         ))
@@ -384,6 +391,152 @@ pub async fn ledger_dump(db: &TestDb, schema: &str) -> String {
         all.push_str(&rows.join("\n"));
     }
     all
+}
+
+/// Passwords planted in the URLs `run_local` passes: the test server trusts
+/// local connections and ignores them, so they are pure secrets that must
+/// never come back out.
+pub const LOCAL_SOURCE_PW: &str = "planted-Source-Pw-41x";
+/// See [`LOCAL_SOURCE_PW`].
+pub const LOCAL_TARGET_PW: &str = "planted-Target-Pw-93q";
+
+/// Where a run with `env` in `cwd` writes its summary, outputs and report.
+fn written_files(cwd: &Path, env: &[(String, String)]) -> Vec<PathBuf> {
+    let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let mut files: Vec<PathBuf> = [
+        "GITHUB_STEP_SUMMARY",
+        "GITHUB_OUTPUT",
+        "CUTOVER_SUMMARY_FILE",
+        "CUTOVER_REPORT_FILE",
+        "INPUT_REPORT-FILE",
+        "INPUT_SUMMARY-FILE",
+    ]
+    .iter()
+    .filter_map(|k| get(k))
+    .map(PathBuf::from)
+    .collect();
+    files.push(cwd.join("cutover-report.json"));
+    files
+        .into_iter()
+        .map(|f| if f.is_absolute() { f } else { cwd.join(f) })
+        .collect()
+}
+
+/// Asserts that no `secret` appears in the run's stdout/stderr (the runner's
+/// own `::add-mask::` lines aside), its summary, `$GITHUB_OUTPUT`, JSON
+/// report, or the ledger tables of the databases at `ledger_urls`.
+pub fn check_leaks(
+    out: &Output,
+    cwd: &Path,
+    env: &[(String, String)],
+    secrets: &[&str],
+    ledger_urls: &[String],
+) {
+    let log: String = text(out)
+        .lines()
+        .filter(|l| !l.starts_with("::add-mask::"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let files: Vec<(PathBuf, String)> = written_files(cwd, env)
+        .into_iter()
+        .map(|f| {
+            let t = std::fs::read_to_string(&f).unwrap_or_default();
+            (f, t)
+        })
+        .collect();
+    let ledgers = ledger_texts(ledger_urls);
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        assert!(
+            !log.contains(secret),
+            "secret leaked to stdout/stderr:\n{log}"
+        );
+        for (file, body) in &files {
+            assert!(
+                !body.contains(secret),
+                "secret leaked to {}",
+                file.display()
+            );
+        }
+        for (url, body) in &ledgers {
+            assert!(
+                !body.contains(secret),
+                "secret leaked to the ledger of {url}"
+            );
+        }
+    }
+}
+
+/// The ledger (schema `cutover`) of each database, read on a private runtime
+/// so sync helpers can call it.
+fn ledger_texts(urls: &[String]) -> Vec<(String, String)> {
+    let urls = urls.to_vec();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut out = Vec::new();
+            for url in urls {
+                let name = url::Url::parse(&url)
+                    .unwrap()
+                    .path()
+                    .trim_start_matches('/')
+                    .to_string();
+                let db = TestDbRef { name: name.clone() };
+                out.push((name, db.ledger().await));
+            }
+            out
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+/// A database of the test server by name, without owning (dropping) it.
+struct TestDbRef {
+    name: String,
+}
+
+impl TestDbRef {
+    async fn ledger(&self) -> String {
+        let Ok(mut conn) = PgConnection::connect(&url_for(&self.name, None)).await else {
+            return String::new();
+        };
+        let tables: Vec<String> = sqlx::query_scalar(
+            "select tablename::text from pg_tables where schemaname = 'cutover' order by 1",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap_or_default();
+        let mut all = String::new();
+        for table in tables {
+            let rows: Vec<String> = sqlx::query_scalar(&format!(
+                "select coalesce(string_agg(t::text, E'\\n'), '') from cutover.\"{table}\" t"
+            ))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_default();
+            all.push_str(&rows.join("\n"));
+        }
+        all
+    }
+}
+
+/// Runs cutover and checks that none of `secrets` leaked anywhere (see
+/// [`check_leaks`]); the reusable harness of every end-to-end test that
+/// passes secrets.
+pub fn run_and_check_leaks(
+    cwd: &Path,
+    args: &[&str],
+    env: &[(String, String)],
+    secrets: &[&str],
+    ledger_dbs: &[&TestDb],
+) -> Output {
+    let out = run_cutover(cwd, args, env);
+    let urls: Vec<String> = ledger_dbs.iter().map(|d| d.url()).collect();
+    check_leaks(&out, cwd, env, secrets, &urls);
+    out
 }
 
 /// An independent count and content hash of a table, computed differently
@@ -448,7 +601,9 @@ pub fn schema_dump(db: &TestDb) -> String {
         .join("\n")
 }
 
-/// Runs cutover locally (CUTOVER_* variables) on a pair.
+/// Runs cutover locally (CUTOVER_* variables) on a pair, with planted URL
+/// passwords, and checks that they leak nowhere (output, summary, report,
+/// ledger).
 pub fn run_local(
     cwd: &Path,
     phases: &str,
@@ -457,8 +612,14 @@ pub fn run_local(
     extra: &[(&str, &str)],
 ) -> Output {
     let mut env: Vec<(String, String)> = vec![
-        ("CUTOVER_SOURCE_DB_URL".into(), pair.source.url()),
-        ("CUTOVER_TARGET_DB_URL".into(), pair.target.url()),
+        (
+            "CUTOVER_SOURCE_DB_URL".into(),
+            pair.source.url_with_password(LOCAL_SOURCE_PW),
+        ),
+        (
+            "CUTOVER_TARGET_DB_URL".into(),
+            pair.target.url_with_password(LOCAL_TARGET_PW),
+        ),
         ("CUTOVER_MANIFEST".into(), manifest.display().to_string()),
         (
             "CUTOVER_REPORT_FILE".into(),
@@ -470,7 +631,13 @@ pub fn run_local(
         ),
     ];
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    run_cutover(cwd, &[phases], &env)
+    run_and_check_leaks(
+        cwd,
+        &[phases],
+        &env,
+        &[LOCAL_SOURCE_PW, LOCAL_TARGET_PW],
+        &[&pair.source, &pair.target],
+    )
 }
 
 /// Copies an example's supabase folder into a temp dir with a minimal

@@ -102,7 +102,7 @@ impl Context {
             }
         }
         if let Some(frontend) = &m.frontend {
-            for (name, value) in &frontend.env {
+            for (name, value) in frontend.env.iter().chain(&frontend.source_env) {
                 if name_looks_secret(name) {
                     vars.extend(crate::manifest::env_refs(value));
                 }

@@ -408,6 +408,13 @@ pub struct FrontendSection {
     /// Routes that must answer after the switch.
     #[serde(default)]
     pub routes: Vec<RouteCheck>,
+    /// The source's values of secret-looking variables (`${VAR}` from the
+    /// job's environment). The ledger never stores a secret, so `rollback`
+    /// restores such a variable from here, after checking its sha-256 against
+    /// the one `cutover` recorded; without it, the previous deployment (whose
+    /// build carries the old value) is restored and the variable is reported.
+    #[serde(default)]
+    pub source_env: BTreeMap<String, String>,
     /// The provider's API base URL (default the provider's public API; set
     /// for a proxy or a test double).
     #[serde(default)]

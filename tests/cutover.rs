@@ -255,6 +255,9 @@ key = "whatsapp_enabled"
 VITE_SUPABASE_URL = "${{TARGET_SUPABASE_URL}}"
 VITE_SUPABASE_ANON_KEY = "${{TARGET_SUPABASE_ANON_KEY}}"
 
+[frontend.source_env]
+VITE_SUPABASE_ANON_KEY = "${{SOURCE_SUPABASE_ANON_KEY}}"
+
 [[frontend.routes]]
 path = "/dashboard"
 max_latency_ms = 3000
@@ -306,6 +309,7 @@ impl Setup {
                     "https://target.supabase.co".to_string(),
                 ),
                 ("TARGET_SUPABASE_ANON_KEY", TARGET_ANON.to_string()),
+                ("SOURCE_SUPABASE_ANON_KEY", SOURCE_ANON.to_string()),
             ]
             .map(|(k, v)| (k.to_string(), v)),
         );
@@ -781,6 +785,18 @@ async fn approved_cutover_then_rollback_restores_frontend_and_guards_exactly() {
     }
     let ledger = ledger_dump(&s.pair.target, "cutover").await;
     assert!(!ledger.contains(VERCEL_TOKEN) && !ledger.contains(GH_TOKEN));
+    // The source's anon key came back from [frontend.source_env]: the ledger
+    // never held it, only its digest.
+    let states = s
+        .pair
+        .target
+        .scalar("select coalesce(string_agg(t::text, E'\\n'), '') from cutover.frontend_states t")
+        .await
+        .unwrap_or_default();
+    assert!(
+        !states.contains(SOURCE_ANON) && !states.contains(TARGET_ANON),
+        "{states}"
+    );
 
     // Rolling back twice is safe: nothing left.
     let files = ActionsFiles::new();

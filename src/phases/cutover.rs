@@ -19,6 +19,8 @@ pub mod gate;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use sha2::{Digest, Sha256};
+
 use crate::context::{Context, name_looks_secret};
 use crate::frontend::{Frontend, Snapshot};
 use crate::github::{GithubClient, NewDeployment, NewDeploymentStatus};
@@ -165,7 +167,10 @@ fn frontend_plan(ctx: &Context) -> Result<Option<FrontendPlan>, PhaseError> {
 }
 
 /// Saves a frontend snapshot in the ledger. Values of secret-looking names
-/// are registered with the redactor first, so they can never be printed.
+/// are registered with the redactor, and never stored: the ledger holds no
+/// secret, so such a variable is kept as "not restorable by value" and
+/// `rollback` brings its old value back by restoring the previous deployment
+/// (whose build carries it); only its sha-256 is kept, to tell whether it changed.
 pub async fn save_frontend(
     ctx: &Context,
     ledger: &FrontendLedger,
@@ -180,6 +185,11 @@ pub async fn save_frontend(
                 ctx.console.add_mask(v);
             }
         }
+        let secret = name_looks_secret(&e.name);
+        let (value, readable, digest) = match (&e.value, secret) {
+            (Some(v), true) => (None, false, Some(hex::encode(Sha256::digest(v.as_bytes())))),
+            (v, _) => (v.as_deref(), e.readable, None),
+        };
         ledger
             .save(
                 ctx.run_id,
@@ -187,9 +197,12 @@ pub async fn save_frontend(
                 project,
                 FrontendItem::Env,
                 &e.name,
-                e.value.as_deref(),
-                e.readable,
-                serde_json::json!({ "id": e.id, "type": e.kind, "present": e.present }),
+                value,
+                readable,
+                serde_json::json!({
+                    "id": e.id, "type": e.kind, "present": e.present,
+                    "secret_not_kept": secret, "sha256": digest,
+                }),
             )
             .await?;
     }

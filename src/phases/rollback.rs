@@ -17,6 +17,8 @@
 
 use std::collections::BTreeMap;
 
+use sha2::{Digest, Sha256};
+
 use crate::context::{Context, name_looks_secret};
 use crate::frontend::{DeploymentRef, EnvValue, Frontend, Snapshot};
 use crate::pg::Side;
@@ -26,6 +28,64 @@ use crate::report::{CheckItem, Outcome, PhaseReport, ReportTable, Status};
 
 use super::PhaseError;
 use super::cutover::{PROVIDER_TIMEOUT, describe_guards, guard_value, read_guards, switch_table};
+
+/// Puts back the values of secret-looking variables, which the ledger does
+/// not keep, from `[frontend.source_env]`, each only if its sha-256 is the one
+/// `cutover` recorded. Returns a note per variable left as it is.
+fn fill_secret_values(
+    ctx: &Context,
+    snapshot: &mut Snapshot,
+    saved: &[&SavedFrontend],
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    let source_env = ctx
+        .manifest
+        .frontend
+        .as_ref()
+        .map(|f| f.source_env.clone())
+        .unwrap_or_default();
+    for e in snapshot.env.iter_mut() {
+        let Some(state) = saved
+            .iter()
+            .find(|s| s.item == FrontendItem::Env && s.name == e.name)
+        else {
+            continue;
+        };
+        if state
+            .detail
+            .get("secret_not_kept")
+            .and_then(serde_json::Value::as_bool)
+            != Some(true)
+        {
+            continue;
+        }
+        let Some(recorded) = state
+            .detail
+            .get("sha256")
+            .and_then(serde_json::Value::as_str)
+        else {
+            continue;
+        };
+        let value = source_env
+            .get(&e.name)
+            .and_then(|raw| crate::manifest::expand(raw, |n| ctx.env_var(n)).ok());
+        match value {
+            None => notes.push(format!(
+                "{}: its old value is a secret the ledger does not keep; set [frontend.source_env] {} = \"${{VAR}}\" to restore it by value",
+                e.name, e.name
+            )),
+            Some(v) if hex::encode(Sha256::digest(v.as_bytes())) != recorded => notes.push(format!(
+                "{}: the value given in [frontend.source_env] is not the one live before cutover (sha-256 differs); left as it is",
+                e.name
+            )),
+            Some(v) => {
+                e.value = Some(v);
+                e.readable = true;
+            }
+        }
+    }
+    notes
+}
 
 fn snapshot_from(saved: &[&SavedFrontend]) -> Snapshot {
     let mut snapshot = Snapshot::default();
@@ -457,7 +517,14 @@ async fn rollback_frontend(
             ));
             continue;
         }
-        let snapshot = snapshot_from(&states);
+        let mut snapshot = snapshot_from(&states);
+        let secret_notes = fill_secret_values(ctx, &mut snapshot, &states);
+        if !secret_notes.is_empty() {
+            if status == Status::Pass {
+                status = Status::Warn;
+            }
+            evidence.extend(secret_notes);
+        }
         match client.restore(&snapshot).await {
             Ok(notes) => {
                 for e in &snapshot.env {

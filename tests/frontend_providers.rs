@@ -22,6 +22,7 @@ fn section(provider: FrontendProvider, api: &str) -> FrontendSection {
         url: None,
         env: BTreeMap::new(),
         routes: Vec::new(),
+        source_env: BTreeMap::new(),
         api_url: Some(api.into()),
         deploy_timeout_seconds: 1,
     }

@@ -345,20 +345,7 @@ impl GuardLedger {
 
     /// Marks saved states as restored by `run_id`.
     pub async fn mark_restored(&self, ids: &[i64], run_id: Uuid) -> Result<(), PgError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let sql = format!(
-            "update {} set restored_at = now(), restored_by = $2 where id = any($1)",
-            self.table
-        );
-        sqlx::query(&sql)
-            .bind(ids)
-            .bind(run_id)
-            .execute(&self.db.pool)
-            .await
-            .map_err(|e| self.db.error("marking guard states restored", e))?;
-        Ok(())
+        super::ledger::mark_rows_restored(&self.db, &self.table, ids, run_id, "guard states").await
     }
 
     /// When the last state was restored, and by which run, if any ever was.

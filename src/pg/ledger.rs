@@ -387,3 +387,26 @@ impl Ledger {
         Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 }
+
+/// Marks rows of a ledger table with saved states (`guard_states`,
+/// `frontend_states`) as restored by `run_id`.
+pub(crate) async fn mark_rows_restored(
+    db: &Database,
+    table: &str,
+    ids: &[i64],
+    run_id: Uuid,
+    what: &str,
+) -> Result<(), PgError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let sql =
+        format!("update {table} set restored_at = now(), restored_by = $2 where id = any($1)");
+    sqlx::query(&sql)
+        .bind(ids)
+        .bind(run_id)
+        .execute(&db.pool)
+        .await
+        .map_err(|e| db.error(format!("marking {what} restored"), e))?;
+    Ok(())
+}

@@ -278,19 +278,7 @@ impl FrontendLedger {
 
     /// Marks saved settings as restored by `run_id`.
     pub async fn mark_restored(&self, ids: &[i64], run_id: Uuid) -> Result<(), PgError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let sql = format!(
-            "update {} set restored_at = now(), restored_by = $2 where id = any($1)",
-            self.table
-        );
-        sqlx::query(&sql)
-            .bind(ids)
-            .bind(run_id)
-            .execute(&self.db.pool)
+        super::ledger::mark_rows_restored(&self.db, &self.table, ids, run_id, "frontend settings")
             .await
-            .map_err(|e| self.db.error("marking frontend settings restored", e))?;
-        Ok(())
     }
 }

@@ -256,23 +256,7 @@ impl GuardLedger {
                  on {t} (side, kind, name) where restored_at is null;",
             t = self.table
         );
-        let mut tx = self
-            .db
-            .pool
-            .begin()
-            .await
-            .map_err(|e| self.db.error("creating the guard_states table", e))?;
-        sqlx::query("select pg_advisory_xact_lock(hashtext('cutover.ledger'))")
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.db.error("locking the ledger", e))?;
-        sqlx::raw_sql(&ddl)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.db.error("creating the guard_states table", e))?;
-        tx.commit()
-            .await
-            .map_err(|e| self.db.error("creating the guard_states table", e))
+        super::ledger::create_ledger_objects(&self.db, &ddl, "the guard_states table").await
     }
 
     async fn exists(&self) -> Result<bool, PgError> {

@@ -410,3 +410,29 @@ pub(crate) async fn mark_rows_restored(
         .map_err(|e| db.error(format!("marking {what} restored"), e))?;
     Ok(())
 }
+
+/// Runs ledger DDL in one transaction under the ledger's advisory lock, as
+/// [`Ledger::open`] does: `create ... if not exists` races with itself when
+/// two runs start at once.
+pub(crate) async fn create_ledger_objects(
+    db: &Database,
+    ddl: &str,
+    what: &str,
+) -> Result<(), PgError> {
+    let mut tx = db
+        .pool
+        .begin()
+        .await
+        .map_err(|e| db.error(format!("creating {what}"), e))?;
+    sqlx::query("select pg_advisory_xact_lock(hashtext('cutover.ledger'))")
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| db.error("locking the ledger", e))?;
+    sqlx::raw_sql(ddl)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| db.error(format!("creating {what}"), e))?;
+    tx.commit()
+        .await
+        .map_err(|e| db.error(format!("creating {what}"), e))
+}

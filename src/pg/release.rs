@@ -180,23 +180,7 @@ impl FrontendLedger {
                  on {t} (provider, project, name) where restored_at is null and item = 'env';",
             t = self.table
         );
-        let mut tx = self
-            .db
-            .pool
-            .begin()
-            .await
-            .map_err(|e| self.db.error("creating the frontend_states table", e))?;
-        sqlx::query("select pg_advisory_xact_lock(hashtext('cutover.ledger'))")
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.db.error("locking the ledger", e))?;
-        sqlx::raw_sql(&ddl)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.db.error("creating the frontend_states table", e))?;
-        tx.commit()
-            .await
-            .map_err(|e| self.db.error("creating the frontend_states table", e))
+        super::ledger::create_ledger_objects(&self.db, &ddl, "the frontend_states table").await
     }
 
     /// Saves a setting unless an open one is saved already (a re-run keeps

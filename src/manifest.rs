@@ -128,9 +128,22 @@ impl Default for SchemaSection {
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum DataMode {
-    /// A one-off snapshot copy.
+    /// A one-off snapshot copy; `cutover` freezes the source and proves it
+    /// unchanged since the copy.
     #[default]
     Copy,
+    /// PostgreSQL logical replication: the target follows the source, server
+    /// to server, until `cutover` freezes the source and drains the rest.
+    Replicate,
+}
+
+impl std::fmt::Display for DataMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DataMode::Copy => "copy",
+            DataMode::Replicate => "replicate",
+        })
+    }
 }
 
 /// `[data]`
@@ -146,10 +159,25 @@ pub struct DataSection {
     pub include_auth: bool,
     /// Copy rows of the `storage` schema (buckets, object metadata) too.
     pub include_storage: bool,
-    /// `copy` (a one-off snapshot copy).
+    /// `copy` (a one-off snapshot copy) or `replicate` (logical replication).
     pub mode: DataMode,
     /// Tables copied at once.
     pub parallel: u16,
+    /// How long the write freeze (and a replicate-mode fence) waits for
+    /// writers in flight before giving up and changing nothing, in seconds.
+    pub freeze_lock_timeout_seconds: u64,
+    /// Replicate mode: the host the target connects to for replication
+    /// (Supabase: the direct host `db.<ref>.supabase.co`, not the pooler);
+    /// default the host of `source-db-url`.
+    pub replication_host: Option<String>,
+    /// Replicate mode: the port for `replication_host`; default the port of
+    /// `source-db-url` (5432 when it has none).
+    pub replication_port: Option<u16>,
+    /// Replicate mode: how long `data` waits for the initial sync, in minutes.
+    pub sync_timeout_minutes: u64,
+    /// Replicate mode: the replication lag (a fence's round trip) `data`
+    /// waits to get under, and `cutover` refuses to freeze above, in seconds.
+    pub max_lag_seconds: u64,
 }
 
 impl Default for DataSection {
@@ -161,6 +189,11 @@ impl Default for DataSection {
             include_storage: false,
             mode: DataMode::Copy,
             parallel: 2,
+            freeze_lock_timeout_seconds: 10,
+            replication_host: None,
+            replication_port: None,
+            sync_timeout_minutes: 300,
+            max_lag_seconds: 5,
         }
     }
 }

@@ -142,7 +142,10 @@ impl Database {
             .begin()
             .await
             .map_err(|e| self.error(context, e))?;
-        let settings = format!("set transaction read only; {STABLE_TEXT_SETTINGS}");
+        let settings = match &self.snapshot {
+            Some(_) => format!("{} {STABLE_TEXT_SETTINGS}", self.read_transaction_sql()),
+            None => format!("set transaction read only; {STABLE_TEXT_SETTINGS}"),
+        };
         sqlx::raw_sql(&settings)
             .execute(&mut *tx)
             .await

@@ -145,12 +145,26 @@ impl Database {
             v = quote_ident(&table.value_column),
             k = quote_ident(&table.key_column),
         );
+        // The switch's table may be frozen (a copied table, after the
+        // switch-over): cutover's own guard write passes the freeze.
+        let context = format!("setting {key} in {}", table.table);
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| self.error(&context, e))?;
+        sqlx::query("select set_config($1, 'on', true)")
+            .bind(super::freeze::FREEZE_BYPASS_SETTING)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.error(&context, e))?;
         let done = sqlx::query(&sql)
             .bind(key)
             .bind(value)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
-            .map_err(|e| self.error(format!("setting {key} in {}", table.table), e))?;
+            .map_err(|e| self.error(&context, e))?;
+        tx.commit().await.map_err(|e| self.error(&context, e))?;
         Ok(done.rows_affected() > 0)
     }
 

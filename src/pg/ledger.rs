@@ -2,7 +2,9 @@
 //! the target database (schema `cutover` unless the manifest names another),
 //! plus the data phase's bookkeeping: `deferred_objects` (indexes and
 //! constraints dropped for loading, until rebuilt) and `table_copies` (which
-//! tables of an interrupted copy are finished).
+//! tables of an interrupted copy are finished); and the switch-over's:
+//! `replications` (the objects a replicate-mode `data` created, at most one
+//! active) and `freezes` (when the source was frozen, and lifted).
 //!
 //! The ledger is what makes re-runs resumable and what the cutover gate reads.
 //! Details are JSON that has been through the redactor: no secret lands here.
@@ -130,6 +132,33 @@ impl Ledger {
                  run_id uuid references {s}.runs(id),
                  started_at timestamptz,
                  finished_at timestamptz
+             );
+             create table if not exists {s}.replications (
+                 id bigserial primary key,
+                 run_id uuid not null references {s}.runs(id),
+                 subscription text not null,
+                 publication text not null,
+                 role_name text not null,
+                 password_sha256 text not null,
+                 tables text[] not null,
+                 state text not null check (state in ('creating', 'syncing', 'streaming', 'retired')),
+                 detail jsonb not null default '{{}}',
+                 created_at timestamptz not null default now(),
+                 updated_at timestamptz not null default now(),
+                 retired_at timestamptz,
+                 retired_by uuid
+             );
+             create unique index if not exists replications_active
+                 on {s}.replications ((true)) where retired_at is null;
+             create table if not exists {s}.freezes (
+                 id bigserial primary key,
+                 run_id uuid not null references {s}.runs(id),
+                 tables text[] not null,
+                 lock_wait_ms bigint not null,
+                 frozen_at timestamptz not null default now(),
+                 lifted_at timestamptz,
+                 lifted_by uuid,
+                 detail jsonb not null default '{{}}'
              );"
         );
         let mut tx = db
@@ -435,4 +464,195 @@ pub(crate) async fn create_ledger_objects(
     tx.commit()
         .await
         .map_err(|e| db.error(format!("creating {what}"), e))
+}
+
+/// A replication as the ledger records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationRecord {
+    /// Ledger row id.
+    pub id: i64,
+    /// The run that created it.
+    pub run_id: Uuid,
+    /// Subscription (and slot) name.
+    pub subscription: String,
+    /// Publication name.
+    pub publication: String,
+    /// Replication role name.
+    pub role: String,
+    /// `creating`, `syncing`, `streaming` or `retired`.
+    pub state: String,
+    /// The tables it carries.
+    pub tables: Vec<String>,
+}
+
+/// A freeze of the source as the ledger records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FreezeRecord {
+    /// Ledger row id.
+    pub id: i64,
+    /// The run that froze.
+    pub run_id: Uuid,
+    /// When.
+    pub frozen_at: DateTime<Utc>,
+    /// The tables frozen.
+    pub tables: Vec<String>,
+}
+
+impl Ledger {
+    /// Records a replication about to be created (state `creating`): written
+    /// before the first object exists, so a cleanup always knows the names.
+    /// Only the password's sha-256 is kept.
+    pub async fn record_replication(
+        &self,
+        run_id: Uuid,
+        names: &super::replication::ReplicationNames,
+        password_sha256: &str,
+        tables: &[String],
+    ) -> Result<i64, PgError> {
+        let sql = format!(
+            "insert into {} (run_id, subscription, publication, role_name, password_sha256, tables, state)
+             values ($1, $2, $3, $4, $5, $6, 'creating') returning id",
+            self.table("replications")
+        );
+        sqlx::query_scalar(&sql)
+            .bind(run_id)
+            .bind(&names.subscription)
+            .bind(&names.publication)
+            .bind(&names.role)
+            .bind(password_sha256)
+            .bind(tables)
+            .fetch_one(&self.db.pool)
+            .await
+            .map_err(|e| self.db.error("recording the replication in the ledger", e))
+    }
+
+    /// The replication not retired yet, if any.
+    pub async fn active_replication(&self) -> Result<Option<ReplicationRecord>, PgError> {
+        active_replication(&self.db, &self.schema).await
+    }
+
+    /// Moves a replication to `state` (`retired` also stamps who and when),
+    /// merging `detail` into what is recorded.
+    pub async fn set_replication_state(
+        &self,
+        id: i64,
+        run_id: Uuid,
+        state: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), PgError> {
+        let detail: serde_json::Value =
+            serde_json::from_str(&self.redactor.redact(&detail.to_string()))
+                .unwrap_or(serde_json::Value::Null);
+        let sql = format!(
+            "update {} set state = $2, updated_at = now(), detail = detail || $3,
+                    retired_at = case when $2 = 'retired' then now() end,
+                    retired_by = case when $2 = 'retired' then $4 end
+              where id = $1",
+            self.table("replications")
+        );
+        sqlx::query(&sql)
+            .bind(id)
+            .bind(state)
+            .bind(detail)
+            .bind(run_id)
+            .execute(&self.db.pool)
+            .await
+            .map_err(|e| self.db.error("updating the replication in the ledger", e))?;
+        Ok(())
+    }
+
+    /// Records a freeze of the source.
+    pub async fn record_freeze(
+        &self,
+        run_id: Uuid,
+        tables: &[String],
+        lock_wait_ms: i64,
+        detail: serde_json::Value,
+    ) -> Result<(), PgError> {
+        let sql = format!(
+            "insert into {} (run_id, tables, lock_wait_ms, detail) values ($1, $2, $3, $4)",
+            self.table("freezes")
+        );
+        sqlx::query(&sql)
+            .bind(run_id)
+            .bind(tables)
+            .bind(lock_wait_ms)
+            .bind(detail)
+            .execute(&self.db.pool)
+            .await
+            .map_err(|e| self.db.error("recording the freeze in the ledger", e))?;
+        Ok(())
+    }
+
+    /// Freezes not lifted yet, oldest first.
+    pub async fn open_freezes(&self) -> Result<Vec<FreezeRecord>, PgError> {
+        let sql = format!(
+            "select id, run_id, frozen_at, tables from {} where lifted_at is null order by id",
+            self.table("freezes")
+        );
+        let rows = sqlx::query(&sql)
+            .fetch_all(&self.db.pool)
+            .await
+            .map_err(|e| self.db.error("reading freezes from the ledger", e))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| FreezeRecord {
+                id: r.get(0),
+                run_id: r.get(1),
+                frozen_at: r.get(2),
+                tables: r.get(3),
+            })
+            .collect())
+    }
+
+    /// Marks every open freeze lifted by `run_id`.
+    pub async fn mark_freezes_lifted(&self, run_id: Uuid) -> Result<(), PgError> {
+        let sql = format!(
+            "update {} set lifted_at = now(), lifted_by = $1 where lifted_at is null",
+            self.table("freezes")
+        );
+        sqlx::query(&sql)
+            .bind(run_id)
+            .execute(&self.db.pool)
+            .await
+            .map_err(|e| {
+                self.db
+                    .error("recording the lifted freeze in the ledger", e)
+            })?;
+        Ok(())
+    }
+}
+
+/// The replication not retired yet in the ledger of `schema`, if any; reads
+/// only, and finds nothing in a ledger older than the `replications` table.
+pub async fn active_replication(
+    db: &Database,
+    schema: &str,
+) -> Result<Option<ReplicationRecord>, PgError> {
+    let table = format!("{}.replications", quote_ident(schema));
+    let exists: bool = sqlx::query_scalar("select to_regclass($1) is not null")
+        .bind(&table)
+        .fetch_one(&db.pool)
+        .await
+        .map_err(|e| db.error("reading the replication from the ledger", e))?;
+    if !exists {
+        return Ok(None);
+    }
+    let sql = format!(
+        "select id, run_id, subscription, publication, role_name, state, tables
+           from {table} where retired_at is null order by id desc limit 1"
+    );
+    let row = sqlx::query(&sql)
+        .fetch_optional(&db.pool)
+        .await
+        .map_err(|e| db.error("reading the replication from the ledger", e))?;
+    Ok(row.map(|r| ReplicationRecord {
+        id: r.get(0),
+        run_id: r.get(1),
+        subscription: r.get(2),
+        publication: r.get(3),
+        role: r.get(4),
+        state: r.get(5),
+        tables: r.get(6),
+    }))
 }

@@ -8,10 +8,13 @@ pub mod compare;
 pub mod config;
 pub mod copy;
 pub mod dump;
+pub mod freeze;
 pub mod guards;
 pub mod ledger;
 pub mod migrate;
 pub mod release;
+pub mod replication;
+pub mod table_diff;
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -99,6 +102,10 @@ pub struct Database {
     /// The pool; at most a few connections.
     pub pool: PgPool,
     redactor: Redactor,
+    /// An exported snapshot every read-only comparison transaction imports
+    /// (`SET TRANSACTION SNAPSHOT`), so they all see one moment of this
+    /// database; see [`Database::at_snapshot`].
+    snapshot: Option<String>,
 }
 
 /// What the server says about itself once connected.
@@ -218,7 +225,31 @@ impl Database {
             display,
             pool,
             redactor: redactor.clone(),
+            snapshot: None,
         })
+    }
+
+    /// The same database, with every comparison read (counts, checksums,
+    /// key ranges) taken in the exported snapshot `id`. The exporting
+    /// transaction must stay open while the copy is used.
+    pub fn at_snapshot(&self, id: &str) -> Database {
+        Database {
+            snapshot: Some(id.to_string()),
+            ..self.clone()
+        }
+    }
+
+    /// `set transaction ...` statements that start a read-only comparison
+    /// transaction: repeatable read in the imported snapshot when there is
+    /// one, so several statements agree.
+    pub(crate) fn read_transaction_sql(&self) -> String {
+        match &self.snapshot {
+            Some(id) => format!(
+                "set transaction isolation level repeatable read, read only; set transaction snapshot '{}';",
+                id.replace('\'', "")
+            ),
+            None => "set transaction isolation level repeatable read, read only;".into(),
+        }
     }
 
     /// Wraps a driver error with what we were doing, redacted.
@@ -333,7 +364,7 @@ impl Database {
             .begin()
             .await
             .map_err(|e| self.error("starting the count snapshot", e))?;
-        sqlx::query("set transaction isolation level repeatable read, read only")
+        sqlx::raw_sql(&self.read_transaction_sql())
             .execute(&mut *tx)
             .await
             .map_err(|e| self.error("starting the count snapshot", e))?;

@@ -82,6 +82,18 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         _ => false,
     };
 
+    // Replicate mode: what logical replication needs, before any publication
+    // exists (the same rows `data` refuses on).
+    if ctx.manifest.data.mode == crate::manifest::DataMode::Replicate {
+        if let (Some(s), Some(t), Some(selection)) = (&source, &target, &selection) {
+            let tables: Vec<crate::manifest::QualifiedName> =
+                selection.copy.iter().map(|t| t.name.clone()).collect();
+            for item in super::data::replicate::readiness(ctx, s, t, &tables).await? {
+                report.check(item);
+            }
+        }
+    }
+
     // Migration files and the source's history.
     migration_checks(ctx, source.as_ref(), &mut report).await?;
 

@@ -23,6 +23,7 @@ use crate::context::{Context, name_looks_secret};
 use crate::frontend::{DeploymentRef, EnvValue, Frontend, Snapshot};
 use crate::pg::Side;
 use crate::pg::guards::{GuardLedger, GuardValue, SavedGuard};
+use crate::pg::ledger::active_replication;
 use crate::pg::release::{FrontendItem, FrontendLedger, SavedFrontend, last_cutover};
 use crate::report::{CheckItem, Outcome, PhaseReport, ReportTable, Status};
 
@@ -176,7 +177,14 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         forensics.push([what.to_string(), why.to_string()]);
     }
 
-    if guards.is_empty() && fronts.is_empty() {
+    // The source's write freeze and a replication still running.
+    let frozen = if ctx.has_url(Side::Source) {
+        ctx.source("rollback").await?.frozen_tables().await?
+    } else {
+        Vec::new()
+    };
+    let replication = active_replication(&target, &schema).await?;
+    if guards.is_empty() && fronts.is_empty() && frozen.is_empty() && replication.is_none() {
         let last = last_cutover(&target, &schema).await?;
         match (&last, &backup) {
             (None, None) => {
@@ -364,7 +372,69 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         .last()
         .is_some_and(|c| c.status == Status::Fail);
 
-    // 3. Source guards restored exactly as saved.
+    // 3. The source takes writes again; a replication still running is
+    // removed (the target no longer follows the source after a rollback).
+    if !frozen.is_empty() || replication.is_some() {
+        let source = ctx.source_writable("rollback").await?;
+        if !frozen.is_empty() {
+            report.check(match source.lift_freeze().await {
+                Ok(lifted) => {
+                    if let Some(ledger) = ctx.open_ledger() {
+                        ledger.mark_freezes_lifted(ctx.run_id).await?;
+                    }
+                    restored.push([
+                        "source write freeze".into(),
+                        format!("{} tables refuse writes", lifted.len()),
+                        "lifted: the source takes writes again".into(),
+                    ]);
+                    CheckItem::new(
+                        "rollback-freeze",
+                        "Write freeze on the source lifted",
+                        Status::Pass,
+                        format!(
+                            "{} tables take writes again: {}",
+                            lifted.len(),
+                            lifted.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
+                        ),
+                    )
+                }
+                Err(e) => CheckItem::new(
+                    "rollback-freeze",
+                    "Write freeze on the source lifted",
+                    Status::Fail,
+                    e.to_string(),
+                )
+                .with_hint("re-run rollback; by hand: drop trigger cutover_write_freeze on each frozen table"),
+            });
+        }
+        if let Some(record) = &replication {
+            let ledger = ctx
+                .ledger("rollback")
+                .await?
+                .ok_or_else(|| PhaseError::new("the ledger is not open"))?;
+            report.check(
+                match super::data::replicate::retire(ctx, &ledger, &source, &target_db, record)
+                    .await
+                {
+                    Ok(removed) => CheckItem::new(
+                        "rollback-replication",
+                        "Replication removed",
+                        Status::Pass,
+                        format!("removed {}", removed.join(", ")),
+                    ),
+                    Err(e) => CheckItem::new(
+                        "rollback-replication",
+                        "Replication removed",
+                        Status::Fail,
+                        e.message,
+                    )
+                    .with_hint("re-run rollback: the ledger still names what is left"),
+                },
+            );
+        }
+    }
+
+    // 4. Source guards restored exactly as saved.
     let source_saved: Vec<&SavedGuard> = guards.iter().filter(|g| g.side == Side::Source).collect();
     if target_failed {
         report.check(CheckItem::new(
@@ -436,7 +506,7 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         });
     }
 
-    // 4. The target database, only when asked.
+    // 5. The target database, only when asked.
     if let Some(path) = &backup {
         let item = super::backup::restore_target_from_backup(ctx, path).await?;
         report.check(item);

@@ -10,9 +10,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::context::Context;
+use crate::manifest::DataMode;
 use crate::manifest::QualifiedName;
 use crate::pg::compare::{RlsState, first_differing_keys};
 use crate::pg::ledger::StepRecord;
+use crate::pg::replication::hold_at_fence;
+use crate::pg::table_diff::{TableComparison, compare_tables};
 use crate::pg::{Database, Side};
 use crate::report::{CheckItem, PhaseReport, ReportTable, Status, TextDiff, thousands};
 
@@ -45,19 +48,21 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
             .collect::<Result<_, _>>()?
     };
 
-    // Row counts and checksums.
-    let on_target: BTreeSet<QualifiedName> =
-        target.existing_tables(&tables).await?.into_iter().collect();
-    let present: Vec<QualifiedName> = tables
-        .iter()
-        .filter(|t| on_target.contains(*t))
-        .cloned()
-        .collect();
-    let (source_counts, target_counts) = tokio::join!(
-        source.exact_row_counts(&tables),
-        target.exact_row_counts(&present)
-    );
-    let (source_counts, target_counts) = (source_counts?, target_counts?);
+    // Row counts and checksums: directly, or in replicate mode at a fence
+    // (the source's snapshot and the target held at the same transaction),
+    // so they agree while the app keeps writing.
+    let replicating = replication_to_compare(ctx).await?;
+    let comparisons = match &replicating {
+        None => compare_tables(&source, &target, &tables, ctx.manifest.checks.checksum).await?,
+        Some(subscription) => {
+            let (comparisons, evidence) =
+                compare_at_fence(ctx, &target, subscription, &tables).await?;
+            report.check(evidence);
+            comparisons
+        }
+    };
+    let mut source_counts = BTreeMap::new();
+    let mut target_counts = BTreeMap::new();
     let mut source_sums = BTreeMap::new();
     let mut target_sums = BTreeMap::new();
     let mut diff_table = ReportTable::new(
@@ -66,9 +71,11 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     );
     let mut mismatches = 0u64;
     let mut differing_keys = Vec::new();
-    for table in &tables {
-        let src = source_counts.get(table).copied().unwrap_or(0);
-        let Some(&tgt) = target_counts.get(table) else {
+    for c in &comparisons {
+        let table = &c.table;
+        let src = c.source_rows;
+        source_counts.insert(table.clone(), src);
+        let Some(tgt) = c.target_rows else {
             mismatches += 1;
             diff_table.push([
                 table.to_string(),
@@ -80,28 +87,23 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
             ]);
             continue;
         };
+        target_counts.insert(table.clone(), tgt);
         let mut checksum_cell = "not compared".to_string();
-        let mut same_content = true;
-        if ctx.manifest.checks.checksum {
-            let columns: Vec<String> = source
-                .columns(table)
-                .await?
-                .into_iter()
-                .map(|c| c.name)
-                .collect();
-            let (a, b) = tokio::join!(
-                source.table_checksum(table, &columns),
-                target.table_checksum(table, &columns)
-            );
-            let ((_, a), (_, b)) = (a?, b?);
-            same_content = a == b;
-            checksum_cell = if same_content {
+        if let (Some(a), Some(b)) = (&c.source_checksum, &c.target_checksum) {
+            checksum_cell = if c.content_equal() {
                 "equal".into()
             } else {
                 "**differs**".into()
             };
-            if !same_content {
+            // Keys are looked up only without a fence: the source has moved on since.
+            if !c.content_equal() && replicating.is_none() {
                 if let Some(pk) = source.single_column_pk(table).await? {
+                    let columns: Vec<String> = source
+                        .columns(table)
+                        .await?
+                        .into_iter()
+                        .map(|c| c.name)
+                        .collect();
                     let keys = first_differing_keys(
                         &source,
                         &target,
@@ -121,10 +123,9 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
                     }
                 }
             }
-            source_sums.insert(table.clone(), a);
-            target_sums.insert(table.clone(), b);
+            source_sums.insert(table.clone(), a.clone());
+            target_sums.insert(table.clone(), b.clone());
         }
-        let equal = src == tgt && same_content;
         if src != tgt {
             mismatches += 1;
         }
@@ -134,7 +135,11 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
             thousands(tgt),
             format!("{:+}", tgt - src),
             checksum_cell,
-            if equal { "✅".into() } else { "❌".into() },
+            if c.equal() {
+                "✅".into()
+            } else {
+                "❌".into()
+            },
         ]);
     }
     let content_mismatches = tables
@@ -181,7 +186,16 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         report.tables.push(keys);
     }
 
-    sequences_check(&source, &target, &mut report).await?;
+    if replicating.is_some() {
+        report.check(CheckItem::new(
+            "sequences",
+            "Sequences ahead of their columns",
+            Status::Skip,
+            "replicate mode: logical replication does not carry sequences; `cutover` sets them from the frozen source",
+        ));
+    } else {
+        sequences_check(&source, &target, &mut report).await?;
+    }
     rls_check(&source, &target, &mut report).await?;
     probes_check(ctx, &target, &mut report).await?;
     if let Some((item, table)) = super::config::expectations_check(ctx, &target).await? {
@@ -465,4 +479,79 @@ async fn record_validation(
         )
         .await?;
     Ok(())
+}
+
+/// In replicate mode, the subscription to compare at a fence: the one the
+/// ledger names as streaming. `None` in copy mode, or when no replication
+/// runs (then validate compares directly, as in copy mode).
+async fn replication_to_compare(ctx: &mut Context) -> Result<Option<String>, PhaseError> {
+    if ctx.manifest.data.mode != DataMode::Replicate || ctx.settings.dry_run {
+        return Ok(None);
+    }
+    let Some(ledger) = ctx.ledger("validate").await? else {
+        return Ok(None);
+    };
+    Ok(ledger
+        .active_replication()
+        .await?
+        .filter(|r| r.state == "streaming")
+        .map(|r| r.subscription))
+}
+
+/// Compares at a fence: holds the source's writers for a moment to write a
+/// pausing fence row and take a snapshot, waits until the target's apply
+/// worker stops right before that fence, compares the snapshot with the
+/// target, then lets replication go on.
+async fn compare_at_fence(
+    ctx: &mut Context,
+    target: &Database,
+    subscription: &str,
+    tables: &[QualifiedName],
+) -> Result<(Vec<TableComparison>, CheckItem), PhaseError> {
+    let source_w = ctx.source_writable("validate").await?;
+    let schema = ctx.manifest.ledger.schema.clone();
+    let lock_timeout =
+        std::time::Duration::from_secs(ctx.manifest.data.freeze_lock_timeout_seconds);
+    let deadline = std::time::Duration::from_secs(ctx.manifest.data.max_lag_seconds.max(1) * 12);
+    let started = std::time::Instant::now();
+    let held = hold_at_fence(
+        &source_w,
+        target,
+        &schema,
+        subscription,
+        tables,
+        lock_timeout,
+        deadline,
+    )
+    .await
+    .map_err(|e| {
+        PhaseError::new(e.to_string())
+            .hint("check the replication's health (`data` re-run reports it) and that no long transaction holds the copied tables")
+    })?;
+    let reached = started.elapsed();
+    let source_at_fence = source_w.at_snapshot(&held.snapshot_id);
+    let result = compare_tables(
+        &source_at_fence,
+        target,
+        tables,
+        ctx.manifest.checks.checksum,
+    )
+    .await;
+    let fence_id = held.fence_id;
+    let writers_held = held.writers_held;
+    held.release().await;
+    let comparisons = result?;
+    Ok((
+        comparisons,
+        CheckItem::new(
+            "replication-fence",
+            "Compared at a replication fence",
+            Status::Pass,
+            format!(
+                "fence {fence_id}: source writers held {} ms for the snapshot; target reached the fence in {}; replication paused during the comparison, then resumed",
+                writers_held.as_millis(),
+                crate::report::human_duration(reached.as_millis() as u64)
+            ),
+        ),
+    ))
 }

@@ -14,6 +14,7 @@
 //! summary says so. This phase and `rollback` are the only ones that write to
 //! the source, through [`Context::source_writable`], and only the guards.
 
+pub mod database;
 pub mod gate;
 
 use std::collections::BTreeMap;
@@ -249,6 +250,9 @@ impl Steps {
 
 /// What this run changed, to undo in reverse.
 enum Change {
+    /// The source's write freeze (replicate mode: the replication keeps
+    /// running under it, so lifting it is the whole undo).
+    Freeze,
     SourceGuards(Vec<GuardValue>),
     Frontend(Snapshot),
     TargetGuards(Vec<GuardValue>),
@@ -423,40 +427,89 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     let mut steps = Steps::new();
     let mut changes: Vec<Change> = Vec::new();
     let mut failure: Option<String> = None;
+    let mut blocked = false;
+
+    // 0. The database: freeze the source, prove the target holds every
+    // acknowledged write, carry the sequences over.
+    let selection = super::select_tables(ctx, &source_w).await?;
+    let copied: Vec<QualifiedName> = selection.copy.iter().map(|t| t.name.clone()).collect();
+    let replication = if database::replicating(ctx) {
+        match database::replication_ready(ctx, &ledger, &source_w, &target, &copied).await {
+            Ok(r) => Some(r),
+            Err(stop) => {
+                absorb_stop(stop, &mut report, &mut steps, &mut failure, &mut blocked);
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut switched_db = None;
+    if failure.is_none() {
+        let mut rows = Vec::new();
+        let result = database::switch(
+            ctx,
+            &ledger,
+            &source_w,
+            &target,
+            &copied,
+            replication,
+            &mut rows,
+        )
+        .await;
+        for (item, took) in rows {
+            steps.push(&mut report, item, took);
+        }
+        match result {
+            Ok(done) => {
+                changes.push(Change::Freeze);
+                switched_db = Some(done);
+            }
+            Err(stop) => {
+                if stop_froze(&stop) {
+                    changes.push(Change::Freeze);
+                }
+                absorb_stop(stop, &mut report, &mut steps, &mut failure, &mut blocked);
+            }
+        }
+    }
 
     // 1. Guards off in the source.
     let clock = Instant::now();
-    match switch_guards(
-        ctx,
-        &source_w,
-        table.as_ref(),
-        &guard_ledger,
-        Side::Source,
-        false,
-    )
-    .await
-    {
-        Ok((before, item)) => {
-            steps.push(&mut report, item, clock.elapsed());
-            changes.push(Change::SourceGuards(before));
-        }
-        Err(e) => {
-            steps.push(
-                &mut report,
-                CheckItem::new(
-                    "guards-source-off",
-                    "Guards off in the source",
-                    Status::Fail,
-                    e.message.clone(),
-                )
-                .with_hint(e.hint.clone().unwrap_or_default()),
-                clock.elapsed(),
-            );
-            failure = Some(e.message);
+    if failure.is_none() {
+        match switch_guards(
+            ctx,
+            &source_w,
+            table.as_ref(),
+            &guard_ledger,
+            Side::Source,
+            false,
+        )
+        .await
+        {
+            Ok((before, item)) => {
+                steps.push(&mut report, item, clock.elapsed());
+                changes.push(Change::SourceGuards(before));
+            }
+            Err(e) => {
+                steps.push(
+                    &mut report,
+                    CheckItem::new(
+                        "guards-source-off",
+                        "Guards off in the source",
+                        Status::Fail,
+                        e.message.clone(),
+                    )
+                    .with_hint(e.hint.clone().unwrap_or_default()),
+                    clock.elapsed(),
+                );
+                failure = Some(e.message);
+            }
         }
     }
 
     // 2. Frontend switched to the target.
+    let frontend_clock = Instant::now();
     if failure.is_none() {
         let clock = Instant::now();
         match &frontend {
@@ -617,6 +670,66 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         }
     }
 
+    let frontend_took = frontend_clock.elapsed();
+
+    // 5. Replicate mode: the replication has nothing left to carry (the
+    // source is frozen and everything arrived); retire it. Kept until here so
+    // an undo above leaves the target following the source as before.
+    if failure.is_none() {
+        if let Some(record) = switched_db.as_ref().and_then(|d| d.replication.clone()) {
+            let clock = Instant::now();
+            let item = match super::data::replicate::retire(ctx, &ledger, &source_w, &target, &record).await {
+                Ok(removed) => CheckItem::new(
+                    "replication-retired",
+                    "Replication retired",
+                    Status::Pass,
+                    format!("removed {}", removed.join(", ")),
+                ),
+                Err(e) => CheckItem::new(
+                    "replication-retired",
+                    "Replication retired",
+                    Status::Warn,
+                    e.message,
+                )
+                .with_hint("the switch is done; run `rollback`-free cleanup by re-running `cutover` or drop the subscription, publication and role the ledger names by hand"),
+            };
+            steps.push(&mut report, item, clock.elapsed());
+        }
+    }
+    if let Some(done) = &switched_db {
+        report
+            .tables
+            .push(freeze_table(done, frontend_took, failure.is_none()));
+        let _ = ledger
+            .record_step(
+                ctx.run_id,
+                &StepRecord {
+                    phase: "cutover",
+                    step: "write-freeze",
+                    started_at: chrono::Utc::now()
+                        - chrono::Duration::from_std(done.freeze_started.elapsed())
+                            .unwrap_or_default(),
+                    finished_at: chrono::Utc::now(),
+                    outcome: if failure.is_none() {
+                        "frozen"
+                    } else {
+                        "lifted"
+                    },
+                    detail: serde_json::json!({
+                        "mode": ctx.manifest.data.mode.to_string(),
+                        "lag_before_ms": done.timings.lag_before.map(|d| d.as_millis() as u64),
+                        "lock_ms": done.timings.lock.as_millis() as u64,
+                        "fence_ms": done.timings.fence.as_millis() as u64,
+                        "verify_ms": done.timings.verify.as_millis() as u64,
+                        "sequences_ms": done.timings.sequences.as_millis() as u64,
+                        "frontend_ms": frontend_took.as_millis() as u64,
+                        "total_ms": done.freeze_started.elapsed().as_millis() as u64,
+                    }),
+                },
+            )
+            .await;
+    }
+
     // Undo in reverse when something after the source's guards failed.
     let mut undone = Vec::new();
     if failure.is_some() && !changes.is_empty() {
@@ -681,10 +794,91 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
             undone.join(", then ")
         ),
     };
-    if failure.is_some() {
+    if blocked {
+        report.outcome = Outcome::Blocked;
+    } else if failure.is_some() {
         report.outcome = Outcome::Failed;
     }
     Ok(report)
+}
+
+fn stop_froze(stop: &database::SwitchStop) -> bool {
+    match stop {
+        database::SwitchStop::Blocked { froze, .. }
+        | database::SwitchStop::Failed { froze, .. } => *froze,
+    }
+}
+
+/// Puts a stop of the database part into the report: its row (or the
+/// error), the table of differing tables, and `failure`/`blocked`.
+fn absorb_stop(
+    stop: database::SwitchStop,
+    report: &mut PhaseReport,
+    steps: &mut Steps,
+    failure: &mut Option<String>,
+    blocked: &mut bool,
+) {
+    match stop {
+        database::SwitchStop::Blocked { item, table, .. } => {
+            *failure = Some(item.evidence.clone());
+            *blocked = true;
+            steps.push(report, item, Duration::ZERO);
+            if let Some(t) = table {
+                report.tables.push(t);
+            }
+        }
+        database::SwitchStop::Failed { error, .. } => {
+            *failure = Some(error.message.clone());
+            let mut item = CheckItem::new(
+                "database-switch",
+                "Database switched",
+                Status::Fail,
+                error.message,
+            );
+            if let Some(h) = error.hint {
+                item = item.with_hint(h);
+            }
+            steps.push(report, item, Duration::ZERO);
+        }
+    }
+}
+
+/// The write freeze, split into its parts.
+fn freeze_table(done: &database::SwitchDone, frontend: Duration, kept: bool) -> ReportTable {
+    let t = &done.timings;
+    let ms = |d: Duration| human_duration(d.as_millis() as u64);
+    let mut table = ReportTable::new("Write freeze", &["Part", "Took"]);
+    if let Some(lag) = t.lag_before {
+        table.push([
+            "Replication lag before the freeze (not frozen)".to_string(),
+            ms(lag),
+        ]);
+    }
+    table.push([
+        "Lock: writers in flight finish, freeze installed".to_string(),
+        ms(t.lock),
+    ]);
+    if t.fence > Duration::ZERO {
+        table.push([
+            "Fence: last writes applied on the target".to_string(),
+            ms(t.fence),
+        ]);
+    }
+    table.push(["Verify: both sides compared".to_string(), ms(t.verify)]);
+    table.push(["Sequences set on the target".to_string(), ms(t.sequences)]);
+    table.push([
+        "Frontend switched (guards, provider, smoke)".to_string(),
+        ms(frontend),
+    ]);
+    table.push([
+        "**Writes refused on the source, until this phase ended**".to_string(),
+        ms(done.freeze_started.elapsed()),
+    ]);
+    table.with_note(if kept {
+        "The source stays frozen after the switch, so an old browser tab fails loudly instead of writing where nobody reads. `rollback` lifts the freeze."
+    } else {
+        "The switch was undone and the freeze lifted: the source takes writes again."
+    })
 }
 
 /// Switches one side's guards off (`on == false`) or on, saving the state
@@ -808,6 +1002,26 @@ async fn undo(
     frontend_ledger: &FrontendLedger,
 ) -> CheckItem {
     match change {
+        Change::Freeze => match source.lift_freeze().await {
+            Ok(lifted) => {
+                if let Some(ledger) = ctx.open_ledger() {
+                    let _ = ledger.mark_freezes_lifted(ctx.run_id).await;
+                }
+                CheckItem::new(
+                    "undo-freeze",
+                    "Undo: write freeze lifted",
+                    Status::Pass,
+                    format!("{} source tables take writes again", lifted.len()),
+                )
+            }
+            Err(e) => CheckItem::new(
+                "undo-freeze",
+                "Undo: write freeze lifted",
+                Status::Fail,
+                e.to_string(),
+            )
+            .with_hint("run `cutover rollback`: it lifts the freeze"),
+        },
         Change::TargetGuards(before) => {
             match restore_guards(ctx, target, table, guard_ledger, Side::Target, &before).await {
                 Ok(d) => CheckItem::new(

@@ -1,4 +1,4 @@
-//! `data`: copies rows source → target.
+//! `data` in copy mode: copies rows source → target.
 //!
 //! One exported source snapshot shared by every worker, tables copied in
 //! parallel (largest first) as binary COPY streams, triggers off
@@ -30,7 +30,8 @@ use crate::report::{
     CheckItem, ErrorReport, Outcome, PhaseReport, ReportTable, Status, human_duration, thousands,
 };
 
-use super::{PhaseError, select_tables};
+use super::super::PhaseError;
+use super::{bytes_text, rate_text};
 
 /// What finished in the copy-and-build pipeline.
 enum Event {
@@ -66,65 +67,12 @@ type InFlight = Arc<std::sync::Mutex<BTreeMap<String, (Instant, Arc<CopyProgress
 /// How often a long copy prints a progress line.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
-/// Runs `data`.
+/// Runs `data` in copy mode.
 pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     let mut report = PhaseReport::new("data");
-    let source = ctx.source("data").await?;
-    let selection = select_tables(ctx, &source).await?;
-    if !selection.missing.is_empty() {
-        return Err(PhaseError::new(format!(
-            "tables named in [data] tables do not exist on the source: {}",
-            selection.missing.join(", ")
-        ))
-        .hint("fix the names (schema.table) in the manifest's [data] tables"));
-    }
-    let names: Vec<QualifiedName> = selection.copy.iter().map(|t| t.name.clone()).collect();
     let dry_run = ctx.settings.dry_run;
-    let target = ctx.target("data", !dry_run).await?;
-
-    let on_target: BTreeSet<QualifiedName> =
-        target.existing_tables(&names).await?.into_iter().collect();
-    let absent: Vec<String> = names
-        .iter()
-        .filter(|n| !on_target.contains(n))
-        .map(|n| n.to_string())
-        .collect();
-    if !absent.is_empty() {
-        return Err(PhaseError::new(format!(
-            "the target lacks tables to copy into: {}; nothing was copied",
-            absent.join(", ")
-        ))
-        .hint("run the `schema` phase first (or `migrate`), or exclude these tables in [data] exclude"));
-    }
-    let mut jobs = Vec::new();
-    for name in &names {
-        let columns = source.copy_columns(name).await?;
-        let target_columns: BTreeSet<String> =
-            target.copy_columns(name).await?.into_iter().collect();
-        let missing: Vec<&String> = columns
-            .iter()
-            .filter(|c| !target_columns.contains(*c))
-            .collect();
-        if !missing.is_empty() {
-            return Err(PhaseError::new(format!(
-                "{name} on the target lacks columns the source has: {}; nothing was copied",
-                missing.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
-            ))
-            .hint("the schemas differ: apply the missing migrations to the target (`schema`), then re-run `data`"));
-        }
-        let (partitioned, source_bytes) = source.table_shape(name).await?;
-        jobs.push(CopyJob {
-            table: name.clone(),
-            columns,
-            partitioned,
-            source_bytes,
-        });
-    }
-    jobs.sort_by(|a, b| {
-        b.source_bytes
-            .cmp(&a.source_bytes)
-            .then_with(|| a.table.cmp(&b.table))
-    });
+    let (source, target, jobs) = super::plan_jobs(ctx).await?;
+    let names: Vec<QualifiedName> = jobs.iter().map(|j| j.table.clone()).collect();
 
     if dry_run {
         let mut table = ReportTable::new(
@@ -499,7 +447,7 @@ async fn copy_with_lock(
 /// Rebuilds indexes and keys in parallel, then foreign keys (`NOT VALID`,
 /// then validated in parallel). Returns the time taken and the foreign keys
 /// whose validation failed (left `NOT VALID`, still owed in the ledger).
-async fn rebuild_all(
+pub(super) async fn rebuild_all(
     ctx: &Context,
     target: &Database,
     ledger: &CopyLedger,
@@ -603,42 +551,4 @@ fn spawn_progress(ctx: &Context, in_flight: InFlight) -> tokio::task::JoinHandle
             }
         }
     })
-}
-
-fn bytes_text(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
-fn rate_text(bytes: u64, took: Duration) -> String {
-    format!(
-        "{}/s",
-        bytes_text((bytes as f64 / took.as_secs_f64().max(0.001)) as u64)
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_read_well() {
-        assert_eq!(bytes_text(512), "512 B");
-        assert_eq!(bytes_text(1536), "1.5 KiB");
-        assert_eq!(bytes_text(700 * 1024 * 1024), "700.0 MiB");
-        assert_eq!(
-            rate_text(10 * 1024 * 1024, Duration::from_secs(2)),
-            "5.0 MiB/s"
-        );
-    }
 }

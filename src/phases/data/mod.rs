@@ -1,0 +1,134 @@
+//! `data`: moves rows source → target, in the manifest's `[data] mode`:
+//! [`copy`] (one snapshot, binary COPY streams through the runner) or
+//! [`replicate`] (PostgreSQL logical replication, server to server, the
+//! target following the source until `cutover`).
+//!
+//! Both start from the same plan ([`plan_jobs`]): which tables, and that
+//! the target has each of them with every column the source has.
+
+pub mod copy;
+pub mod replicate;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::context::Context;
+use crate::manifest::{DataMode, QualifiedName};
+use crate::pg::Database;
+use crate::pg::copy::CopyJob;
+use crate::report::PhaseReport;
+
+use super::{PhaseError, select_tables};
+
+/// Runs `data` in the manifest's mode.
+pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
+    match ctx.manifest.data.mode {
+        DataMode::Copy => copy::run(ctx).await,
+        DataMode::Replicate => replicate::run(ctx).await,
+    }
+}
+
+/// The tables to move, largest first, each checked to exist on the target
+/// with every column the source has; with the two databases (the target
+/// writable unless dry-run). Refuses before anything is written.
+pub async fn plan_jobs(
+    ctx: &mut Context,
+) -> Result<(Database, Database, Vec<CopyJob>), PhaseError> {
+    let source = ctx.source("data").await?;
+    let selection = select_tables(ctx, &source).await?;
+    if !selection.missing.is_empty() {
+        return Err(PhaseError::new(format!(
+            "tables named in [data] tables do not exist on the source: {}",
+            selection.missing.join(", ")
+        ))
+        .hint("fix the names (schema.table) in the manifest's [data] tables"));
+    }
+    let names: Vec<QualifiedName> = selection.copy.iter().map(|t| t.name.clone()).collect();
+    let target = ctx.target("data", !ctx.settings.dry_run).await?;
+
+    let on_target: BTreeSet<QualifiedName> =
+        target.existing_tables(&names).await?.into_iter().collect();
+    let absent: Vec<String> = names
+        .iter()
+        .filter(|n| !on_target.contains(n))
+        .map(|n| n.to_string())
+        .collect();
+    if !absent.is_empty() {
+        return Err(PhaseError::new(format!(
+            "the target lacks tables to copy into: {}; nothing was copied",
+            absent.join(", ")
+        ))
+        .hint("run the `schema` phase first (or `migrate`), or exclude these tables in [data] exclude"));
+    }
+    let mut jobs = Vec::new();
+    for name in &names {
+        let columns = source.copy_columns(name).await?;
+        let target_columns: BTreeSet<String> =
+            target.copy_columns(name).await?.into_iter().collect();
+        let missing: Vec<&String> = columns
+            .iter()
+            .filter(|c| !target_columns.contains(*c))
+            .collect();
+        if !missing.is_empty() {
+            return Err(PhaseError::new(format!(
+                "{name} on the target lacks columns the source has: {}; nothing was copied",
+                missing.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+            ))
+            .hint("the schemas differ: apply the missing migrations to the target (`schema`), then re-run `data`"));
+        }
+        let (partitioned, source_bytes) = source.table_shape(name).await?;
+        jobs.push(CopyJob {
+            table: name.clone(),
+            columns,
+            partitioned,
+            source_bytes,
+        });
+    }
+    jobs.sort_by(|a, b| {
+        b.source_bytes
+            .cmp(&a.source_bytes)
+            .then_with(|| a.table.cmp(&b.table))
+    });
+
+    Ok((source, target, jobs))
+}
+
+/// A byte count for people: `512 B`, `1.5 KiB`.
+pub(crate) fn bytes_text(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// A rate for people: `5.0 MiB/s`.
+pub(crate) fn rate_text(bytes: u64, took: Duration) -> String {
+    format!(
+        "{}/s",
+        bytes_text((bytes as f64 / took.as_secs_f64().max(0.001)) as u64)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(bytes_text(512), "512 B");
+        assert_eq!(bytes_text(1536), "1.5 KiB");
+        assert_eq!(bytes_text(700 * 1024 * 1024), "700.0 MiB");
+        assert_eq!(
+            rate_text(10 * 1024 * 1024, Duration::from_secs(2)),
+            "5.0 MiB/s"
+        );
+    }
+}

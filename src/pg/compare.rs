@@ -978,6 +978,7 @@ select format('schema %I', ns.nspname) from ns
 union all
 select format('grant schema %I %s', ns.nspname, a.item::text)
   from ns, unnest(coalesce(ns.nspacl, acldefault('n', ns.nspowner))) as a(item)
+ where a.item::text not like 'cutover\_repl\_%'
 union all
 select format('table %s%s%s rls %s force %s%s%s', rel.qname,
               case rel.relkind when 'p' then ' partitioned' when 'f' then ' foreign' else '' end,
@@ -1054,7 +1055,7 @@ select format('trigger %s %I %s%s', rel.qname, tg.tgname, pg_get_triggerdef(tg.o
               case tg.tgenabled when 'D' then ' (disabled)' when 'R' then ' (enabled replica)'
                                 when 'A' then ' (enabled always)' else '' end)
   from pg_trigger tg join rel on rel.oid = tg.tgrelid
- where not tg.tgisinternal
+ where not tg.tgisinternal and tg.tgname <> 'cutover_write_freeze'
 union all
 select format('policy %s %I %s for %s to %s%s%s', rel.qname, pol.polname,
               case when pol.polpermissive then 'permissive' else 'restrictive' end,
@@ -1122,6 +1123,7 @@ select format('grant %s %s %s',
                        acldefault((case rel.relkind when 'S' then 's' else 'r' end)::"char",
                                   rel.relowner))) as a(item)
  where rel.relkind in ('r', 'p', 'f', 'v', 'm', 'S')
+   and a.item::text not like 'cutover\_repl\_%'
 union all
 select format('grant column %s.%I %s', rel.qname, att.attname, a.item::text)
   from rel

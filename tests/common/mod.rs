@@ -657,3 +657,301 @@ pub fn example_copy(example: &str, manifest: &str) -> tempfile::TempDir {
     std::fs::write(dir.path().join("cutover.toml"), manifest).unwrap();
     dir
 }
+
+// ---------------------------------------------------------------------------
+// PostgreSQL 17 source and target clusters (logical replication tests)
+// ---------------------------------------------------------------------------
+
+/// The admin URLs (`supabase_admin`, database `postgres`) of the source and
+/// target PostgreSQL 17 clusters that `.ci/pg17.sh` starts, from
+/// `CUTOVER_TEST_PG17_SOURCE_URL` and `CUTOVER_TEST_PG17_TARGET_URL`.
+///
+/// Unset: `None` on a developer's machine (the test then skips, see
+/// [`pg17_servers_or_skip`]), a panic under CI, where they must be there.
+pub fn pg17_servers() -> Option<(String, String)> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    match (
+        var("CUTOVER_TEST_PG17_SOURCE_URL"),
+        var("CUTOVER_TEST_PG17_TARGET_URL"),
+    ) {
+        (Some(source), Some(target)) => Some((source, target)),
+        _ if std::env::var_os("CI").is_some() => panic!(
+            "CUTOVER_TEST_PG17_SOURCE_URL and CUTOVER_TEST_PG17_TARGET_URL are unset: \
+             run .ci/pg17.sh, then `set -a; . /tmp/cutover-pg17/env; set +a` (.ci/run does)"
+        ),
+        _ => None,
+    }
+}
+
+/// [`pg17_servers`], printing a one-line skip note for `test` when absent.
+pub fn pg17_servers_or_skip(test: &str) -> Option<(String, String)> {
+    let servers = pg17_servers();
+    if servers.is_none() {
+        eprintln!(
+            "skipped {test}: no PostgreSQL 17 clusters (run .ci/pg17.sh and load /tmp/cutover-pg17/env)"
+        );
+    }
+    servers
+}
+
+/// `url` with another user, password and database.
+pub fn url_with(url: &str, user: &str, password: Option<&str>, db: &str) -> String {
+    let mut url = url::Url::parse(url).expect("server URL");
+    url.set_username(user).expect("user");
+    url.set_password(password).expect("password");
+    url.set_path(&format!("/{db}"));
+    url.to_string()
+}
+
+/// A Supabase-like database on one of the PostgreSQL 17 clusters: created by
+/// `supabase_admin` (the superuser, as on Supabase), bootstrapped with
+/// `tests/fixtures/supabase_bootstrap.sql`, and with what Supabase's
+/// `postgres` role has on it: ALL on the database (CONNECT, CREATE, TEMP) and
+/// on schema `public`. App tables are made through [`SupaDb::exec`], which
+/// runs as `postgres`, so `postgres` owns them as on Supabase.
+///
+/// Dropped with the handle, after [`SupaDb::cleanup_replication`].
+pub struct SupaDb {
+    /// The database name.
+    pub name: String,
+    /// The cluster's admin URL (`supabase_admin`, database `postgres`).
+    server: String,
+    /// Cluster-wide roles a test made, dropped after the database.
+    roles: std::sync::Mutex<Vec<String>>,
+}
+
+impl SupaDb {
+    /// A fresh bootstrapped database on the cluster whose admin URL is `server`.
+    pub async fn new(server: &str, label: &str) -> SupaDb {
+        let name = format!(
+            "cutover_s_{label}_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..10]
+        );
+        let mut admin = PgConnection::connect(server)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {server} (run .ci/pg17.sh): {e}"));
+        sqlx::raw_sql(&format!("create database \"{name}\""))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        let db = SupaDb {
+            name,
+            server: server.to_string(),
+            roles: Default::default(),
+        };
+        db.exec_as_admin(&bootstrap_sql()).await;
+        db.exec_as_admin(&format!(
+            "grant all on database \"{name}\" to postgres;
+             grant all on schema public to postgres;
+             grant usage, create on schema extensions to postgres;
+             grant all on schema supabase_migrations to postgres;
+             grant usage on schema auth, storage, graphql_public to postgres;
+             grant all on all tables in schema auth, storage to postgres;
+             alter default privileges for role postgres in schema public
+               grant all on tables to anon, authenticated, service_role;
+             alter default privileges for role postgres in schema public
+               grant all on sequences to anon, authenticated, service_role;
+             alter default privileges for role postgres in schema public
+               grant execute on functions to anon, authenticated, service_role;",
+            name = db.name
+        ))
+        .await;
+        db
+    }
+
+    /// Its URL as `supabase_admin` (superuser).
+    pub fn admin_url(&self) -> String {
+        url_with(&self.server, "supabase_admin", None, &self.name)
+    }
+
+    /// Its URL as `postgres` (not superuser; trusted on 127.0.0.1): the URL
+    /// the product is given, as on Supabase.
+    pub fn url_as_postgres(&self) -> String {
+        url_with(&self.server, "postgres", None, &self.name)
+    }
+
+    /// Its URL as `user` with `password`.
+    pub fn url_as(&self, user: &str, password: Option<&str>) -> String {
+        url_with(&self.server, user, password, &self.name)
+    }
+
+    /// The cluster's TCP host.
+    pub fn host(&self) -> String {
+        url::Url::parse(&self.server)
+            .unwrap()
+            .host_str()
+            .unwrap_or("127.0.0.1")
+            .to_string()
+    }
+
+    /// The cluster's TCP port.
+    pub fn port(&self) -> u16 {
+        url::Url::parse(&self.server)
+            .unwrap()
+            .port()
+            .unwrap_or(5432)
+    }
+
+    /// A libpq connection string to this database as `user` (for
+    /// `create subscription ... connection '...'`).
+    pub fn conninfo(&self, user: &str, password: &str) -> String {
+        format!(
+            "host={} port={} dbname={} user={user} password={password}",
+            self.host(),
+            self.port(),
+            self.name
+        )
+    }
+
+    /// A new connection as `supabase_admin`.
+    pub async fn connect_as_admin(&self) -> PgConnection {
+        PgConnection::connect(&self.admin_url())
+            .await
+            .expect("connect as supabase_admin")
+    }
+
+    /// A new connection as `postgres`.
+    pub async fn connect(&self) -> PgConnection {
+        PgConnection::connect(&self.url_as_postgres())
+            .await
+            .expect("connect as postgres")
+    }
+
+    async fn run(&self, mut conn: PgConnection, who: &str, sql: &str) {
+        sqlx::raw_sql(sql)
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("SQL as {who} failed on {}: {e}\n{sql}", self.name));
+    }
+
+    /// Runs SQL (several statements allowed) as `supabase_admin`.
+    pub async fn exec_as_admin(&self, sql: &str) {
+        self.run(self.connect_as_admin().await, "supabase_admin", sql)
+            .await;
+    }
+
+    /// Runs SQL (several statements allowed) as `postgres`.
+    pub async fn exec(&self, sql: &str) {
+        self.run(self.connect().await, "postgres", sql).await;
+    }
+
+    async fn scalar_on(mut conn: PgConnection, sql: &str) -> Option<String> {
+        let row = sqlx::query(sql)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("scalar query failed: {e}\n{sql}"));
+        row.try_get::<Option<String>, _>(0).expect("text value")
+    }
+
+    /// One value as text, queried as `postgres`.
+    pub async fn scalar(&self, sql: &str) -> Option<String> {
+        Self::scalar_on(self.connect().await, sql).await
+    }
+
+    /// One value as text, queried as `supabase_admin`.
+    pub async fn scalar_as_admin(&self, sql: &str) -> Option<String> {
+        Self::scalar_on(self.connect_as_admin().await, sql).await
+    }
+
+    /// Drops the cluster-wide role `role` after the database (roles outlive
+    /// databases; a test that makes one registers it here).
+    pub fn drop_role_on_drop(&self, role: &str) {
+        self.roles.lock().unwrap().push(role.to_string());
+    }
+
+    /// Removes what keeps the database from being dropped: every subscription
+    /// in it (disabled and detached from its slot first, so the drop needs no
+    /// publisher) and every replication slot of it on its own cluster (active
+    /// ones after ending their walsender). The source side of a subscription
+    /// is cleaned by the source database's own cleanup.
+    pub async fn cleanup_replication(&self) {
+        cleanup_replication_at(&self.admin_url(), &self.name).await;
+    }
+}
+
+/// [`SupaDb::cleanup_replication`] for database `name` at `admin_url`.
+async fn cleanup_replication_at(admin_url: &str, name: &str) {
+    let Ok(mut admin) = PgConnection::connect(admin_url).await else {
+        return;
+    };
+    let subs: Vec<String> = sqlx::query_scalar(
+        "select subname::text from pg_subscription
+          where subdbid = (select oid from pg_database where datname = current_database())",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap_or_default();
+    for sub in subs {
+        for sql in [
+            format!("alter subscription \"{sub}\" disable"),
+            format!("alter subscription \"{sub}\" set (slot_name = none)"),
+            format!("drop subscription \"{sub}\""),
+        ] {
+            if let Err(e) = sqlx::raw_sql(&sql).execute(&mut admin).await {
+                eprintln!("cleanup of {name}: {sql}: {e}");
+            }
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let slots: Vec<(String, Option<i32>)> = sqlx::query_as(
+            "select slot_name::text, active_pid from pg_replication_slots
+              where database = current_database()",
+        )
+        .fetch_all(&mut admin)
+        .await
+        .unwrap_or_default();
+        if slots.is_empty() || std::time::Instant::now() > deadline {
+            break;
+        }
+        for (slot, pid) in slots {
+            if let Some(pid) = pid {
+                let _ = sqlx::query("select pg_terminate_backend($1)")
+                    .bind(pid)
+                    .execute(&mut admin)
+                    .await;
+            }
+            let _ = sqlx::query("select pg_drop_replication_slot($1)")
+                .bind(&slot)
+                .execute(&mut admin)
+                .await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Drops database `name` of the cluster at `server` (after its replication
+/// cleanup), then `roles`.
+async fn drop_supa_db(server: &str, name: &str, roles: &[String]) {
+    cleanup_replication_at(&url_with(server, "supabase_admin", None, name), name).await;
+    let Ok(mut admin) = PgConnection::connect(server).await else {
+        return;
+    };
+    if let Err(e) = sqlx::raw_sql(&format!("drop database if exists \"{name}\" with (force)"))
+        .execute(&mut admin)
+        .await
+    {
+        eprintln!("could not drop test database {name}: {e}");
+    }
+    for role in roles {
+        let _ = sqlx::raw_sql(&format!("drop role if exists \"{role}\""))
+            .execute(&mut admin)
+            .await;
+    }
+}
+
+impl Drop for SupaDb {
+    fn drop(&mut self) {
+        let (name, server) = (self.name.clone(), self.server.clone());
+        let roles = std::mem::take(&mut *self.roles.lock().unwrap());
+        // Drop runs outside async context: use a private runtime on a thread.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(drop_supa_db(&server, &name, &roles));
+        })
+        .join();
+    }
+}

@@ -118,9 +118,7 @@ impl Database {
         .await
         .map_err(|e| self.error("setting the freeze's lock timeout", e))?;
         let lock_started = Instant::now();
-        if let Err(e) = sqlx::raw_sql(&format!("lock table {list} in exclusive mode"))
-            .execute(&mut *tx)
-            .await
+        if let Err(e) = lock_tables(&mut tx, &format!("lock table {list} in exclusive mode")).await
         {
             drop(tx);
             let holders = self.lock_holders(tables).await.unwrap_or_default();
@@ -279,4 +277,43 @@ async fn frozen_tables_in(
             name: r.get(1),
         })
         .collect())
+}
+
+/// Deadlocks a `LOCK TABLE` of several tables may meet before giving up.
+const LOCK_ATTEMPTS: u32 = 5;
+
+/// Runs a `LOCK TABLE` statement inside the open transaction, retrying when
+/// PostgreSQL breaks a deadlock by cancelling it (SQLSTATE 40P01): an app
+/// transaction that holds one of the tables and waits for another, in the
+/// other order, is the usual cause, and it finishes while we step back.
+/// Each attempt runs in a savepoint, so a cancelled one releases what it
+/// had locked. Returns how many deadlocks were retried.
+pub(crate) async fn lock_tables(
+    conn: &mut sqlx::PgConnection,
+    sql: &str,
+) -> Result<u32, sqlx::Error> {
+    let mut retried = 0;
+    loop {
+        sqlx::raw_sql("savepoint cutover_lock")
+            .execute(&mut *conn)
+            .await?;
+        match sqlx::raw_sql(sql).execute(&mut *conn).await {
+            Ok(_) => {
+                sqlx::raw_sql("release savepoint cutover_lock")
+                    .execute(&mut *conn)
+                    .await?;
+                return Ok(retried);
+            }
+            Err(e)
+                if retried + 1 < LOCK_ATTEMPTS
+                    && e.as_database_error().and_then(|d| d.code()).as_deref() == Some("40P01") =>
+            {
+                sqlx::raw_sql("rollback to savepoint cutover_lock")
+                    .execute(&mut *conn)
+                    .await?;
+                retried += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }

@@ -727,8 +727,7 @@ pub async fn hold_at_fence(
         .map_err(|e| source.error(context, e))?;
         let held = Instant::now();
         if !tables.is_empty() {
-            sqlx::raw_sql(&format!("lock table {list} in share mode"))
-                .execute(&mut *tx)
+            super::freeze::lock_tables(&mut tx, &format!("lock table {list} in share mode"))
                 .await
                 .map_err(|e| source.error("waiting for writers in flight before the fence", e))?;
         }

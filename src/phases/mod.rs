@@ -245,6 +245,13 @@ pub async fn select_tables(ctx: &Context, source: &Database) -> Result<TableSele
         }
         listed
     };
+    // cutover's own schema (the ledger on the target; the freeze function
+    // and the replication fence on the source) is never application data.
+    let ledger_schema = &ctx.manifest.ledger.schema;
+    let candidates: Vec<TableInfo> = candidates
+        .into_iter()
+        .filter(|t| &t.name.schema != ledger_schema)
+        .collect();
     for (text, q) in data.exclude.iter().zip(&excludes) {
         if !candidates.iter().any(|t| &t.name == q) {
             selection.unknown_excludes.push(text.clone());

@@ -117,4 +117,3 @@ pub async fn github(env: Value, approvals: Value, triggering: &str) -> MockServe
         .await;
     server
 }
-

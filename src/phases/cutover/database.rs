@@ -117,8 +117,11 @@ pub async fn replication_ready(
             "re-run `data`: it resumes the initial sync",
         ));
     }
-    let names: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
-    if record.tables != names {
+    let mut names: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
+    names.sort();
+    let mut recorded = record.tables.clone();
+    recorded.sort();
+    if recorded != names {
         return Err(blocked(
             "the manifest's table list changed since `data` set up the replication".into(),
             "re-run `data` so the replication carries exactly the tables to switch",

@@ -296,7 +296,8 @@ async fn replicate_with_lock(
     report: &mut PhaseReport,
 ) -> Result<(), PhaseError> {
     let schema = ctx.manifest.ledger.schema.clone();
-    let table_names: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
+    let mut table_names: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
+    table_names.sort();
     let copy_ledger = CopyLedger::new(target, &schema);
     let source_w = ctx.source_writable("data").await?;
 

@@ -822,3 +822,226 @@ async fn replicate_mode_refuses_a_table_without_a_key_before_creating_anything()
         .exec("update public.audit_log set line = 'c' where line = 'a'")
         .await;
 }
+
+/// Source and target with the app's tables, the source seeded with `rows`
+/// orders, `authenticator` able to log in; with the manifest and a gate
+/// that approves.
+async fn replicate_pair(
+    src: &str,
+    tgt: &str,
+    label: &str,
+    rows: u32,
+) -> (
+    SupaDb,
+    SupaDb,
+    tempfile::TempDir,
+    wiremock::MockServer,
+    String,
+) {
+    let (src_label, tgt_label) = (format!("{label}src"), format!("{label}tgt"));
+    let (source, target) = tokio::join!(SupaDb::new(src, &src_label), SupaDb::new(tgt, &tgt_label));
+    source.exec(APP_SQL).await;
+    target.exec(APP_SQL).await;
+    source
+        .exec(&format!(
+            "insert into public.orders (note, qty) select 'seed ' || g, g % 10 from generate_series(1, {rows}) g;"
+        ))
+        .await;
+    source
+        .exec_as_admin("alter role authenticator login password 'app-writer-pw'")
+        .await;
+    let api_url = source.url_as("authenticator", Some("app-writer-pw"));
+    let work = replicate_manifest(&source, "");
+    let gh = github(
+        environment(reviewers()),
+        serde_json::json!([approval("approved", "octocat", "Go")]),
+        "release-manager",
+    )
+    .await;
+    (source, target, work, gh, api_url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_switch_killed_after_the_freeze_is_resumed_by_the_next_cutover() {
+    use cutover::manifest::QualifiedName;
+    use cutover::pg::{Database, Side};
+    let Some((src, tgt)) = pg17_servers_or_skip("a_switch_killed_after_the_freeze") else {
+        return;
+    };
+    let (source, target, work, gh, api_url) = replicate_pair(&src, &tgt, "kill", 2000).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writer = tokio::spawn(app_writer(api_url.clone(), 0, stop.clone(), log.clone()));
+    let (s_url, t_url) = (source.url_as_postgres(), target.url_as_postgres());
+    for phase in ["data", "validate"] {
+        let (out, summary) = run_action(
+            work.path().to_path_buf(),
+            phase,
+            s_url.clone(),
+            t_url.clone(),
+            gh.uri(),
+        )
+        .await;
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{phase}: {}\n{summary}",
+            text(&out)
+        );
+    }
+    // What a cutover killed between its freeze and its fence leaves: the
+    // source frozen, the replication still running, nothing switched.
+    let redactor = cutover::redact::Redactor::new();
+    let db = Database::connect(&s_url, Side::Source, false, 2, &redactor)
+        .await
+        .unwrap();
+    db.freeze_writes(
+        "cutover",
+        &[
+            QualifiedName::parse("public.order_events").unwrap(),
+            QualifiedName::parse("public.orders").unwrap(),
+        ],
+        std::time::Duration::from_secs(10),
+        "killed run",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (out, summary) = run_action(
+        work.path().to_path_buf(),
+        "cutover",
+        s_url.clone(),
+        t_url.clone(),
+        gh.uri(),
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "cutover: {}\n{summary}",
+        text(&out)
+    );
+    assert!(
+        summary.contains("already frozen (an interrupted switch): kept"),
+        "{summary}"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(writer.await.unwrap().is_empty());
+    for (table, columns) in [
+        ("public.orders", "id, note, qty"),
+        ("public.order_events", "id, order_id, kind"),
+    ] {
+        assert_eq!(
+            rows(&source, table, columns).await,
+            rows(&target, table, columns).await,
+            "{table}"
+        );
+    }
+    let acked = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|a| matches!(a, Ack::Inserted(..)))
+        .count();
+    assert!(acked > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_walsender_terminated_during_the_sync_does_not_lose_rows() {
+    let Some((src, tgt)) = pg17_servers_or_skip("a_walsender_terminated_during_the_sync") else {
+        return;
+    };
+    let (source, target, work, gh, _) = replicate_pair(&src, &tgt, "wals", 300_000).await;
+    let (s_url, t_url) = (source.url_as_postgres(), target.url_as_postgres());
+    let data = tokio::spawn(run_action(
+        work.path().to_path_buf(),
+        "data",
+        s_url.clone(),
+        t_url.clone(),
+        gh.uri(),
+    ));
+    // Once a table's initial copy runs, terminate the walsenders serving
+    // this database's subscription (apply and table sync).
+    let mut admin = source.connect_as_admin().await;
+    let mut target_admin = target.connect_as_admin().await;
+    let mut terminated = 0;
+    for _ in 0..1500 {
+        let copying: bool = sqlx::query_scalar(
+            "select exists (select 1 from pg_subscription_rel r join pg_subscription s on s.oid = r.srsubid
+                             where s.subdbid = (select oid from pg_database where datname = current_database())
+                               and r.srsubstate = 'd')",
+        )
+        .fetch_one(&mut target_admin)
+        .await
+        .unwrap();
+        if !copying {
+            if data.is_finished() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            continue;
+        }
+        let killed: Vec<bool> = sqlx::query_scalar(
+            "select pg_terminate_backend(pid) from pg_stat_replication
+              where application_name like 'cutover_%'
+                and pid in (select pid from pg_stat_activity where datname = current_database())",
+        )
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+        if killed.iter().any(|k| *k) {
+            terminated += 1;
+            break;
+        }
+        if data.is_finished() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let (out, summary) = data.await.unwrap();
+    assert_eq!(terminated, 1, "no walsender was caught while `data` ran");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "data: {}\n{summary}",
+        text(&out)
+    );
+    assert_eq!(
+        rows(&source, "public.orders", "count(*), sum(qty)").await,
+        rows(&target, "public.orders", "count(*), sum(qty)").await
+    );
+    // Rollback before any cutover removes the replication everywhere.
+    let (out, summary) = run_action(
+        work.path().to_path_buf(),
+        "rollback",
+        s_url.clone(),
+        t_url.clone(),
+        gh.uri(),
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "rollback: {}\n{summary}",
+        text(&out)
+    );
+    assert!(summary.contains("Replication removed"), "{summary}");
+    assert_eq!(
+        source
+            .scalar_as_admin(
+                "select count(*)::text from pg_publication where pubname like 'cutover%'"
+            )
+            .await
+            .as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        target
+            .scalar_as_admin(
+                "select count(*)::text from pg_subscription where subname like 'cutover%' and subdbid = (select oid from pg_database where datname = current_database())"
+            )
+            .await
+            .as_deref(),
+        Some("0")
+    );
+}

@@ -71,6 +71,7 @@ impl ConfigTable {
                 "has no column {:?}: set [config] value_column",
                 self.value_column
             ),
+            sqlstate: None,
         })
     }
 

@@ -690,6 +690,7 @@ impl CopyLedger {
                         return Err(PgError::Query {
                             context: format!("source database: {}", ctx("reading")),
                             message: self.db.redactor.redact(&message),
+                            sqlstate: None,
                         });
                     }
                 }

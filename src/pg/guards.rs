@@ -136,6 +136,7 @@ impl Database {
                     "{} has no column {:?}; check [config] table and value_column",
                     table.table, table.value_column
                 ),
+                sqlstate: None,
             });
         };
         // The type name comes from the catalog (format_type), not from input.

@@ -133,6 +133,7 @@ impl Database {
                     "{who} has held it for more than {} s; wait for that run to finish (or stop it), then re-run — nothing was changed",
                     wait.as_secs()
                 ),
+                sqlstate: None,
             });
         }
         sqlx::query("reset lock_timeout")

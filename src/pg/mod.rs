@@ -79,10 +79,21 @@ pub enum PgError {
         context: String,
         /// What PostgreSQL said, redacted.
         message: String,
+        /// PostgreSQL's SQLSTATE, when the server answered with one: what
+        /// code decides on (retries, hints), never the message's words.
+        sqlstate: Option<String>,
     },
 }
 
 impl PgError {
+    /// The server's SQLSTATE, when there is one (e.g. `08006`).
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            PgError::Query { sqlstate, .. } => sqlstate.as_deref(),
+            PgError::Connect { .. } => None,
+        }
+    }
+
     /// A hint for the user, when there is one.
     pub fn hint(&self) -> Option<&str> {
         match self {
@@ -257,6 +268,15 @@ impl Database {
         PgError::Query {
             context: format!("{} database: {}", self.side.name(), context.into()),
             message: self.redactor.redact(&describe_sqlx_error(&e)),
+            sqlstate: e
+                .as_database_error()
+                .and_then(|d| d.code())
+                .map(|c| c.to_string())
+                .or_else(|| match &e {
+                    // A connection cut mid-query: connection failure.
+                    sqlx::Error::Io(_) => Some("08006".to_string()),
+                    _ => None,
+                }),
         }
     }
 

@@ -558,6 +558,19 @@ impl Database {
         Ok(true)
     }
 
+    /// Source: drops slot `name` when it exists and nobody uses it.
+    pub async fn drop_idle_slot(&self, name: &str) -> Result<bool, PgError> {
+        let dropped: Vec<bool> = sqlx::query_scalar(
+            "select pg_drop_replication_slot(slot_name) is null
+               from pg_replication_slots where slot_name = $1 and not active",
+        )
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.error("dropping a replication slot left by a failed attempt", e))?;
+        Ok(!dropped.is_empty())
+    }
+
     /// Source: writes a fence row and returns its id.
     pub async fn write_fence(&self, schema: &str, pause: bool) -> Result<i64, PgError> {
         sqlx::query_scalar(&format!(
@@ -629,8 +642,7 @@ pub async fn wait_for_fence(
                             "the subscription's apply worker is not running: see the target's log and pg_stat_subscription".to_string(),
                         Some(s) => format!("apply errors so far: {}", s.errors.0),
                     }
-                ),
-            });
+                ), sqlstate: None });
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(100));
@@ -771,8 +783,7 @@ pub async fn hold_at_fence(
                     message: format!(
                         "the target did not reach fence {fence_id} within {} s: replication is behind or stopped",
                         deadline.as_secs()
-                    ),
-                });
+                    ), sqlstate: None });
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

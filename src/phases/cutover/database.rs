@@ -261,14 +261,16 @@ pub async fn switch(
                 "{} tables: every INSERT, UPDATE, DELETE and TRUNCATE is refused (SQLSTATE 25006), for every role; writers in flight waited {} ms{}",
                 tables.len(),
                 outcome.lock_wait.as_millis(),
-                match earlier.first() {
-                    Some(f) if !outcome.already_frozen.is_empty() => format!(
-                        "; {} tables were still frozen by run {} ({}), kept",
-                        outcome.already_frozen.len(),
+                match (earlier.first(), outcome.already_frozen.len()) {
+                    (_, 0) => String::new(),
+                    (Some(f), n) => format!(
+                        "; {n} tables were still frozen by run {} ({}), an interrupted switch: kept, and checked below",
                         f.run_id,
                         f.frozen_at.format("%Y-%m-%d %H:%M:%S UTC")
                     ),
-                    _ => String::new(),
+                    (None, n) => format!(
+                        "; {n} tables were already frozen (an interrupted switch): kept, and checked below"
+                    ),
                 }
             ),
         ),

@@ -243,6 +243,7 @@ async fn copy_with_lock(
                     Err(PgError::Query {
                         context: format!("copying {}", job.table),
                         message: "not started: another table failed".into(),
+                        sqlstate: None,
                     }),
                 );
             }

@@ -536,10 +536,23 @@ async fn create(
         .await
         .map_err(fail)?;
     target.create_fence_receiver(&schema).await.map_err(fail)?;
-    target
-        .create_subscription(&names, &conninfo)
-        .await
-        .map_err(fail)?;
+    // A connection to the source cut while the subscription is created (a
+    // restart, a terminated walsender) is retried; a slot it left is removed.
+    let mut attempt = 1;
+    loop {
+        match target.create_subscription(&names, &conninfo).await {
+            Ok(()) => break,
+            Err(e) if attempt < 3 && e.sqlstate().is_some_and(|c| c.starts_with("08")) => {
+                attempt += 1;
+                source_w
+                    .drop_idle_slot(&names.subscription)
+                    .await
+                    .map_err(fail)?;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(fail(e)),
+        }
+    }
     ledger
         .set_replication_state(id, ctx.run_id, "syncing", serde_json::json!({}))
         .await?;
@@ -585,6 +598,7 @@ async fn wait_for_sync(
             return Err(PgError::Query {
                 context: "target database: waiting for the initial sync".into(),
                 message: format!("subscription {subscription} is gone"),
+                sqlstate: None,
             });
         };
         if state.tables > 0 && state.ready == state.tables {
@@ -601,6 +615,7 @@ async fn wait_for_sync(
                     describe_pending(&state.pending),
                     state.errors.1
                 ),
+                sqlstate: None,
             });
         }
         if last_line.elapsed() >= PROGRESS_EVERY {

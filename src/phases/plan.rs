@@ -240,11 +240,15 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     actions.push([
         "cutover".to_string(),
         format!(
-            "require environment `{}` with ≥ {} reviewer(s){}, this run approved, a passing validate newer than {} h; then {}; {}",
+            "require environment `{}` with ≥ {} reviewer(s){}, this run approved, a passing validate newer than {} h; then {}; set the sequences; {}; {}",
             gate_environment(ctx),
             gate.min_approvals,
             if gate.four_eyes { ", approver ≠ initiator" } else { "" },
             gate.validation_max_age_hours,
+            match ctx.manifest.data.mode {
+                crate::manifest::DataMode::Copy => "freeze writes on the copied source tables and prove them unchanged since the copy (counts and checksums), or block",
+                crate::manifest::DataMode::Replicate => "check the replication is streaming and within the lag limit, freeze writes on the source, wait for a fence on the target and compare exact counts; retire the replication after the smoke checks",
+            },
             guards,
             frontend
         ),
@@ -259,7 +263,7 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     ]);
     actions.push([
         "rollback".to_string(),
-        "frontend back to the source, source guards restored, target guards off; restore the target from a backup only when asked".to_string(),
+        "frontend back to the source, target guards off, the source's write freeze lifted (and a replication still running removed), source guards restored; restore the target from a backup only when asked".to_string(),
     ]);
     if let Some(f) = &ctx.manifest.frontend {
         let mut table = ReportTable::new(
@@ -368,12 +372,20 @@ async fn data_plan(
                 .join(", ")
         ));
     }
-    let mut line = format!(
-        "copy {} tables ({} rows) in one source snapshot, {} at a time",
-        selection.copy.len(),
-        thousands(total),
-        ctx.manifest.data.parallel
-    );
+    let mut line = match ctx.manifest.data.mode {
+        crate::manifest::DataMode::Copy => format!(
+            "copy {} tables ({} rows) in one source snapshot, {} at a time",
+            selection.copy.len(),
+            thousands(total),
+            ctx.manifest.data.parallel
+        ),
+        crate::manifest::DataMode::Replicate => format!(
+            "replicate {} tables ({} rows) through a publication on the source and a subscription on the target (logical replication, server to server); return once synced and the lag is under {} s",
+            selection.copy.len(),
+            thousands(total),
+            ctx.manifest.data.max_lag_seconds
+        ),
+    };
     if non_empty > 0 {
         if ctx.settings.overwrite {
             line.push_str(&format!(

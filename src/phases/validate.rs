@@ -55,8 +55,9 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     let comparisons = match &replicating {
         None => compare_tables(&source, &target, &tables, ctx.manifest.checks.checksum).await?,
         Some(subscription) => {
-            let (comparisons, evidence) =
+            let (comparisons, health, evidence) =
                 compare_at_fence(ctx, &target, subscription, &tables).await?;
+            report.check(health);
             report.check(evidence);
             comparisons
         }
@@ -507,7 +508,7 @@ async fn compare_at_fence(
     target: &Database,
     subscription: &str,
     tables: &[QualifiedName],
-) -> Result<(Vec<TableComparison>, CheckItem), PhaseError> {
+) -> Result<(Vec<TableComparison>, CheckItem, CheckItem), PhaseError> {
     let source_w = ctx.source_writable("validate").await?;
     let schema = ctx.manifest.ledger.schema.clone();
     let lock_timeout =
@@ -529,6 +530,7 @@ async fn compare_at_fence(
             .hint("check the replication's health (`data` re-run reports it) and that no long transaction holds the copied tables")
     })?;
     let reached = started.elapsed();
+    let health = replication_health(&source_w, target, subscription).await?;
     let source_at_fence = source_w.at_snapshot(&held.snapshot_id);
     let result = compare_tables(
         &source_at_fence,
@@ -543,6 +545,7 @@ async fn compare_at_fence(
     let comparisons = result?;
     Ok((
         comparisons,
+        health,
         CheckItem::new(
             "replication-fence",
             "Compared at a replication fence",
@@ -553,5 +556,64 @@ async fn compare_at_fence(
                 crate::report::human_duration(reached.as_millis() as u64)
             ),
         ),
+    ))
+}
+
+/// The replication's health: the apply worker runs, no apply or sync errors,
+/// every table synced, the slot keeps its WAL.
+async fn replication_health(
+    source: &Database,
+    target: &Database,
+    subscription: &str,
+) -> Result<CheckItem, PhaseError> {
+    let state = target.subscription_state(subscription).await?;
+    let slot = source.slot_state(subscription).await?;
+    let (status, evidence) = match (&state, &slot) {
+        (None, _) => (
+            Status::Fail,
+            format!("subscription {subscription} is missing on the target"),
+        ),
+        (_, None) => (
+            Status::Fail,
+            format!("the source's slot {subscription} is missing"),
+        ),
+        (Some(st), Some(sl)) => {
+            let healthy = st.enabled
+                && st.apply_pid.is_some()
+                && st.ready == st.tables
+                && sl.wal_status != "lost";
+            (
+                if !healthy {
+                    Status::Fail
+                } else if st.errors.0 + st.errors.1 > 0 {
+                    Status::Warn
+                } else {
+                    Status::Pass
+                },
+                format!(
+                    "apply worker {}, {} of {} tables synced, {} apply and {} sync errors so far; slot {} ({} bytes behind)",
+                    if st.apply_pid.is_some() {
+                        "running"
+                    } else {
+                        "not running"
+                    },
+                    st.ready,
+                    st.tables,
+                    st.errors.0,
+                    st.errors.1,
+                    sl.wal_status,
+                    sl.lag_bytes
+                ),
+            )
+        }
+    };
+    Ok(CheckItem::new(
+        "replication-health",
+        "Replication healthy",
+        status,
+        evidence,
+    )
+    .with_hint(
+        "see pg_stat_subscription and the target's log; re-run `data` to repair the replication",
     ))
 }

@@ -613,6 +613,10 @@ async fn replicate_mode_keeps_every_acknowledged_write_while_the_app_writes() {
         summary.contains("Compared at a replication fence"),
         "{summary}"
     );
+    assert!(
+        row_of(&summary, "Replication healthy").contains("apply worker running"),
+        "{summary}"
+    );
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let (out, summary) = run_action(
         work.path().to_path_buf(),
@@ -1044,4 +1048,12 @@ async fn a_walsender_terminated_during_the_sync_does_not_lose_rows() {
             .as_deref(),
         Some("0")
     );
+}
+
+/// The summary's checklist row whose item is `title`.
+fn row_of<'a>(summary: &'a str, title: &str) -> &'a str {
+    summary
+        .lines()
+        .find(|l| l.contains(&format!("| {title} |")))
+        .unwrap_or("")
 }

@@ -3,22 +3,22 @@
 # examples/ops-portal (the source as `supabase db push` + seed data leave it,
 # the target empty), runs cutover on them and prints the job summary.
 #
-#   scripts/demo.sh                      # plan,preflight,schema,data,validate
+#   scripts/demo.sh                      # plan,preflight,schema,data,config,validate
 #   scripts/demo.sh plan,preflight       # any phase list
 #
 # Needs PostgreSQL on 127.0.0.1:5432 (override with CUTOVER_DEMO_PG) and psql.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PHASES=${1:-plan,preflight,schema,data,validate}
+PHASES=${1:-plan,preflight,schema,data,config,validate}
 PG=${CUTOVER_DEMO_PG:-postgres://postgres@127.0.0.1:5432}
 EXAMPLE=examples/ops-portal
 SRC=cutover_demo_source
 TGT=cutover_demo_target
 OUT=${CUTOVER_DEMO_OUT:-target/demo}
 
-echo "== building cutover"
-cargo build --quiet --bin cutover
+echo "== building cutover (the first build takes a few minutes)"
+cargo build --bin cutover
 
 echo "== creating $SRC and $TGT on $PG"
 psql "$PG/postgres" -q -v ON_ERROR_STOP=1 \
@@ -71,4 +71,10 @@ cat "$OUT/summary.md"
 echo
 echo "cutover exited with $status; JSON report: $OUT/report.json"
 echo "databases $SRC and $TGT are left for you to inspect (psql $PG/$TGT)"
+if [ "$status" = 0 ]; then
+  echo
+  echo "next: scripts/demo.sh plan           # what each phase would do, read-only"
+  echo "      cargo install --path .          # put cutover on PATH"
+  echo "      cargo test                      # the test suite"
+fi
 exit $status

@@ -35,6 +35,9 @@ pub struct Context {
     pub console: Console,
     /// This run's id (also `runs.id` in the ledger).
     pub run_id: Uuid,
+    /// Source and target were proven to be different environments in this
+    /// run (checked once, by the first phase that writes or compares).
+    pub sides_distinct: bool,
     env: Box<dyn EnvSource + Send + Sync>,
     source: Option<Database>,
     source_writable: Option<Database>,
@@ -63,6 +66,7 @@ impl Context {
             redactor,
             console,
             run_id: Uuid::new_v4(),
+            sides_distinct: false,
             env,
             source: None,
             source_writable: None,

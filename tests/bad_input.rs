@@ -287,3 +287,59 @@ async fn plan_without_urls_still_plans_local_files() {
         "{log}"
     );
 }
+
+#[tokio::test]
+async fn one_database_as_source_and_target_is_refused_by_every_phase_that_writes_or_compares() {
+    let db = TestDb::new("same").await;
+    db.exec(
+        "create table public.orders (id int primary key, note text);
+         insert into public.orders select g, 'n' || g from generate_series(1, 20) g;",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(dir.path(), "[project]\nname = \"x\"\n");
+    let before = db.fingerprint().await;
+    // The same URL, and the same database reached through another host name.
+    let other_host = db.url().replace("127.0.0.1", "localhost");
+    for (phase, target) in [
+        ("data", db.url()),
+        ("schema", db.url()),
+        ("validate", db.url()),
+        ("config", db.url()),
+        ("cutover", db.url()),
+        ("rollback", db.url()),
+        ("schema,data,validate", other_host.clone()),
+    ] {
+        let mut args = vec![
+            phase,
+            "--manifest",
+            &manifest,
+            "--source-db-url",
+            &db.url(),
+            "--target-db-url",
+            &target,
+        ]
+        .into_iter()
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+        if phase == "data" {
+            args.push("--overwrite".into());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = local(dir.path(), &args, &[]);
+        let log = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{phase}: {log}");
+        assert!(
+            log.contains("source and target are one environment")
+                && log.contains("nothing was read or written"),
+            "{phase}: {log}"
+        );
+    }
+    assert_eq!(db.fingerprint().await, before, "the database was changed");
+    assert_eq!(
+        db.scalar("select count(*)::text from public.orders")
+            .await
+            .as_deref(),
+        Some("20")
+    );
+}

@@ -186,8 +186,14 @@ impl From<crate::github::GithubError> for PhaseError {
     }
 }
 
-/// Runs one phase.
+/// Runs one phase. A phase that writes to a database or compares the two
+/// first refuses when source and target are one environment, whatever ran
+/// (or did not run) before it: `preflight` is not what keeps a `data
+/// --overwrite` from emptying the source.
 pub async fn run(phase: Phase, ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
+    if writes_or_compares(phase) {
+        refuse_one_environment(phase, ctx).await?;
+    }
     match phase {
         Phase::Plan => plan::run(ctx).await,
         Phase::Preflight => preflight::run(ctx).await,
@@ -202,6 +208,50 @@ pub async fn run(phase: Phase, ctx: &mut Context) -> Result<PhaseReport, PhaseEr
         Phase::Secrets => secrets::run(ctx).await,
         Phase::Config => config::run(ctx).await,
     }
+}
+
+/// Phases that write to a database or compare source with target.
+fn writes_or_compares(phase: Phase) -> bool {
+    !matches!(phase, Phase::Plan | Phase::Preflight | Phase::Smoke)
+}
+
+/// Fails when source and target are the same environment: equal project
+/// refs, URLs naming the same host, port and database, or two URLs that
+/// reach the same database (same server identity). Checked once a run.
+async fn refuse_one_environment(phase: Phase, ctx: &mut Context) -> Result<(), PhaseError> {
+    use crate::pg::Side;
+    if ctx.sides_distinct {
+        return Ok(());
+    }
+    let both = ctx.has_url(Side::Source) && ctx.has_url(Side::Target);
+    // Server identity needs both connections; a side that does not answer
+    // is left to the phase itself to report.
+    let (source_info, target_info) = if both {
+        let s = match ctx.source(phase.name()).await {
+            Ok(db) => db.server_info().await.ok(),
+            Err(_) => None,
+        };
+        let t = match ctx.target(phase.name(), false).await {
+            Ok(db) => db.server_info().await.ok(),
+            Err(_) => None,
+        };
+        (s, t)
+    } else {
+        (None, None)
+    };
+    let item = preflight::distinct_environments(ctx, source_info.as_ref(), target_info.as_ref());
+    if item.status == crate::report::Status::Fail {
+        let mut error = PhaseError::new(format!(
+            "source and target are one environment: {}; nothing was read or written",
+            item.evidence
+        ));
+        if let Some(hint) = item.hint {
+            error = error.hint(hint);
+        }
+        return Err(error);
+    }
+    ctx.sides_distinct = both && source_info.is_some() && target_info.is_some();
+    Ok(())
 }
 
 /// The tables a run copies, as decided by `[data]` and the source catalog.

@@ -354,7 +354,9 @@ fn url_parts(url: &str) -> Option<(String, u16, String)> {
     ))
 }
 
-fn distinct_environments(
+/// The "Source and target are different environments" row: project refs,
+/// URLs (host, port, database) and, when both are connected, server identity.
+pub(crate) fn distinct_environments(
     ctx: &Context,
     source: Option<&ServerInfo>,
     target: Option<&ServerInfo>,

@@ -68,6 +68,8 @@ pub enum SwitchStop {
 
 /// The database part's result.
 pub struct SwitchDone {
+    /// How many tables were frozen.
+    pub tables: usize,
     /// Timings.
     pub timings: FreezeTimings,
     /// When writers started waiting (the lock request): the freeze's start.
@@ -429,6 +431,7 @@ pub async fn switch(
         timings.sequences,
     ));
     Ok(SwitchDone {
+        tables: tables.len(),
         timings,
         freeze_started,
         sequences_set: set.len(),

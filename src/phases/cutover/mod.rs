@@ -291,7 +291,20 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         let target = ctx.target("cutover", false).await?;
         let s = read_guards(ctx, &source, table.as_ref()).await?;
         let t = read_guards(ctx, &target, table.as_ref()).await?;
+        let copied = super::select_tables(ctx, &source).await?.copy.len();
         for (id, title, evidence) in [
+            (
+                "write-freeze",
+                "Writes to the source frozen",
+                format!(
+                    "would freeze writes on {copied} copied tables, then {}, then set the sequences",
+                    if database::replicating(ctx) {
+                        "wait for a fence on the target and compare exact counts"
+                    } else {
+                        "prove them unchanged since the copy (counts and checksums)"
+                    }
+                ),
+            ),
             (
                 "guards-source-off",
                 "Guards off in the source",
@@ -783,8 +796,16 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     report.tables.push(steps.table);
     report.summary = match &failure {
         None => format!(
-            "Cut over to {}: approved by {approvers}; source guards off, frontend switched, target guards on, smoke passed.",
-            ctx.display(Side::Target).unwrap_or_default()
+            "Cut over to {}: approved by {approvers}; every acknowledged write on the target and the source frozen ({}; writes refused for {} during the switch), source guards off, frontend switched, target guards on, smoke passed.",
+            ctx.display(Side::Target).unwrap_or_default(),
+            switched_db
+                .as_ref()
+                .map(|d| format!("{} tables", d.tables))
+                .unwrap_or_else(|| "no tables".into()),
+            switched_db
+                .as_ref()
+                .map(|d| human_duration(d.freeze_started.elapsed().as_millis() as u64))
+                .unwrap_or_else(|| "0 ms".into())
         ),
         Some(why) if undone.is_empty() => {
             format!("Cutover failed before changing anything: {why}.")

@@ -1350,3 +1350,46 @@ async fn a_writer_queued_behind_the_freeze_lock_is_refused_and_holders_are_named
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_ledger_made_by_0_1_is_upgraded_in_place_and_its_validation_still_opens_the_gate() {
+    let gh = github(
+        environment(reviewers()),
+        json!([approval("approved", "octocat", "Ship it!")]),
+        "release-manager",
+    )
+    .await;
+    let vercel = vercel(200).await;
+    let site = site().await;
+    let s = setup(false, &vercel.uri(), &site.uri()).await;
+    // What 0.1 left: the same tables and rows, no migration history, none of
+    // the switch-over tables.
+    s.pair
+        .target
+        .exec("drop table cutover._sqlx_migrations; drop table cutover.freezes; drop table cutover.replications;")
+        .await;
+    let files = ActionsFiles::new();
+    let out = s.run(&files, "cutover", &gh.uri());
+    let summary = files.read("summary.md");
+    assert_eq!(out.status.code(), Some(0), "{}\n{summary}", text(&out));
+    assert!(
+        row(&summary, "A recent passing validate covers these inputs").contains("passed"),
+        "{summary}"
+    );
+    assert_eq!(
+        s.pair
+            .target
+            .scalar("select string_agg(version::text || ':' || success::text, ',' order by version) from cutover._sqlx_migrations")
+            .await
+            .as_deref(),
+        Some("1:true,2:true")
+    );
+    assert_eq!(
+        s.pair
+            .target
+            .scalar("select count(*)::text from cutover.freezes")
+            .await
+            .as_deref(),
+        Some("1")
+    );
+}

@@ -12,10 +12,13 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
+use sqlx::{Connection, Row};
 use uuid::Uuid;
 
 use super::{Database, PgError, Side};
+
+/// The ledger's migrations, embedded in the binary.
+static LEDGER_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/pg/ledger_migrations");
 use crate::manifest::{QualifiedName, quote_ident};
 use crate::redact::Redactor;
 
@@ -64,119 +67,45 @@ pub struct StepRecord<'a> {
 }
 
 impl Ledger {
-    /// Creates the ledger tables if needed. Concurrent runs serialise on an
-    /// advisory lock, because `create ... if not exists` races with itself.
+    /// Creates the ledger, or upgrades it in place: the embedded migrations
+    /// of `src/pg/ledger_migrations/` run through sqlx's migrator with the
+    /// ledger's schema as search path (a 0.1 ledger, made before the history
+    /// existed, takes the first one as a no-op). Concurrent runs serialise
+    /// on an advisory lock.
     pub async fn open(db: &Database, schema: &str, redactor: &Redactor) -> Result<Ledger, PgError> {
         debug_assert_eq!(db.side, Side::Target);
         let s = quote_ident(schema);
-        let ddl = format!(
-            "create schema if not exists {s};
-             create table if not exists {s}.runs (
-                 id uuid primary key,
-                 phases text[] not null,
-                 git_sha text,
-                 actor text,
-                 workflow_run_url text,
-                 source text,
-                 target text,
-                 started_at timestamptz not null default now(),
-                 finished_at timestamptz,
-                 status text not null default 'running'
-             );
-             create table if not exists {s}.steps (
-                 id bigserial primary key,
-                 run_id uuid not null references {s}.runs(id),
-                 phase text not null,
-                 step text not null,
-                 started_at timestamptz not null,
-                 finished_at timestamptz,
-                 outcome text not null,
-                 detail jsonb not null default '{{}}'
-             );
-             create index if not exists steps_run_idx on {s}.steps (run_id);
-             create table if not exists {s}.migrations (
-                 version text primary key,
-                 name text,
-                 checksum text not null,
-                 applied_at timestamptz not null default now(),
-                 run_id uuid references {s}.runs(id)
-             );
-             create table if not exists {s}.snapshots (
-                 id bigserial primary key,
-                 run_id uuid not null references {s}.runs(id),
-                 side text not null check (side in ('source', 'target')),
-                 table_name text not null,
-                 row_count bigint not null,
-                 checksum text,
-                 taken_at timestamptz not null default now()
-             );
-             create index if not exists snapshots_run_idx on {s}.snapshots (run_id);
-             create table if not exists {s}.deferred_objects (
-                 id bigserial primary key,
-                 table_name text not null,
-                 kind text not null,
-                 name text not null,
-                 definition text not null,
-                 deferral text not null default '',
-                 validated boolean not null default true,
-                 status text not null check (status in ('dropped', 'restored')),
-                 run_id uuid references {s}.runs(id),
-                 dropped_at timestamptz not null default now(),
-                 restored_at timestamptz
-             );
-             create table if not exists {s}.table_copies (
-                 table_name text primary key,
-                 status text not null check (status in ('copying', 'done', 'complete')),
-                 rows bigint not null default 0,
-                 bytes bigint not null default 0,
-                 run_id uuid references {s}.runs(id),
-                 started_at timestamptz,
-                 finished_at timestamptz
-             );
-             create table if not exists {s}.replications (
-                 id bigserial primary key,
-                 run_id uuid not null references {s}.runs(id),
-                 subscription text not null,
-                 publication text not null,
-                 role_name text not null,
-                 password_sha256 text not null,
-                 tables text[] not null,
-                 state text not null check (state in ('creating', 'syncing', 'streaming', 'retired')),
-                 detail jsonb not null default '{{}}',
-                 created_at timestamptz not null default now(),
-                 updated_at timestamptz not null default now(),
-                 retired_at timestamptz,
-                 retired_by uuid
-             );
-             create unique index if not exists replications_active
-                 on {s}.replications ((true)) where retired_at is null;
-             create table if not exists {s}.freezes (
-                 id bigserial primary key,
-                 run_id uuid not null references {s}.runs(id),
-                 tables text[] not null,
-                 lock_wait_ms bigint not null,
-                 frozen_at timestamptz not null default now(),
-                 lifted_at timestamptz,
-                 lifted_by uuid,
-                 detail jsonb not null default '{{}}'
-             );"
-        );
-        let mut tx = db
+        let mut conn = db
             .pool
-            .begin()
+            .acquire()
             .await
-            .map_err(|e| db.error("opening the ledger", e))?;
-        sqlx::query("select pg_advisory_xact_lock(hashtext('cutover.ledger'))")
-            .execute(&mut *tx)
+            .map_err(|e| db.error("opening the ledger", e))?
+            .detach();
+        // Two runs starting at once: one creates the schema, the other waits.
+        // The migrator takes its own lock and keeps its history (checksums
+        // included) in `<schema>._sqlx_migrations`.
+        let setup = format!(
+            "select pg_advisory_lock(hashtext('cutover.ledger'));
+             create schema if not exists {s};
+             set search_path to {s};"
+        );
+        sqlx::raw_sql(&setup)
+            .execute(&mut conn)
             .await
-            .map_err(|e| db.error("locking the ledger", e))?;
-        sqlx::raw_sql(&ddl)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| db.error(format!("creating the ledger in schema {schema}"), e))?;
-        tx.commit()
-            .await
-            .map_err(|e| db.error("creating the ledger", e))?;
+            .map_err(|e| db.error(format!("creating the ledger schema {schema}"), e))?;
+        let migrated = LEDGER_MIGRATIONS.run_direct(&mut conn).await;
+        let _ = sqlx::raw_sql("select pg_advisory_unlock(hashtext('cutover.ledger'))")
+            .execute(&mut conn)
+            .await;
+        let _ = conn.close().await;
+        migrated.map_err(|e| PgError::Query {
+            context: format!(
+                "{} database: upgrading the ledger in schema {schema}",
+                db.side.name()
+            ),
+            message: db.redactor.redact(&e.to_string()),
+            sqlstate: None,
+        })?;
         Ok(Ledger {
             db: db.clone(),
             schema: schema.to_string(),

@@ -1,4 +1,5 @@
 //! The `cutover` binary: parse, resolve inputs, run.
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a usage error is printed before any report exists
 
 use clap::Parser;
 use cutover::cli::{Cli, ProcessEnv, Settings};

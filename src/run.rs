@@ -1,5 +1,6 @@
 //! One invocation end to end: inputs → masks → manifest → phases → summary,
 //! JSON report, outputs, ledger, exit code.
+#![allow(clippy::print_stdout, clippy::print_stderr)] // the one place output is written
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -641,9 +641,6 @@ async fn replicate_mode_keeps_every_acknowledged_write_while_the_app_writes() {
         summary.contains("Writes refused on the source"),
         "{summary}"
     );
-    if let Some(at) = summary.find("### Write freeze") {
-        eprintln!("{}", &summary[at..(at + 900).min(summary.len())]);
-    }
     // Writers go on a moment against the frozen source, then stop.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

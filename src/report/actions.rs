@@ -3,6 +3,7 @@
 //!
 //! Outside Actions the same calls print plain headings (or nothing), so the
 //! phases never need to know where they run.
+#![allow(clippy::print_stdout, clippy::print_stderr)] // the one place output is written
 
 use std::io::Write as _;
 use std::path::Path;

@@ -5,6 +5,7 @@
 //! they are dropped when the handle goes out of scope.
 
 #![allow(dead_code)]
+#![allow(clippy::print_stdout, clippy::print_stderr)] // tests say why they skip
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! disk, an old pg_dump is refused with the version to install, and dry-run
 //! writes nothing.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

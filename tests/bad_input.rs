@@ -1,7 +1,7 @@
 //! Every error a user can cause at the edges: each gets a specific message
 //! naming the input and the fix, and the documented exit code.
 
-mod common;
+use crate::common;
 
 use common::*;
 

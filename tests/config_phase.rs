@@ -2,7 +2,7 @@
 //! from the ops-portal migrations, shows before → after, and never shows or
 //! records the secret key's value.
 
-mod common;
+use crate::common;
 
 use common::*;
 

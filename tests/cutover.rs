@@ -3,8 +3,8 @@
 //! (as `shared/specs/github-environments-api.json` documents it), Vercel and
 //! the production site.
 
-mod common;
-mod fake_github;
+use crate::common;
+use crate::fake_github;
 
 use common::*;
 use fake_github::*;

@@ -2,7 +2,7 @@
 //! ahead, triggers not fired twice, refusal of non-empty targets, --overwrite,
 //! and resumption after a killed process or a dropped connection.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -2,8 +2,8 @@
 //! fake Management API that records every upload, then runs the smoke
 //! invocations against a fake functions host.
 
-mod common;
-mod fake_supabase;
+use crate::common;
+use crate::fake_supabase;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! The GitHub environments API against a local fake that answers as
 //! `shared/specs/github-environments-api.json` documents.
 
-mod common;
+use crate::common;
 
 use common::*;
 use cutover::github::GithubClient;

@@ -2,7 +2,7 @@
 //! databases: two environments built from `examples/ops-portal` the same way,
 //! then made to differ on purpose.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

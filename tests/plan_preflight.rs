@@ -1,7 +1,7 @@
 //! End-to-end: the built binary, run as GitHub Actions runs it, against real
 //! databases built from `examples/ops-portal`.
 
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -2,8 +2,8 @@
 //! `.ci/pg17.sh`, as Supabase's `postgres` role (not a superuser) can do it.
 //! Skipped (with a note) when the clusters' URLs are not set, except under CI.
 
-mod common;
-mod fake_github;
+use crate::common;
+use crate::fake_github;
 
 use std::time::{Duration, Instant};
 

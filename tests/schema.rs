@@ -2,7 +2,7 @@
 //! way, history rows the CLI reads, stops at a broken file, resumes, refuses
 //! drift and missing files, and never interleaves with another run.
 
-mod common;
+use crate::common;
 
 use common::*;
 

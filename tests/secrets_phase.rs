@@ -2,8 +2,8 @@
 //! with the ledger in a real target database. Values must never appear in
 //! the log, summary, JSON report, outputs or ledger.
 
-mod common;
-mod fake_supabase;
+use crate::common;
+use crate::fake_supabase;
 
 use common::*;
 use fake_supabase::*;

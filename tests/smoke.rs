@@ -2,7 +2,7 @@
 //! routes and function invocations, expected statuses, latency budgets,
 //! masked header values, missing variables, dry-run.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

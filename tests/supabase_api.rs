@@ -2,7 +2,7 @@
 //! `shared/specs/supabase-management-api.json` documents, including 401,
 //! 404, 429 (with and without Retry-After), 500, malformed JSON and a timeout.
 
-mod fake_supabase;
+use crate::fake_supabase;
 
 use std::time::{Duration, Instant};
 

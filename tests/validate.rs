@@ -1,7 +1,7 @@
 //! `validate` after a real schema + data copy: everything equal passes and is
 //! recorded for the gate; each kind of difference fails with evidence.
 
-mod common;
+use crate::common;
 
 use common::*;
 

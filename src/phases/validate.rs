@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::context::Context;
 use crate::manifest::QualifiedName;
-use crate::pg::compare::{RlsState, first_differing_keys};
+use crate::pg::compare::{RlsState, first_differing_keys, row_hash};
 use crate::pg::ledger::StepRecord;
 use crate::pg::{Database, Side};
 use crate::report::{CheckItem, PhaseReport, ReportTable, Status, TextDiff, thousands};
@@ -89,9 +89,12 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
                 .into_iter()
                 .map(|c| c.name)
                 .collect();
+            // One expression for both sides, from the column types and the
+            // lower server version.
+            let hash = row_hash(&source, &target, table, &columns).await?;
             let (a, b) = tokio::join!(
-                source.table_checksum(table, &columns),
-                target.table_checksum(table, &columns)
+                source.table_checksum(table, &hash),
+                target.table_checksum(table, &hash)
             );
             let ((_, a), (_, b)) = (a?, b?);
             same_content = a == b;
@@ -102,15 +105,9 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
             };
             if !same_content {
                 if let Some(pk) = source.single_column_pk(table).await? {
-                    let keys = first_differing_keys(
-                        &source,
-                        &target,
-                        table,
-                        &columns,
-                        &pk,
-                        MAX_KEYS_SHOWN,
-                    )
-                    .await?;
+                    let keys =
+                        first_differing_keys(&source, &target, table, &hash, &pk, MAX_KEYS_SHOWN)
+                            .await?;
                     for k in keys {
                         differing_keys.push([
                             table.to_string(),

@@ -697,8 +697,8 @@ fn kinds_rows(citext: bool, reverse: bool) -> String {
             ci("null")
         ),
         format!(
-            "(4, 0, 0, 4294967297, 'NaN', 'NaN', 'NaN', '', '', '', '', null, null, null,
-              null, null, null, null, '{{}}', '{{}}', '', null, null, '{{}}', '{{}}', null, '',
+            "(4, 0, 0, 4294967297, 'NaN', 'NaN', 'NaN', '', '', '', '', null, null, 'infinity',
+              'infinity', '-infinity', null, null, '{{}}', '{{}}', '', null, null, '{{}}', '{{}}', null, '',
               '(,)', null, 'empty', null, 5{})",
             ci("''")
         ),
@@ -736,7 +736,7 @@ async fn row_hash_sees_every_visible_change() {
     let (source, target) = tokio::join!(open(&s, Side::Source), open(&t, Side::Target));
     let kinds = table("public.kinds");
     let hash = hash_of(&source, &target, &kinds).await;
-    // Typed: numeric, jsonb and the enum as text, the rest by value.
+    // Typed: numeric, jsonb, the enum and numeric domain as text, the rest by value.
     for expected in [
         "hashtextextended((src.\"num\"::text) collate \"C\"",
         "hashtextextended((src.\"mood\"::text) collate \"C\"",
@@ -744,7 +744,7 @@ async fn row_hash_sees_every_visible_change() {
         "hashtextextended(src.\"lbl\" collate \"C\"",
         "uuid_hash_extended(src.\"u\"",
         "timestamptz_send(src.\"tstz\")",
-        "hash_record_extended(row(",
+        "hash_array_extended(array[",
     ] {
         assert!(
             hash.sql().contains(expected),
@@ -805,7 +805,8 @@ async fn row_hash_sees_every_visible_change() {
         assert_eq!(s.scalar(&check).await.as_deref(), Some("true"), "{check}");
     }
 
-    let mut changes: Vec<(&str, String)> = vec![
+    let mut changes: Vec<(&str, String)> =
+        vec![
         ("int2", "update public.kinds set i2 = 3 where id = 1".into()),
         (
             "int4",
@@ -884,6 +885,10 @@ async fn row_hash_sees_every_visible_change() {
             "date",
             "update public.kinds set d = d + 1 where id = 1".into(),
         ),
+        ("date infinity", "update public.kinds set d = '-infinity' where id = 4".into()),
+        ("date NULL to infinity", "update public.kinds set d = 'infinity' where id = 3".into()),
+        ("timestamp infinity to NULL", "update public.kinds set ts = null where id = 4".into()),
+        ("timestamptz infinity", "update public.kinds set tstz = 'infinity' where id = 4".into()),
         (
             "timestamp with the same folded hash",
             format!(

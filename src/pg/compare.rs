@@ -858,9 +858,9 @@ fn key_order(a: &str, b: &str) -> Ordering {
     }
 }
 
-/// The first `server_version_num` with `hash_record_extended` (PostgreSQL
-/// 14). Below it, [`RowHash::new`] falls back to [`RowHash::text`].
-pub const RECORD_HASH_VERSION: i32 = 140_000;
+/// The lowest `server_version_num` (of the two sides) that gets the typed
+/// [`RowHash::new`]: PostgreSQL 14. Older servers get [`RowHash::text`].
+pub const TYPED_HASH_VERSION: i32 = 140_000;
 
 /// A column as [`RowHash::new`] sees it (from [`Database::hash_columns`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -893,54 +893,42 @@ impl HashColumn {
 /// evaluate the same one, so it is decided once ([`row_hash`]) and handed to
 /// both; the bisecting ([`first_differing_keys`]) uses it too.
 ///
-/// From PostgreSQL 14 on both sides ([`RowHash::new`]), each column is hashed
-/// with its type's own 64-bit hash function where that hash tells apart every
-/// two values a client can tell apart, and as its text otherwise; the column
-/// hashes (each seeded with the column's position in name order, NULL as a
-/// per-position constant) are XORed and the result mixed once more, so the
-/// sum over rows depends on which values share a row. Below 14, or for
-/// [`RowHash::text`], it is `hashtextextended` of the row's text.
+/// Typed ([`RowHash::new`], both sides PostgreSQL 14 or later): each column
+/// is hashed by value with its type's own 64-bit hash function where that
+/// hash tells apart every two values a client can tell apart, and as its
+/// text otherwise (see [`column_hash`]); the column hashes, each seeded with
+/// the column's position in name order and NULL standing for a constant of
+/// that position, are XORed, and the result mixed once more so the sum over
+/// rows depends on which values share a row. Otherwise ([`RowHash::text`])
+/// it is `hashtextextended` of the row's text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowHash {
     sql: String,
 }
 
-/// How one column enters the row hash.
-enum Form {
-    /// `hashtextextended(c collate "C", seed)`: text, varchar, name. Under
-    /// "C" equal means byte-equal, whatever the column's collation.
-    Text,
-    /// `hashint2extended(c, seed)`.
-    Int2,
-    /// `hashint4extended(c, seed)`.
-    Int4,
-    /// `hashoidextended(c, seed)`.
-    Oid,
-    /// `uuid_hash_extended(c, seed)`.
-    Uuid,
-    /// bigint: `hashint8extended` folds the 64 bits into 32 before hashing,
-    /// so the high half is hashed on top of it.
-    Int8,
-    /// Fields of one `hash_record_extended(row(...), 0)` shared by every such
-    /// column: types whose hash is exact but that have no SQL-callable hash
-    /// function of their own type.
-    Fields(Vec<String>),
-    /// `hashtextextended(<text> collate "C", seed)`: the column's text.
-    AsText(String),
+/// How one column enters the typed row hash.
+#[derive(Debug, PartialEq, Eq)]
+enum ColumnHash {
+    /// A bigint expression, NULL when the column is NULL.
+    Term(String),
+    /// A bytea that is hashed with the other columns' in one array:
+    /// types whose binary form is their value but that have no SQL-callable
+    /// 64-bit hash of their own (or whose hash folds 64 bits into 32).
+    Bytes(String),
 }
 
-/// Arrays whose element hash is exact: hashed as arrays, plus
+/// Arrays whose element hash is exact: hashed as arrays, plus their
 /// `array_dims` (the array hash looks at the elements only, not at the
 /// dimensions or lower bounds, which a client sees).
 const EXACT_ARRAY_ELEMENTS: &[&str] = &["int2", "int4", "uuid", "bool", "date", "text", "varchar"];
 
-/// How column `c` (written `col`) is hashed. Only `pg_catalog` types whose
-/// hash tells apart any two values that print differently are hashed as
-/// values; everything else is hashed as its text, rendered under
-/// [`STABLE_TEXT_SETTINGS`]. Hashed as text on purpose:
+/// How column `c` (written `col`, at position `seed`) is hashed. Only
+/// `pg_catalog` types whose hash tells apart any two values that print
+/// differently are hashed by value; everything else is hashed as its text,
+/// rendered under [`STABLE_TEXT_SETTINGS`]. Hashed as text on purpose:
 ///
 /// * numeric: its hash ignores the sign and the display scale (`5` and `-5`,
-///   `1.0` and `1.00` hash alike) and gives NaN and ±Infinity the hash of NULL;
+///   `1.0` and `1.00` hash alike) and gives NaN and ±Infinity the seed;
 /// * float4/float8: `0` and `-0` hash alike;
 /// * interval: `1 day` and `24:00:00` hash alike;
 /// * jsonb: numbers as numeric, and nesting is lost (`[[1],2]` and `[[1,2]]`
@@ -952,32 +940,55 @@ const EXACT_ARRAY_ELEMENTS: &[&str] = &["int2", "int4", "uuid", "bool", "date", 
 ///   is used (`textin(bpcharout(c))`);
 /// * reg* types (OIDs), money, composite and user types, extension types
 ///   (citext hashes case-insensitively), arrays and ranges of any of these.
-fn column_form(c: &HashColumn, col: &str) -> Form {
+fn column_hash(c: &HashColumn, col: &str, seed: usize) -> ColumnHash {
+    use ColumnHash::{Bytes, Term};
+    let as_text = |text: String| Term(format!("hashtextextended(({text}) collate \"C\", {seed})"));
     if let Some(element) = &c.element_type {
         if !EXACT_ARRAY_ELEMENTS.contains(&element.as_str()) {
-            return Form::AsText(format!("{col}::text"));
+            return as_text(format!("{col}::text"));
         }
-        let array = if matches!(element.as_str(), "text" | "varchar") {
-            format!("{col} collate \"C\"")
+        let collate = if matches!(element.as_str(), "text" | "varchar") {
+            " collate \"C\""
         } else {
-            col.to_string()
+            ""
         };
-        return Form::Fields(vec![array, format!("array_dims({col})")]);
+        // array_dims is NULL for an empty array, which is not a NULL one.
+        return Term(format!(
+            "hash_array_extended({col}{collate}, {seed}) # \
+             coalesce(hashtextextended(array_dims({col}), {seed}), 0)"
+        ));
     }
     match c.base_type.as_str() {
-        "text" | "varchar" | "name" => Form::Text,
-        "int2" => Form::Int2,
-        "int4" => Form::Int4,
-        "oid" => Form::Oid,
-        "uuid" => Form::Uuid,
-        "int8" => Form::Int8,
-        "bool" | "char" | "date" | "bytea" | "inet" | "cidr" | "macaddr" | "macaddr8"
-        | "int4range" | "daterange" => Form::Fields(vec![col.to_string()]),
-        // The bigint hash folds microseconds into 32 bits: hash the 8 bytes.
-        "timestamp" => Form::Fields(vec![format!("timestamp_send({col})")]),
-        "timestamptz" => Form::Fields(vec![format!("timestamptz_send({col})")]),
-        "bpchar" => Form::AsText(format!("textin(bpcharout({col}))")),
-        _ => Form::AsText(format!("{col}::text")),
+        // Under "C", equal means byte-equal whatever the column's collation.
+        "text" | "varchar" | "name" => {
+            Term(format!("hashtextextended({col} collate \"C\", {seed})"))
+        }
+        "int2" => Term(format!("hashint2extended({col}, {seed})")),
+        "int4" => Term(format!("hashint4extended({col}, {seed})")),
+        "oid" => Term(format!("hashoidextended({col}, {seed})")),
+        "uuid" => Term(format!("uuid_hash_extended({col}, {seed})")),
+        "bool" | "char" => Term(format!("hashint4extended({col}::int4, {seed})")),
+        // hashint8extended folds the 64 bits into 32 before hashing: the
+        // high half is hashed on top.
+        "int8" => Term(format!(
+            "hashint4extended(({col} >> 32)::int4, hashint8extended({col}, {seed}))"
+        )),
+        // A date is its day number from 2000-01-01, ±infinity the int4 limits.
+        "date" => Term(format!(
+            "hashint4extended(case when isfinite({col}) then {col} - date '2000-01-01' \
+             when {col} > date '2000-01-01' then 2147483647 \
+             when {col} < date '2000-01-01' then (-2147483648)::int4 end, {seed})"
+        )),
+        "timestamp" => Bytes(format!("timestamp_send({col})")),
+        "timestamptz" => Bytes(format!("timestamptz_send({col})")),
+        "bytea" => Bytes(format!("{col}::bytea")),
+        "inet" => Bytes(format!("inet_send({col})")),
+        "cidr" => Bytes(format!("cidr_send({col})")),
+        "macaddr" => Bytes(format!("macaddr_send({col})")),
+        "macaddr8" => Bytes(format!("macaddr8_send({col})")),
+        "int4range" | "daterange" => Bytes(format!("range_send({col})")),
+        "bpchar" => as_text(format!("textin(bpcharout({col}))")),
+        _ => as_text(format!("{col}::text")),
     }
 }
 
@@ -1010,39 +1021,27 @@ impl RowHash {
         let mut sorted: Vec<&HashColumn> = columns.iter().collect();
         sorted.sort_by(|a, b| a.name.cmp(&b.name));
         sorted.dedup_by(|a, b| a.name == b.name);
-        if server_version_num < RECORD_HASH_VERSION {
+        if server_version_num < TYPED_HASH_VERSION {
             let names: Vec<String> = sorted.iter().map(|c| c.name.clone()).collect();
             return RowHash::text(&names);
         }
         let mut terms: Vec<String> = Vec::with_capacity(sorted.len() + 1);
-        let mut fields: Vec<String> = Vec::new();
+        let mut bytes: Vec<String> = Vec::new();
         for (i, c) in sorted.iter().enumerate() {
             let seed = i + 1;
             let col = format!("src.{}", quote_ident(&c.name));
-            let hash = match column_form(c, &col) {
-                Form::Text => format!("hashtextextended({col} collate \"C\", {seed})"),
-                Form::Int2 => format!("hashint2extended({col}, {seed})"),
-                Form::Int4 => format!("hashint4extended({col}, {seed})"),
-                Form::Oid => format!("hashoidextended({col}, {seed})"),
-                Form::Uuid => format!("uuid_hash_extended({col}, {seed})"),
-                Form::Int8 => format!(
-                    "hashint4extended(({col} >> 32)::int4, hashint8extended({col}, {seed}))"
-                ),
-                Form::AsText(text) => {
-                    format!("hashtextextended(({text}) collate \"C\", {seed})")
+            match column_hash(c, &col, seed) {
+                ColumnHash::Term(hash) => {
+                    terms.push(format!("coalesce({hash}, {})", null_mark(seed)))
                 }
-                Form::Fields(f) => {
-                    fields.extend(f);
-                    continue;
-                }
-            };
-            terms.push(format!("coalesce({hash}, {})", null_mark(seed)));
+                ColumnHash::Bytes(b) => bytes.push(b),
+            }
         }
-        if !fields.is_empty() {
-            // Never NULL: a NULL field hashes as 0 inside the record.
+        if !bytes.is_empty() {
+            // Never NULL: a NULL element hashes as 0 inside the array.
             terms.push(format!(
-                "hash_record_extended(row({}), 0)",
-                fields.join(", ")
+                "hash_array_extended(array[{}], 0)",
+                bytes.join(", ")
             ));
         }
         let combined = if terms.is_empty() {
@@ -1050,8 +1049,10 @@ impl RowHash {
         } else {
             terms.join(" # ")
         };
-        // XOR and sum are both linear enough that swapping values between
-        // rows could cancel out: the seed of a 32-bit hash mixes all 64 bits.
+        // Mixed once more (the seed of a 32-bit hash takes all 64 bits): a
+        // plain sum of XORed column hashes, or of an array hash (a linear
+        // combination of its elements' hashes), would let values swapped
+        // between rows cancel out.
         RowHash {
             sql: format!("hashint4extended(0, {combined})"),
         }
@@ -1476,6 +1477,7 @@ mod tests {
             col("name", "text"),
             col("created_at", "timestamptz"),
             col("paid", "bool"),
+            col("photo", "bytea"),
         ];
         let m = |p: usize| null_mark(p);
         assert_eq!(
@@ -1485,10 +1487,12 @@ mod tests {
                  coalesce(hashtextextended((src.\"amount\"::text) collate \"C\", 1), {}) # \
                  coalesce(hashint4extended((src.\"id\" >> 32)::int4, hashint8extended(src.\"id\", 3)), {}) # \
                  coalesce(hashtextextended(src.\"name\" collate \"C\", 4), {}) # \
-                 hash_record_extended(row(timestamptz_send(src.\"created_at\"), src.\"paid\"), 0))",
+                 coalesce(hashint4extended(src.\"paid\"::int4, 5), {}) # \
+                 hash_array_extended(array[timestamptz_send(src.\"created_at\"), src.\"photo\"::bytea], 0))",
                 m(1),
                 m(3),
-                m(4)
+                m(4),
+                m(5)
             )
         );
         // Column order and duplicates do not matter.
@@ -1506,7 +1510,7 @@ mod tests {
             RowHash::new(&[], 150_000).sql(),
             "hashint4extended(0, 0::int8)"
         );
-        // No record term when no column needs one; identifiers quoted.
+        // No array when no column needs one; identifiers quoted.
         assert_eq!(
             RowHash::new(&[col("we\"ird", "uuid")], 150_000).sql(),
             format!(
@@ -1517,59 +1521,72 @@ mod tests {
     }
 
     #[test]
-    fn column_forms() {
-        let form = |c: HashColumn| {
-            let sql = RowHash::new(&[c], 150_000).sql().to_string();
-            sql.strip_prefix("hashint4extended(0, ")
-                .and_then(|s| s.strip_suffix(')'))
-                .unwrap()
-                .to_string()
-        };
-        let hashed_as = |c: HashColumn, expected: &str| {
-            assert_eq!(
-                form(c.clone()),
-                format!("coalesce({expected}, {})", null_mark(1)),
-                "{c:?}"
-            );
-        };
-        let in_record = |c: HashColumn, expected: &str| {
-            assert_eq!(
-                form(c.clone()),
-                format!("hash_record_extended(row({expected}), 0)"),
-                "{c:?}"
-            );
-        };
+    fn column_hashes() {
+        let hashed = |c: HashColumn| column_hash(&c, "src.\"c\"", 7);
+        let term = |s: &str| ColumnHash::Term(s.to_string());
+        let bytes = |s: &str| ColumnHash::Bytes(s.to_string());
         for t in ["text", "varchar", "name"] {
-            hashed_as(col("c", t), "hashtextextended(src.\"c\" collate \"C\", 1)");
+            assert_eq!(
+                hashed(col("c", t)),
+                term("hashtextextended(src.\"c\" collate \"C\", 7)")
+            );
         }
-        hashed_as(col("c", "int2"), "hashint2extended(src.\"c\", 1)");
-        hashed_as(col("c", "int4"), "hashint4extended(src.\"c\", 1)");
-        hashed_as(col("c", "oid"), "hashoidextended(src.\"c\", 1)");
-        hashed_as(col("c", "uuid"), "uuid_hash_extended(src.\"c\", 1)");
-        for t in [
-            "bool",
-            "char",
-            "date",
-            "bytea",
-            "inet",
-            "cidr",
-            "macaddr",
-            "macaddr8",
-            "int4range",
-            "daterange",
+        for (t, f) in [
+            ("int2", "hashint2extended"),
+            ("int4", "hashint4extended"),
+            ("oid", "hashoidextended"),
+            ("uuid", "uuid_hash_extended"),
         ] {
-            in_record(col("c", t), "src.\"c\"");
+            assert_eq!(hashed(col("c", t)), term(&format!("{f}(src.\"c\", 7)")));
         }
-        in_record(col("c", "timestamp"), "timestamp_send(src.\"c\")");
-        in_record(col("c", "timestamptz"), "timestamptz_send(src.\"c\")");
-        in_record(
-            array("c", "text"),
-            "src.\"c\" collate \"C\", array_dims(src.\"c\")",
+        for t in ["bool", "char"] {
+            assert_eq!(
+                hashed(col("c", t)),
+                term("hashint4extended(src.\"c\"::int4, 7)")
+            );
+        }
+        assert_eq!(
+            hashed(col("c", "int8")),
+            term("hashint4extended((src.\"c\" >> 32)::int4, hashint8extended(src.\"c\", 7))")
         );
-        in_record(array("c", "int4"), "src.\"c\", array_dims(src.\"c\")");
-        hashed_as(
-            col("c", "bpchar"),
-            "hashtextextended((textin(bpcharout(src.\"c\"))) collate \"C\", 1)",
+        assert_eq!(
+            hashed(col("c", "date")),
+            term(
+                "hashint4extended(case when isfinite(src.\"c\") then src.\"c\" - date '2000-01-01' \
+                 when src.\"c\" > date '2000-01-01' then 2147483647 \
+                 when src.\"c\" < date '2000-01-01' then (-2147483648)::int4 end, 7)"
+            )
+        );
+        for (t, b) in [
+            ("timestamp", "timestamp_send(src.\"c\")"),
+            ("timestamptz", "timestamptz_send(src.\"c\")"),
+            ("bytea", "src.\"c\"::bytea"),
+            ("inet", "inet_send(src.\"c\")"),
+            ("cidr", "cidr_send(src.\"c\")"),
+            ("macaddr", "macaddr_send(src.\"c\")"),
+            ("macaddr8", "macaddr8_send(src.\"c\")"),
+            ("int4range", "range_send(src.\"c\")"),
+            ("daterange", "range_send(src.\"c\")"),
+        ] {
+            assert_eq!(hashed(col("c", t)), bytes(b), "{t}");
+        }
+        assert_eq!(
+            hashed(array("c", "text")),
+            term(
+                "hash_array_extended(src.\"c\" collate \"C\", 7) # \
+                 coalesce(hashtextextended(array_dims(src.\"c\"), 7), 0)"
+            )
+        );
+        assert_eq!(
+            hashed(array("c", "int4")),
+            term(
+                "hash_array_extended(src.\"c\", 7) # \
+                 coalesce(hashtextextended(array_dims(src.\"c\"), 7), 0)"
+            )
+        );
+        assert_eq!(
+            hashed(col("c", "bpchar")),
+            term("hashtextextended((textin(bpcharout(src.\"c\"))) collate \"C\", 7)")
         );
         // Types whose hash misses changes a client sees, types without a
         // hash, user and extension types, unknown types: their text.
@@ -1598,7 +1615,11 @@ mod tests {
             array("c", "public.mood"),
             HashColumn::as_text("c"),
         ] {
-            hashed_as(c, "hashtextextended((src.\"c\"::text) collate \"C\", 1)");
+            assert_eq!(
+                hashed(c.clone()),
+                term("hashtextextended((src.\"c\"::text) collate \"C\", 7)"),
+                "{c:?}"
+            );
         }
     }
 

@@ -8,25 +8,29 @@
 # all, default 4,000,000 ≈ 1.2 GB), copies it once per method into its own
 # target database, checks every copy against the source (row counts, row
 # checksums, indexes/constraints/triggers) and prints each time and its ratio
-# to cutover's. See bench/README.md.
+# to cutover's. Then times validate's checksums next to a naive checksum pass
+# over the same tables (goal ≤ 0.5×). See bench/README.md.
 #
 # Environment:
 #   BENCH_PG      base URL of the server, no database (default postgres://postgres@127.0.0.1:5432)
 #   CUTOVER_BIN   cutover binary (default target/release/cutover, built with
 #                 `cargo build --release` when missing)
 #   BENCH_STRICT  1: also fail when cutover's data phase fails or is more than
-#                 1.3× the raw COPY ceiling (otherwise only reported)
+#                 1.3× the raw COPY ceiling, or validate's checksums take more
+#                 than 0.5× the naive pass (otherwise only reported)
 #   BENCH_INDEX_MEM  maintenance_work_mem of the ceiling's index builds
 #                 (default 128MB, what cutover uses for its own)
+#   BENCH_VALIDATE_RUNS  rounds of the validation passes, best kept (default 3)
 #
-# Exit status: 0 when every method that ran produced an identical copy (and,
-# with BENCH_STRICT=1, cutover ran within 1.3× of the ceiling); 1 otherwise;
-# 2 for bad usage.
+# Exit status: 0 when every method that ran produced an identical copy and
+# every validation pass agreed between the two identical databases (and, with
+# BENCH_STRICT=1, cutover ran within 1.3× of the ceiling and validate's
+# checksums within 0.5× of the naive pass); 1 otherwise; 2 for bad usage.
 
 set -euo pipefail
 
 usage() {
-  sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 ROWS=4000000
@@ -55,6 +59,7 @@ BENCH_STRICT=${BENCH_STRICT:-0}
 BENCH_INDEX_MEM=${BENCH_INDEX_MEM:-128MB}
 JOBS=2               # tables / index builds at a time, for every method
 CEILING_GOAL=1.3     # cutover's time / raw ceiling's time should stay under this
+VALIDATE_GOAL=0.5    # validate's checksums / the naive pass should stay under this
 CUTOVER_REPORT=/tmp/bench-cutover-report.json
 CUTOVER_SUMMARY=/tmp/bench-cutover-summary.md
 
@@ -438,6 +443,121 @@ run_method() {
 
 for m in "${METHODS[@]}"; do run_method "$m"; done
 
+# --- validation -----------------------------------------------------------------
+# Once the copies are made: how long validate's content checksums take, next to
+# the naive pass (sum(hashtext(t::text)) over every table) and to the row hash
+# validate used before (hashtextextended of the row's text, summed as numeric).
+# Each pass runs on bench_source and on one identical copy at the same time, as
+# validate does; the passes take turns, $VALIDATE_RUNS rounds, best time kept.
+# validate's own statements are taken from its log (sqlx::query at trace level).
+VALIDATE_STABLE="set local timezone = 'UTC'; set local datestyle = 'ISO, YMD'; set local intervalstyle = 'postgres'; set local extra_float_digits = 1; set local bytea_output = 'hex'; set local lc_monetary = 'C'; set local search_path = pg_catalog;"
+VPASSES=(naive old new)
+declare -A VLABEL VTIME VEQUAL
+VLABEL[naive]="naive sum(hashtext(t::text))"
+VLABEL[old]="before: hash of the row's text"
+VLABEL[new]="validate's checksums"
+VLABEL[phase]="cutover validate (whole phase)"
+VAL_METHOD=
+for m in cutover raw dump_dir dump_psql pgcopydb; do
+  if [[ ${IDENT[$m]:-} == yes ]]; then VAL_METHOD=$m; break; fi
+done
+VAL_NOTE=
+
+# Writes $WORK/$1.sql: a read-only transaction with validate's settings
+# around the statements on stdin.
+pass_file() {
+  { echo "begin read only;"; echo "$VALIDATE_STABLE"; cat; echo "rollback;"; } >"$WORK/$1.sql"
+}
+# Runs $WORK/$1.sql on the source and the copy at once; sets PASS_T to the
+# seconds, and VEQUAL[$1] to whether both sides returned the same rows.
+time_pass() {
+  local p=$1 t0 t1 rc=0 a b
+  t0=$(now)
+  pqa "$SRC" -f "$WORK/$p.sql" >"$WORK/$p.source.out" 2>&1 &
+  a=$!
+  pqa "$VTGT" -f "$WORK/$p.sql" >"$WORK/$p.target.out" 2>&1 &
+  b=$!
+  wait "$a" || rc=1
+  wait "$b" || rc=1
+  t1=$(now)
+  if ((rc)); then
+    VEQUAL[$p]="failed"
+    sed 's/^/      | /' "$WORK/$p.source.out" "$WORK/$p.target.out" | head -20 >&2
+    return 1
+  fi
+  if cmp -s "$WORK/$p.source.out" "$WORK/$p.target.out"; then VEQUAL[$p]=yes; else VEQUAL[$p]=no; fi
+  PASS_T=$(elapsed "$t0" "$t1")
+}
+run_validate_phase() {
+  CUTOVER_LOG=sqlx::query=trace NO_COLOR=1 "$CUTOVER_BIN" validate --manifest bench/cutover.toml \
+    --source-db-url "$SRC" --target-db-url "$VTGT" \
+    --report-file "$WORK/validate-report.json" --summary-file "$WORK/validate-summary.md" \
+    >"$WORK/validate.log" 2>"$WORK/validate.trace"
+}
+
+validation_timing() {
+  local t p r n best t0 rc tables_sql
+  VEQUAL=()
+  say "validation: checksum passes over bench_source and bench_t_$VAL_METHOD, both at once"
+  VTGT=${TGT[$VAL_METHOD]}
+  tables_sql=$(printf "'%s'::regclass, " "${TABLES[@]}")
+  tables_sql="array[${tables_sql%, }]"
+  # The naive pass, and validate's statements before this change.
+  for t in "${TABLES[@]}"; do echo "select sum(hashtext(t::text)) from $t as t;"; done | pass_file naive
+  pqa "$SRC" -c "
+    select format('select count(*), coalesce(sum(hashtextextended(row(%s)::text, 0)::numeric), 0)::text from %s as src;',
+                  string_agg('src.' || quote_ident(a.attname), ', ' order by a.attname collate \"C\"),
+                  format('%I.%I', n.nspname, c.relname))
+      from unnest($tables_sql) with ordinality as x(r, o)
+      join pg_class c on c.oid = x.r
+      join pg_namespace n on n.oid = c.relnamespace
+      join pg_attribute a on a.attrelid = x.r and a.attnum > 0 and not a.attisdropped
+     group by n.nspname, c.relname, o order by o" | pass_file old
+  # Warm both sides up, then the whole validate phase (its log holds the
+  # checksum statements).
+  time_pass naive || true
+  if [[ -n $CUTOVER_NOTE ]]; then
+    VTIME[phase]=n/a VEQUAL[phase]="-"
+    VAL_NOTE="no cutover binary: $CUTOVER_NOTE"
+  else
+    t0=$(now)
+    rc=0
+    run_validate_phase || rc=$?
+    VTIME[phase]=$(elapsed "$t0" "$(now)")
+    if ((rc == 0)); then VEQUAL[phase]=pass; else VEQUAL[phase]="exit $rc"; fi
+    note "cutover validate: $(fmt1 "${VTIME[phase]}") s (${VEQUAL[phase]}); output in $WORK/validate.log"
+    sed 's/\x1b\[[0-9;]*m//g' "$WORK/validate.trace" |
+      sed -n 's/.*db\.statement="\\n\\n\(select count(\*), coalesce(sum(.* as src\)\\n" rows_affected=.*/\1;/p' |
+      sed 's/\\"/"/g; s/\\\\/\\/g' | sort -u | pass_file new
+    n=$(grep -c '^select' "$WORK/new.sql" || true)
+    if ((n != ${#TABLES[@]})); then
+      VAL_NOTE="found $n checksum statements in validate's log, expected ${#TABLES[@]}"
+      rm -f "$WORK/new.sql"
+    fi
+  fi
+  for ((r = 1; r <= VALIDATE_RUNS; r++)); do
+    for p in "${VPASSES[@]}"; do
+      [[ -f $WORK/$p.sql ]] || continue
+      if time_pass "$p"; then
+        t=$PASS_T best=${VTIME[$p]:-}
+        if [[ -z $best ]] || awk -v a="$t" -v b="$best" 'BEGIN { exit !(a < b) }'; then VTIME[$p]=$t; fi
+        note "round $r: ${VLABEL[$p]}: $(fmt1 "$t") s"
+      fi
+    done
+  done
+  for p in "${VPASSES[@]}"; do
+    VTIME[$p]=${VTIME[$p]:-n/a}
+    VEQUAL[$p]=${VEQUAL[$p]:--}
+  done
+}
+
+VALIDATE_RUNS=${BENCH_VALIDATE_RUNS:-3}
+if [[ -n $VAL_METHOD ]]; then
+  validation_timing
+else
+  say "validation: skipped, no method produced an identical copy"
+fi
+
 # --- results ------------------------------------------------------------------
 say "results: $ROWS rows, $(pqa "$SRC" -c "select pg_size_pretty(pg_database_size(current_database()))"), $JOBS jobs"
 CT=${TIME[cutover]}
@@ -455,6 +575,19 @@ for m in "${METHODS[@]}"; do
   [[ $t != n/a ]] && t=$(fmt1 "$t")
   printf '    %-34s %9s  %-30s %s\n' "${LABEL[$m]}" "$t" "${IDENT[$m]}" "$r"
 done
+if [[ -n $VAL_METHOD ]]; then
+  echo
+  echo "    validation, bench_source and bench_t_$VAL_METHOD at once (best of $VALIDATE_RUNS):"
+  printf '    %-34s %9s  %-30s %s\n' pass seconds "same on both sides" "ratio to naive"
+  VN=${VTIME[naive]}
+  for p in "${VPASSES[@]}" phase; do
+    t=${VTIME[$p]} r=n/a
+    if [[ $t != n/a && $VN != n/a ]]; then r="$(ratio "$t" "$VN")×"; fi
+    [[ $t == n/a ]] || t=$(fmt1 "$t")
+    printf '    %-34s %9s  %-30s %s\n' "${VLABEL[$p]}" "$t" "${VEQUAL[$p]}" "$r"
+  done
+  if [[ -n $VAL_NOTE ]]; then note "($VAL_NOTE)"; fi
+fi
 echo
 STATUS=0
 for m in "${METHODS[@]}"; do
@@ -490,4 +623,25 @@ for m in "${METHODS[@]}"; do
   fi
   [[ ${IDENT[$m]} == yes ]] || echo "    ^ the copy is NOT identical to the source: ${IDENT[$m]}"
 done
+if [[ -n $VAL_METHOD ]]; then
+  for p in "${VPASSES[@]}"; do
+    if [[ ${VEQUAL[$p]} == no || ${VEQUAL[$p]} == failed ]]; then
+      echo "${VLABEL[$p]}: ${VEQUAL[$p]/no/differ between two identical databases}"
+      STATUS=1
+    fi
+  done
+  if [[ ${VTIME[new]} == n/a || ${VTIME[naive]} == n/a ]]; then
+    echo "validate's checksums: n/a${VAL_NOTE:+ ($VAL_NOTE)}"
+    if ((BENCH_STRICT == 1)); then STATUS=1; fi
+  else
+    r=$(ratio "${VTIME[new]}" "${VTIME[naive]}")
+    if awk -v r="$r" -v g="$VALIDATE_GOAL" 'BEGIN { exit !(r <= g) }'; then verdict="met"; else
+      verdict="NOT met"
+      if ((BENCH_STRICT == 1)); then STATUS=1; fi
+    fi
+    before=
+    [[ ${VTIME[old]} == n/a ]] || before="; before this change ${VLABEL[old]#before: } took $(ratio "${VTIME[old]}" "${VTIME[naive]}")×"
+    echo "validate's checksums: $(fmt1 "${VTIME[new]}") s, ${r}× the naive pass (goal ≤ ${VALIDATE_GOAL}×: $verdict)$before"
+  fi
+fi
 exit "$STATUS"

@@ -3,9 +3,9 @@
 //! catalog, for the `validate` phase.
 //!
 //! Every query here is read only: each runs in its own transaction that is
-//! declared `read only` and rolled back. Row text is rendered under
-//! [`STABLE_TEXT_SETTINGS`], so a value prints the same on both sides whatever
-//! each server's or role's defaults are.
+//! declared `read only` and rolled back. Values hashed as text (see
+//! [`RowHash`]) are rendered under [`STABLE_TEXT_SETTINGS`], so a value prints
+//! the same on both sides whatever each server's or role's defaults are.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -210,17 +210,40 @@ impl Database {
     }
 
     /// Order-independent content checksum of the whole table: the row count
-    /// and the sum of a 64-bit hash of each row's text (the `columns` in name
-    /// order, so column order does not matter), as decimal text. Computed in
-    /// the database: no row travels.
+    /// and the sum of the 64-bit [`RowHash`] of each row, as decimal text.
+    /// Computed in the database: no row travels. Both sides of a comparison
+    /// must be given the same `hash` (see [`row_hash`]).
     pub async fn table_checksum(
         &self,
         table: &QualifiedName,
-        columns: &[String],
+        hash: &RowHash,
     ) -> Result<(i64, String), PgError> {
         let context = format!("computing the checksum of {table}");
-        self.checksum_query(table, columns, None, None, None, &context)
+        self.checksum_query(table, hash, None, None, None, &context)
             .await
+    }
+
+    /// The columns of `table` as [`RowHash::new`] needs them: each one's type
+    /// with domains looked through and, for an array, its element type. In
+    /// `attnum` order; an unknown table has none.
+    pub async fn hash_columns(&self, table: &QualifiedName) -> Result<Vec<HashColumn>, PgError> {
+        let context = format!("reading the column types of {table}");
+        let mut tx = self.stable_tx(&context).await?;
+        let rows = sqlx::query(HASH_COLUMNS_SQL)
+            .bind(&table.schema)
+            .bind(&table.name)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| self.error(&context, e))?;
+        self.end_tx(tx, &context).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| HashColumn {
+                name: r.get(0),
+                base_type: r.get(1),
+                element_type: r.get(2),
+            })
+            .collect())
     }
 
     /// The single-column primary key of `table` as (column, type), or `None`
@@ -256,29 +279,31 @@ impl Database {
     pub async fn range_checksum(
         &self,
         table: &QualifiedName,
-        columns: &[String],
+        hash: &RowHash,
         pk: &(String, String),
         lo: Option<&str>,
         hi: Option<&str>,
     ) -> Result<(i64, String), PgError> {
         let context = format!("computing the checksum of a key range of {table}");
-        self.checksum_query(table, columns, Some(pk), lo, hi, &context)
+        self.checksum_query(table, hash, Some(pk), lo, hi, &context)
             .await
     }
 
     async fn checksum_query(
         &self,
         table: &QualifiedName,
-        columns: &[String],
+        hash: &RowHash,
         pk: Option<&(String, String)>,
         lo: Option<&str>,
         hi: Option<&str>,
         context: &str,
     ) -> Result<(i64, String), PgError> {
         let range = pk.map(|pk| range_predicate(pk, lo, hi));
+        // sum(bigint) adds in 128 bits and returns numeric: exact, never
+        // overflows, and the same value as summing each hash as numeric.
         let sql = format!(
-            "select count(*), coalesce(sum({hash}::numeric), 0)::text from {t} as src{filter}",
-            hash = row_hash_expr(columns),
+            "select count(*), coalesce(sum({hash}), 0)::text from {t} as src{filter}",
+            hash = hash.sql(),
             t = table.quoted(),
             filter = range
                 .as_ref()
@@ -351,7 +376,7 @@ impl Database {
     pub async fn row_hashes(
         &self,
         table: &QualifiedName,
-        columns: &[String],
+        hash: &RowHash,
         pk: &(String, String),
         lo: Option<&str>,
         hi: Option<&str>,
@@ -360,10 +385,10 @@ impl Database {
         let context = format!("reading row hashes of {table}");
         let (filter, binds) = range_predicate(pk, lo, hi);
         let sql = format!(
-            "select src.{col}::text, {hash}::text from {t} as src where {filter}
+            "select src.{col}::text, ({hash})::text from {t} as src where {filter}
               order by {key} limit ${n}",
             col = quote_ident(&pk.0),
-            hash = row_hash_expr(columns),
+            hash = hash.sql(),
             t = table.quoted(),
             key = key_expr(pk),
             n = binds.len() + 1,
@@ -687,7 +712,8 @@ impl Database {
 /// bisects the key range on both sides comparing [`Database::range_checksum`];
 /// once a mismatching range holds at most [`LEAF_ROWS`] rows on each side,
 /// compares [`Database::row_hashes`] of both. Returns up to `max_keys`
-/// differing keys in key order.
+/// differing keys in key order. `hash` is the [`RowHash`] the table's
+/// checksums were computed with (see [`row_hash`]).
 ///
 /// Bounded: at most [`MAX_SPLITS`] parts per level, [`MAX_BISECT_DEPTH`]
 /// levels and [`MAX_BISECT_QUERIES`] queries; past the query budget it
@@ -696,7 +722,7 @@ pub async fn first_differing_keys(
     source: &Database,
     target: &Database,
     table: &QualifiedName,
-    columns: &[String],
+    hash: &RowHash,
     pk: &(String, String),
     max_keys: usize,
 ) -> Result<Vec<KeyDiff>, PgError> {
@@ -720,8 +746,8 @@ pub async fn first_differing_keys(
         }
         let (lo, hi) = (range.lo.as_deref(), range.hi.as_deref());
         let (s, t) = tokio::try_join!(
-            source.range_checksum(table, columns, pk, lo, hi),
-            target.range_checksum(table, columns, pk, lo, hi),
+            source.range_checksum(table, hash, pk, lo, hi),
+            target.range_checksum(table, hash, pk, lo, hi),
         )?;
         queries += 2;
         if s == t {
@@ -761,8 +787,8 @@ pub async fn first_differing_keys(
         // One row more than the larger count, to see whether a side was cut.
         let limit = (s.0.max(t.0) + 1).min(LEAF_ROWS * MAX_SPLITS as i64);
         let (source_rows, target_rows) = tokio::try_join!(
-            source.row_hashes(table, columns, pk, lo, hi, limit),
-            target.row_hashes(table, columns, pk, lo, hi, limit),
+            source.row_hashes(table, hash, pk, lo, hi, limit),
+            target.row_hashes(table, hash, pk, lo, hi, limit),
         )?;
         queries += 2;
         let remaining = max_keys - found.len();
@@ -835,19 +861,290 @@ fn key_order(a: &str, b: &str) -> Ordering {
     }
 }
 
-/// `hashtextextended(row(src.c1, src.c2, ...)::text, 0)` over `columns`
-/// sorted by name; `src` is the table's alias in every query here.
-fn row_hash_expr(columns: &[String]) -> String {
-    let mut names: Vec<&String> = columns.iter().collect();
+/// The lowest `server_version_num` (of the two sides) that gets the typed
+/// [`RowHash::new`]: PostgreSQL 14. Older servers get [`RowHash::text`].
+pub const TYPED_HASH_VERSION: i32 = 140_000;
+
+/// A column as [`RowHash::new`] sees it (from [`Database::hash_columns`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashColumn {
+    /// Column name.
+    pub name: String,
+    /// Its type with domains looked through: the bare name of a `pg_catalog`
+    /// type (`int8`, `timestamptz`, `_text`), `schema.name` otherwise. Empty:
+    /// unknown, the column is hashed as text.
+    pub base_type: String,
+    /// For an array type, its element type in the same form (a domain is not
+    /// looked through); `None` otherwise.
+    pub element_type: Option<String>,
+}
+
+impl HashColumn {
+    /// A column hashed as its text whatever its type: what [`row_hash`] uses
+    /// for a column whose type differs between the sides.
+    pub fn as_text(name: &str) -> HashColumn {
+        HashColumn {
+            name: name.to_string(),
+            base_type: String::new(),
+            element_type: None,
+        }
+    }
+}
+
+/// The 64-bit hash of one row that the checksums sum: a bigint SQL
+/// expression over the table's alias `src`. Both sides of a comparison must
+/// evaluate the same one, so it is decided once ([`row_hash`]) and handed to
+/// both; the bisecting ([`first_differing_keys`]) uses it too.
+///
+/// Typed ([`RowHash::new`], both sides PostgreSQL 14 or later): each column
+/// is hashed by value with its type's own 64-bit hash function where that
+/// hash tells apart every two values a client can tell apart, and as its
+/// text otherwise (see [`column_hash`]); the column hashes, each seeded with
+/// the column's position in name order and NULL standing for a constant of
+/// that position, are XORed, and the result mixed once more so the sum over
+/// rows depends on which values share a row. Otherwise ([`RowHash::text`])
+/// it is `hashtextextended` of the row's text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowHash {
+    sql: String,
+}
+
+/// How one column enters the typed row hash.
+#[derive(Debug, PartialEq, Eq)]
+enum ColumnHash {
+    /// A bigint expression, NULL when the column is NULL.
+    Term(String),
+    /// A bytea that is hashed with the other columns' in one array:
+    /// types whose binary form is their value but that have no SQL-callable
+    /// 64-bit hash of their own (or whose hash folds 64 bits into 32).
+    Bytes(String),
+}
+
+/// Arrays whose element hash is exact: hashed as arrays, plus their
+/// `array_dims` (the array hash looks at the elements only, not at the
+/// dimensions or lower bounds, which a client sees).
+const EXACT_ARRAY_ELEMENTS: &[&str] = &["int2", "int4", "uuid", "bool", "date", "text", "varchar"];
+
+/// How column `c` (written `col`, at position `seed`) is hashed. Only
+/// `pg_catalog` types whose hash tells apart any two values that print
+/// differently are hashed by value; everything else is hashed as its text,
+/// rendered under [`STABLE_TEXT_SETTINGS`]. Hashed as text on purpose:
+///
+/// * numeric: its hash ignores the sign and the display scale (`5` and `-5`,
+///   `1.0` and `1.00` hash alike) and gives NaN and ±Infinity the seed;
+/// * float4/float8: `0` and `-0` hash alike;
+/// * interval: `1 day` and `24:00:00` hash alike;
+/// * jsonb: numbers as numeric, and nesting is lost (`[[1],2]` and `[[1,2]]`
+///   hash alike); json, xml, point and the geometric types have no hash;
+/// * enums: the hash is of the label's OID, which differs between databases;
+/// * time, timetz, int8 arrays and ranges, timestamp ranges: the bigint hash
+///   folds 64 bits into 32;
+/// * char(n)/bpchar: `::text` drops trailing blanks, so its output function
+///   is used (`textin(bpcharout(c))`);
+/// * reg* types (OIDs), money, composite and user types, extension types
+///   (citext hashes case-insensitively), arrays and ranges of any of these.
+fn column_hash(c: &HashColumn, col: &str, seed: usize) -> ColumnHash {
+    use ColumnHash::{Bytes, Term};
+    let as_text = |text: String| Term(format!("hashtextextended(({text}) collate \"C\", {seed})"));
+    if let Some(element) = &c.element_type {
+        if !EXACT_ARRAY_ELEMENTS.contains(&element.as_str()) {
+            return as_text(format!("{col}::text"));
+        }
+        let collate = if matches!(element.as_str(), "text" | "varchar") {
+            " collate \"C\""
+        } else {
+            ""
+        };
+        // array_dims is NULL for an empty array, which is not a NULL one.
+        return Term(format!(
+            "hash_array_extended({col}{collate}, {seed}) # \
+             coalesce(hashtextextended(array_dims({col}), {seed}), 0)"
+        ));
+    }
+    match c.base_type.as_str() {
+        // Under "C", equal means byte-equal whatever the column's collation.
+        "text" | "varchar" | "name" => {
+            Term(format!("hashtextextended({col} collate \"C\", {seed})"))
+        }
+        "int2" => Term(format!("hashint2extended({col}, {seed})")),
+        "int4" => Term(format!("hashint4extended({col}, {seed})")),
+        "oid" => Term(format!("hashoidextended({col}, {seed})")),
+        "uuid" => Term(format!("uuid_hash_extended({col}, {seed})")),
+        "bool" | "char" => Term(format!("hashint4extended({col}::int4, {seed})")),
+        // hashint8extended folds the 64 bits into 32 before hashing: the
+        // high half is hashed on top.
+        "int8" => Term(format!(
+            "hashint4extended(({col} >> 32)::int4, hashint8extended({col}, {seed}))"
+        )),
+        // A date is its day number from 2000-01-01, ±infinity the int4 limits.
+        "date" => Term(format!(
+            "hashint4extended(case when isfinite({col}) then {col} - date '2000-01-01' \
+             when {col} > date '2000-01-01' then 2147483647 \
+             when {col} < date '2000-01-01' then (-2147483648)::int4 end, {seed})"
+        )),
+        "timestamp" => Bytes(format!("timestamp_send({col})")),
+        "timestamptz" => Bytes(format!("timestamptz_send({col})")),
+        "bytea" => Bytes(format!("{col}::bytea")),
+        "inet" => Bytes(format!("inet_send({col})")),
+        "cidr" => Bytes(format!("cidr_send({col})")),
+        "macaddr" => Bytes(format!("macaddr_send({col})")),
+        "macaddr8" => Bytes(format!("macaddr8_send({col})")),
+        "int4range" | "daterange" => Bytes(format!("range_send({col})")),
+        "bpchar" => as_text(format!("textin(bpcharout({col}))")),
+        _ => as_text(format!("{col}::text")),
+    }
+}
+
+/// A bigint literal standing for NULL in the column at `position`: a fixed
+/// value that no column hash is more likely to take than any other
+/// (splitmix64 of the position, kept positive so it prints as a bigint).
+fn null_mark(position: usize) -> i64 {
+    let mut z = (position as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z >> 1) as i64
+}
+
+/// Column names sorted and deduplicated: the hash does not depend on the
+/// order they are listed in.
+fn sorted_names<'a>(names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut names: Vec<&str> = names.collect();
     names.sort();
     names.dedup();
-    let list = names
-        .iter()
-        .map(|c| format!("src.{}", quote_ident(c)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!("hashtextextended(row({list})::text, 0)")
+    names
 }
+
+impl RowHash {
+    /// The row hash of `columns` (in name order, duplicates dropped) for
+    /// servers whose lowest `server_version_num` is `server_version_num`:
+    /// the typed form from 14 on, [`RowHash::text`] below. Pure: the same
+    /// inputs give the same SQL.
+    pub fn new(columns: &[HashColumn], server_version_num: i32) -> RowHash {
+        let mut sorted: Vec<&HashColumn> = columns.iter().collect();
+        sorted.sort_by(|a, b| a.name.cmp(&b.name));
+        sorted.dedup_by(|a, b| a.name == b.name);
+        if server_version_num < TYPED_HASH_VERSION {
+            let names: Vec<String> = sorted.iter().map(|c| c.name.clone()).collect();
+            return RowHash::text(&names);
+        }
+        let mut terms: Vec<String> = Vec::with_capacity(sorted.len() + 1);
+        let mut bytes: Vec<String> = Vec::new();
+        for (i, c) in sorted.iter().enumerate() {
+            let seed = i + 1;
+            let col = format!("src.{}", quote_ident(&c.name));
+            match column_hash(c, &col, seed) {
+                ColumnHash::Term(hash) => {
+                    terms.push(format!("coalesce({hash}, {})", null_mark(seed)))
+                }
+                ColumnHash::Bytes(b) => bytes.push(b),
+            }
+        }
+        if !bytes.is_empty() {
+            // Never NULL: a NULL element hashes as 0 inside the array.
+            terms.push(format!(
+                "hash_array_extended(array[{}], 0)",
+                bytes.join(", ")
+            ));
+        }
+        let combined = if terms.is_empty() {
+            "0::int8".to_string()
+        } else {
+            terms.join(" # ")
+        };
+        // Mixed once more (the seed of a 32-bit hash takes all 64 bits): a
+        // plain sum of XORed column hashes, or of an array hash (a linear
+        // combination of its elements' hashes), would let values swapped
+        // between rows cancel out.
+        RowHash {
+            sql: format!("hashint4extended(0, {combined})"),
+        }
+    }
+
+    /// `hashtextextended(row(src.c1, src.c2, ...)::text, 0)` over `columns`
+    /// sorted by name: the hash of the row's text, for any server from 11 on
+    /// and any types. What [`RowHash::new`] gives below PostgreSQL 14.
+    pub fn text(columns: &[String]) -> RowHash {
+        let list = sorted_names(columns.iter().map(String::as_str))
+            .iter()
+            .map(|c| format!("src.{}", quote_ident(c)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        RowHash {
+            sql: format!("hashtextextended(row({list})::text, 0)"),
+        }
+    }
+
+    /// The bigint SQL expression, over the alias `src`.
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+}
+
+/// The [`RowHash`] of `columns` of `table` for comparing `source` with
+/// `target`: typed by the column types (a column whose type differs between
+/// the two sides, or that either lacks, is hashed as text) when both servers
+/// are PostgreSQL 14 or later, the row's text otherwise. Give the result to
+/// both sides.
+pub async fn row_hash(
+    source: &Database,
+    target: &Database,
+    table: &QualifiedName,
+    columns: &[String],
+) -> Result<RowHash, PgError> {
+    let (source_columns, target_columns, source_info, target_info) = tokio::try_join!(
+        source.hash_columns(table),
+        target.hash_columns(table),
+        source.server_info(),
+        target.server_info(),
+    )?;
+    let version = source_info.version_num.min(target_info.version_num);
+    let on_target: BTreeMap<&str, &HashColumn> = target_columns
+        .iter()
+        .map(|c| (c.name.as_str(), c))
+        .collect();
+    let typed: Vec<HashColumn> = sorted_names(columns.iter().map(String::as_str))
+        .into_iter()
+        .map(
+            |name| match source_columns.iter().find(|c| c.name == name) {
+                Some(c) if on_target.get(name) == Some(&c) => c.clone(),
+                _ => HashColumn::as_text(name),
+            },
+        )
+        .collect();
+    Ok(RowHash::new(&typed, version))
+}
+
+/// Each column of the table `$1.$2` (`attnum` order): name, type with domains
+/// looked through, and the element type of an array; `pg_catalog` types by
+/// bare name, others as `schema.name`.
+const HASH_COLUMNS_SQL: &str = r#"
+with recursive col(attnum, name, typ) as (
+  select a.attnum, a.attname::text, a.atttypid
+    from pg_attribute a
+    join pg_class c on c.oid = a.attrelid
+    join pg_namespace n on n.oid = c.relnamespace
+   where n.nspname = $1 and c.relname = $2
+     and a.attnum > 0 and not a.attisdropped
+  union all
+  select col.attnum, col.name, t.typbasetype
+    from col join pg_type t on t.oid = col.typ
+   where t.typtype = 'd'
+)
+select col.name,
+       case when tn.nspname = 'pg_catalog' then t.typname::text
+            else format('%I.%I', tn.nspname, t.typname) end,
+       case when e.oid is null then null
+            when en.nspname = 'pg_catalog' then e.typname::text
+            else format('%I.%I', en.nspname, e.typname) end
+  from col
+  join pg_type t on t.oid = col.typ
+  join pg_namespace tn on tn.oid = t.typnamespace
+  left join pg_type e on e.oid = t.typelem and e.typarray = t.oid
+  left join pg_namespace en on en.oid = e.typnamespace
+ where t.typtype <> 'd'
+ order by col.attnum
+"#;
 
 /// Whether values of a key type compare by collation: those are compared
 /// under `collate "C"` so both sides order them the same, whatever each
@@ -1153,12 +1450,190 @@ mod tests {
         assert_eq!(first_record_field("(t,f)"), Some("t".into()));
     }
 
+    fn col(name: &str, base_type: &str) -> HashColumn {
+        HashColumn {
+            name: name.into(),
+            base_type: base_type.into(),
+            element_type: None,
+        }
+    }
+
+    fn array(name: &str, element: &str) -> HashColumn {
+        HashColumn {
+            name: name.into(),
+            base_type: format!("_{element}"),
+            element_type: Some(element.into()),
+        }
+    }
+
     #[test]
-    fn hash_expression_sorts_columns() {
+    fn text_hash_sorts_columns() {
         assert_eq!(
-            row_hash_expr(&["b".into(), "a".into(), "b".into()]),
+            RowHash::text(&["b".into(), "a".into(), "b".into()]).sql(),
             "hashtextextended(row(src.\"a\", src.\"b\")::text, 0)"
         );
+    }
+
+    #[test]
+    fn typed_hash_expression() {
+        let columns = [
+            col("id", "int8"),
+            col("amount", "numeric"),
+            col("name", "text"),
+            col("created_at", "timestamptz"),
+            col("paid", "bool"),
+            col("photo", "bytea"),
+        ];
+        let m = |p: usize| null_mark(p);
+        assert_eq!(
+            RowHash::new(&columns, 150_004).sql(),
+            format!(
+                "hashint4extended(0, \
+                 coalesce(hashtextextended((src.\"amount\"::text) collate \"C\", 1), {}) # \
+                 coalesce(hashint4extended((src.\"id\" >> 32)::int4, hashint8extended(src.\"id\", 3)), {}) # \
+                 coalesce(hashtextextended(src.\"name\" collate \"C\", 4), {}) # \
+                 coalesce(hashint4extended(src.\"paid\"::int4, 5), {}) # \
+                 hash_array_extended(array[timestamptz_send(src.\"created_at\"), src.\"photo\"::bytea], 0))",
+                m(1),
+                m(3),
+                m(4),
+                m(5)
+            )
+        );
+        // Column order and duplicates do not matter.
+        let mut shuffled = columns.to_vec();
+        shuffled.reverse();
+        shuffled.push(col("name", "text"));
+        assert_eq!(
+            RowHash::new(&shuffled, 140_000),
+            RowHash::new(&columns, 170_000)
+        );
+        // Below 14 (either side): the row's text, as before.
+        let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+        assert_eq!(RowHash::new(&columns, 130_011), RowHash::text(&names));
+        assert_eq!(
+            RowHash::new(&[], 150_000).sql(),
+            "hashint4extended(0, 0::int8)"
+        );
+        // No array when no column needs one; identifiers quoted.
+        assert_eq!(
+            RowHash::new(&[col("we\"ird", "uuid")], 150_000).sql(),
+            format!(
+                "hashint4extended(0, coalesce(uuid_hash_extended(src.\"we\"\"ird\", 1), {}))",
+                m(1)
+            )
+        );
+    }
+
+    #[test]
+    fn column_hashes() {
+        let hashed = |c: HashColumn| column_hash(&c, "src.\"c\"", 7);
+        let term = |s: &str| ColumnHash::Term(s.to_string());
+        let bytes = |s: &str| ColumnHash::Bytes(s.to_string());
+        for t in ["text", "varchar", "name"] {
+            assert_eq!(
+                hashed(col("c", t)),
+                term("hashtextextended(src.\"c\" collate \"C\", 7)")
+            );
+        }
+        for (t, f) in [
+            ("int2", "hashint2extended"),
+            ("int4", "hashint4extended"),
+            ("oid", "hashoidextended"),
+            ("uuid", "uuid_hash_extended"),
+        ] {
+            assert_eq!(hashed(col("c", t)), term(&format!("{f}(src.\"c\", 7)")));
+        }
+        for t in ["bool", "char"] {
+            assert_eq!(
+                hashed(col("c", t)),
+                term("hashint4extended(src.\"c\"::int4, 7)")
+            );
+        }
+        assert_eq!(
+            hashed(col("c", "int8")),
+            term("hashint4extended((src.\"c\" >> 32)::int4, hashint8extended(src.\"c\", 7))")
+        );
+        assert_eq!(
+            hashed(col("c", "date")),
+            term(
+                "hashint4extended(case when isfinite(src.\"c\") then src.\"c\" - date '2000-01-01' \
+                 when src.\"c\" > date '2000-01-01' then 2147483647 \
+                 when src.\"c\" < date '2000-01-01' then (-2147483648)::int4 end, 7)"
+            )
+        );
+        for (t, b) in [
+            ("timestamp", "timestamp_send(src.\"c\")"),
+            ("timestamptz", "timestamptz_send(src.\"c\")"),
+            ("bytea", "src.\"c\"::bytea"),
+            ("inet", "inet_send(src.\"c\")"),
+            ("cidr", "cidr_send(src.\"c\")"),
+            ("macaddr", "macaddr_send(src.\"c\")"),
+            ("macaddr8", "macaddr8_send(src.\"c\")"),
+            ("int4range", "range_send(src.\"c\")"),
+            ("daterange", "range_send(src.\"c\")"),
+        ] {
+            assert_eq!(hashed(col("c", t)), bytes(b), "{t}");
+        }
+        assert_eq!(
+            hashed(array("c", "text")),
+            term(
+                "hash_array_extended(src.\"c\" collate \"C\", 7) # \
+                 coalesce(hashtextextended(array_dims(src.\"c\"), 7), 0)"
+            )
+        );
+        assert_eq!(
+            hashed(array("c", "int4")),
+            term(
+                "hash_array_extended(src.\"c\", 7) # \
+                 coalesce(hashtextextended(array_dims(src.\"c\"), 7), 0)"
+            )
+        );
+        assert_eq!(
+            hashed(col("c", "bpchar")),
+            term("hashtextextended((textin(bpcharout(src.\"c\"))) collate \"C\", 7)")
+        );
+        // Types whose hash misses changes a client sees, types without a
+        // hash, user and extension types, unknown types: their text.
+        for c in [
+            col("c", "numeric"),
+            col("c", "float4"),
+            col("c", "float8"),
+            col("c", "interval"),
+            col("c", "time"),
+            col("c", "timetz"),
+            col("c", "money"),
+            col("c", "jsonb"),
+            col("c", "json"),
+            col("c", "xml"),
+            col("c", "point"),
+            col("c", "int8range"),
+            col("c", "tstzrange"),
+            col("c", "numrange"),
+            col("c", "regclass"),
+            col("c", "public.invoice_status"),
+            col("c", "extensions.citext"),
+            col("c", "public.text"),
+            array("c", "numeric"),
+            array("c", "int8"),
+            array("c", "jsonb"),
+            array("c", "public.mood"),
+            HashColumn::as_text("c"),
+        ] {
+            assert_eq!(
+                hashed(c.clone()),
+                term("hashtextextended((src.\"c\"::text) collate \"C\", 7)"),
+                "{c:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn null_marks_differ() {
+        let marks: Vec<i64> = (1..=2000).map(null_mark).collect();
+        assert!(marks.iter().all(|&m| m > 0 && m > i64::from(i32::MAX)));
+        let distinct: std::collections::BTreeSet<i64> = marks.iter().copied().collect();
+        assert_eq!(distinct.len(), marks.len());
     }
 
     #[test]

@@ -73,9 +73,12 @@ pub async fn compare_tables(
                 .into_iter()
                 .map(|c| c.name)
                 .collect();
+            // One expression for both sides, from the column types and the
+            // lower server version.
+            let hash = super::compare::row_hash(source, target, table, &columns).await?;
             let (a, b) = tokio::join!(
-                source.table_checksum(table, &columns),
-                target.table_checksum(table, &columns)
+                source.table_checksum(table, &hash),
+                target.table_checksum(table, &hash)
             );
             source_checksum = Some(a?.1);
             target_checksum = Some(b?.1);

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::context::Context;
 use crate::manifest::DataMode;
 use crate::manifest::QualifiedName;
-use crate::pg::compare::{RlsState, first_differing_keys};
+use crate::pg::compare::{RlsState, first_differing_keys, row_hash};
 use crate::pg::ledger::StepRecord;
 use crate::pg::replication::hold_at_fence;
 use crate::pg::table_diff::{TableComparison, compare_tables};
@@ -105,15 +105,10 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
                         .into_iter()
                         .map(|c| c.name)
                         .collect();
-                    let keys = first_differing_keys(
-                        &source,
-                        &target,
-                        table,
-                        &columns,
-                        &pk,
-                        MAX_KEYS_SHOWN,
-                    )
-                    .await?;
+                    let hash = row_hash(&source, &target, table, &columns).await?;
+                    let keys =
+                        first_differing_keys(&source, &target, table, &hash, &pk, MAX_KEYS_SHOWN)
+                            .await?;
                     for k in keys {
                         differing_keys.push([
                             table.to_string(),

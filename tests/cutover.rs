@@ -1028,6 +1028,31 @@ async fn cloudflare_pages_cutover_and_rollback() {
     );
 }
 
+/// An approved run, Vercel and the site faked, and the orders tables equal
+/// on both sides with a passing validate.
+async fn approved_orders_setup() -> (MockServer, MockServer, MockServer, Setup) {
+    let gh = github(
+        environment(reviewers()),
+        json!([approval("approved", "octocat", "Ship it!")]),
+        "release-manager",
+    )
+    .await;
+    let vercel = vercel(200).await;
+    let site = site().await;
+    let frontend = format!(
+        "[frontend]\nprovider = \"vercel\"\nproject = \"ops-portal\"\nurl = \"{}\"\napi_url = \"{}\"\ndeploy_timeout_seconds = 5\n",
+        site.uri(),
+        vercel.uri()
+    );
+    let s = setup_with_tables(false, &frontend, ORDERS_SQL).await;
+    (gh, vercel, site, s)
+}
+
+async fn open_freezes(db: &TestDb) -> Option<String> {
+    db.scalar("select count(*)::text from cutover.freezes where lifted_at is null")
+        .await
+}
+
 /// A connection to `db` as PostgREST makes it: `authenticator`, then
 /// `set role service_role`.
 async fn as_service_role(db: &TestDb) -> sqlx::PgConnection {
@@ -1056,20 +1081,7 @@ async fn write_error(db: &TestDb, sql: &str) -> Option<String> {
 
 #[tokio::test]
 async fn copy_mode_cutover_freezes_the_source_for_every_role_and_rollback_lifts_it() {
-    let gh = github(
-        environment(reviewers()),
-        json!([approval("approved", "octocat", "Ship it!")]),
-        "release-manager",
-    )
-    .await;
-    let vercel = vercel(200).await;
-    let site = site().await;
-    let frontend = format!(
-        "[frontend]\nprovider = \"vercel\"\nproject = \"ops-portal\"\nurl = \"{}\"\napi_url = \"{}\"\ndeploy_timeout_seconds = 5\n",
-        site.uri(),
-        vercel.uri()
-    );
-    let s = setup_with_tables(false, &frontend, ORDERS_SQL).await;
+    let (gh, vercel, _site, s) = approved_orders_setup().await;
     let files = ActionsFiles::new();
     let out = s.run(&files, "cutover", &gh.uri());
     let summary = files.read("summary.md");
@@ -1133,14 +1145,7 @@ async fn copy_mode_cutover_freezes_the_source_for_every_role_and_rollback_lifts_
     );
     let ledger = ledger_dump(&s.pair.target, "cutover").await;
     assert!(ledger.contains("write-freeze"), "{ledger}");
-    assert_eq!(
-        s.pair
-            .target
-            .scalar("select count(*)::text from cutover.freezes where lifted_at is null")
-            .await
-            .as_deref(),
-        Some("1")
-    );
+    assert_eq!(open_freezes(&s.pair.target).await.as_deref(), Some("1"));
 
     // Rollback lifts the freeze and says so.
     let vercel_after = vercel_mocks_after_cutover(&vercel).await;
@@ -1161,36 +1166,12 @@ async fn copy_mode_cutover_freezes_the_source_for_every_role_and_rollback_lifts_
         .await,
         None
     );
-    assert_eq!(
-        s.pair
-            .target
-            .scalar("select count(*)::text from cutover.freezes where lifted_at is null")
-            .await
-            .as_deref(),
-        Some("0")
-    );
+    assert_eq!(open_freezes(&s.pair.target).await.as_deref(), Some("0"));
 }
 
 #[tokio::test]
 async fn copy_mode_cutover_blocks_when_the_source_changed_after_validate() {
-    let gh = github(
-        environment(reviewers()),
-        json!([approval("approved", "octocat", "Ship it!")]),
-        "release-manager",
-    )
-    .await;
-    let vercel = vercel(200).await;
-    let site = site().await;
-    let s = setup_with_tables(
-        false,
-        &format!(
-            "[frontend]\nprovider = \"vercel\"\nproject = \"ops-portal\"\nurl = \"{}\"\napi_url = \"{}\"\ndeploy_timeout_seconds = 5\n",
-            site.uri(),
-            vercel.uri()
-        ),
-        ORDERS_SQL,
-    )
-    .await;
+    let (gh, vercel, _site, s) = approved_orders_setup().await;
     // The live app writes after validate, through the API.
     let mut api = as_service_role(&s.pair.source).await;
     sqlx::raw_sql(
@@ -1232,14 +1213,7 @@ async fn copy_mode_cutover_blocks_when_the_source_changed_after_validate() {
             .as_deref(),
         Some("54")
     );
-    assert_eq!(
-        s.pair
-            .target
-            .scalar("select count(*)::text from cutover.freezes where lifted_at is null")
-            .await
-            .as_deref(),
-        Some("0")
-    );
+    assert_eq!(open_freezes(&s.pair.target).await.as_deref(), Some("0"));
 }
 
 #[tokio::test]

@@ -534,26 +534,7 @@ async fn replicate_mode_keeps_every_acknowledged_write_while_the_app_writes() {
     else {
         return;
     };
-    let (source, target) = tokio::join!(SupaDb::new(&src, "zlsrc"), SupaDb::new(&tgt, "zltgt"));
-    source.exec(APP_SQL).await;
-    target.exec(APP_SQL).await;
-    source
-        .exec(
-            "insert into public.orders (note, qty) select 'seed ' || g, g % 10 from generate_series(1, 20000) g;
-             insert into public.order_events (order_id, kind) select g, 'seeded' from generate_series(1, 20000, 3) g;",
-        )
-        .await;
-    source
-        .exec_as_admin("alter role authenticator login password 'app-writer-pw'")
-        .await;
-    let api_url = source.url_as("authenticator", Some("app-writer-pw"));
-    let work = replicate_manifest(&source, "max_lag_seconds = 5");
-    let gh = github(
-        environment(reviewers()),
-        serde_json::json!([approval("approved", "octocat", "Go")]),
-        "release-manager",
-    )
-    .await;
+    let (source, target, work, gh, api_url) = replicate_pair(&src, &tgt, "zl", 20000).await;
 
     // The app writes from before `data` until after `cutover`.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -845,7 +826,8 @@ async fn replicate_pair(
     target.exec(APP_SQL).await;
     source
         .exec(&format!(
-            "insert into public.orders (note, qty) select 'seed ' || g, g % 10 from generate_series(1, {rows}) g;"
+            "insert into public.orders (note, qty) select 'seed ' || g, g % 10 from generate_series(1, {rows}) g;
+             insert into public.order_events (order_id, kind) select g, 'seeded' from generate_series(1, {rows}, 3) g;"
         ))
         .await;
     source

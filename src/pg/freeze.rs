@@ -90,7 +90,7 @@ impl Database {
             .execute(&mut *tx)
             .await
             .map_err(|e| self.error("creating the write-freeze function", e))?;
-        let frozen_before = frozen_tables_in(&mut tx, self).await?;
+        let frozen_before = frozen_tables_in(&mut *tx, self).await?;
         if tables.is_empty() {
             tx.commit()
                 .await
@@ -172,28 +172,7 @@ impl Database {
 
     /// Tables that carry the freeze trigger now.
     pub async fn frozen_tables(&self) -> Result<Vec<QualifiedName>, PgError> {
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| self.error("looking for frozen tables", e))?;
-        let rows = sqlx::query(
-            "select n.nspname::text, c.relname::text
-               from pg_trigger t join pg_class c on c.oid = t.tgrelid
-               join pg_namespace n on n.oid = c.relnamespace
-              where t.tgname = $1 order by 1, 2",
-        )
-        .bind(FREEZE_TRIGGER)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| self.error("looking for frozen tables", e))?;
-        Ok(rows
-            .into_iter()
-            .map(|r| QualifiedName {
-                schema: r.get(0),
-                name: r.get(1),
-            })
-            .collect())
+        frozen_tables_in(&self.pool, self).await
     }
 
     /// Lifts the freeze from every table that carries it, in one
@@ -204,7 +183,7 @@ impl Database {
             .begin()
             .await
             .map_err(|e| self.error("lifting the write freeze", e))?;
-        let frozen = frozen_tables_in(&mut tx, self).await?;
+        let frozen = frozen_tables_in(&mut *tx, self).await?;
         for table in &frozen {
             sqlx::raw_sql(&format!(
                 "drop trigger if exists {FREEZE_TRIGGER} on {}",
@@ -256,8 +235,8 @@ impl Database {
     }
 }
 
-async fn frozen_tables_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+async fn frozen_tables_in<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
     db: &Database,
 ) -> Result<Vec<QualifiedName>, PgError> {
     let rows = sqlx::query(
@@ -267,16 +246,20 @@ async fn frozen_tables_in(
           where t.tgname = $1 order by 1, 2",
     )
     .bind(FREEZE_TRIGGER)
-    .fetch_all(&mut **tx)
+    .fetch_all(executor)
     .await
     .map_err(|e| db.error("looking for frozen tables", e))?;
-    Ok(rows
-        .into_iter()
+    Ok(qualified_names(rows))
+}
+
+/// `(schema, name)` rows as names.
+pub(crate) fn qualified_names(rows: Vec<sqlx::postgres::PgRow>) -> Vec<QualifiedName> {
+    rows.into_iter()
         .map(|r| QualifiedName {
             schema: r.get(0),
             name: r.get(1),
         })
-        .collect())
+        .collect()
 }
 
 /// Deadlocks a `LOCK TABLE` of several tables may meet before giving up.

@@ -269,13 +269,7 @@ impl Database {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| self.error("checking replica identities", e))?;
-        Ok(rows
-            .into_iter()
-            .map(|r| QualifiedName {
-                schema: r.get(0),
-                name: r.get(1),
-            })
-            .collect())
+        Ok(super::freeze::qualified_names(rows))
     }
 
     /// Source: the fence table, the replication role (password set as a

@@ -75,18 +75,9 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     let names: Vec<QualifiedName> = jobs.iter().map(|j| j.table.clone()).collect();
 
     if dry_run {
-        let mut table = ReportTable::new(
-            "Tables to copy (dry-run)",
-            &["Table", "Columns", "Size on source"],
-        );
-        for job in &jobs {
-            table.push([
-                job.table.to_string(),
-                job.columns.len().to_string(),
-                bytes_text(job.source_bytes as u64),
-            ]);
-        }
-        report.tables.push(table);
+        report
+            .tables
+            .push(super::planned_tables("Tables to copy (dry-run)", &jobs));
         report.summary = format!(
             "Dry-run: {} tables would be copied; nothing was written.",
             jobs.len()

@@ -16,7 +16,7 @@ use crate::context::Context;
 use crate::manifest::{DataMode, QualifiedName};
 use crate::pg::Database;
 use crate::pg::copy::CopyJob;
-use crate::report::PhaseReport;
+use crate::report::{PhaseReport, ReportTable};
 
 use super::{PhaseError, select_tables};
 
@@ -91,6 +91,19 @@ pub async fn plan_jobs(
     });
 
     Ok((source, target, jobs))
+}
+
+/// The tables a dry-run would move: name, columns, size on the source.
+pub(crate) fn planned_tables(title: &str, jobs: &[CopyJob]) -> ReportTable {
+    let mut table = ReportTable::new(title, &["Table", "Columns", "Size on source"]);
+    for job in jobs {
+        table.push([
+            job.table.to_string(),
+            job.columns.len().to_string(),
+            bytes_text(job.source_bytes as u64),
+        ]);
+    }
+    table
 }
 
 /// A byte count for people: `512 B`, `1.5 KiB`.

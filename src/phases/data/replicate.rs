@@ -258,18 +258,10 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         return Ok(report);
     }
     if ctx.settings.dry_run {
-        let mut table = ReportTable::new(
+        report.tables.push(super::planned_tables(
             "Tables to replicate (dry-run)",
-            &["Table", "Columns", "Size on source"],
-        );
-        for job in &jobs {
-            table.push([
-                job.table.to_string(),
-                job.columns.len().to_string(),
-                bytes_text(job.source_bytes as u64),
-            ]);
-        }
-        report.tables.push(table);
+            &jobs,
+        ));
         report.summary = format!(
             "Dry-run: {} tables would be replicated source → target; nothing was created.",
             jobs.len()

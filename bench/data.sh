@@ -99,6 +99,7 @@ pqa() { psql -X -q -v ON_ERROR_STOP=1 -At -F'|' "$@"; }
 now() { date +%s.%N; }
 elapsed() { echo "$2 - $1" | bc; }
 fmt1() { awk -v x="$1" 'BEGIN { printf "%.1f", x }'; }
+fmt2() { awk -v x="$1" 'BEGIN { printf "%.2f", x }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "inf" }'; }
 say() { printf '\n==> %s\n' "$*"; }
 note() { printf '    %s\n' "$*"; }
@@ -525,7 +526,7 @@ validation_timing() {
     run_validate_phase || rc=$?
     VTIME[phase]=$(elapsed "$t0" "$(now)")
     if ((rc == 0)); then VEQUAL[phase]=pass; else VEQUAL[phase]="exit $rc"; fi
-    note "cutover validate: $(fmt1 "${VTIME[phase]}") s (${VEQUAL[phase]}); output in $WORK/validate.log"
+    note "cutover validate: $(fmt2 "${VTIME[phase]}") s (${VEQUAL[phase]}); output in $WORK/validate.log"
     sed 's/\x1b\[[0-9;]*m//g' "$WORK/validate.trace" |
       sed -n 's/.*db\.statement="\\n\\n\(select count(\*), coalesce(sum(.* as src\)\\n" rows_affected=.*/\1;/p' |
       sed 's/\\"/"/g; s/\\\\/\\/g' | sort -u | pass_file new
@@ -541,7 +542,7 @@ validation_timing() {
       if time_pass "$p"; then
         t=$PASS_T best=${VTIME[$p]:-}
         if [[ -z $best ]] || awk -v a="$t" -v b="$best" 'BEGIN { exit !(a < b) }'; then VTIME[$p]=$t; fi
-        note "round $r: ${VLABEL[$p]}: $(fmt1 "$t") s"
+        note "round $r: ${VLABEL[$p]}: $(fmt2 "$t") s"
       fi
     done
   done
@@ -583,7 +584,7 @@ if [[ -n $VAL_METHOD ]]; then
   for p in "${VPASSES[@]}" phase; do
     t=${VTIME[$p]} r=n/a
     if [[ $t != n/a && $VN != n/a ]]; then r="$(ratio "$t" "$VN")×"; fi
-    [[ $t == n/a ]] || t=$(fmt1 "$t")
+    [[ $t == n/a ]] || t=$(fmt2 "$t")
     printf '    %-34s %9s  %-30s %s\n' "${VLABEL[$p]}" "$t" "${VEQUAL[$p]}" "$r"
   done
   if [[ -n $VAL_NOTE ]]; then note "($VAL_NOTE)"; fi
@@ -641,7 +642,7 @@ if [[ -n $VAL_METHOD ]]; then
     fi
     before=
     [[ ${VTIME[old]} == n/a ]] || before="; before this change ${VLABEL[old]#before: } took $(ratio "${VTIME[old]}" "${VTIME[naive]}")×"
-    echo "validate's checksums: $(fmt1 "${VTIME[new]}") s, ${r}× the naive pass (goal ≤ ${VALIDATE_GOAL}×: $verdict)$before"
+    echo "validate's checksums: $(fmt2 "${VTIME[new]}") s, ${r}× the naive pass (goal ≤ ${VALIDATE_GOAL}×: $verdict)$before"
   fi
 fi
 exit "$STATUS"

@@ -862,7 +862,9 @@ fn key_order(a: &str, b: &str) -> Ordering {
 }
 
 /// The lowest `server_version_num` (of the two sides) that gets the typed
-/// [`RowHash::new`]: PostgreSQL 14. Older servers get [`RowHash::text`].
+/// [`RowHash::new`]: PostgreSQL 14. Older servers get [`RowHash::text`]
+/// (the functions the typed form calls exist since 11 or 12, but it is only
+/// used from 14 on; older servers keep the form they always had).
 pub const TYPED_HASH_VERSION: i32 = 140_000;
 
 /// A column as [`RowHash::new`] sees it (from [`Database::hash_columns`]).
@@ -899,7 +901,7 @@ impl HashColumn {
 /// Typed ([`RowHash::new`], both sides PostgreSQL 14 or later): each column
 /// is hashed by value with its type's own 64-bit hash function where that
 /// hash tells apart every two values a client can tell apart, and as its
-/// text otherwise (see [`column_hash`]); the column hashes, each seeded with
+/// text otherwise (see `column_hash`); the column hashes, each seeded with
 /// the column's position in name order and NULL standing for a constant of
 /// that position, are XORed, and the result mixed once more so the sum over
 /// rows depends on which values share a row. Otherwise ([`RowHash::text`])

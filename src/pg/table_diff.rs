@@ -45,9 +45,9 @@ impl TableComparison {
     }
 }
 
-/// Compares `tables` on both sides: exact counts (each side in one
-/// snapshot), then, with `checksums`, each table's content checksum over
-/// the source's columns, both sides at once. A table missing on the target
+/// Compares `tables` on both sides, both at once: with `checksums`, each
+/// table's row count and content checksum (over the source's columns) in one
+/// scan per side; without, exact counts (each side in one snapshot). A table missing on the target
 /// has `target_rows = None` and no checksums.
 pub async fn compare_tables(
     source: &Database,
@@ -56,39 +56,59 @@ pub async fn compare_tables(
     checksums: bool,
 ) -> Result<Vec<TableComparison>, PgError> {
     let present: Vec<QualifiedName> = target.existing_tables(tables).await?;
-    let (source_counts, target_counts) = tokio::join!(
-        source.exact_row_counts(tables),
-        target.exact_row_counts(&present)
-    );
-    let (source_counts, target_counts): (BTreeMap<_, _>, BTreeMap<_, _>) =
-        (source_counts?, target_counts?);
+    if !checksums {
+        let (source_counts, target_counts) = tokio::join!(
+            source.exact_row_counts(tables),
+            target.exact_row_counts(&present)
+        );
+        let (source_counts, target_counts): (BTreeMap<_, _>, BTreeMap<_, _>) =
+            (source_counts?, target_counts?);
+        return Ok(tables
+            .iter()
+            .map(|table| TableComparison {
+                table: table.clone(),
+                source_rows: source_counts.get(table).copied().unwrap_or(0),
+                target_rows: target_counts.get(table).copied(),
+                source_checksum: None,
+                target_checksum: None,
+            })
+            .collect());
+    }
+    // With checksums, each side's checksum query counts the rows in the same
+    // scan: one pass per table and side, not two.
     let mut out = Vec::with_capacity(tables.len());
     for table in tables {
-        let target_rows = target_counts.get(table).copied();
-        let (mut source_checksum, mut target_checksum) = (None, None);
-        if checksums && target_rows.is_some() {
-            let columns: Vec<String> = source
-                .columns(table)
-                .await?
-                .into_iter()
-                .map(|c| c.name)
-                .collect();
-            // One expression for both sides, from the column types and the
-            // lower server version.
-            let hash = super::compare::row_hash(source, target, table, &columns).await?;
-            let (a, b) = tokio::join!(
-                source.table_checksum(table, &hash),
-                target.table_checksum(table, &hash)
-            );
-            source_checksum = Some(a?.1);
-            target_checksum = Some(b?.1);
+        if !present.contains(table) {
+            let counts = source.exact_row_counts(std::slice::from_ref(table)).await?;
+            out.push(TableComparison {
+                table: table.clone(),
+                source_rows: counts.get(table).copied().unwrap_or(0),
+                target_rows: None,
+                source_checksum: None,
+                target_checksum: None,
+            });
+            continue;
         }
+        let columns: Vec<String> = source
+            .columns(table)
+            .await?
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        // One expression for both sides, from the column types and the
+        // lower server version.
+        let hash = super::compare::row_hash(source, target, table, &columns).await?;
+        let (a, b) = tokio::join!(
+            source.table_checksum(table, &hash),
+            target.table_checksum(table, &hash)
+        );
+        let ((source_rows, source_sum), (target_rows, target_sum)) = (a?, b?);
         out.push(TableComparison {
             table: table.clone(),
-            source_rows: source_counts.get(table).copied().unwrap_or(0),
-            target_rows,
-            source_checksum,
-            target_checksum,
+            source_rows,
+            target_rows: Some(target_rows),
+            source_checksum: Some(source_sum),
+            target_checksum: Some(target_sum),
         });
     }
     Ok(out)

@@ -639,7 +639,7 @@ pub async fn wait_for_fence(
                 ), sqlstate: None });
         }
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(100));
+        pause = (pause * 2).min(Duration::from_millis(20));
     }
 }
 

@@ -503,11 +503,11 @@ FAILED=()
 show_freeze_table() {
   awk '/^#+ Write freeze/ { on = 1 } on && /^\|/ { print "      " $0; seen = 1; next } on && seen && !/^\|/ { exit }' "$1"
 }
-# The write-freeze step of the target's ledger: lag|lock|fence|verify|sequences|frontend|total (ms).
+# The write-freeze-timing step of the target's ledger: lag|lock|fence|verify|sequences|frontend|total (ms).
 freeze_ms() {
   pqa "$(as_admin "$1")" -c "select coalesce(detail->>'lag_before_ms', ''), detail->>'lock_ms', detail->>'fence_ms',
       detail->>'verify_ms', detail->>'sequences_ms', detail->>'frontend_ms', detail->>'total_ms'
-    from cutover.steps where phase = 'cutover' and step = 'write-freeze' and detail ? 'total_ms'
+    from cutover.steps where phase = 'cutover' and step = 'write-freeze-timing' and detail ? 'total_ms'
     order by id desc limit 1"
 }
 

@@ -1144,7 +1144,7 @@ async fn copy_mode_cutover_freezes_the_source_for_every_role_and_rollback_lifts_
         Some("51")
     );
     let ledger = ledger_dump(&s.pair.target, "cutover").await;
-    assert!(ledger.contains("write-freeze"), "{ledger}");
+    assert!(ledger.contains("write-freeze-timing"), "{ledger}");
     assert_eq!(open_freezes(&s.pair.target).await.as_deref(), Some("1"));
 
     // Rollback lifts the freeze and says so.

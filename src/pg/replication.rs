@@ -565,16 +565,31 @@ impl Database {
         Ok(!dropped.is_empty())
     }
 
-    /// Source: writes a fence row and returns its id.
+    /// Source: writes a fence row and returns its id. Committed with
+    /// `synchronous_commit = on`: with `off`, the commit would wait for the
+    /// WAL writer (up to `wal_writer_delay`) before the walsender could send
+    /// it, and the fence is on the freeze's critical path.
     pub async fn write_fence(&self, schema: &str, pause: bool) -> Result<i64, PgError> {
-        sqlx::query_scalar(&format!(
+        let context = "writing a fence row on the source";
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| self.error(context, e))?;
+        sqlx::query("set local synchronous_commit = on")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.error(context, e))?;
+        let id = sqlx::query_scalar(&format!(
             "insert into {} (pause) values ($1) returning id",
             fence_table(schema)
         ))
         .bind(pause)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
-        .map_err(|e| self.error("writing a fence row on the source", e))
+        .map_err(|e| self.error(context, e))?;
+        tx.commit().await.map_err(|e| self.error(context, e))?;
+        Ok(id)
     }
 
     /// Target: whether fence row `id` has arrived.

@@ -718,7 +718,7 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
                 ctx.run_id,
                 &StepRecord {
                     phase: "cutover",
-                    step: "write-freeze",
+                    step: "write-freeze-timing",
                     started_at: chrono::Utc::now()
                         - chrono::Duration::from_std(done.freeze_started.elapsed())
                             .unwrap_or_default(),

@@ -363,9 +363,10 @@ async fn replicate_with_lock(
 
     // Initial sync.
     let sync_deadline = Duration::from_secs(ctx.manifest.data.sync_timeout_minutes * 60);
-    let synced = wait_for_sync(ctx, target, &names.subscription, sync_deadline)
+    wait_for_sync(ctx, target, &names.subscription, sync_deadline)
         .await
         .map_err(|e| PhaseError::new(e.to_string()).hint(retry_hint))?;
+    let synced = tables.len();
     let sync_took = started.elapsed();
     report.check(CheckItem::new(
         "replication-sync",

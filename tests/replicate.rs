@@ -441,7 +441,14 @@ async fn app_writer(
                 }
                 log.lock().unwrap().extend(acks);
             }
-            Err(e) if e.to_string().contains("frozen") => {
+            // Refused by the freeze, or cancelled by PostgreSQL's deadlock
+            // detector while the freeze took its locks (a transaction that
+            // held one copied table and waited for another): an error, never
+            // an acknowledgement; its rows must be nowhere.
+            Err(e)
+                if e.to_string().contains("frozen")
+                    || e.as_database_error().and_then(|d| d.code()).as_deref() == Some("40P01") =>
+            {
                 log.lock().unwrap().push(Ack::Refused(note));
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }

@@ -475,6 +475,18 @@ async fn run_action(
     target_url: String,
     github_url: String,
 ) -> (std::process::Output, String) {
+    run_action_with(work, phase, source_url, target_url, github_url, Vec::new()).await
+}
+
+/// [`run_action`] with more environment variables.
+async fn run_action_with(
+    work: std::path::PathBuf,
+    phase: &str,
+    source_url: String,
+    target_url: String,
+    github_url: String,
+    extra: Vec<(String, String)>,
+) -> (std::process::Output, String) {
     let phase = phase.to_string();
     tokio::task::spawn_blocking(move || {
         let files = ActionsFiles::new();
@@ -493,6 +505,7 @@ async fn run_action(
             ]
             .map(|(k, v)| (k.to_string(), v)),
         );
+        env.extend(extra);
         let out = run_cutover(&work, &[], &env);
         let summary = std::fs::read_to_string(files.path("summary.md")).unwrap_or_default();
         (out, summary)
@@ -943,12 +956,15 @@ async fn a_walsender_terminated_during_the_sync_does_not_lose_rows() {
     };
     let (source, target, work, gh, _) = replicate_pair(&src, &tgt, "wals", 300_000).await;
     let (s_url, t_url) = (source.url_as_postgres(), target.url_as_postgres());
-    let data = tokio::spawn(run_action(
+    // Traced as `CUTOVER_LOG=trace` traces: every statement is logged, but
+    // the subscription's, which holds the replication role's password.
+    let data = tokio::spawn(run_action_with(
         work.path().to_path_buf(),
         "data",
         s_url.clone(),
         t_url.clone(),
         gh.uri(),
+        vec![("CUTOVER_LOG".into(), "trace".into())],
     ));
     // Once a table's initial copy runs, terminate the walsenders serving
     // this database's subscription (apply and table sync).
@@ -995,6 +1011,12 @@ async fn a_walsender_terminated_during_the_sync_does_not_lose_rows() {
         Some(0),
         "data: {}\n{summary}",
         text(&out)
+    );
+    let log = text(&out);
+    assert!(log.contains("create publication"), "statements are traced");
+    assert!(
+        !log.contains("password='") && !log.contains("create subscription"),
+        "the subscription's statement (with its password) is never logged"
     );
     assert_eq!(
         rows(&source, "public.orders", "count(*), sum(qty)").await,

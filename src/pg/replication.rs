@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use sqlx::{Connection, PgConnection, Row};
+use sqlx::{ConnectOptions, Connection, PgConnection, Row};
 
 use super::{Database, PgError};
 use crate::manifest::{QualifiedName, quote_ident};
@@ -450,15 +450,17 @@ impl Database {
             conninfo.replace('\'', "''"),
             quote_ident(&names.publication)
         );
-        let mut conn = self
-            .pool
-            .acquire()
+        // Its own connection with statement logging off: the statement holds
+        // the password, and `CUTOVER_LOG=trace` would otherwise log it.
+        let options = (*self.pool.connect_options())
+            .clone()
+            .disable_statement_logging();
+        let mut conn = sqlx::PgConnection::connect_with(&options)
             .await
             .map_err(|e| self.error("creating the subscription", e))?;
-        sqlx::raw_sql(&sql)
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| self.error("creating the subscription on the target", e))?;
+        let result = sqlx::raw_sql(&sql).execute(&mut conn).await;
+        let _ = conn.close().await;
+        result.map_err(|e| self.error("creating the subscription on the target", e))?;
         Ok(())
     }
 

@@ -578,38 +578,12 @@ async fn replicate_mode_keeps_every_acknowledged_write_while_the_app_writes() {
             && summary.contains("Target may subscribe"),
         "preflight shows the replication rows: {summary}"
     );
-    let (out, summary) = run_action(
-        work.path().to_path_buf(),
-        "data",
-        s_url.clone(),
-        t_url.clone(),
-        gh.uri(),
-    )
-    .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "data: {}\n{summary}",
-        text(&out)
-    );
+    let summary = run_ok(&work, "data", &s_url, &t_url, &gh.uri()).await;
     assert!(
         summary.contains("Initial sync done") && summary.contains("Target follows the source"),
         "{summary}"
     );
-    let (out, summary) = run_action(
-        work.path().to_path_buf(),
-        "validate",
-        s_url.clone(),
-        t_url.clone(),
-        gh.uri(),
-    )
-    .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "validate while writing: {}\n{summary}",
-        text(&out)
-    );
+    let summary = run_ok(&work, "validate", &s_url, &t_url, &gh.uri()).await;
     assert!(
         summary.contains("Compared at a replication fence"),
         "{summary}"
@@ -619,20 +593,7 @@ async fn replicate_mode_keeps_every_acknowledged_write_while_the_app_writes() {
         "{summary}"
     );
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let (out, summary) = run_action(
-        work.path().to_path_buf(),
-        "cutover",
-        s_url.clone(),
-        t_url.clone(),
-        gh.uri(),
-    )
-    .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "cutover: {}\n{summary}",
-        text(&out)
-    );
+    let summary = run_ok(&work, "cutover", &s_url, &t_url, &gh.uri()).await;
     assert!(
         summary.contains("Every write before the freeze applied on the target"),
         "{summary}"
@@ -877,20 +838,7 @@ async fn a_switch_killed_after_the_freeze_is_resumed_by_the_next_cutover() {
     let writer = tokio::spawn(app_writer(api_url.clone(), 0, stop.clone(), log.clone()));
     let (s_url, t_url) = (source.url_as_postgres(), target.url_as_postgres());
     for phase in ["data", "validate"] {
-        let (out, summary) = run_action(
-            work.path().to_path_buf(),
-            phase,
-            s_url.clone(),
-            t_url.clone(),
-            gh.uri(),
-        )
-        .await;
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{phase}: {}\n{summary}",
-            text(&out)
-        );
+        run_ok(&work, phase, &s_url, &t_url, &gh.uri()).await;
     }
     // What a cutover killed between its freeze and its fence leaves: the
     // source frozen, the replication still running, nothing switched.
@@ -910,20 +858,7 @@ async fn a_switch_killed_after_the_freeze_is_resumed_by_the_next_cutover() {
     .await
     .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let (out, summary) = run_action(
-        work.path().to_path_buf(),
-        "cutover",
-        s_url.clone(),
-        t_url.clone(),
-        gh.uri(),
-    )
-    .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "cutover: {}\n{summary}",
-        text(&out)
-    );
+    let summary = run_ok(&work, "cutover", &s_url, &t_url, &gh.uri()).await;
     assert!(
         summary.contains("already frozen (an interrupted switch): kept"),
         "{summary}"
@@ -1023,20 +958,7 @@ async fn a_walsender_terminated_during_the_sync_does_not_lose_rows() {
         rows(&target, "public.orders", "count(*), sum(qty)").await
     );
     // Rollback before any cutover removes the replication everywhere.
-    let (out, summary) = run_action(
-        work.path().to_path_buf(),
-        "rollback",
-        s_url.clone(),
-        t_url.clone(),
-        gh.uri(),
-    )
-    .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "rollback: {}\n{summary}",
-        text(&out)
-    );
+    let summary = run_ok(&work, "rollback", &s_url, &t_url, &gh.uri()).await;
     assert!(summary.contains("Replication removed"), "{summary}");
     assert_eq!(
         source
@@ -1064,4 +986,29 @@ fn row_of<'a>(summary: &'a str, title: &str) -> &'a str {
         .lines()
         .find(|l| l.contains(&format!("| {title} |")))
         .unwrap_or("")
+}
+
+/// [`run_action`] that must exit 0; returns the summary.
+async fn run_ok(
+    work: &tempfile::TempDir,
+    phase: &str,
+    source_url: &str,
+    target_url: &str,
+    github_url: &str,
+) -> String {
+    let (out, summary) = run_action(
+        work.path().to_path_buf(),
+        phase,
+        source_url.to_string(),
+        target_url.to_string(),
+        github_url.to_string(),
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{phase}: {}\n{summary}",
+        text(&out)
+    );
+    summary
 }

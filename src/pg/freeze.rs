@@ -105,21 +105,8 @@ impl Database {
         let mut sorted: Vec<&QualifiedName> = tables.iter().collect();
         sorted.sort();
         sorted.dedup();
-        let list = sorted
-            .iter()
-            .map(|t| t.quoted())
-            .collect::<Vec<_>>()
-            .join(", ");
-        sqlx::raw_sql(&format!(
-            "set local lock_timeout = '{}ms'",
-            lock_timeout.as_millis().max(1)
-        ))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.error("setting the freeze's lock timeout", e))?;
         let lock_started = Instant::now();
-        if let Err(e) = lock_tables(&mut tx, &format!("lock table {list} in exclusive mode")).await
-        {
+        if let Err(e) = lock_tables(&mut tx, tables, "exclusive", lock_timeout).await {
             drop(tx);
             let holders = self.lock_holders(tables).await.unwrap_or_default();
             let mut err = self.error(
@@ -265,7 +252,8 @@ pub(crate) fn qualified_names(rows: Vec<sqlx::postgres::PgRow>) -> Vec<Qualified
 /// Deadlocks a `LOCK TABLE` of several tables may meet before giving up.
 const LOCK_ATTEMPTS: u32 = 5;
 
-/// Runs a `LOCK TABLE` statement inside the open transaction, retrying when
+/// Locks `tables` in `mode` inside the open transaction, waiting at most
+/// `timeout` (`SET LOCAL lock_timeout`), retrying when
 /// PostgreSQL breaks a deadlock by cancelling it (SQLSTATE 40P01): an app
 /// transaction that holds one of the tables and waits for another, in the
 /// other order, is the usual cause, and it finishes while we step back.
@@ -273,8 +261,21 @@ const LOCK_ATTEMPTS: u32 = 5;
 /// had locked. Returns how many deadlocks were retried.
 pub(crate) async fn lock_tables(
     conn: &mut sqlx::PgConnection,
-    sql: &str,
+    tables: &[QualifiedName],
+    mode: &str,
+    timeout: Duration,
 ) -> Result<u32, sqlx::Error> {
+    let mut names: Vec<String> = tables.iter().map(QualifiedName::quoted).collect();
+    names.sort();
+    names.dedup();
+    sqlx::raw_sql(&format!(
+        "set local lock_timeout = '{}ms'",
+        timeout.as_millis().max(1)
+    ))
+    .execute(&mut *conn)
+    .await?;
+    let sql = format!("lock table {} in {mode} mode", names.join(", "));
+    let sql = sql.as_str();
     let mut retried = 0;
     loop {
         sqlx::raw_sql("savepoint cutover_lock")

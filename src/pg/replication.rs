@@ -736,21 +736,9 @@ pub async fn hold_at_fence(
             .begin()
             .await
             .map_err(|e| source.error(context, e))?;
-        let list = tables
-            .iter()
-            .map(QualifiedName::quoted)
-            .collect::<Vec<_>>()
-            .join(", ");
-        sqlx::raw_sql(&format!(
-            "set local lock_timeout = '{}ms'",
-            lock_timeout.as_millis().max(1)
-        ))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| source.error(context, e))?;
         let held = Instant::now();
         if !tables.is_empty() {
-            super::freeze::lock_tables(&mut tx, &format!("lock table {list} in share mode"))
+            super::freeze::lock_tables(&mut tx, tables, "share", lock_timeout)
                 .await
                 .map_err(|e| source.error("waiting for writers in flight before the fence", e))?;
         }

@@ -29,6 +29,7 @@ use crate::pg::{Database, Side};
 use crate::report::{CheckItem, PhaseReport, ReportTable, Status, human_duration, thousands};
 
 use super::PhaseError;
+use super::data::bytes_text;
 
 /// The environment variable holding the age identity (`AGE-SECRET-KEY-1...`)
 /// that decrypts encrypted backups for a restore or a `--verify`.
@@ -783,21 +784,6 @@ fn capitalise(word: &str) -> String {
         .next()
         .map(|c| c.to_uppercase().collect::<String>() + chars.as_str())
         .unwrap_or_default()
-}
-
-fn bytes_text(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 #[cfg(test)]

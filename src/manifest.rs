@@ -49,6 +49,30 @@ pub const NEVER_COPIED: &[&str] = &[
     "supabase_functions.migrations",
 ];
 
+/// `auth` tables `[data] include_auth` copies: what a user needs to log in
+/// on the target (accounts, linked identities, MFA factors, SSO set-up).
+pub const AUTH_LOGIN_TABLES: &[&str] = &[
+    "auth.users",
+    "auth.identities",
+    "auth.mfa_factors",
+    "auth.sso_providers",
+    "auth.sso_domains",
+    "auth.saml_providers",
+];
+
+/// `auth` tables copied only with `include_auth_sessions` as well: live
+/// sessions and tokens, login flows in progress, the audit log.
+pub const AUTH_SESSION_TABLES: &[&str] = &[
+    "auth.sessions",
+    "auth.refresh_tokens",
+    "auth.mfa_challenges",
+    "auth.mfa_amr_claims",
+    "auth.flow_state",
+    "auth.one_time_tokens",
+    "auth.saml_relay_states",
+    "auth.audit_log_entries",
+];
+
 /// The whole manifest.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -155,8 +179,14 @@ pub struct DataSection {
     pub tables: Vec<String>,
     /// Tables left out of the default list.
     pub exclude: Vec<String>,
-    /// Copy rows of the `auth` schema (users, identities) too.
+    /// Copy the `auth` tables logins need too ([`AUTH_LOGIN_TABLES`]: users,
+    /// identities, MFA factors, SSO and SAML providers).
     pub include_auth: bool,
+    /// With `include_auth`, also copy live sessions and tokens
+    /// ([`AUTH_SESSION_TABLES`]). Off by default: after a switch (and a new
+    /// JWT secret) they are useless, and copying them can keep old sessions
+    /// alive.
+    pub include_auth_sessions: bool,
     /// Copy rows of the `storage` schema (buckets, object metadata) too.
     pub include_storage: bool,
     /// `copy` (a one-off snapshot copy) or `replicate` (logical replication).
@@ -186,6 +216,7 @@ impl Default for DataSection {
             tables: Vec::new(),
             exclude: Vec::new(),
             include_auth: false,
+            include_auth_sessions: false,
             include_storage: false,
             mode: DataMode::Copy,
             parallel: 2,
@@ -195,6 +226,20 @@ impl Default for DataSection {
             sync_timeout_minutes: 300,
             max_lag_seconds: 5,
         }
+    }
+}
+
+impl DataSection {
+    /// Whether the default table list (no `[data] tables`) copies the `auth`
+    /// table `name`: the login tables with `include_auth`, the session tables
+    /// only with `include_auth_sessions` too, never any other (GoTrue's own
+    /// bookkeeping, or a table a newer GoTrue added that cutover does not
+    /// know yet: name it in `[data] tables` to copy it).
+    pub fn copies_auth_table(&self, name: &QualifiedName) -> bool {
+        let name = name.to_string();
+        self.include_auth
+            && (AUTH_LOGIN_TABLES.contains(&name.as_str())
+                || self.include_auth_sessions && AUTH_SESSION_TABLES.contains(&name.as_str()))
     }
 }
 
@@ -624,6 +669,11 @@ impl Manifest {
         if self.data.parallel == 0 {
             return Err(invalid(
                 "[data] parallel must be at least 1 (tables copied at once)".into(),
+            ));
+        }
+        if self.data.include_auth_sessions && !self.data.include_auth {
+            return Err(invalid(
+                "[data] include_auth_sessions = true needs include_auth = true (sessions belong to the users it copies)".into(),
             ));
         }
         for table in self.data.tables.iter().chain(&self.data.exclude) {

@@ -15,6 +15,7 @@ mod data;
 mod frontend_providers;
 mod functions_phase;
 mod github_environment;
+mod hosted;
 mod pg_compare;
 mod plan_preflight;
 mod replicate;

@@ -1242,12 +1242,21 @@ with ns as (
 rel as (
   select c.oid, c.relname, c.relkind, c.relrowsecurity, c.relforcerowsecurity,
          c.relpersistence, c.relispartition, c.relpartbound, c.reloptions, c.relacl,
-         c.relowner, format('%I.%I', ns.nspname, c.relname) as qname
+         c.relowner, c.relreplident, format('%I.%I', ns.nspname, c.relname) as qname
     from pg_class c
     join ns on ns.oid = c.relnamespace
    where not exists (select 1 from pg_depend d
                       where d.classid = 'pg_class'::regclass and d.objid = c.oid
                         and d.deptype = 'e')
+),
+-- Tables of the schemas Supabase manages that apps attach their own objects
+-- to (a trigger on auth.users, a policy on storage.objects): those objects
+-- are compared; the platform's own are not (they differ between versions).
+mrel as (
+  select c.oid, c.relowner, c.relacl, format('%I.%I', n.nspname, c.relname) as qname
+    from pg_class c
+    join pg_namespace n on n.oid = c.relnamespace
+   where n.nspname in ('auth', 'storage', 'realtime') and c.relkind in ('r', 'p')
 ),
 fn as (
   select p.oid, p.prokind, p.proacl, p.proowner, p.prolang, p.provolatile, p.prosecdef,
@@ -1295,6 +1304,9 @@ select format('table %s%s%s rls %s force %s%s%s', rel.qname,
                    else '' end,
               case when rel.reloptions is not null
                    then ' with (' || array_to_string(rel.reloptions, ', ') || ')' else '' end)
+         || case rel.relreplident when 'f' then ' replica identity full'
+                                  when 'n' then ' replica identity nothing'
+                                  when 'i' then ' replica identity index' else '' end
   from rel where rel.relkind in ('r', 'p', 'f')
 union all
 select format('column %s.%I %s%s%s%s%s', rel.qname, a.attname,
@@ -1321,13 +1333,17 @@ select format('column %s.%I %s%s%s%s%s', rel.qname, a.attname,
  where rel.relkind in ('r', 'p', 'f')
 union all
 select format('constraint %s %I %s', rel.qname, con.conname, pg_get_constraintdef(con.oid))
+       || coalesce(' comment ' || quote_literal(obj_description(con.oid, 'pg_constraint')), '')
   from pg_constraint con join rel on rel.oid = con.conrelid
 union all
 select format('constraint domain %s %I %s', typ.qname, con.conname, pg_get_constraintdef(con.oid))
   from pg_constraint con join typ on typ.oid = con.contypid
 union all
-select format('index %s %s%s', ir.qname, pg_get_indexdef(ix.indexrelid),
-              case when not ix.indisvalid then ' (invalid)' else '' end)
+select format('index %s %s%s%s%s%s', ir.qname, pg_get_indexdef(ix.indexrelid),
+              case when not ix.indisvalid then ' (invalid)' else '' end,
+              case when ix.indisreplident then ' replica identity' else '' end,
+              case when ix.indisclustered then ' clustered' else '' end,
+              coalesce(' comment ' || quote_literal(obj_description(ix.indexrelid, 'pg_class')), ''))
   from pg_index ix
   join rel ir on ir.oid = ix.indexrelid
 union all
@@ -1433,6 +1449,44 @@ union all
 select format('grant %s %s %s', case fn.prokind when 'p' then 'procedure' else 'function' end,
               fn.sig, a.item::text)
   from fn, unnest(coalesce(fn.proacl, acldefault('f', fn.proowner))) as a(item)
+union all
+-- The app's objects on the platform's tables: triggers calling the app's
+-- functions, every policy, and privileges the app granted (grantor neither
+-- the owner nor a platform admin).
+select format('trigger %s %I %s%s', mrel.qname, tg.tgname, pg_get_triggerdef(tg.oid),
+              case tg.tgenabled when 'D' then ' (disabled)' when 'R' then ' (enabled replica)'
+                                when 'A' then ' (enabled always)' else '' end)
+  from pg_trigger tg
+  join mrel on mrel.oid = tg.tgrelid
+  join pg_proc tp on tp.oid = tg.tgfoid
+  join pg_namespace tpn on tpn.oid = tp.pronamespace
+ where not tg.tgisinternal
+   and tpn.nspname not in ('auth', 'storage', 'realtime', 'extensions', 'pg_catalog')
+union all
+select format('policy %s %I %s for %s to %s%s%s', mrel.qname, pol.polname,
+              case when pol.polpermissive then 'permissive' else 'restrictive' end,
+              case pol.polcmd when 'r' then 'select' when 'a' then 'insert'
+                              when 'w' then 'update' when 'd' then 'delete' else 'all' end,
+              (select string_agg(r.name, ', ' order by r.name collate "C")
+                 from (select case when x = 0 then 'public'
+                                   else quote_ident(pg_get_userbyid(x)) end as name
+                         from unnest(pol.polroles) as x) r),
+              coalesce(' using (' || pg_get_expr(pol.polqual, pol.polrelid) || ')', ''),
+              coalesce(' with check (' || pg_get_expr(pol.polwithcheck, pol.polrelid) || ')', ''))
+  from pg_policy pol join mrel on mrel.oid = pol.polrelid
+union all
+select format('grant table %s %s', mrel.qname, a.item::text)
+  from mrel, unnest(mrel.relacl) as a(item), aclexplode(array[a.item]) as x
+ where x.grantor <> mrel.relowner
+   and pg_get_userbyid(x.grantor) not in ('supabase_admin', 'supabase_auth_admin',
+                                          'supabase_storage_admin', 'supabase_realtime_admin')
+union all
+-- Which tables each publication streams (Realtime's `supabase_realtime`
+-- above all); cutover's own replication publications are not the app's.
+select format('publication %I table %I.%I', p.pubname, pt.schemaname, pt.tablename)
+  from pg_publication p
+  join pg_publication_tables pt on pt.pubname = p.pubname
+ where p.pubname not like 'cutover\_%'
 "#;
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! object and every finished table, so an interrupted copy resumes and never
 //! leaves a constraint missing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -75,6 +75,75 @@ pub struct DeferredObject {
     pub deferrable: String,
     /// The FK was validated before (a `NOT VALID` one stays so).
     pub validated: bool,
+    /// Statements that put back the properties a drop loses, run once the
+    /// object is back: its comment, `REPLICA IDENTITY USING INDEX`,
+    /// `CLUSTER ON`.
+    pub follow_up: Vec<String>,
+    /// For a foreign key, the table it references.
+    pub referenced: Option<QualifiedName>,
+}
+
+/// An index or constraint of a copied table that `data` leaves in place
+/// (its table then loads with it: slower, never wrong), and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptObject {
+    /// The table it belongs to.
+    pub table: QualifiedName,
+    /// What it is.
+    pub kind: DeferredKind,
+    /// Its name.
+    pub name: String,
+    /// Why it cannot be dropped, e.g. `view public.order_totals depends on it`.
+    pub reason: String,
+    /// For a foreign key, the table it references.
+    pub referenced: Option<QualifiedName>,
+}
+
+impl DeferralPlan {
+    /// Tables that a kept foreign key from another table references: they
+    /// cannot be truncated while that key is there.
+    pub fn referenced_by_kept_keys(&self) -> BTreeSet<QualifiedName> {
+        self.kept
+            .iter()
+            .filter_map(|k| k.referenced.clone().filter(|r| r != &k.table))
+            .collect()
+    }
+
+    /// The tables referenced by a kept foreign key from a table outside
+    /// `copied`: an `--overwrite` empties them with `DELETE` (so the key's
+    /// `ON DELETE` rule applies to the rows outside the copy).
+    pub fn referenced_from_outside(&self, copied: &[QualifiedName]) -> Vec<QualifiedName> {
+        let mut out: Vec<QualifiedName> = self
+            .kept
+            .iter()
+            .filter(|k| k.kind == DeferredKind::ForeignKey && !copied.contains(&k.table))
+            .filter_map(|k| k.referenced.clone())
+            .filter(|r| copied.contains(r))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// What `data` will drop before loading and what it must leave in place.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeferralPlan {
+    /// Dropped before the load and rebuilt after.
+    pub deferred: Vec<DeferredObject>,
+    /// Left in place, with the reason.
+    pub kept: Vec<KeptObject>,
+}
+
+/// A foreign key from a copied table to a table that is not copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingForeignKey {
+    /// The copied, referencing table.
+    pub table: QualifiedName,
+    /// The constraint's name.
+    pub name: String,
+    /// The referenced table, not in the copy.
+    pub referenced: QualifiedName,
 }
 
 impl DeferredObject {
@@ -125,6 +194,10 @@ pub struct CopyJob {
     pub partitioned: bool,
     /// Bytes on disk at the source, for progress and largest-first ordering.
     pub source_bytes: i64,
+    /// A foreign key that stays in place (see [`DeferralPlan::kept`])
+    /// references the table: `TRUNCATE` refuses it, so it is emptied with
+    /// `DELETE` and loaded without `FREEZE`.
+    pub emptied_by_delete: bool,
 }
 
 /// Live progress of one table copy.
@@ -237,54 +310,93 @@ impl Database {
     }
 
     /// Indexes, primary/unique keys of `tables`, and foreign keys from or to
-    /// them, as the target's catalog has them now.
-    pub async fn deferrable_objects(
+    /// them, as this database's catalog has them now, split into those `data`
+    /// may drop and rebuild and those it must leave in place:
+    /// - anything on a table the connected role cannot alter (on Supabase,
+    ///   `auth` and `storage` tables belong to their admin roles);
+    /// - a key or index a view or a SQL function depends on (a view with
+    ///   `GROUP BY <primary key>` relies on the key: PostgreSQL refuses to
+    ///   drop it);
+    /// - a key or unique index a kept foreign key references.
+    ///
+    /// Each deferred object carries the statements that restore what a drop
+    /// loses (comments on indexes and constraints, replica identity,
+    /// clustering).
+    pub async fn deferral_plan(&self, tables: &[QualifiedName]) -> Result<DeferralPlan, PgError> {
+        let names: Vec<String> = tables.iter().map(QualifiedName::quoted).collect();
+        let rows = sqlx::query(DEFERRAL_SQL)
+            .bind(&names)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.error("reading indexes and constraints to defer", e))?;
+        let mut plan = DeferralPlan::default();
+        for r in rows {
+            let Some(kind) = DeferredKind::from_word(r.get::<String, _>("kind").as_str()) else {
+                continue;
+            };
+            let table = QualifiedName {
+                schema: r.get("schema"),
+                name: r.get("tbl"),
+            };
+            let name: String = r.get("name");
+            let referenced = r
+                .get::<Option<String>, _>("referenced")
+                .and_then(|t| QualifiedName::parse(&t).ok());
+            if let Some(reason) = r.get::<Option<String>, _>("keep_reason") {
+                plan.kept.push(KeptObject {
+                    table,
+                    kind,
+                    name,
+                    reason,
+                    referenced,
+                });
+                continue;
+            }
+            plan.deferred.push(DeferredObject {
+                kind,
+                table,
+                name,
+                definition: r.get("def"),
+                deferrable: r.get("deferrable"),
+                validated: r.get("validated"),
+                follow_up: r.get("follow_up"),
+                referenced,
+            });
+        }
+        Ok(plan)
+    }
+
+    /// Foreign keys from `tables` to tables outside `tables` (e.g. to
+    /// `auth.users` when auth is not copied): after the copy they hold only
+    /// where the referenced rows already exist on the target.
+    pub async fn outgoing_foreign_keys(
         &self,
         tables: &[QualifiedName],
-    ) -> Result<Vec<DeferredObject>, PgError> {
+    ) -> Result<Vec<OutgoingForeignKey>, PgError> {
         let names: Vec<String> = tables.iter().map(QualifiedName::quoted).collect();
-        let rows = sqlx::query(
+        let rows: Vec<(String, String, String, String, String)> = sqlx::query_as(
             "with t as (select to_regclass(n) as oid from unnest($1::text[]) n)
-             select 'foreign key' as kind, n.nspname::text as schema, c.relname::text as tbl,
-                    k.conname::text as name, pg_get_constraintdef(k.oid) as def,
-                    case when k.condeferrable then 'deferrable' || case when k.condeferred then ' initially deferred' else '' end else '' end as deferrable,
-                    k.convalidated as validated
-               from pg_constraint k join pg_class c on c.oid = k.conrelid join pg_namespace n on n.oid = c.relnamespace
-              where k.contype = 'f' and (k.conrelid in (select oid from t) or k.confrelid in (select oid from t))
-                and k.conparentid = 0
-             union all
-             select case k.contype when 'p' then 'primary key' else 'unique' end, n.nspname::text, c.relname::text,
-                    k.conname::text, pg_get_indexdef(k.conindid),
-                    case when k.condeferrable then 'deferrable' || case when k.condeferred then ' initially deferred' else '' end else '' end,
-                    true
-               from pg_constraint k join pg_class c on c.oid = k.conrelid join pg_namespace n on n.oid = c.relnamespace
-              where k.contype in ('p', 'u') and k.conrelid in (select oid from t) and k.conparentid = 0
-             union all
-             select 'index', n.nspname::text, c.relname::text, ic.relname::text, pg_get_indexdef(i.indexrelid), '', true
-               from pg_index i join pg_class c on c.oid = i.indrelid join pg_namespace n on n.oid = c.relnamespace
-               join pg_class ic on ic.oid = i.indexrelid
-              where i.indrelid in (select oid from t)
-                and not exists (select 1 from pg_constraint k where k.conindid = i.indexrelid)
-                and not exists (select 1 from pg_inherits h where h.inhrelid = i.indexrelid)",
+             select n.nspname::text, c.relname::text, k.conname::text, rn.nspname::text, rc.relname::text
+               from pg_constraint k
+               join pg_class c on c.oid = k.conrelid join pg_namespace n on n.oid = c.relnamespace
+               join pg_class rc on rc.oid = k.confrelid join pg_namespace rn on rn.oid = rc.relnamespace
+              where k.contype = 'f' and k.conparentid = 0
+                and k.conrelid in (select oid from t) and k.confrelid not in (select oid from t where oid is not null)
+              order by 1, 2, 3",
         )
         .bind(&names)
         .fetch_all(&self.pool)
         .await
-        .map_err(|e| self.error("reading indexes and constraints to defer", e))?;
+        .map_err(|e| self.error("reading foreign keys to tables not copied", e))?;
         Ok(rows
             .into_iter()
-            .filter_map(|r| {
-                Some(DeferredObject {
-                    kind: DeferredKind::from_word(r.get::<String, _>("kind").as_str())?,
-                    table: QualifiedName {
-                        schema: r.get("schema"),
-                        name: r.get("tbl"),
-                    },
-                    name: r.get("name"),
-                    definition: r.get("def"),
-                    deferrable: r.get("deferrable"),
-                    validated: r.get("validated"),
-                })
+            .map(|(s, t, name, rs, rt)| OutgoingForeignKey {
+                table: QualifiedName { schema: s, name: t },
+                name,
+                referenced: QualifiedName {
+                    schema: rs,
+                    name: rt,
+                },
             })
             .collect())
     }
@@ -393,7 +505,8 @@ impl CopyLedger {
     /// Objects dropped by an earlier, unfinished run (still to be rebuilt).
     pub async fn dropped_objects(&self) -> Result<Vec<DeferredObject>, PgError> {
         let sql = format!(
-            "select table_name, kind, name, definition, deferral, validated from {} where status = 'dropped' order by id",
+            "select table_name, kind, name, definition, deferral, validated, follow_up, referenced_table
+               from {} where status = 'dropped' order by id",
             self.t("deferred_objects")
         );
         let rows = sqlx::query(&sql)
@@ -410,6 +523,10 @@ impl CopyLedger {
                     definition: r.get(3),
                     deferrable: r.get(4),
                     validated: r.get(5),
+                    follow_up: r.get(6),
+                    referenced: r
+                        .get::<Option<String>, _>(7)
+                        .and_then(|t| QualifiedName::parse(&t).ok()),
                 })
             })
             .collect())
@@ -435,8 +552,9 @@ impl CopyLedger {
             .await
             .map_err(|e| self.db.error("starting to drop indexes and constraints", e))?;
         let insert = format!(
-            "insert into {} (table_name, kind, name, definition, deferral, validated, status, run_id)
-             values ($1, $2, $3, $4, $5, $6, 'dropped', $7)",
+            "insert into {} (table_name, kind, name, definition, deferral, validated, status, run_id,
+                             follow_up, referenced_table)
+             values ($1, $2, $3, $4, $5, $6, 'dropped', $7, $8, $9)",
             self.t("deferred_objects")
         );
         // Foreign keys first: keys they depend on cannot go before them.
@@ -471,6 +589,8 @@ impl CopyLedger {
                 .bind(&object.deferrable)
                 .bind(object.validated)
                 .bind(run_id)
+                .bind(&object.follow_up)
+                .bind(object.referenced.as_ref().map(|t| t.to_string()))
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| self.db.error("recording a deferred object", e))?;
@@ -510,6 +630,40 @@ impl CopyLedger {
             .await
             .map_err(|e| self.db.error("recording a rebuilt object", e))?;
         Ok(())
+    }
+
+    /// Marks a foreign key finished but `NOT VALID`: it is back, the copy is
+    /// complete, and rows reference rows the target does not have (a table
+    /// that was not copied). Not owed: the next run does not resume for it.
+    pub async fn mark_not_valid(&self, object: &DeferredObject) -> Result<(), PgError> {
+        let sql = format!(
+            "update {} set status = 'not valid', restored_at = now()
+              where status = 'dropped' and table_name = $1 and kind = $2 and name = $3",
+            self.t("deferred_objects")
+        );
+        sqlx::query(&sql)
+            .bind(object.table.to_string())
+            .bind(object.kind.word())
+            .bind(&object.name)
+            .execute(&self.db.pool)
+            .await
+            .map_err(|e| self.db.error("recording a foreign key left not valid", e))?;
+        Ok(())
+    }
+
+    /// Foreign keys an earlier copy left `NOT VALID` because the rows they
+    /// reference were missing, as `(table, name)`: a later copy validates
+    /// them again rather than keeping them `NOT VALID` for good.
+    pub async fn left_not_valid(&self) -> Result<BTreeSet<(String, String)>, PgError> {
+        let sql = format!(
+            "select table_name, name from {} where status = 'not valid' and kind = 'foreign key'",
+            self.t("deferred_objects")
+        );
+        let rows: Vec<(String, String)> = sqlx::query_as(&sql)
+            .fetch_all(&self.db.pool)
+            .await
+            .map_err(|e| self.db.error("reading foreign keys left not valid", e))?;
+        Ok(rows.into_iter().collect())
     }
 
     /// Copy states by table.
@@ -559,19 +713,41 @@ impl CopyLedger {
         Ok(())
     }
 
-    /// Truncates `tables` in one statement (for --overwrite).
-    pub async fn truncate(&self, tables: &[QualifiedName]) -> Result<(), PgError> {
+    /// Empties `tables` in one transaction (for --overwrite): one `TRUNCATE`
+    /// for all but `deleted`, which a foreign key from a table outside the
+    /// copy references and are emptied with `DELETE` instead, with triggers
+    /// on, so that key's `ON DELETE` rule (cascade, restrict) applies.
+    pub async fn truncate(
+        &self,
+        tables: &[QualifiedName],
+        deleted: &[QualifiedName],
+    ) -> Result<(), PgError> {
         if tables.is_empty() {
             return Ok(());
         }
-        let list: Vec<String> = tables.iter().map(QualifiedName::quoted).collect();
-        sqlx::raw_sql(&format!("truncate {}", list.join(", ")))
-            .execute(&self.db.pool)
+        let truncated: Vec<String> = tables
+            .iter()
+            .filter(|t| !deleted.contains(t))
+            .map(QualifiedName::quoted)
+            .collect();
+        let mut sql = String::from("begin;");
+        if !truncated.is_empty() {
+            sql.push_str(&format!(" truncate {};", truncated.join(", ")));
+        }
+        for table in tables.iter().filter(|t| deleted.contains(t)) {
+            sql.push_str(&format!(" delete from {};", table.quoted()));
+        }
+        sql.push_str(" commit;");
+        let mut conn = self
+            .db
+            .pool
+            .acquire()
             .await
-            .map_err(|e| {
-                self.db
-                    .error("truncating the target tables (--overwrite)", e)
-            })?;
+            .map_err(|e| self.db.error("emptying the target tables (--overwrite)", e))?;
+        if let Err(e) = sqlx::raw_sql(&sql).execute(&mut *conn).await {
+            let _ = sqlx::raw_sql("rollback").execute(&mut *conn).await;
+            return Err(self.db.error("emptying the target tables (--overwrite)", e));
+        }
         Ok(())
     }
 
@@ -607,8 +783,17 @@ impl CopyLedger {
         let copy_in = format!(
             "copy {} ({cols}) from stdin (format binary{})",
             job.table.quoted(),
-            if job.partitioned { "" } else { ", freeze" }
+            if job.partitioned || job.emptied_by_delete {
+                ""
+            } else {
+                ", freeze"
+            }
         );
+        let empty = if job.emptied_by_delete {
+            format!("delete from {}", job.table.quoted())
+        } else {
+            format!("truncate {}", job.table.quoted())
+        };
 
         // Reader: its own source connection in the shared snapshot, batching
         // rows into large writes, one channel slot ahead of the writer.
@@ -665,10 +850,10 @@ impl CopyLedger {
                 .execute(&mut *conn)
                 .await
                 .map_err(|e| self.db.error(ctx("ledger"), e))?;
-            sqlx::raw_sql(&format!("truncate {}", job.table.quoted()))
+            sqlx::raw_sql(&empty)
                 .execute(&mut *conn)
                 .await
-                .map_err(|e| self.db.error(ctx("truncate"), e))?;
+                .map_err(|e| self.db.error(ctx("emptying"), e))?;
             let mut writer = conn
                 .copy_in_raw(&copy_in)
                 .await
@@ -767,6 +952,96 @@ async fn read_table(
     Ok(())
 }
 
+/// The catalog query behind [`Database::deferral_plan`]. One row per index,
+/// key and foreign key; `keep_reason` is set when it must stay in place.
+/// Foreign keys are decided first (only ownership of the referencing table
+/// matters to drop and re-add one), then keys and indexes, which must stay
+/// when a kept foreign key, a view or a function depends on them.
+const DEFERRAL_SQL: &str = r#"
+with t as (select to_regclass(n) as oid from unnest($1::text[]) n),
+fk as (
+  select k.oid, k.conrelid, k.conindid, k.confrelid, k.conname,
+         case when not pg_has_role(current_user, c.relowner, 'USAGE')
+              then format('its table is owned by %s, which this role cannot alter',
+                          pg_get_userbyid(c.relowner)) end as keep_reason
+    from pg_constraint k join pg_class c on c.oid = k.conrelid
+   where k.contype = 'f' and k.conparentid = 0
+     and (k.conrelid in (select oid from t) or k.confrelid in (select oid from t))
+),
+idx as (
+  select i.indexrelid, i.indrelid, ic.relname as idxname, i.indisreplident, i.indisclustered,
+         k.oid as conoid, k.contype, k.conname, k.condeferrable, k.condeferred,
+         c.relowner, n.nspname, c.relname
+    from pg_index i
+    join pg_class ic on ic.oid = i.indexrelid
+    join pg_class c on c.oid = i.indrelid
+    join pg_namespace n on n.oid = c.relnamespace
+    left join pg_constraint k on k.conindid = i.indexrelid and k.conrelid = i.indrelid
+                             and k.contype in ('p', 'u') and k.conparentid = 0
+   where i.indrelid in (select oid from t)
+     and not exists (select 1 from pg_inherits h where h.inhrelid = i.indexrelid)
+     and not exists (select 1 from pg_constraint x where x.conindid = i.indexrelid
+                       and x.conrelid = i.indrelid and x.contype not in ('p', 'u', 'f'))
+     and (k.oid is not null or not exists (select 1 from pg_constraint x
+                                            where x.conindid = i.indexrelid and x.contype in ('p', 'u')))
+)
+select 'foreign key' as kind, n.nspname::text as schema, c.relname::text as tbl,
+       fk.conname::text as name, pg_get_constraintdef(fk.oid) as def,
+       case when k.condeferrable then 'deferrable' || case when k.condeferred then ' initially deferred' else '' end else '' end as deferrable,
+       k.convalidated as validated,
+       array_remove(array[
+         case when obj_description(fk.oid, 'pg_constraint') is not null
+              then format('comment on constraint %I on %I.%I is %L', fk.conname, n.nspname, c.relname,
+                          obj_description(fk.oid, 'pg_constraint')) end], null) as follow_up,
+       format('%I.%I', rn.nspname, rc.relname) as referenced,
+       fk.keep_reason
+  from fk
+  join pg_constraint k on k.oid = fk.oid
+  join pg_class c on c.oid = fk.conrelid join pg_namespace n on n.oid = c.relnamespace
+  join pg_class rc on rc.oid = fk.confrelid join pg_namespace rn on rn.oid = rc.relnamespace
+union all
+select case idx.contype when 'p' then 'primary key' when 'u' then 'unique' else 'index' end,
+       idx.nspname::text, idx.relname::text,
+       coalesce(idx.conname, idx.idxname)::text, pg_get_indexdef(idx.indexrelid),
+       case when idx.condeferrable then 'deferrable' || case when idx.condeferred then ' initially deferred' else '' end else '' end,
+       true,
+       array_remove(array[
+         case when obj_description(idx.indexrelid, 'pg_class') is not null
+              then format('comment on index %I.%I is %L', idx.nspname, coalesce(idx.conname, idx.idxname),
+                          obj_description(idx.indexrelid, 'pg_class')) end,
+         case when idx.conoid is not null and obj_description(idx.conoid, 'pg_constraint') is not null
+              then format('comment on constraint %I on %I.%I is %L', idx.conname, idx.nspname, idx.relname,
+                          obj_description(idx.conoid, 'pg_constraint')) end,
+         case when idx.indisreplident
+              then format('alter table %I.%I replica identity using index %I', idx.nspname, idx.relname,
+                          coalesce(idx.conname, idx.idxname)) end,
+         case when idx.indisclustered
+              then format('alter table %I.%I cluster on %I', idx.nspname, idx.relname,
+                          coalesce(idx.conname, idx.idxname)) end], null),
+       null,
+       coalesce(
+         case when not pg_has_role(current_user, idx.relowner, 'USAGE')
+              then format('its table is owned by %s, which this role cannot alter',
+                          pg_get_userbyid(idx.relowner)) end,
+         (select case when d.classid = 'pg_rewrite'::regclass
+                      then format('view %s depends on it',
+                                  (select format('%I.%I', vn.nspname, v.relname)
+                                     from pg_rewrite r join pg_class v on v.oid = r.ev_class
+                                     join pg_namespace vn on vn.oid = v.relnamespace
+                                    where r.oid = d.objid))
+                      else format('function %s depends on it', d.objid::regprocedure::text) end
+            from pg_depend d
+           where d.classid in ('pg_rewrite'::regclass, 'pg_proc'::regclass)
+             and ((d.refclassid = 'pg_constraint'::regclass and d.refobjid = idx.conoid)
+                  or (d.refclassid = 'pg_class'::regclass and d.refobjid = idx.indexrelid))
+           order by 1 limit 1),
+         (select format('foreign key %s on %s references it and stays (%s)',
+                        fk.conname, fk.conrelid::regclass::text, fk.keep_reason)
+            from fk where fk.conindid = idx.indexrelid and fk.keep_reason is not null
+           order by 1 limit 1))
+  from idx
+"#;
+
 /// How an object is rebuilt, in three stages so parallel work never needs a
 /// lock upgrade (two sessions each building an index on one table and then
 /// asking for `ACCESS EXCLUSIVE` to attach it would deadlock).
@@ -853,6 +1128,8 @@ mod tests {
             definition: def.into(),
             deferrable: String::new(),
             validated: true,
+            follow_up: Vec::new(),
+            referenced: None,
         }
     }
 

@@ -265,6 +265,9 @@ pub struct TableSelection {
     pub missing: Vec<String>,
     /// Names in `[data] exclude` that match no table (probably misspelt).
     pub unknown_excludes: Vec<String>,
+    /// `auth` tables that `include_auth`'s scope leaves out (sessions and
+    /// tokens without `include_auth_sessions`, GoTrue's own bookkeeping).
+    pub auth_left_out: Vec<QualifiedName>,
 }
 
 /// Applies `[data]` to the source's tables.
@@ -274,9 +277,17 @@ pub async fn select_tables(ctx: &Context, source: &Database) -> Result<TableSele
     let parse = |name: &String| QualifiedName::parse(name).map_err(PhaseError::new);
     let excludes: Vec<QualifiedName> = data.exclude.iter().map(parse).collect::<Result<_, _>>()?;
     let candidates = if data.tables.is_empty() {
-        source
+        let mut tables = source
             .user_tables(data.include_auth, data.include_storage)
-            .await?
+            .await?;
+        tables.retain(|t| {
+            let copied = t.name.schema != "auth" || data.copies_auth_table(&t.name);
+            if !copied {
+                selection.auth_left_out.push(t.name.clone());
+            }
+            copied
+        });
+        tables
     } else {
         // Naming a table is opting in to it, whichever schema it is in.
         let all: BTreeMap<QualifiedName, TableInfo> = source

@@ -116,6 +116,13 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
             data_plan(ctx, source.as_ref(), target.as_ref(), selection).await?;
         actions.push(["data".to_string(), data_line]);
         report.tables.push(table_rows);
+        let names: Vec<QualifiedName> = selection.copy.iter().map(|t| t.name.clone()).collect();
+        let (kept, outgoing) =
+            super::data::load_preview(ctx, source.as_ref(), target.as_ref(), &names).await?;
+        report.tables.extend(kept);
+        if let Some(item) = outgoing {
+            report.check(item);
+        }
     } else {
         actions.push([
             "data".to_string(),
@@ -361,16 +368,33 @@ async fn data_plan(
             if info.rls_enabled { "on" } else { "off" }.to_string(),
         ]);
     }
+    let join = |names: &[QualifiedName]| {
+        names
+            .iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut notes = Vec::new();
     if !selection.excluded.is_empty() {
-        table = table.with_note(format!(
+        notes.push(format!(
             "Excluded by the manifest: {}.",
-            selection
-                .excluded
-                .iter()
-                .map(|t| t.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            join(&selection.excluded)
         ));
+    }
+    if !selection.auth_left_out.is_empty() {
+        notes.push(format!(
+            "Auth tables not copied ({}): {}.",
+            if ctx.manifest.data.include_auth_sessions {
+                "GoTrue's own bookkeeping"
+            } else {
+                "sessions and tokens need include_auth_sessions; the rest is GoTrue's own bookkeeping"
+            },
+            join(&selection.auth_left_out)
+        ));
+    }
+    if !notes.is_empty() {
+        table = table.with_note(notes.join(" "));
     }
     let mut line = match ctx.manifest.data.mode {
         crate::manifest::DataMode::Copy => format!(

@@ -94,6 +94,18 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         }
     }
 
+    // How the load will go: what stays in place, what leaves the copy.
+    if let Some(selection) = selection.as_ref().filter(|s| s.missing.is_empty()) {
+        let names: Vec<crate::manifest::QualifiedName> =
+            selection.copy.iter().map(|t| t.name.clone()).collect();
+        let (kept, outgoing) =
+            super::data::load_preview(ctx, source.as_ref(), target.as_ref(), &names).await?;
+        report.tables.extend(kept);
+        if let Some(item) = outgoing {
+            report.check(item);
+        }
+    }
+
     // Migration files and the source's history.
     migration_checks(ctx, source.as_ref(), &mut report).await?;
 

@@ -214,20 +214,30 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
             format!("{} catalog items compared (tables, columns, constraints, indexes, functions, triggers, policies, grants)", a.lines().count()),
         ));
     } else {
-        let changed = similar::TextDiff::from_lines(&a, &b)
-            .iter_all_changes()
-            .filter(|c| c.tag() != similar::ChangeTag::Equal)
-            .count();
+        let diff = similar::TextDiff::from_lines(&a, &b);
+        let mut only_source = Vec::new();
+        let mut only_target = Vec::new();
+        for change in diff.iter_all_changes() {
+            let line = change.value().trim_end().to_string();
+            match change.tag() {
+                similar::ChangeTag::Delete => only_source.push(line),
+                similar::ChangeTag::Insert => only_target.push(line),
+                similar::ChangeTag::Equal => {}
+            }
+        }
+        let changed = only_source.len() + only_target.len();
         report.check(
             CheckItem::new(
                 "schema",
                 "Schemas of source and target equal",
                 Status::Fail,
-                format!("{changed} catalog lines differ; see the diff below"),
+                format!(
+                    "{changed} catalog lines differ{}{}",
+                    first_lines("only on the source", &only_source),
+                    first_lines("only on the target", &only_target)
+                ),
             )
-            .with_hint(
-                "apply the missing migrations (`schema`) or find the manual change on one side",
-            ),
+            .with_hint(schema_hint(&only_source, &only_target)),
         );
         report.diffs.push(TextDiff {
             title: "Schema: source → target".into(),
@@ -611,4 +621,46 @@ async fn replication_health(
     .with_hint(
         "see pg_stat_subscription and the target's log; re-run `data` to repair the replication",
     ))
+}
+
+/// Up to three differing catalog lines, shortened, after `label`.
+fn first_lines(label: &str, lines: &[String]) -> String {
+    if lines.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<String> = lines
+        .iter()
+        .take(3)
+        .map(|l| {
+            if l.chars().count() > 160 {
+                format!("`{}…`", l.chars().take(160).collect::<String>())
+            } else {
+                format!("`{l}`")
+            }
+        })
+        .collect();
+    let more = if lines.len() > 3 {
+        format!(" and {} more", lines.len() - 3)
+    } else {
+        String::new()
+    };
+    format!("; {label}: {}{more}", shown.join(", "))
+}
+
+/// The fix for a schema difference. A foreign key that is valid on the
+/// source and `NOT VALID` on the target is not a missing migration: the
+/// target lacks rows it references (most often users, when auth is not
+/// copied).
+fn schema_hint(only_source: &[String], only_target: &[String]) -> &'static str {
+    let not_valid_only = !only_target.is_empty()
+        && only_target.iter().all(|t| {
+            t.starts_with("constraint ")
+                && t.contains(" NOT VALID")
+                && only_source.contains(&t.replacen(" NOT VALID", "", 1))
+        });
+    if not_valid_only {
+        "foreign keys are NOT VALID on the target because rows they reference are missing there: copy the referenced tables too (for auth.users: [data] include_auth = true) and re-run `data` with --overwrite"
+    } else {
+        "apply the missing migrations (`schema`), re-run `data` if it was interrupted (it puts back the indexes and constraints it owes), or find the manual change on one side"
+    }
 }

@@ -30,6 +30,13 @@ pub fn bootstrap_sql() -> String {
         .expect("bootstrap fixture")
 }
 
+/// What a hosted project adds around the bootstrap (admin-owned auth and
+/// storage, the realtime publication, an event trigger), for [`SupaDb`].
+pub fn platform_sql() -> String {
+    std::fs::read_to_string(repo_root().join("tests/fixtures/supabase_platform.sql"))
+        .expect("platform fixture")
+}
+
 /// A URL for database `name` on the test server, optionally with a password
 /// (the test server trusts local connections and ignores it, which lets the
 /// leak checks plant a recognisable secret in the URL).
@@ -741,13 +748,13 @@ impl SupaDb {
             roles: Default::default(),
         };
         db.exec_as_admin(&bootstrap_sql()).await;
+        db.exec_as_admin(&platform_sql()).await;
         db.exec_as_admin(&format!(
             "grant all on database \"{name}\" to postgres;
              grant all on schema public to postgres;
              grant usage, create on schema extensions to postgres;
              grant all on schema supabase_migrations to postgres;
-             grant usage on schema auth, storage, graphql_public to postgres;
-             grant all on all tables in schema auth, storage to postgres;
+             grant usage on schema graphql_public to postgres;
              alter default privileges for role postgres in schema public
                grant all on tables to anon, authenticated, service_role;
              alter default privileges for role postgres in schema public

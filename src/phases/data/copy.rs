@@ -111,7 +111,7 @@ async fn copy_with_lock(
     target: &Database,
     ledger_schema: &str,
     names: &[QualifiedName],
-    jobs: Vec<CopyJob>,
+    mut jobs: Vec<CopyJob>,
     report: &mut PhaseReport,
 ) -> Result<(), PhaseError> {
     let copy_ledger = CopyLedger::new(target, ledger_schema);
@@ -177,13 +177,36 @@ async fn copy_with_lock(
         ));
     }
 
-    // Defer indexes and constraints: remembered and dropped in one transaction.
+    // Defer indexes and constraints: remembered and dropped in one
+    // transaction. What the role may not drop stays in place. A foreign key
+    // an earlier copy left NOT VALID (its referenced rows were missing) is
+    // validated again this time.
     let owed_keys: BTreeSet<_> = owed.iter().map(DeferredObject::key).collect();
-    let current: Vec<DeferredObject> = target
-        .deferrable_objects(names)
-        .await?
+    let left_not_valid = copy_ledger.left_not_valid().await?;
+    let deferral = target.deferral_plan(names).await?;
+    let referenced_by_kept = deferral.referenced_by_kept_keys();
+    let emptied_by_delete = deferral.referenced_from_outside(names);
+    for job in &mut jobs {
+        job.emptied_by_delete = referenced_by_kept.contains(&job.table);
+    }
+    // Shown: what stays on the copied tables themselves (keys of tables
+    // outside the copy that point at them are theirs to keep).
+    let kept: Vec<_> = deferral
+        .kept
+        .iter()
+        .filter(|k| names.contains(&k.table))
+        .cloned()
+        .collect();
+    let current: Vec<DeferredObject> = deferral
+        .deferred
         .into_iter()
         .filter(|o| !owed_keys.contains(&o.key()))
+        .map(|mut o| {
+            if left_not_valid.contains(&(o.table.to_string(), o.name.clone())) {
+                o.validated = true;
+            }
+            o
+        })
         .collect();
     copy_ledger
         .drop_objects(&current, &owed, ctx.run_id)
@@ -191,7 +214,7 @@ async fn copy_with_lock(
     let mut to_rebuild = owed;
     to_rebuild.extend(current);
     if ctx.settings.overwrite && !resuming {
-        copy_ledger.truncate(names).await?;
+        copy_ledger.truncate(names, &emptied_by_delete).await?;
     }
 
     // Copy.
@@ -304,7 +327,7 @@ async fn copy_with_lock(
         let values = source.sequence_values().await?;
         sequences_set = target.set_sequences(&values).await?;
     }
-    let rebuild = rebuild_all(ctx, target, &copy_ledger, &to_rebuild, &built).await;
+    let rebuild = rebuild_all(ctx, target, &copy_ledger, &to_rebuild, &built, names).await;
 
     // Report.
     let mut table = ReportTable::new("Tables copied", &["Table", "Rows", "Data", "Took", "Rate"]);
@@ -355,6 +378,7 @@ async fn copy_with_lock(
         deferred.push([kind.word().to_string(), n.to_string()]);
     }
     report.tables.push(deferred);
+    report.tables.extend(super::kept_objects_table(&kept));
 
     if failures.is_empty() {
         report.check(CheckItem::new(
@@ -388,8 +412,14 @@ async fn copy_with_lock(
         }
         report.outcome = Outcome::Failed;
     }
+    let mut copy_complete = false;
     match rebuild {
-        Ok((took, unvalidated)) => {
+        Ok(RebuildOutcome {
+            took,
+            unvalidated,
+            missing_references,
+        }) => {
+            copy_complete = unvalidated.is_empty();
             let status = if unvalidated.is_empty() {
                 Status::Pass
             } else {
@@ -412,6 +442,31 @@ async fn copy_with_lock(
                 status,
                 evidence,
             ));
+            if !missing_references.is_empty() {
+                let auth = missing_references
+                    .iter()
+                    .any(|r| r.referenced.schema == "auth");
+                report.check(
+                    CheckItem::new(
+                        "foreign-keys-outside-copy",
+                        "Foreign keys to tables not copied hold",
+                        Status::Fail,
+                        format!(
+                            "left NOT VALID, their referenced rows are missing on the target: {}",
+                            missing_references
+                                .iter()
+                                .map(|r| format!("{} on {} → {}", r.name, r.table, r.referenced))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    )
+                    .with_hint(if auth {
+                        "copy the users too: set [data] include_auth = true, then re-run `data` with --overwrite (the copy itself is complete; the keys are validated again then)"
+                    } else {
+                        "copy the referenced tables too ([data] tables), or create their rows on the target, then re-run `data` with --overwrite"
+                    }),
+                );
+            }
         }
         Err(e) => {
             report.check(
@@ -422,7 +477,10 @@ async fn copy_with_lock(
             );
         }
     }
-    if report.outcome == Outcome::Success && !report.has_failures() {
+    // Every table and every object is back: the copy is finished even when a
+    // foreign key to a table outside it could not be validated, so the next
+    // run starts afresh instead of "resuming".
+    if copy_complete && failures.is_empty() && report.outcome == Outcome::Success {
         copy_ledger.complete_session().await?;
     }
     report.summary = format!(
@@ -436,20 +494,50 @@ async fn copy_with_lock(
     Ok(())
 }
 
+/// What [`rebuild_all`] did.
+pub(super) struct RebuildOutcome {
+    /// How long it took.
+    pub took: Duration,
+    /// Foreign keys between copied tables whose validation failed: left
+    /// `NOT VALID` and still owed in the ledger.
+    pub unvalidated: Vec<String>,
+    /// Foreign keys to tables outside the copy whose validation failed: the
+    /// referenced rows are missing on the target. Left `NOT VALID`, recorded
+    /// as finished.
+    pub missing_references: Vec<DeferredObjectRef>,
+}
+
+/// A foreign key that references rows missing on the target.
+pub(super) struct DeferredObjectRef {
+    /// Its name.
+    pub name: String,
+    /// The referencing (copied) table.
+    pub table: QualifiedName,
+    /// The referenced table, not copied.
+    pub referenced: QualifiedName,
+}
+
 /// Rebuilds indexes and keys in parallel, then foreign keys (`NOT VALID`,
-/// then validated in parallel). Returns the time taken and the foreign keys
-/// whose validation failed (left `NOT VALID`, still owed in the ledger).
+/// then validated in parallel), putting back each object's comment, replica
+/// identity and clustering. `copied` are the tables of the copy: a foreign
+/// key to any other table that fails validation is reported as a missing
+/// reference, not as owed work.
 pub(super) async fn rebuild_all(
     ctx: &Context,
     target: &Database,
     ledger: &CopyLedger,
     objects: &[DeferredObject],
     already_built: &BTreeSet<(String, DeferredKind, String)>,
-) -> Result<(Duration, Vec<String>), PgError> {
+    copied: &[QualifiedName],
+) -> Result<RebuildOutcome, PgError> {
     let started = Instant::now();
     let parallel = usize::from(ctx.manifest.data.parallel);
     if objects.is_empty() {
-        return Ok((started.elapsed(), Vec::new()));
+        return Ok(RebuildOutcome {
+            took: started.elapsed(),
+            unvalidated: Vec::new(),
+            missing_references: Vec::new(),
+        });
     }
     ctx.console.progress(&format!(
         "rebuilding {} indexes and constraints, {parallel} at a time",
@@ -478,13 +566,16 @@ pub(super) async fn rebuild_all(
         if let Some(sql) = &step.attach {
             target.run_ddl(sql).await?;
         }
+        for sql in &object.follow_up {
+            target.run_ddl(sql).await?;
+        }
         if step.validate.is_none() {
             ledger.mark_restored(object).await?;
         }
     }
     // 3. Validate foreign keys, in parallel; a failure leaves the key NOT
     // VALID and still owed in the ledger.
-    let validations: Vec<(String, Result<(), PgError>)> =
+    let validations: Vec<(&DeferredObject, Result<(), PgError>)> =
         futures_util::stream::iter(steps.iter().filter(|(_, s)| s.validate.is_some()))
             .map(|(object, step)| async move {
                 let sql = step.validate.as_deref().unwrap_or_default();
@@ -492,17 +583,39 @@ pub(super) async fn rebuild_all(
                     Ok(_) => ledger.mark_restored(object).await,
                     Err(e) => Err(e),
                 };
-                (format!("{} on {}", object.name, object.table), result)
+                (*object, result)
             })
             .buffer_unordered(parallel)
             .collect()
             .await;
-    let unvalidated = validations
-        .into_iter()
-        .filter(|(_, r)| r.is_err())
-        .map(|(name, _)| name)
-        .collect();
-    Ok((started.elapsed(), unvalidated))
+    let mut outcome = RebuildOutcome {
+        took: Duration::ZERO,
+        unvalidated: Vec::new(),
+        missing_references: Vec::new(),
+    };
+    for (object, result) in validations {
+        let Err(e) = result else { continue };
+        // 23503: rows reference rows that are not there.
+        let outside = object
+            .referenced
+            .as_ref()
+            .filter(|r| !copied.contains(r) && e.sqlstate() == Some("23503"));
+        match outside {
+            Some(referenced) => {
+                ledger.mark_not_valid(object).await?;
+                outcome.missing_references.push(DeferredObjectRef {
+                    name: object.name.clone(),
+                    table: object.table.clone(),
+                    referenced: referenced.clone(),
+                });
+            }
+            None => outcome
+                .unvalidated
+                .push(format!("{} on {}", object.name, object.table)),
+        }
+    }
+    outcome.took = started.elapsed();
+    Ok(outcome)
 }
 
 fn spawn_progress(ctx: &Context, in_flight: InFlight) -> tokio::task::JoinHandle<()> {

@@ -15,8 +15,8 @@ use std::time::Duration;
 use crate::context::Context;
 use crate::manifest::{DataMode, QualifiedName};
 use crate::pg::Database;
-use crate::pg::copy::CopyJob;
-use crate::report::{PhaseReport, ReportTable};
+use crate::pg::copy::{CopyJob, KeptObject, OutgoingForeignKey};
+use crate::report::{CheckItem, PhaseReport, ReportTable, Status};
 
 use super::{PhaseError, select_tables};
 
@@ -26,6 +26,101 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         DataMode::Copy => copy::run(ctx).await,
         DataMode::Replicate => replicate::run(ctx).await,
     }
+}
+
+/// The indexes and constraints of the copied tables that stay in place
+/// during the load, and why; `None` when every one can be deferred. Shown by
+/// `plan`, `preflight` and `data` alike.
+pub(crate) fn kept_objects_table(kept: &[KeptObject]) -> Option<ReportTable> {
+    if kept.is_empty() {
+        return None;
+    }
+    let mut table = ReportTable::new(
+        "Indexes and constraints kept in place",
+        &["Table", "Kind", "Name", "Why"],
+    );
+    for k in kept {
+        table.push([
+            k.table.to_string(),
+            k.kind.word().to_string(),
+            k.name.clone(),
+            k.reason.clone(),
+        ]);
+    }
+    Some(table.with_note(
+        "Not dropped before the load (the role may not, or other objects need them): these tables load with them in place, which is slower but loses nothing.",
+    ))
+}
+
+/// A warning for foreign keys from copied tables to tables that are not
+/// copied (most often `auth.users` with `include_auth` off): after the copy
+/// they hold only if the target already has the referenced rows.
+pub(crate) fn outgoing_keys_check(
+    include_auth: bool,
+    keys: &[OutgoingForeignKey],
+) -> Option<CheckItem> {
+    if keys.is_empty() {
+        return None;
+    }
+    let to_auth = keys.iter().any(|k| k.referenced.schema == "auth");
+    let list = keys
+        .iter()
+        .map(|k| format!("{} → {} ({})", k.table, k.referenced, k.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let item = CheckItem::new(
+        "foreign-keys-outside-copy",
+        "Copied tables reference only copied tables",
+        Status::Warn,
+        format!(
+            "{} foreign keys reference tables that are not copied: {list}",
+            keys.len()
+        ),
+    );
+    Some(if to_auth && !include_auth {
+        item.with_hint("the target must already have those users, or the keys end NOT VALID: set [data] include_auth = true to copy users and identities too")
+    } else {
+        item.with_hint("the target must already have the referenced rows, or the keys end NOT VALID: add those tables to the copy")
+    })
+}
+
+/// What `plan` and `preflight` show of the load before it runs: the
+/// indexes and constraints that will stay in place (read on the target when
+/// it has every table, else on the source, whose migrations are the same) and
+/// the foreign keys that leave the copy (read on the source).
+pub(crate) async fn load_preview(
+    ctx: &Context,
+    source: Option<&Database>,
+    target: Option<&Database>,
+    names: &[QualifiedName],
+) -> Result<(Option<ReportTable>, Option<CheckItem>), PhaseError> {
+    let mut catalog = source;
+    if let Some(t) = target {
+        if t.existing_tables(names).await?.len() == names.len() {
+            catalog = Some(t);
+        }
+    }
+    let kept = match catalog {
+        Some(db) => {
+            let kept: Vec<KeptObject> = db
+                .deferral_plan(names)
+                .await?
+                .kept
+                .into_iter()
+                .filter(|k| names.contains(&k.table))
+                .collect();
+            kept_objects_table(&kept)
+        }
+        None => None,
+    };
+    let outgoing = match source {
+        Some(s) => outgoing_keys_check(
+            ctx.manifest.data.include_auth,
+            &s.outgoing_foreign_keys(names).await?,
+        ),
+        None => None,
+    };
+    Ok((kept, outgoing))
 }
 
 /// The tables to move, largest first, each checked to exist on the target
@@ -78,6 +173,7 @@ pub async fn plan_jobs(
         }
         let (partitioned, source_bytes) = source.table_shape(name).await?;
         jobs.push(CopyJob {
+            emptied_by_delete: false,
             table: name.clone(),
             columns,
             partitioned,

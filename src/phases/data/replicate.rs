@@ -382,10 +382,17 @@ async fn replicate_with_lock(
     // Deferred indexes, now that every table's rows are in.
     let owed: Vec<DeferredObject> = copy_ledger.dropped_objects().await?;
     if !owed.is_empty() {
-        let rebuilt =
-            super::copy::rebuild_all(ctx, target, &copy_ledger, &owed, &Default::default()).await;
+        let rebuilt = super::copy::rebuild_all(
+            ctx,
+            target,
+            &copy_ledger,
+            &owed,
+            &Default::default(),
+            tables,
+        )
+        .await;
         match rebuilt {
-            Ok((took, _)) => report.check(CheckItem::new(
+            Ok(super::copy::RebuildOutcome { took, .. }) => report.check(CheckItem::new(
                 "rebuild",
                 "Indexes deferred during the sync rebuilt",
                 Status::Pass,
@@ -506,14 +513,16 @@ async fn create(
     let id = ledger
         .record_replication(ctx.run_id, &names, &digest, table_names)
         .await?;
+    let deferral = target.deferral_plan(tables).await?;
     if !non_empty.is_empty() {
-        copy_ledger.truncate(tables).await?;
+        copy_ledger
+            .truncate(tables, &deferral.referenced_from_outside(tables))
+            .await?;
     }
     // Secondary indexes wait for the initial sync, as in copy mode; keys
     // stay (the apply worker finds rows to update by them).
-    let deferred: Vec<DeferredObject> = target
-        .deferrable_objects(tables)
-        .await?
+    let deferred: Vec<DeferredObject> = deferral
+        .deferred
         .into_iter()
         .filter(|o| o.kind == DeferredKind::Index && !o.definition.starts_with("CREATE UNIQUE"))
         .collect();

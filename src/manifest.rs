@@ -843,6 +843,30 @@ mod tests {
     }
 
     #[test]
+    fn auth_scope_copies_login_tables_and_sessions_only_when_asked() {
+        let parse =
+            |data: &str| Manifest::parse(&format!("[data]\n{data}\n"), Path::new("cutover.toml"));
+        let q = |n: &str| QualifiedName::parse(n).unwrap();
+        let login = parse("include_auth = true").unwrap();
+        assert!(login.data.copies_auth_table(&q("auth.users")));
+        assert!(login.data.copies_auth_table(&q("auth.mfa_factors")));
+        assert!(!login.data.copies_auth_table(&q("auth.sessions")));
+        assert!(!login.data.copies_auth_table(&q("auth.schema_migrations")));
+        let all = parse("include_auth = true\ninclude_auth_sessions = true").unwrap();
+        assert!(all.data.copies_auth_table(&q("auth.refresh_tokens")));
+        assert!(!all.data.copies_auth_table(&q("auth.instances")));
+        let off = parse("").unwrap();
+        assert!(!off.data.copies_auth_table(&q("auth.users")));
+        let err = parse("include_auth_sessions = true")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("include_auth_sessions") && err.contains("include_auth = true"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn unknown_key_names_line_and_column() {
         let err = Manifest::parse(
             "[project]\nname = \"x\"\n\n[data]\ntabels = []\n",

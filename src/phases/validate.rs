@@ -664,3 +664,39 @@ fn schema_hint(only_source: &[String], only_target: &[String]) -> &'static str {
         "apply the missing migrations (`schema`), re-run `data` if it was interrupted (it puts back the indexes and constraints it owes), or find the manual change on one side"
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_not_valid_only_on_the_target_points_at_the_missing_rows() {
+        let source = vec![
+            "constraint public.p p_fkey FOREIGN KEY (id) REFERENCES auth.users(id)".to_string(),
+        ];
+        let target = vec![
+            "constraint public.p p_fkey FOREIGN KEY (id) REFERENCES auth.users(id) NOT VALID"
+                .to_string(),
+        ];
+        assert!(schema_hint(&source, &target).contains("include_auth = true"));
+        let other = vec![
+            "index public.p p_idx CREATE INDEX p_idx ON public.p USING btree (id)".to_string(),
+        ];
+        assert!(schema_hint(&other, &[]).contains("missing migrations"));
+    }
+
+    #[test]
+    fn differing_lines_are_named_three_at_most() {
+        let lines: Vec<String> = (1..=5).map(|i| format!("index i{i}")).collect();
+        let text = first_lines("only on the source", &lines);
+        assert!(
+            text.contains("`index i1`") && text.contains("`index i3`"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("i4`") && text.ends_with("and 2 more"),
+            "{text}"
+        );
+        assert_eq!(first_lines("x", &[]), "");
+    }
+}

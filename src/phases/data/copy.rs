@@ -463,7 +463,7 @@ async fn copy_with_lock(
                     .with_hint(if auth {
                         "copy the users too: set [data] include_auth = true, then re-run `data` with --overwrite (the copy itself is complete; the keys are validated again then)"
                     } else {
-                        "copy the referenced tables too ([data] tables), or create their rows on the target, then re-run `data` with --overwrite"
+                        "copy both tables of each key (or exclude both), or create the missing rows on the target, then re-run `data` with --overwrite"
                     }),
                 );
             }
@@ -596,10 +596,12 @@ pub(super) async fn rebuild_all(
     for (object, result) in validations {
         let Err(e) = result else { continue };
         // 23503: rows reference rows that are not there.
-        let outside = object
-            .referenced
-            .as_ref()
-            .filter(|r| !copied.contains(r) && e.sqlstate() == Some("23503"));
+        // A key between a copied table and one outside the copy (either
+        // way round) that fails holds rows the copy cannot make whole.
+        let outside = object.referenced.as_ref().filter(|r| {
+            (!copied.contains(r) || !copied.contains(&object.table))
+                && e.sqlstate() == Some("23503")
+        });
         match outside {
             Some(referenced) => {
                 ledger.mark_not_valid(object).await?;

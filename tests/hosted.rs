@@ -7,8 +7,9 @@
 //! publication with `REPLICA IDENTITY USING INDEX`, a clustered index, and
 //! comments on indexes and constraints.
 //!
-//! Runs on the PostgreSQL 17 clusters of `.ci/pg17.sh` (skipped, with a
-//! note, where they are not set up; never under CI).
+//! Each test runs twice: on the PostgreSQL 15 clusters of `.ci/pg15.sh` and
+//! on the PostgreSQL 17 clusters of `.ci/pg17.sh` (skipped, with a note,
+//! where they are not set up; never under CI).
 
 use crate::common;
 
@@ -77,7 +78,7 @@ insert into auth.identities (provider_id, user_id, identity_data, provider)
 select id::text, id, jsonb_build_object('sub', id::text), 'email' from auth.users;
 insert into auth.sessions (id, user_id) select gen_random_uuid(), id from auth.users;
 insert into public.orders (profile_id, ref, total)
-select p.id, 'R-' || lpad(g::text, 5, '0') || '-' || left(p.id::text, 4), (g % 97) + 0.5
+select p.id, 'R-' || g || '-' || p.id::text, (g % 97) + 0.5
   from public.profiles p, generate_series(1, 5) g;
 insert into storage.buckets (id, name, public) values ('avatars', 'avatars', true);
 insert into storage.objects (bucket_id, name, owner, metadata)
@@ -108,10 +109,44 @@ fn project(data: &str) -> tempfile::TempDir {
     work
 }
 
+/// Which clusters a test runs on.
+#[derive(Clone, Copy)]
+enum Pg {
+    V15,
+    V17,
+}
+
+/// The admin URLs of the source and target clusters of `version`; `None`
+/// (with a note) where they are not set up, a panic under CI.
+fn servers(version: Pg, test: &str) -> Option<(String, String)> {
+    match version {
+        Pg::V17 => pg17_servers_or_skip(test),
+        Pg::V15 => {
+            let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+            match (
+                var("CUTOVER_TEST_PG15_SOURCE_URL"),
+                var("CUTOVER_TEST_PG15_TARGET_URL"),
+            ) {
+                (Some(s), Some(t)) => Some((s, t)),
+                _ if std::env::var_os("CI").is_some() => panic!(
+                    "CUTOVER_TEST_PG15_SOURCE_URL and CUTOVER_TEST_PG15_TARGET_URL are unset: \
+                     run .ci/pg15.sh, then `set -a; . /tmp/cutover-pg15/env; set +a` (.ci/run does)"
+                ),
+                _ => {
+                    eprintln!(
+                        "skipped {test}: no PostgreSQL 15 clusters (run .ci/pg15.sh and load /tmp/cutover-pg15/env)"
+                    );
+                    None
+                }
+            }
+        }
+    }
+}
+
 /// A source with the app and its rows, and an empty target (bootstrap and
-/// platform only), both on the PostgreSQL 17 clusters.
-async fn hosted_pair(label: &str) -> Option<(SupaDb, SupaDb)> {
-    let (source_url, target_url) = pg17_servers_or_skip(label)?;
+/// platform only), on the clusters of `version`.
+async fn hosted_pair(version: Pg, label: &str) -> Option<(SupaDb, SupaDb)> {
+    let (source_url, target_url) = servers(version, label)?;
     let (source_label, target_label) = (format!("{label}_s"), format!("{label}_t"));
     let (source, target) = tokio::join!(
         SupaDb::new(&source_url, &source_label),
@@ -162,8 +197,22 @@ async fn digest(db: &SupaDb, table: &str) -> String {
 }
 
 #[tokio::test]
-async fn a_hosted_app_moves_as_postgres_with_every_property_and_validates() {
-    let Some((source, target)) = hosted_pair("hosted_move").await else {
+async fn a_hosted_app_moves_as_postgres_with_every_property_and_validates_pg15() {
+    a_hosted_app_moves_as_postgres_with_every_property_and_validates(Pg::V15, "hosted_move15")
+        .await;
+}
+
+#[tokio::test]
+async fn a_hosted_app_moves_as_postgres_with_every_property_and_validates_pg17() {
+    a_hosted_app_moves_as_postgres_with_every_property_and_validates(Pg::V17, "hosted_move17")
+        .await;
+}
+
+async fn a_hosted_app_moves_as_postgres_with_every_property_and_validates(
+    version: Pg,
+    label: &str,
+) {
+    let Some((source, target)) = hosted_pair(version, label).await else {
         return;
     };
     let work = project("include_auth = true\ninclude_storage = true");
@@ -173,6 +222,11 @@ async fn a_hosted_app_moves_as_postgres_with_every_property_and_validates() {
     assert!(
         plan.contains("auth.sessions") && plan.contains("include_auth_sessions"),
         "plan names the auth tables it leaves out: {plan}"
+    );
+    assert!(
+        plan.contains("Indexes and constraints kept in place")
+            && plan.contains("view public.profile_order_counts depends on it"),
+        "plan says which tables load with their keys in place, and why: {plan}"
     );
 
     let (code, out) = run(&work, "schema,data,validate", &source, &target);
@@ -236,8 +290,28 @@ async fn a_hosted_app_moves_as_postgres_with_every_property_and_validates() {
 }
 
 #[tokio::test]
-async fn validate_names_a_lost_replica_identity_comment_storage_policy_or_auth_trigger() {
-    let Some((source, target)) = hosted_pair("hosted_lost").await else {
+async fn validate_names_a_lost_replica_identity_comment_storage_policy_or_auth_trigger_pg15() {
+    validate_names_a_lost_replica_identity_comment_storage_policy_or_auth_trigger(
+        Pg::V15,
+        "hosted_lost15",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn validate_names_a_lost_replica_identity_comment_storage_policy_or_auth_trigger_pg17() {
+    validate_names_a_lost_replica_identity_comment_storage_policy_or_auth_trigger(
+        Pg::V17,
+        "hosted_lost17",
+    )
+    .await;
+}
+
+async fn validate_names_a_lost_replica_identity_comment_storage_policy_or_auth_trigger(
+    version: Pg,
+    label: &str,
+) {
+    let Some((source, target)) = hosted_pair(version, label).await else {
         return;
     };
     let work = project("include_auth = true\ninclude_storage = true");
@@ -285,9 +359,17 @@ async fn validate_names_a_lost_replica_identity_comment_storage_policy_or_auth_t
 }
 
 #[tokio::test]
-async fn keys_to_users_not_copied_fail_with_include_auth_as_the_fix_and_the_copy_counts_as_finished()
- {
-    let Some((source, target)) = hosted_pair("hosted_fk").await else {
+async fn keys_to_users_not_copied_fail_with_include_auth_as_the_fix_pg15() {
+    keys_to_users_not_copied_fail_with_include_auth_as_the_fix(Pg::V15, "hosted_fk15").await;
+}
+
+#[tokio::test]
+async fn keys_to_users_not_copied_fail_with_include_auth_as_the_fix_pg17() {
+    keys_to_users_not_copied_fail_with_include_auth_as_the_fix(Pg::V17, "hosted_fk17").await;
+}
+
+async fn keys_to_users_not_copied_fail_with_include_auth_as_the_fix(version: Pg, label: &str) {
+    let Some((source, target)) = hosted_pair(version, label).await else {
         return;
     };
     let work = project("");

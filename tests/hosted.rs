@@ -120,26 +120,8 @@ enum Pg {
 /// (with a note) where they are not set up, a panic under CI.
 fn servers(version: Pg, test: &str) -> Option<(String, String)> {
     match version {
-        Pg::V17 => pg17_servers_or_skip(test),
-        Pg::V15 => {
-            let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-            match (
-                var("CUTOVER_TEST_PG15_SOURCE_URL"),
-                var("CUTOVER_TEST_PG15_TARGET_URL"),
-            ) {
-                (Some(s), Some(t)) => Some((s, t)),
-                _ if std::env::var_os("CI").is_some() => panic!(
-                    "CUTOVER_TEST_PG15_SOURCE_URL and CUTOVER_TEST_PG15_TARGET_URL are unset: \
-                     run .ci/pg15.sh, then `set -a; . /tmp/cutover-pg15/env; set +a` (.ci/run does)"
-                ),
-                _ => {
-                    eprintln!(
-                        "skipped {test}: no PostgreSQL 15 clusters (run .ci/pg15.sh and load /tmp/cutover-pg15/env)"
-                    );
-                    None
-                }
-            }
-        }
+        Pg::V15 => pg_pair_or_skip(15, test),
+        Pg::V17 => pg_pair_or_skip(17, test),
     }
 }
 

@@ -671,35 +671,46 @@ pub fn example_copy(example: &str, manifest: &str) -> tempfile::TempDir {
 // ---------------------------------------------------------------------------
 
 /// The admin URLs (`supabase_admin`, database `postgres`) of the source and
-/// target PostgreSQL 17 clusters that `.ci/pg17.sh` starts, from
-/// `CUTOVER_TEST_PG17_SOURCE_URL` and `CUTOVER_TEST_PG17_TARGET_URL`.
+/// target clusters of PostgreSQL `major` (15 or 17) that `.ci/pg<major>.sh`
+/// starts, from `CUTOVER_TEST_PG<major>_SOURCE_URL` and `..._TARGET_URL`.
 ///
 /// Unset: `None` on a developer's machine (the test then skips, see
-/// [`pg17_servers_or_skip`]), a panic under CI, where they must be there.
-pub fn pg17_servers() -> Option<(String, String)> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    match (
-        var("CUTOVER_TEST_PG17_SOURCE_URL"),
-        var("CUTOVER_TEST_PG17_TARGET_URL"),
-    ) {
+/// [`pg_pair_or_skip`]), a panic under CI, where they must be there.
+pub fn pg_pair(major: u32) -> Option<(String, String)> {
+    let var = |side: &str| {
+        std::env::var(format!("CUTOVER_TEST_PG{major}_{side}_URL"))
+            .ok()
+            .filter(|v| !v.is_empty())
+    };
+    match (var("SOURCE"), var("TARGET")) {
         (Some(source), Some(target)) => Some((source, target)),
         _ if std::env::var_os("CI").is_some() => panic!(
-            "CUTOVER_TEST_PG17_SOURCE_URL and CUTOVER_TEST_PG17_TARGET_URL are unset: \
-             run .ci/pg17.sh, then `set -a; . /tmp/cutover-pg17/env; set +a` (.ci/run does)"
+            "CUTOVER_TEST_PG{major}_SOURCE_URL and CUTOVER_TEST_PG{major}_TARGET_URL are unset: \
+             run .ci/pg{major}.sh, then `set -a; . /tmp/cutover-pg{major}/env; set +a` (.ci/run does)"
         ),
         _ => None,
     }
 }
 
-/// [`pg17_servers`], printing a one-line skip note for `test` when absent.
-pub fn pg17_servers_or_skip(test: &str) -> Option<(String, String)> {
-    let servers = pg17_servers();
+/// [`pg_pair`], printing a one-line skip note for `test` when absent.
+pub fn pg_pair_or_skip(major: u32, test: &str) -> Option<(String, String)> {
+    let servers = pg_pair(major);
     if servers.is_none() {
         eprintln!(
-            "skipped {test}: no PostgreSQL 17 clusters (run .ci/pg17.sh and load /tmp/cutover-pg17/env)"
+            "skipped {test}: no PostgreSQL {major} clusters (run .ci/pg{major}.sh and load /tmp/cutover-pg{major}/env)"
         );
     }
     servers
+}
+
+/// The PostgreSQL 17 pair (logical replication needs `pg_create_subscription`).
+pub fn pg17_servers() -> Option<(String, String)> {
+    pg_pair(17)
+}
+
+/// [`pg17_servers`] with a skip note.
+pub fn pg17_servers_or_skip(test: &str) -> Option<(String, String)> {
+    pg_pair_or_skip(17, test)
 }
 
 /// `url` with another user, password and database.

@@ -217,6 +217,17 @@ pub fn input_variable(name: &str, actions: bool) -> String {
 /// How to tell the user where an input comes from, e.g.
 /// "`source-db-url` (--source-db-url or CUTOVER_SOURCE_DB_URL)".
 pub fn input_label(name: &str, actions: bool) -> String {
+    if name == "phase" {
+        // The phases are the positional argument on the command line.
+        return if actions {
+            "input `phase`".into()
+        } else {
+            format!(
+                "the PHASES argument, e.g. `cutover plan` (or {})",
+                input_variable(name, false)
+            )
+        };
+    }
     if actions {
         format!("input `{name}`")
     } else {
@@ -361,17 +372,20 @@ impl Settings {
 
     /// The secret-bearing input values that are set.
     pub fn secret_values(&self) -> Vec<(&'static str, &str)> {
-        [
-            ("source-db-url", &self.source_db_url),
-            ("target-db-url", &self.target_db_url),
-            ("supabase-access-token", &self.supabase_access_token),
-            ("github-token", &self.github_token),
-            ("vercel-token", &self.vercel_token),
-            ("cloudflare-api-token", &self.cloudflare_api_token),
-        ]
-        .into_iter()
-        .filter_map(|(n, v)| v.as_deref().map(|v| (n, v)))
-        .collect()
+        let values = [
+            &self.source_db_url,
+            &self.target_db_url,
+            &self.supabase_access_token,
+            &self.github_token,
+            &self.vercel_token,
+            &self.cloudflare_api_token,
+        ];
+        SECRET_INPUTS
+            .iter()
+            .copied()
+            .zip(values)
+            .filter_map(|(n, v)| v.as_deref().map(|v| (n, v)))
+            .collect()
     }
 
     /// The label of an input for messages.
@@ -485,5 +499,14 @@ mod tests {
         };
         let err = Settings::resolve(cli, &env(&[])).unwrap_err();
         assert!(err.0.contains("did you mean `preflight`"), "{err}");
+        // The CLI takes phases as an argument: no `--phase` flag to suggest.
+        assert!(!err.0.contains("--phase"), "{err}");
+        assert!(err.0.contains("the PHASES argument"), "{err}");
+        let in_actions = Settings::resolve(
+            Cli::default(),
+            &env(&[("GITHUB_ACTIONS", "true"), ("INPUT_PHASE", "prefligth")]),
+        )
+        .unwrap_err();
+        assert!(in_actions.0.contains("input `phase`"), "{in_actions}");
     }
 }

@@ -1,9 +1,8 @@
 //! The `cutover` binary: parse, resolve inputs, run.
-#![allow(clippy::print_stdout, clippy::print_stderr)] // a usage error is printed before any report exists
 
 use clap::Parser;
 use cutover::cli::{Cli, ProcessEnv, Settings};
-use cutover::run::{EXIT_USAGE, run};
+use cutover::run::{run, usage_failure};
 
 fn main() {
     // Logs go to stderr; stdout carries workflow commands and the report text.
@@ -17,13 +16,7 @@ fn main() {
     let cli = Cli::parse();
     let settings = match Settings::resolve(cli, &ProcessEnv) {
         Ok(s) => s,
-        Err(e) => {
-            if std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true") {
-                println!("::error::{}", cutover::report::actions::escape_data(&e.0));
-            }
-            eprintln!("error: {e}");
-            std::process::exit(EXIT_USAGE);
-        }
+        Err(e) => std::process::exit(usage_failure(&e.0, &ProcessEnv)),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -633,6 +633,42 @@ impl ManifestError {
     }
 }
 
+/// A TOML/serde message with Rust's type names in words a manifest author
+/// uses: "expected u64" reads "expected a whole number (0 or more)".
+fn in_user_words(message: &str) -> String {
+    const WORDS: [(&str, &str); 13] = [
+        ("expected u8", "expected a whole number (0 to 255)"),
+        ("expected u16", "expected a whole number (0 to 65535)"),
+        ("expected u32", "expected a whole number (0 or more)"),
+        ("expected u64", "expected a whole number (0 or more)"),
+        ("expected usize", "expected a whole number (0 or more)"),
+        ("expected i32", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        (
+            "expected a sequence",
+            "expected a list, e.g. [\"a\", \"b\"]",
+        ),
+        ("expected a map", "expected a table of key = value"),
+        ("expected a string", "expected text in quotes"),
+        ("expected a boolean", "expected true or false"),
+        ("invalid type: sequence", "invalid type: a list"),
+    ];
+    let mut text = message.to_string();
+    for (rust, words) in WORDS {
+        if let Some(at) = text.find(rust) {
+            let end = at + rust.len();
+            // Only whole words: "expected u64" but not "expected u645".
+            if !text[end..].starts_with(|c: char| c.is_ascii_alphanumeric()) {
+                text.replace_range(at..end, words);
+            }
+        }
+    }
+    text.replace("invalid type: string", "invalid type: text")
+        .replace("invalid type: integer", "invalid type: a whole number")
+        .replace("invalid type: map", "invalid type: a table")
+}
+
 impl Manifest {
     /// Reads and checks the manifest at `path`.
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
@@ -654,7 +690,7 @@ impl Manifest {
                 path: path.to_path_buf(),
                 line,
                 column,
-                message: e.message().trim().to_string(),
+                message: in_user_words(e.message().trim()),
             }
         })?;
         manifest.check(path)?;
@@ -828,6 +864,26 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn type_errors_read_in_manifest_words() {
+        let err = Manifest::parse(
+            "[project]\nname = \"p\"\n[schema]\nlock_timeout_seconds = \"x\"\n",
+            Path::new("cutover.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("invalid type: text \"x\", expected a whole number (0 or more)"),
+            "{err}"
+        );
+        assert!(!err.contains("u64"), "{err}");
+        assert_eq!(in_user_words("expected u645"), "expected u645");
+        assert_eq!(
+            in_user_words("invalid type: integer `1`, expected a boolean"),
+            "invalid type: a whole number `1`, expected true or false"
+        );
+    }
 
     #[test]
     fn minimal_manifest_gets_defaults() {

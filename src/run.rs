@@ -41,6 +41,78 @@ pub fn register_input_secrets(settings: &Settings, redactor: &Redactor, console:
     }
 }
 
+/// A usage error (an unknown phase, a bad input value) before any setting
+/// could be resolved: prints it and returns [`EXIT_USAGE`]. In GitHub Actions
+/// the step still gets what every run gives it: an error annotation, a job
+/// summary that says what to fix, and the `status` output (`failed`), so a
+/// workflow that reads `status` or the summary never sees nothing.
+pub fn usage_failure(message: &str, env: &dyn EnvSource) -> i32 {
+    let actions = env.get("GITHUB_ACTIONS").as_deref() == Some("true");
+    let console = Console { actions };
+    // The message never repeats an input's value, but mask the secret inputs
+    // anyway: they are what a slip would leak.
+    let redactor = Redactor::new();
+    for name in crate::cli::SECRET_INPUTS.iter().copied() {
+        if let Some(value) = env.get(&crate::cli::input_variable(name, actions)) {
+            if name.ends_with("db-url") {
+                for secret in redactor.add_url(&value) {
+                    console.add_mask(&secret);
+                }
+            } else if redactor.add(&value) {
+                console.add_mask(&value);
+            }
+        }
+    }
+    let message = redactor.redact(message);
+    console.error(&message, None, None);
+    eprintln!("error: {message}");
+    if !actions {
+        return EXIT_USAGE;
+    }
+    let file = |name: &str| env.get(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let now = Utc::now();
+    let run = RunReport {
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        run_id: uuid::Uuid::new_v4().to_string(),
+        phases_requested: Vec::new(),
+        context: RunContext {
+            project: String::new(),
+            source: None,
+            target: None,
+            environment: String::new(),
+            dry_run: false,
+            git_sha: env.get("GITHUB_SHA"),
+            actor: env.get("GITHUB_ACTOR"),
+            run_url: None,
+            manifest: String::new(),
+        },
+        started_at: now,
+        finished_at: now,
+        outcome: Outcome::Failed,
+        phases: Vec::new(),
+        errors: vec![ErrorReport {
+            message,
+            hint: Some("fix the step's `with:` inputs; nothing ran".into()),
+        }],
+        rerun_command: "re-run the workflow job after fixing the step's inputs".into(),
+    };
+    if let Some(summary) = file("GITHUB_STEP_SUMMARY") {
+        let page = redactor.redact(&report::markdown::render(&run, ""));
+        if let Err(e) = append(&summary, &page) {
+            eprintln!("error: cannot write the summary {}: {e}", summary.display());
+        }
+    }
+    if let Some(output) = file("GITHUB_OUTPUT") {
+        if let Err(e) = write_outputs(&output, &[("status", run.outcome.word().to_string())]) {
+            eprintln!(
+                "error: cannot write step outputs to {}: {e}",
+                output.display()
+            );
+        }
+    }
+    EXIT_USAGE
+}
+
 /// Runs the phases and writes every output. Returns the process exit code.
 pub async fn run(settings: Settings, env: Box<dyn EnvSource + Send + Sync>) -> i32 {
     let redactor = Redactor::new();
@@ -128,7 +200,7 @@ async fn run_phase(ctx: &mut Context, phase: Phase) -> PhaseReport {
     report.duration_ms = clock.elapsed().as_millis() as u64;
     report.conclude_from_checks();
     redact_report(&mut report, &ctx.redactor);
-    print!("{}", report::text::render_phase(&report));
+    report::actions::out(&report::text::render_phase(&report));
     for error in &report.errors {
         ctx.console
             .error(&format!("{phase}: {}", error.message), None, None);
@@ -311,14 +383,11 @@ fn finish(settings: &Settings, redactor: &Redactor, console: &Console, run: RunR
             ));
         }
     }
-    print!(
-        "{}",
-        redactor.redact(&report::text::render_footer(
-            &run,
-            &report_path,
-            written_summary.as_deref()
-        ))
-    );
+    report::actions::out(&redactor.redact(&report::text::render_footer(
+        &run,
+        &report_path,
+        written_summary.as_deref(),
+    )));
     for e in &io_errors {
         eprintln!("error: {e}");
         console.error(e, None, None);

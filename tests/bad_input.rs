@@ -111,6 +111,66 @@ fn misspelt_phase_input_in_actions_names_the_input() {
 }
 
 #[test]
+fn a_usage_error_in_actions_still_writes_a_summary_and_the_status_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = ActionsFiles::new();
+    let mut env = files.github_env();
+    env.push(("INPUT_PHASE".into(), "migrat".into()));
+    env.push((
+        "INPUT_TARGET-DB-URL".into(),
+        "postgres://postgres:Usage-Pa55@127.0.0.1:5432/postgres".into(),
+    ));
+    let out = run_cutover(dir.path(), &[], &env);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(files.outputs()["status"], "failed");
+    let summary = files.read("summary.md");
+    assert!(
+        summary.contains("unknown phase `migrat`") && summary.contains("did you mean `migrate`"),
+        "{summary}"
+    );
+    assert!(summary.contains("input `phase`"), "{summary}");
+    assert!(!summary.contains("Usage-Pa55"), "{summary}");
+    let log = text(&out);
+    assert!(
+        !log.lines()
+            .any(|l| !l.starts_with("::add-mask::") && l.contains("Usage-Pa55")),
+        "{log}"
+    );
+    // The password is masked before anything else is printed.
+    assert!(
+        text(&out).contains("::add-mask::Usage-Pa55"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_phase_typo_on_the_command_line_names_the_argument_not_a_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = local(dir.path(), &["valdate"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let log = text(&out);
+    assert!(log.contains("did you mean `validate`?"), "{log}");
+    assert!(log.contains("the PHASES argument"), "{log}");
+    assert!(!log.contains("--phase"), "{log}");
+}
+
+#[test]
+fn a_number_given_as_text_in_the_manifest_reads_in_plain_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(
+        dir.path(),
+        "[project]\nname = \"x\"\n[schema]\nlock_timeout_seconds = \"30\"\n",
+    );
+    let out = local(dir.path(), &["plan", "--manifest", &manifest], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let log = text(&out);
+    assert!(log.contains("cutover.toml:4:24"), "{log}");
+    assert!(log.contains("expected a whole number"), "{log}");
+    assert!(!log.contains("u64"), "{log}");
+}
+
+#[test]
 fn invalid_url_exits_2_without_echoing_it() {
     let dir = tempfile::tempdir().unwrap();
     let out = local(

@@ -107,14 +107,15 @@ async fn the_example_config_is_applied_and_shown_before_and_after() {
 }
 
 #[tokio::test]
-async fn a_missing_variable_blocks_naming_key_and_variable() {
+async fn a_missing_variable_fails_naming_key_and_variable() {
     let db = target().await;
     let manifest = repo_root().join("examples/ops-portal/cutover.toml");
     let files = ActionsFiles::new();
     let before = db.fingerprint().await;
     let out = run_config(&files, &db, &manifest, &[]);
     let log = text(&out);
-    assert_eq!(out.status.code(), Some(3), "{log}");
+    // A missing input fails (1) in every phase, as preflight does; 3 is for guards.
+    assert_eq!(out.status.code(), Some(1), "{log}");
     assert!(
         log.contains("whatsapp_api_key (from $TARGET_WHATSAPP_API_KEY)"),
         "{log}"

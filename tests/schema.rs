@@ -424,3 +424,44 @@ fn run_local_target(work: &std::path::Path, target: &TestDb) -> std::process::Ou
         ],
     )
 }
+
+#[tokio::test]
+async fn stdout_closed_by_its_reader_ends_the_run_cleanly_with_summary_and_closed_ledger() {
+    // `cutover schema,data | head -1`: the reader goes away at once.
+    let pair = Pair::from_example("ops-portal").await;
+    let work = tempfile::tempdir().unwrap();
+    let manifest = repo_root().join("examples/ops-portal/cutover.toml");
+    let mut child = std::process::Command::new(cutover_bin())
+        .current_dir(work.path())
+        .arg("schema,data")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CUTOVER_SOURCE_DB_URL", pair.source.url())
+        .env("CUTOVER_TARGET_DB_URL", pair.target.url())
+        .env("CUTOVER_MANIFEST", &manifest)
+        .env("CUTOVER_SUMMARY_FILE", work.path().join("summary.md"))
+        .env("CUTOVER_REPORT_FILE", work.path().join("report.json"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "no panic (101): {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let summary = std::fs::read_to_string(work.path().join("summary.md")).unwrap();
+    assert!(
+        summary.contains("data"),
+        "the summary is written: {summary}"
+    );
+    assert_eq!(
+        pair.target
+            .scalar("select string_agg(distinct status, ',') from cutover.runs")
+            .await
+            .unwrap(),
+        "success",
+        "the ledger's run is closed, not left running"
+    );
+    assert_eq!(history(&pair.source).await, history(&pair.target).await);
+}

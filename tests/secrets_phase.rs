@@ -208,7 +208,7 @@ async fn sets_every_secret_in_one_call_and_reports_what_changed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn missing_values_block_listed_by_name() {
+async fn missing_values_fail_listed_by_name() {
     let api = FakeApi::start().await;
     let db = TestDb::new("secmiss").await;
     let files = ActionsFiles::new();
@@ -222,7 +222,8 @@ async fn missing_values_block_listed_by_name() {
         &actions_env(&files, &api, &db, &values, &[]),
     );
     let log = text(&out);
-    assert_eq!(out.status.code(), Some(3), "{log}");
+    // A missing input fails (1) in every phase, as preflight does; 3 is for guards.
+    assert_eq!(out.status.code(), Some(1), "{log}");
     assert!(
         log.contains(
             "GEMINI_API_KEY (from $PROD_GEMINI_API_KEY), INGEST_API_KEY (from $PROD_INGEST_API_KEY)"

@@ -69,7 +69,8 @@ pub(crate) fn expected_values(
             hint: Some(
                 "set them in the step's `env:` from the GitHub environment's secrets".into(),
             ),
-            blocked: true,
+            // A missing input: exit 1, as everywhere (exit 3 is for guards).
+            blocked: false,
         });
     }
     Ok((

@@ -50,7 +50,8 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
                 ctx.settings.label("source-project-ref"),
                 ctx.settings.label("target-project-ref")
             )),
-            blocked: true,
+            // Source = target fails (1) in every phase, as in preflight.
+            blocked: false,
         });
     }
 
@@ -80,7 +81,9 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
                 missing.join(", ")
             ),
             hint: Some("set each variable in the step's `env:` from the GitHub environment's secrets, e.g. `OPENAI_API_KEY: ${{ secrets.OPENAI_API_KEY }}`; nothing was set".into()),
-            blocked: true,
+            // A missing input is a failure (exit 1) in every phase, as in
+            // preflight's required-secrets row; exit 3 is for guards.
+            blocked: false,
         });
     }
 

@@ -7,6 +7,34 @@
 
 use std::io::Write as _;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set once stdout turned out to be a closed pipe (`cutover migrate | head`).
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Writes `text` to stdout. A reader that went away (broken pipe) is not an
+/// error of the run: printing stops, and the run goes on to its end, so the
+/// summary, the JSON report and the ledger are still written and closed
+/// (`print!` would panic there, mid-phase).
+pub fn out(text: &str) {
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// [`out`] with a line end.
+pub fn out_line(line: &str) {
+    out(&format!("{line}\n"));
+}
 
 /// Prints workflow commands when running in GitHub Actions, plain text otherwise.
 #[derive(Debug, Clone, Copy)]
@@ -24,25 +52,24 @@ impl Console {
         if !self.actions {
             return;
         }
-        let mut stdout = std::io::stdout().lock();
         for line in value.lines().map(str::trim).filter(|l| !l.is_empty()) {
-            let _ = writeln!(stdout, "::add-mask::{}", escape_data(line));
+            out_line(&format!("::add-mask::{}", escape_data(line)));
         }
     }
 
     /// Opens a collapsible group in the log.
     pub fn group(&self, title: &str) {
         if self.actions {
-            println!("::group::{}", escape_data(title));
+            out_line(&format!("::group::{}", escape_data(title)));
         } else {
-            println!("== {title}");
+            out_line(&format!("== {title}"));
         }
     }
 
     /// Closes the group opened by [`Console::group`].
     pub fn end_group(&self) {
         if self.actions {
-            println!("::endgroup::");
+            out_line("::endgroup::");
         }
     }
 
@@ -64,19 +91,19 @@ impl Console {
         } else {
             format!(" {}", props.join(","))
         };
-        println!("::error{props}::{}", escape_data(message));
+        out_line(&format!("::error{props}::{}", escape_data(message)));
     }
 
     /// A warning annotation.
     pub fn warning(&self, message: &str) {
         if self.actions {
-            println!("::warning::{}", escape_data(message));
+            out_line(&format!("::warning::{}", escape_data(message)));
         }
     }
 
     /// A progress line (long copies, waits).
     pub fn progress(&self, line: &str) {
-        println!("{line}");
+        out_line(line);
     }
 }
 

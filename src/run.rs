@@ -129,11 +129,22 @@ pub async fn run(settings: Settings, env: Box<dyn EnvSource + Send + Sync>) -> i
     let mut ctx = Context::new(settings, manifest, redactor, env);
     let mut reports: Vec<PhaseReport> = Vec::new();
     let mut stop = false;
-    for phase in ctx.settings.phases.clone() {
+    // A list that writes is all or nothing up front: every input its phases
+    // need is checked before the first of them runs.
+    let phases = ctx.settings.phases.clone();
+    if phases::readiness::needed(&phases) {
+        let started = start_phase(&ctx, phases::readiness::NAME);
+        let result = phases::readiness::run(&mut ctx, &phases).await;
+        let report = end_phase(&ctx, phases::readiness::NAME, result, started);
+        stop = report.outcome != Outcome::Success;
+        reports.push(report);
+    }
+    for phase in phases {
         if stop {
             let mut skipped = PhaseReport::new(phase.name());
             skipped.outcome = Outcome::Skipped;
-            skipped.summary = "Not run: an earlier phase did not succeed.".into();
+            skipped.summary =
+                "Not run: an earlier phase (or the readiness check) did not succeed.".into();
             reports.push(skipped);
             continue;
         }
@@ -176,13 +187,31 @@ pub async fn run(settings: Settings, env: Box<dyn EnvSource + Send + Sync>) -> i
 }
 
 async fn run_phase(ctx: &mut Context, phase: Phase) -> PhaseReport {
-    ctx.console.group(&format!("cutover {phase}"));
-    let started_at = Utc::now();
-    let clock = Instant::now();
-    let mut report = match phases::run(phase, ctx).await {
+    let started = start_phase(ctx, phase.name());
+    let result = phases::run(phase, ctx).await;
+    let report = end_phase(ctx, phase.name(), result, started);
+    record_in_ledger(ctx, &report).await;
+    report
+}
+
+/// Opens the phase's log group; when and since when it started.
+fn start_phase(ctx: &Context, name: &str) -> (chrono::DateTime<Utc>, Instant) {
+    ctx.console.group(&format!("cutover {name}"));
+    (Utc::now(), Instant::now())
+}
+
+/// Turns a phase's result into its report: timed, concluded, redacted,
+/// printed, its failures annotated.
+fn end_phase(
+    ctx: &Context,
+    name: &str,
+    result: Result<PhaseReport, phases::PhaseError>,
+    (started_at, clock): (chrono::DateTime<Utc>, Instant),
+) -> PhaseReport {
+    let mut report = match result {
         Ok(report) => report,
         Err(e) => {
-            let mut report = PhaseReport::new(phase.name());
+            let mut report = PhaseReport::new(name);
             report.outcome = if e.blocked {
                 Outcome::Blocked
             } else {
@@ -203,7 +232,7 @@ async fn run_phase(ctx: &mut Context, phase: Phase) -> PhaseReport {
     report::actions::out(&report::text::render_phase(&report));
     for error in &report.errors {
         ctx.console
-            .error(&format!("{phase}: {}", error.message), None, None);
+            .error(&format!("{name}: {}", error.message), None, None);
     }
     for check in report
         .checks
@@ -211,13 +240,12 @@ async fn run_phase(ctx: &mut Context, phase: Phase) -> PhaseReport {
         .filter(|c| c.status == report::Status::Fail)
     {
         ctx.console.error(
-            &format!("{phase}: {}: {}", check.title, check.evidence),
+            &format!("{name}: {}: {}", check.title, check.evidence),
             None,
             None,
         );
     }
     ctx.console.end_group();
-    record_in_ledger(ctx, &report).await;
     report
 }
 

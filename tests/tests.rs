@@ -18,6 +18,7 @@ mod github_environment;
 mod hosted;
 mod pg_compare;
 mod plan_preflight;
+mod readiness;
 mod replicate;
 mod schema;
 mod secrets_phase;

@@ -25,7 +25,7 @@ use crate::redact::Redactor;
 /// The ledger in one target database.
 #[derive(Debug, Clone)]
 pub struct Ledger {
-    db: Database,
+    pub(super) db: Database,
     schema: String,
     redactor: Redactor,
 }
@@ -113,7 +113,7 @@ impl Ledger {
         })
     }
 
-    fn table(&self, name: &str) -> String {
+    pub(super) fn table(&self, name: &str) -> String {
         format!("{}.{}", quote_ident(&self.schema), quote_ident(name))
     }
 

@@ -14,9 +14,9 @@ use crate::context::{Context, name_looks_secret};
 use crate::manifest::{QualifiedName, expand};
 use crate::pg::config::{ConfigTable, ConfigWrite};
 use crate::redact::MASK;
-use crate::report::{CheckItem, Outcome, PhaseReport, ReportTable, Status, TextDiff};
+use crate::report::{CheckItem, Outcome, PhaseReport, ReportTable, Status, TextDiff, plural};
 
-use super::PhaseError;
+use super::{Phase, PhaseError};
 
 /// Values longer than this (or spanning lines) are shown as a diff.
 const LONG_VALUE: usize = 60;
@@ -114,6 +114,29 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     let target = ctx.target("config", !dry_run).await?;
     ctx.ledger("config").await?;
     let Some(current) = table.read(&target).await? else {
+        if super::dry_run_after(ctx, Phase::Config, &[Phase::Schema]) {
+            let dir = ctx.migration_dir()?;
+            let created =
+                crate::repo::migrations::created_tables(&dir.files.iter().collect::<Vec<_>>());
+            if let Some(file) = created.get(&table.table) {
+                report.check(CheckItem::new(
+                    "config-values",
+                    "Configuration set on the target",
+                    Status::Skip,
+                    format!(
+                        "{} is not on the target yet: {file} creates it when `schema` runs; the {} are shown before → after then",
+                        table.table,
+                        plural(expected.len(), "key", "keys")
+                    ),
+                ));
+                report.summary = format!(
+                    "Dry-run: {} would be set once `schema` created {}; nothing was written.",
+                    plural(expected.len(), "key", "keys"),
+                    table.table
+                );
+                return Ok(report);
+            }
+        }
         return Err(PhaseError::new(format!(
             "configuration table {} does not exist on the target",
             table.table

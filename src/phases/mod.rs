@@ -10,6 +10,7 @@ pub mod data;
 pub mod functions;
 pub mod plan;
 pub mod preflight;
+pub mod readiness;
 pub mod rollback;
 pub mod schema;
 pub mod secrets;
@@ -208,6 +209,16 @@ pub async fn run(phase: Phase, ctx: &mut Context) -> Result<PhaseReport, PhaseEr
         Phase::Secrets => secrets::run(ctx).await,
         Phase::Config => config::run(ctx).await,
     }
+}
+
+/// Whether this is a dry-run in which one of `earlier` runs before `phase`:
+/// the target does not hold yet what those would write, so `phase` plans on
+/// what they would create rather than failing on today's target.
+pub(crate) fn dry_run_after(ctx: &Context, phase: Phase, earlier: &[Phase]) -> bool {
+    let phases = &ctx.settings.phases;
+    let at = |p: Phase| phases.iter().position(|q| *q == p);
+    ctx.settings.dry_run
+        && at(phase).is_some_and(|own| earlier.iter().any(|e| at(*e).is_some_and(|i| i < own)))
 }
 
 /// Phases that write to a database or compare source with target.

@@ -10,7 +10,8 @@ use crate::context::Context;
 use crate::github::GithubClient;
 use crate::manifest::{QualifiedName, expand};
 use crate::pg::{Database, ServerInfo, Side};
-use crate::report::{CheckItem, PhaseReport, ReportTable, Status, thousands};
+use crate::repo::migrations::MigrationDir;
+use crate::report::{CheckItem, PhaseReport, ReportTable, Status, plural, thousands};
 
 use super::{PhaseError, select_tables};
 
@@ -277,13 +278,10 @@ async fn connect(ctx: &mut Context, side: Side, report: &mut PhaseReport) -> Opt
     }
 }
 
-async fn target_writable(
-    ctx: &mut Context,
-    db: &Database,
-    info: &ServerInfo,
-    report: &mut PhaseReport,
-) -> bool {
-    let problem = if info.in_recovery {
+/// Why the target cannot take writes, if it cannot (a standby, read-only
+/// transactions, no CREATE on the database for the ledger).
+pub(crate) fn target_write_problem(info: &ServerInfo) -> Option<&'static str> {
+    if info.in_recovery {
         Some("the server is a read-only standby (pg_is_in_recovery)")
     } else if info.read_only {
         Some("transactions are read only (default_transaction_read_only)")
@@ -291,8 +289,16 @@ async fn target_writable(
         Some("the role may not create schemas in this database")
     } else {
         None
-    };
-    if let Some(problem) = problem {
+    }
+}
+
+async fn target_writable(
+    ctx: &mut Context,
+    db: &Database,
+    info: &ServerInfo,
+    report: &mut PhaseReport,
+) -> bool {
+    if let Some(problem) = target_write_problem(info) {
         report.check(
             CheckItem::new(
                 "target-writable",
@@ -432,23 +438,16 @@ pub(crate) fn distinct_environments(
     )
 }
 
-async fn migration_checks(
-    ctx: &Context,
-    source: Option<&Database>,
-    report: &mut PhaseReport,
-) -> Result<(), PhaseError> {
+/// The "Migration files well-formed" row: named as the CLI expects, one
+/// file per version, each readable UTF-8 text; with the folder when it reads.
+pub(crate) fn migration_files_check(ctx: &Context) -> (CheckItem, Option<MigrationDir>) {
+    let title = "Migration files well-formed";
     let dir = match ctx.migration_dir() {
         Ok(dir) => dir,
         Err(e) => {
-            let mut item = CheckItem::new(
-                "migration-files",
-                "Migration files well-formed",
-                Status::Fail,
-                e.message,
-            );
+            let mut item = CheckItem::new("migration-files", title, Status::Fail, e.message);
             item.hint = e.hint;
-            report.check(item);
-            return Ok(());
+            return (item, None);
         }
     };
     let mut problems = Vec::new();
@@ -461,21 +460,42 @@ async fn migration_checks(
     for (version, files) in &dir.duplicates {
         problems.push(format!("version {version} used by {}", files.join(" and ")));
     }
+    let unreadable = crate::repo::migrations::unreadable(&dir.files.iter().collect::<Vec<_>>());
     let range = match (dir.files.first(), dir.files.last()) {
         (Some(a), Some(b)) => format!(" ({} … {})", a.version, b.version),
         _ => String::new(),
     };
-    report.check(if problems.is_empty() {
+    let item = if !unreadable.is_empty() {
+        problems.extend(unreadable);
+        CheckItem::new("migration-files", title, Status::Fail, problems.join("; "))
+            .with_hint("re-save each named file as UTF-8 text; name files <version>_<name>.sql with a unique version")
+    } else if problems.is_empty() {
         CheckItem::new(
             "migration-files",
-            "Migration files well-formed",
+            title,
             Status::Pass,
-            format!("{} files in version order{range}, no duplicate versions", dir.files.len()),
+            format!(
+                "{} in version order{range}, all UTF-8, no duplicate versions",
+                plural(dir.files.len(), "file", "files")
+            ),
         )
     } else {
-        CheckItem::new("migration-files", "Migration files well-formed", Status::Fail, problems.join("; "))
+        CheckItem::new("migration-files", title, Status::Fail, problems.join("; "))
             .with_hint("rename files to <version>_<name>.sql with a unique version, e.g. 20250127000001_add_config.sql")
-    });
+    };
+    (item, Some(dir))
+}
+
+async fn migration_checks(
+    ctx: &Context,
+    source: Option<&Database>,
+    report: &mut PhaseReport,
+) -> Result<(), PhaseError> {
+    let (item, dir) = migration_files_check(ctx);
+    report.check(item);
+    let Some(dir) = dir else {
+        return Ok(());
+    };
 
     let Some(source) = source else {
         return Ok(());
@@ -533,7 +553,7 @@ async fn migration_checks(
     Ok(())
 }
 
-fn required_secrets(ctx: &Context) -> CheckItem {
+pub(crate) fn required_secrets(ctx: &Context) -> CheckItem {
     let title = "Required secret variables present";
     let mut missing: Vec<String> = Vec::new();
     for (name, var) in &ctx.manifest.secrets.required {
@@ -561,7 +581,10 @@ fn required_secrets(ctx: &Context) -> CheckItem {
             "required-secrets",
             title,
             Status::Pass,
-            format!("{total} secrets and every ${{VAR}} reference have values (values not shown)"),
+            format!(
+                "{} and every ${{VAR}} reference have values (values not shown)",
+                plural(total, "secret", "secrets")
+            ),
         )
     } else {
         CheckItem::new(

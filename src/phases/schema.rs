@@ -11,9 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::context::Context;
+use crate::manifest::QualifiedName;
 use crate::repo::migrations::{MigrationFile, compare_versions};
 use crate::repo::sql_split;
-use crate::report::{CheckItem, PhaseReport, ReportTable, Status, human_duration};
+use crate::report::{CheckItem, PhaseReport, ReportTable, Status, human_duration, thousands};
 
 use super::PhaseError;
 
@@ -32,6 +33,17 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
             list.join("; ")
         ))
         .hint("give each file a unique <version>_<name>.sql"));
+    }
+    // Every file must be applicable as it is before the first one runs: a
+    // file the server cannot read would otherwise stop the run after the
+    // files before it were applied.
+    let unreadable = crate::repo::migrations::unreadable(&dir.files.iter().collect::<Vec<_>>());
+    if !unreadable.is_empty() {
+        return Err(PhaseError::new(format!(
+            "migration files cannot be applied as they are: {}; nothing was applied",
+            unreadable.join("; ")
+        ))
+        .hint("re-save each named file as UTF-8 text, then re-run"));
     }
     if !dir.badly_named.is_empty() {
         report.check(
@@ -197,11 +209,24 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     }
     let mut applied_now = 0;
     let mut failed = false;
+    // The tables there before: a table the files create and fill is seeded,
+    // and `data` may replace its rows (see `pg::seeded`).
+    let tables_before: Option<BTreeSet<QualifiedName>> =
+        if !blocking && !dry_run && !pending.is_empty() && ledger.is_some() {
+            Some(
+                target
+                    .app_tables(&ledger_schema)
+                    .await?
+                    .into_iter()
+                    .collect(),
+            )
+        } else {
+            None
+        };
     if !blocking {
         for file in &pending {
-            let text = std::fs::read_to_string(&file.path).map_err(|e| {
-                PhaseError::new(format!("cannot read {}: {e}", file.path.display()))
-            })?;
+            let text = crate::repo::migrations::read_text(&file.path)
+                .map_err(|why| PhaseError::new(format!("{}: {why}", file.path.display())))?;
             let statements = sql_split::split(&text);
             let shown = file.path.display().to_string();
             let Some(session) = session.as_mut() else {
@@ -293,6 +318,30 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
                 &file.version,
                 ["pending (blocked)".into(), "—".into(), "—".into()],
             );
+        }
+    }
+    if let (Some(before), Some(ledger), true) = (&tables_before, &ledger, applied_now > 0) {
+        let created: Vec<QualifiedName> = target
+            .app_tables(&ledger_schema)
+            .await?
+            .into_iter()
+            .filter(|t| !before.contains(t))
+            .collect();
+        let seeded: BTreeMap<QualifiedName, i64> = target
+            .exact_row_counts(&created)
+            .await?
+            .into_iter()
+            .filter(|(_, rows)| *rows > 0)
+            .collect();
+        ledger.record_seeded(ctx.run_id, &seeded).await?;
+        if !seeded.is_empty() {
+            let mut table = ReportTable::new("Rows the migrations wrote", &["Table", "Rows"]);
+            for (name, rows) in &seeded {
+                table.push([name.to_string(), thousands(*rows)]);
+            }
+            report.tables.push(table.with_note(
+                "Tables these files created and filled. Recorded in the ledger: `data` replaces exactly these rows with the source's, without --overwrite.",
+            ));
         }
     }
     if let Some(session) = session {

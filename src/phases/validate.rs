@@ -19,7 +19,7 @@ use crate::pg::table_diff::{TableComparison, compare_tables};
 use crate::pg::{Database, Side};
 use crate::report::{CheckItem, PhaseReport, ReportTable, Status, TextDiff, thousands};
 
-use super::{PhaseError, select_tables};
+use super::{Phase, PhaseError, select_tables};
 
 /// Differing keys shown per table.
 const MAX_KEYS_SHOWN: usize = 5;
@@ -27,6 +27,20 @@ const MAX_KEYS_SHOWN: usize = 5;
 /// Runs `validate`.
 pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     let mut report = PhaseReport::new("validate");
+    // A dry-run list writes nothing, so there is nothing to compare yet.
+    let writers = [Phase::Schema, Phase::Data, Phase::Config];
+    if super::dry_run_after(ctx, Phase::Validate, &writers) {
+        report.check(CheckItem::new(
+            "dry-run",
+            "Target compared with the source",
+            Status::Skip,
+            "the phases before it wrote nothing (dry-run): validate compares the target after they run",
+        ));
+        report.summary =
+            "Dry-run: nothing to compare yet; validate runs after a real schema/data/config."
+                .into();
+        return Ok(report);
+    }
     let source = ctx.source("validate").await?;
     let target = ctx.target("validate", false).await?;
     let selection = select_tables(ctx, &source).await?;

@@ -93,6 +93,87 @@ pub fn read_dir(dir: &Path) -> std::io::Result<MigrationDir> {
     Ok(result)
 }
 
+/// The text of a migration file, or why it cannot be applied as it is: not
+/// readable, or not UTF-8 (PostgreSQL and the Supabase CLI read UTF-8; a
+/// file saved in another encoding would fail half-way through a run).
+pub fn read_text(path: &Path) -> Result<String, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = 1 + e.as_bytes()[..at].iter().filter(|b| **b == b'\n').count();
+        format!(
+            "not UTF-8 text at line {line} (byte {}): save it as UTF-8",
+            at + 1
+        )
+    })
+}
+
+/// The files of `files` that [`read_text`] refuses, as `path: reason`.
+pub fn unreadable(files: &[&MigrationFile]) -> Vec<String> {
+    files
+        .iter()
+        .filter_map(|f| {
+            read_text(&f.path)
+                .err()
+                .map(|why| format!("{}: {why}", f.path.display()))
+        })
+        .collect()
+}
+
+/// The tables `files` create (`CREATE [UNLOGGED] TABLE [IF NOT EXISTS]
+/// name`), each with the first file that does, as `<version>_<name>.sql`.
+/// Unquoted names fold to lower case as PostgreSQL folds them; a name without
+/// a schema is taken as `public`, the migrations' search path. Files that do
+/// not read are skipped: [`read_text`] reports them. A dry-run uses this to
+/// plan `data` on what `schema` would create.
+pub fn created_tables(
+    files: &[&MigrationFile],
+) -> BTreeMap<crate::manifest::QualifiedName, String> {
+    let pattern = regex::Regex::new(
+        r#"(?is)^create\s+(?:(?:global\s+|local\s+)?(?:temp|temporary)\s+(?-u:\b)(?P<temp>)|unlogged\s+)?table\s+(?:if\s+not\s+exists\s+)?(?P<name>(?:"[^"]+"|[\w$]+)(?:\s*\.\s*(?:"[^"]+"|[\w$]+))?)"#,
+    )
+    .expect("valid pattern");
+    let mut created = BTreeMap::new();
+    for file in files {
+        let Ok(text) = read_text(&file.path) else {
+            continue;
+        };
+        for statement in crate::repo::sql_split::split(&text) {
+            let Some(found) = pattern.captures(&statement.text) else {
+                continue;
+            };
+            if found.name("temp").is_some() {
+                continue;
+            }
+            let parts: Vec<String> = found["name"]
+                .split('.')
+                .map(|p| {
+                    let p = p.trim();
+                    match p.strip_prefix('"').and_then(|p| p.strip_suffix('"')) {
+                        Some(quoted) => quoted.to_string(),
+                        None => p.to_lowercase(),
+                    }
+                })
+                .collect();
+            let name = match parts.as_slice() {
+                [name] => crate::manifest::QualifiedName {
+                    schema: "public".into(),
+                    name: name.clone(),
+                },
+                [schema, name] => crate::manifest::QualifiedName {
+                    schema: schema.clone(),
+                    name: name.clone(),
+                },
+                _ => continue,
+            };
+            created
+                .entry(name)
+                .or_insert_with(|| format!("{}_{}.sql", file.version, file.name));
+        }
+    }
+    created
+}
+
 /// Orders versions numerically (digits only), without overflow on long ones.
 pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
     let a = a.trim_start_matches('0');
@@ -103,6 +184,51 @@ pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn created_tables_are_read_from_the_statements() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1_app.sql");
+        std::fs::write(
+            &path,
+            "create table Members (id int);\n\
+             CREATE UNLOGGED TABLE IF NOT EXISTS \"Billing\".\"Invoices\" (id int);\n\
+             create temp table scratch (id int);\n\
+             -- create table commented_out (id int);\n\
+             select 'create table in_a_string (id int)';\n\
+             create table  app . audit_log (id int);",
+        )
+        .unwrap();
+        let file = MigrationFile {
+            version: "1".into(),
+            name: "app".into(),
+            path,
+            checksum: String::new(),
+        };
+        let names: Vec<String> = created_tables(&[&file])
+            .into_iter()
+            .map(|(t, f)| format!("{t} <- {f}"))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "Billing.Invoices <- 1_app.sql",
+                "app.audit_log <- 1_app.sql",
+                "public.members <- 1_app.sql",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_file_not_in_utf8_is_named_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1_latin1.sql");
+        std::fs::write(&path, b"select 1;\n-- caf\xe9\nselect 2;\n").unwrap();
+        let why = read_text(&path).unwrap_err();
+        assert_eq!(why, "not UTF-8 text at line 2 (byte 17): save it as UTF-8");
+        std::fs::write(&path, "select 'café';").unwrap();
+        assert_eq!(read_text(&path).unwrap(), "select 'café';");
+    }
 
     #[test]
     fn file_names() {

@@ -340,6 +340,15 @@ pub fn human_duration(ms: u64) -> String {
     }
 }
 
+/// `n` with the noun in the right number: `1 file`, `2 files`, `1,234 rows`.
+pub fn plural(n: usize, one: &str, many: &str) -> String {
+    format!(
+        "{} {}",
+        thousands(n as i64),
+        if n == 1 { one } else { many }
+    )
+}
+
 /// Formats an integer with thousands separators: `1 234 567` (thin spaces read
 /// badly in terminals, so plain commas).
 pub fn thousands(n: i64) -> String {

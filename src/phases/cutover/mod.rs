@@ -109,13 +109,13 @@ pub fn describe_guards(guards: &[GuardValue]) -> String {
 }
 
 /// The `[frontend.env]` values, expanded, plus the provider token.
-struct FrontendPlan {
+pub(crate) struct FrontendPlan {
     client: Frontend,
     values: BTreeMap<String, String>,
     project: String,
 }
 
-fn frontend_plan(ctx: &Context) -> Result<Option<FrontendPlan>, PhaseError> {
+pub(crate) fn frontend_plan(ctx: &Context) -> Result<Option<FrontendPlan>, PhaseError> {
     let Some(section) = &ctx.manifest.frontend else {
         return Ok(None);
     };

@@ -27,7 +27,8 @@ use crate::pg::copy::{
 };
 use crate::pg::{Database, PgError};
 use crate::report::{
-    CheckItem, ErrorReport, Outcome, PhaseReport, ReportTable, Status, human_duration, thousands,
+    CheckItem, ErrorReport, Outcome, PhaseReport, ReportTable, Status, human_duration, plural,
+    thousands,
 };
 
 use super::super::PhaseError;
@@ -71,13 +72,30 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     let mut report = PhaseReport::new("data");
     let dry_run = ctx.settings.dry_run;
-    let (source, target, jobs) = super::plan_jobs(ctx).await?;
+    let super::DataPlan {
+        source,
+        target,
+        jobs,
+        created_by_schema,
+    } = super::plan_jobs(ctx).await?;
     let names: Vec<QualifiedName> = jobs.iter().map(|j| j.table.clone()).collect();
 
     if dry_run {
         report
             .tables
             .push(super::planned_tables("Tables to copy (dry-run)", &jobs));
+        if !created_by_schema.is_empty() {
+            let mut table = ReportTable::new(
+                "Tables `schema` would create first (dry-run)",
+                &["Table", "Created by"],
+            );
+            for (name, file) in &created_by_schema {
+                table.push([name.to_string(), file.clone()]);
+            }
+            report.tables.push(table.with_note(
+                "Not on the target yet: planned from the source's columns, as `schema` runs before `data` in this list.",
+            ));
+        }
         report.summary = format!(
             "Dry-run: {} tables would be copied; nothing was written.",
             jobs.len()
@@ -119,6 +137,7 @@ async fn copy_with_lock(
     let owed = copy_ledger.dropped_objects().await?;
     let resuming = !owed.is_empty() || states.values().any(|s| s.status != "complete");
 
+    let mut replaced_seeded: Vec<QualifiedName> = Vec::new();
     // Which tables are already finished (an interrupted run's work).
     let mut finished: BTreeMap<QualifiedName, i64> = BTreeMap::new();
     if resuming {
@@ -150,6 +169,9 @@ async fn copy_with_lock(
         ));
     } else {
         let non_empty = target.non_empty_tables(names).await?;
+        // Rows the migrations wrote (and nothing since) are the source's to
+        // replace; any other row is refused unless overwrite is asked.
+        let (seeded, non_empty) = split_seeded(target, ledger_schema, non_empty).await?;
         if !non_empty.is_empty() && !ctx.settings.overwrite {
             return Err(PhaseError::new(format!(
                 "target tables already hold rows: {}; nothing was copied",
@@ -157,6 +179,22 @@ async fn copy_with_lock(
             ))
             .hint("back up the target (`backup`), then pass --overwrite (input `overwrite: true`) to replace exactly the copied tables, or empty them"));
         }
+        if !seeded.is_empty() {
+            report.check(CheckItem::new(
+                "seeded-rows",
+                "Rows the migrations wrote are replaced by the source's",
+                Status::Pass,
+                format!(
+                    "{}: created and filled by `schema` (recorded in the ledger), unchanged since",
+                    seeded
+                        .iter()
+                        .map(|(t, n)| format!("{t} ({})", plural(*n as usize, "row", "rows")))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        replaced_seeded = seeded.into_keys().collect();
         copy_ledger.reset_states().await?;
         report.check(CheckItem::new(
             "target-empty",
@@ -215,6 +253,13 @@ async fn copy_with_lock(
     to_rebuild.extend(current);
     if ctx.settings.overwrite && !resuming {
         copy_ledger.truncate(names, &emptied_by_delete).await?;
+    } else if !replaced_seeded.is_empty() {
+        copy_ledger
+            .truncate(&replaced_seeded, &emptied_by_delete)
+            .await?;
+    }
+    if let (Some(ledger), false) = (ctx.open_ledger(), replaced_seeded.is_empty()) {
+        ledger.forget_seeded(&replaced_seeded).await?;
     }
 
     // Copy.
@@ -658,4 +703,29 @@ fn spawn_progress(ctx: &Context, in_flight: InFlight) -> tokio::task::JoinHandle
             }
         }
     })
+}
+
+/// Splits the non-empty target tables into those holding exactly the rows
+/// the migrations wrote (seeded, with their counts) and the others.
+pub(crate) async fn split_seeded(
+    target: &Database,
+    ledger_schema: &str,
+    non_empty: Vec<QualifiedName>,
+) -> Result<(BTreeMap<QualifiedName, i64>, Vec<QualifiedName>), PhaseError> {
+    let recorded = target.seeded_tables(ledger_schema).await?;
+    if recorded.is_empty() || non_empty.is_empty() {
+        return Ok((BTreeMap::new(), non_empty));
+    }
+    let counts = target.exact_row_counts(&non_empty).await?;
+    let mut seeded = BTreeMap::new();
+    let mut others = Vec::new();
+    for table in non_empty {
+        match (recorded.get(&table), counts.get(&table)) {
+            (Some(then), Some(now)) if then == now => {
+                seeded.insert(table, *now);
+            }
+            _ => others.push(table),
+        }
+    }
+    Ok((seeded, others))
 }

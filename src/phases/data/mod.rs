@@ -9,7 +9,7 @@
 pub mod copy;
 pub mod replicate;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::context::Context;
@@ -18,7 +18,7 @@ use crate::pg::Database;
 use crate::pg::copy::{CopyJob, KeptObject, OutgoingForeignKey};
 use crate::report::{CheckItem, PhaseReport, ReportTable, Status};
 
-use super::{PhaseError, select_tables};
+use super::{Phase, PhaseError, select_tables};
 
 /// Runs `data` in the manifest's mode.
 pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
@@ -123,12 +123,27 @@ pub(crate) async fn load_preview(
     Ok((kept, outgoing))
 }
 
+/// What `data` will move, decided before anything is written.
+pub struct DataPlan {
+    /// The source, read only.
+    pub source: Database,
+    /// The target, writable unless dry-run.
+    pub target: Database,
+    /// The tables to move, largest first.
+    pub jobs: Vec<CopyJob>,
+    /// Dry-run only: tables not on the target yet that `schema`, earlier in
+    /// the same run, would create, with the file that creates each.
+    pub created_by_schema: BTreeMap<QualifiedName, String>,
+}
+
 /// The tables to move, largest first, each checked to exist on the target
 /// with every column the source has; with the two databases (the target
 /// writable unless dry-run). Refuses before anything is written.
-pub async fn plan_jobs(
-    ctx: &mut Context,
-) -> Result<(Database, Database, Vec<CopyJob>), PhaseError> {
+///
+/// In a dry-run where `schema` comes first, a table that is not on the target
+/// yet but that a migration file creates is planned from the source alone:
+/// the dry-run plans what would happen, not what the target holds today.
+pub async fn plan_jobs(ctx: &mut Context) -> Result<DataPlan, PhaseError> {
     let source = ctx.source("data").await?;
     let selection = select_tables(ctx, &source).await?;
     if !selection.missing.is_empty() {
@@ -143,9 +158,21 @@ pub async fn plan_jobs(
 
     let on_target: BTreeSet<QualifiedName> =
         target.existing_tables(&names).await?.into_iter().collect();
+    let mut created_by_schema = BTreeMap::new();
+    let schema_first = super::dry_run_after(ctx, Phase::Data, &[Phase::Schema]);
+    if schema_first && names.iter().any(|n| !on_target.contains(n)) {
+        let dir = ctx.migration_dir()?;
+        let created =
+            crate::repo::migrations::created_tables(&dir.files.iter().collect::<Vec<_>>());
+        for name in names.iter().filter(|n| !on_target.contains(n)) {
+            if let Some(file) = created.get(name) {
+                created_by_schema.insert(name.clone(), file.clone());
+            }
+        }
+    }
     let absent: Vec<String> = names
         .iter()
-        .filter(|n| !on_target.contains(n))
+        .filter(|n| !on_target.contains(n) && !created_by_schema.contains_key(n))
         .map(|n| n.to_string())
         .collect();
     if !absent.is_empty() {
@@ -153,11 +180,26 @@ pub async fn plan_jobs(
             "the target lacks tables to copy into: {}; nothing was copied",
             absent.join(", ")
         ))
-        .hint("run the `schema` phase first (or `migrate`), or exclude these tables in [data] exclude"));
+        .hint(if schema_first {
+            "no migration file creates them: add the migration that does, or exclude these tables in [data] exclude"
+        } else {
+            "run the `schema` phase first (or `migrate`), or exclude these tables in [data] exclude"
+        }));
     }
     let mut jobs = Vec::new();
     for name in &names {
         let columns = source.copy_columns(name).await?;
+        if created_by_schema.contains_key(name) {
+            let (partitioned, source_bytes) = source.table_shape(name).await?;
+            jobs.push(CopyJob {
+                emptied_by_delete: false,
+                table: name.clone(),
+                columns,
+                partitioned,
+                source_bytes,
+            });
+            continue;
+        }
         let target_columns: BTreeSet<String> =
             target.copy_columns(name).await?.into_iter().collect();
         let missing: Vec<&String> = columns
@@ -186,7 +228,12 @@ pub async fn plan_jobs(
             .then_with(|| a.table.cmp(&b.table))
     });
 
-    Ok((source, target, jobs))
+    Ok(DataPlan {
+        source,
+        target,
+        jobs,
+        created_by_schema,
+    })
 }
 
 /// The tables a dry-run would move: name, columns, size on the source.

@@ -238,7 +238,12 @@ fn join(tables: &[QualifiedName]) -> String {
 /// Runs `data` in replicate mode.
 pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     let mut report = PhaseReport::new("data");
-    let (source, target, jobs) = super::plan_jobs(ctx).await?;
+    let super::DataPlan {
+        source,
+        target,
+        jobs,
+        ..
+    } = super::plan_jobs(ctx).await?;
     let names: Vec<QualifiedName> = jobs.iter().map(|j| j.table.clone()).collect();
     let checks = readiness(ctx, &source, &target, &names).await?;
     let refused: Vec<String> = checks

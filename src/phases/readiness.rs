@@ -1,0 +1,281 @@
+//! `readiness`: before a list of phases (`migrate`, `schema,data,validate`,
+//! ...) writes anything, every input, variable, file and connection the
+//! listed phases will need is checked in one go, and reported as checklist
+//! rows. When one fails, no phase runs: a run never writes the schema and the
+//! rows, then stops at `functions` for want of a token.
+//!
+//! It runs on its own, whatever the list holds (`preflight` is not required
+//! first), reads only, and writes nothing, not even the ledger. Each row asks
+//! the owning phase's own check, so the two cannot disagree.
+
+use crate::context::Context;
+use crate::manifest::{DataMode, QualifiedName};
+use crate::pg::{Database, Side};
+use crate::report::{CheckItem, PhaseReport, Status, plural, thousands};
+
+use super::{Phase, PhaseError, select_tables};
+
+/// The name the readiness report carries in the summary and the JSON report.
+pub const NAME: &str = "readiness";
+
+/// Whether a list of phases gets a readiness check first: two phases or more,
+/// at least one of which writes. One phase checks its own inputs before it
+/// writes; `plan` and `preflight` write nothing a later phase relies on.
+pub fn needed(phases: &[Phase]) -> bool {
+    phases.len() > 1 && phases.iter().any(|p| writes(*p))
+}
+
+/// Phases that change a database, a project or the frontend.
+fn writes(phase: Phase) -> bool {
+    !matches!(
+        phase,
+        Phase::Plan | Phase::Preflight | Phase::Validate | Phase::Smoke
+    )
+}
+
+/// Phases that read the source database.
+fn needs_source(phase: Phase) -> bool {
+    matches!(
+        phase,
+        Phase::Backup | Phase::Data | Phase::Validate | Phase::Cutover | Phase::Rollback
+    )
+}
+
+/// Phases that read or write the target database.
+fn needs_target(phase: Phase) -> bool {
+    matches!(
+        phase,
+        Phase::Backup
+            | Phase::Schema
+            | Phase::Data
+            | Phase::Config
+            | Phase::Validate
+            | Phase::Cutover
+            | Phase::Rollback
+    )
+}
+
+/// Checks what `phases` need. The report fails (and the run stops before its
+/// first phase) when any row fails.
+pub async fn run(ctx: &mut Context, phases: &[Phase]) -> Result<PhaseReport, PhaseError> {
+    let mut report = PhaseReport::new(NAME);
+    let has = |p: Phase| phases.contains(&p);
+    let names = |pred: fn(Phase) -> bool| -> String {
+        phases
+            .iter()
+            .filter(|p| pred(**p))
+            .map(|p| p.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+
+    let source = if phases.iter().any(|p| needs_source(*p)) {
+        database_row(ctx, Side::Source, &names(needs_source), &mut report).await
+    } else {
+        None
+    };
+    let target = if phases.iter().any(|p| needs_target(*p)) {
+        database_row(ctx, Side::Target, &names(needs_target), &mut report).await
+    } else {
+        None
+    };
+
+    if has(Phase::Schema) {
+        let (item, _) = super::preflight::migration_files_check(ctx);
+        report.check(item);
+    }
+
+    for (phase, needs_source_ref) in [(Phase::Functions, false), (Phase::Secrets, true)] {
+        if has(phase) {
+            report.check(
+                match super::functions::management_client(ctx, phase.name(), needs_source_ref) {
+                    Ok(_) => CheckItem::new(
+                        &format!("{}-inputs", phase.name()),
+                        &format!("Management API inputs for `{}`", phase.name()),
+                        Status::Pass,
+                        "project ref(s) and access token set (values not shown)",
+                    ),
+                    Err(e) => failed_row(
+                        &format!("{}-inputs", phase.name()),
+                        &format!("Management API inputs for `{}`", phase.name()),
+                        e,
+                    ),
+                },
+            );
+        }
+    }
+
+    if (has(Phase::Cutover) || has(Phase::Rollback)) && ctx.manifest.frontend.is_some() {
+        let title = "Frontend provider token and variables";
+        report.check(match super::cutover::frontend_plan(ctx) {
+            Ok(_) => CheckItem::new(
+                "frontend-inputs",
+                title,
+                Status::Pass,
+                "provider token and every [frontend.env] variable set (values not shown)",
+            ),
+            Err(e) => failed_row("frontend-inputs", title, e),
+        });
+    }
+
+    if has(Phase::Secrets) || has(Phase::Config) || has(Phase::Cutover) {
+        report.check(super::preflight::required_secrets(ctx));
+    }
+
+    if has(Phase::Data) && ctx.manifest.data.mode == DataMode::Copy && !ctx.settings.overwrite {
+        if let (Some(source), Some(target)) = (&source, &target) {
+            report.check(target_tables_row(ctx, source, target).await?);
+        }
+    }
+
+    report.conclude_from_checks();
+    let failed = report
+        .checks
+        .iter()
+        .filter(|c| c.status == Status::Fail)
+        .count();
+    report.summary = if failed == 0 {
+        format!(
+            "Every input the {} need is there; nothing was written.",
+            plural(phases.len(), "phase", "phases")
+        )
+    } else {
+        format!(
+            "{} not ready: no phase ran and nothing was written. Fix the failed rows, then re-run.",
+            plural(failed, "input is", "inputs are")
+        )
+    };
+    Ok(report)
+}
+
+/// A failed row from a phase's own error.
+fn failed_row(id: &str, title: &str, e: PhaseError) -> CheckItem {
+    let mut item = CheckItem::new(id, title, Status::Fail, e.message);
+    item.hint = e.hint;
+    item
+}
+
+/// Connects to one side (writable for the target unless dry-run) and says so;
+/// the database on success.
+async fn database_row(
+    ctx: &mut Context,
+    side: Side,
+    needed_by: &str,
+    report: &mut PhaseReport,
+) -> Option<Database> {
+    let id = format!("{}-database", side.name());
+    let title = format!("{} database reachable", capitalised(side.name()));
+    let db = match side {
+        Side::Source => ctx.source(NAME).await,
+        Side::Target => ctx.target(NAME, !ctx.settings.dry_run).await,
+    };
+    let db = match db {
+        Ok(db) => db,
+        Err(e) => {
+            let mut item = failed_row(&id, &title, e);
+            item.evidence = format!("needed by {needed_by}: {}", item.evidence);
+            report.check(item);
+            return None;
+        }
+    };
+    let info = match db.server_info().await {
+        Ok(info) => info,
+        Err(e) => {
+            report.check(failed_row(&id, &title, e.into()));
+            return None;
+        }
+    };
+    let evidence = format!(
+        "PostgreSQL {} at {} as `{}`, needed by {needed_by}",
+        info.version, db.display, info.user
+    );
+    let problem = (side == Side::Target && !ctx.settings.dry_run)
+        .then(|| super::preflight::target_write_problem(&info))
+        .flatten();
+    report.check(match problem {
+        Some(problem) => {
+            CheckItem::new(&id, &title, Status::Fail, format!("{evidence}: {problem}"))
+                .with_hint("connect to the primary as the `postgres` user of the target project")
+        }
+        None => CheckItem::new(&id, &title, Status::Pass, evidence),
+    });
+    Some(db)
+}
+
+/// `data` refuses target tables that already hold rows (unless overwrite):
+/// say so now rather than after `schema` and `backup` ran.
+async fn target_tables_row(
+    ctx: &Context,
+    source: &Database,
+    target: &Database,
+) -> Result<CheckItem, PhaseError> {
+    let title = "Target tables to copy into hold no rows";
+    let selection = select_tables(ctx, source).await?;
+    let names: Vec<QualifiedName> = selection.copy.iter().map(|t| t.name.clone()).collect();
+    let existing = target.existing_tables(&names).await?;
+    let non_empty = target.non_empty_tables(&existing).await?;
+    let (_, others) =
+        super::data::copy::split_seeded(target, &ctx.manifest.ledger.schema, non_empty).await?;
+    let counts = target.exact_row_counts(&others).await?;
+    let holding: Vec<String> = counts
+        .iter()
+        .map(|(t, n)| format!("{t} ({})", thousands(*n)))
+        .collect();
+    Ok(if holding.is_empty() {
+        CheckItem::new(
+            "target-empty",
+            title,
+            Status::Pass,
+            format!(
+                "{} of {} exist on the target, none holds rows of its own",
+                existing.len(),
+                plural(names.len(), "table", "tables")
+            ),
+        )
+    } else {
+        CheckItem::new(
+            "target-empty",
+            title,
+            Status::Fail,
+            format!("`data` would refuse them: {}", holding.join(", ")),
+        )
+        .with_hint("back up the target and pass overwrite (--overwrite, input `overwrite`), or empty those tables, or exclude them in [data] exclude")
+    })
+}
+
+fn capitalised(word: &str) -> String {
+    let mut chars = word.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_that_writes_gets_a_readiness_check_a_single_phase_checks_itself() {
+        use Phase::*;
+        assert!(needed(&[Preflight, Backup, Schema, Data]));
+        assert!(needed(&[Schema, Data]));
+        assert!(!needed(&[Data]), "one phase checks its own inputs");
+        assert!(!needed(&[Plan, Preflight, Validate]), "nothing written");
+    }
+
+    #[test]
+    fn every_phase_that_touches_a_database_asks_for_it() {
+        for phase in Phase::ALL {
+            if matches!(phase, Phase::Schema | Phase::Config) {
+                assert!(needs_target(phase) && !needs_source(phase), "{phase}");
+            }
+            if matches!(phase, Phase::Data | Phase::Validate | Phase::Cutover) {
+                assert!(needs_target(phase) && needs_source(phase), "{phase}");
+            }
+            if matches!(phase, Phase::Functions | Phase::Secrets | Phase::Smoke) {
+                assert!(!needs_target(phase) && !needs_source(phase), "{phase}");
+            }
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! A phase list is all or nothing up front: what its phases need is checked
+//! before the first one writes (`readiness`); files that cannot be applied
+//! stop `schema` before its first file; rows the migrations themselves wrote
+//! are replaced by the source's without `--overwrite`.
+
+use crate::common;
+
+use common::*;
+
+/// A settings table the migration fills with defaults, and a table of data.
+const SEEDING_MIGRATION: &str = "
+create table public.app_settings (key text primary key, value text not null);
+insert into public.app_settings values ('currency', 'EUR'), ('locale', 'en');
+create table public.members (id bigint primary key, name text not null);
+";
+
+/// A work folder with that migration and a manifest (`[data]` as given).
+fn work_dir(data: &str) -> tempfile::TempDir {
+    let work = tempfile::tempdir().unwrap();
+    let migrations = work.path().join("supabase/migrations");
+    std::fs::create_dir_all(&migrations).unwrap();
+    std::fs::write(migrations.join("20250101000000_app.sql"), SEEDING_MIGRATION).unwrap();
+    std::fs::write(
+        work.path().join("cutover.toml"),
+        format!("[project]\nname = \"ready\"\n\n[data]\n{data}\n"),
+    )
+    .unwrap();
+    work
+}
+
+/// A source with the app and its rows (settings changed from the defaults),
+/// and an empty target.
+async fn pair(label: &str) -> Pair {
+    let (source_label, target_label) = (format!("{label}_s"), format!("{label}_t"));
+    let (source, target) = tokio::join!(TestDb::new(&source_label), TestDb::new(&target_label));
+    source.exec(SEEDING_MIGRATION).await;
+    source
+        .exec(
+            "update public.app_settings set value = 'KES' where key = 'currency';
+             insert into public.app_settings values ('timezone', 'Africa/Nairobi');
+             insert into public.members select g, 'member ' || g from generate_series(1, 25) g;",
+        )
+        .await;
+    Pair { source, target }
+}
+
+fn run(
+    work: &std::path::Path,
+    phases: &str,
+    pair: &Pair,
+    extra: &[(&str, &str)],
+) -> std::process::Output {
+    run_local(work, phases, &work.join("cutover.toml"), pair, extra)
+}
+
+#[tokio::test]
+async fn rows_the_migrations_wrote_are_replaced_by_the_sources_without_overwrite() {
+    let pair = pair("seeded").await;
+    let work = work_dir("");
+    let out = run(work.path(), "schema,data,validate", &pair, &[]);
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    for table in ["public.app_settings", "public.members"] {
+        assert_eq!(
+            table_digest(&pair.source, table).await,
+            table_digest(&pair.target, table).await,
+            "{table}"
+        );
+    }
+    let summary = std::fs::read_to_string(work.path().join("summary.md")).unwrap();
+    assert!(summary.contains("Rows the migrations wrote"), "{summary}");
+    assert!(
+        summary.contains("public.app_settings (2 rows)"),
+        "the replaced seed is its own row: {summary}"
+    );
+    // Replaced once: from now on those rows are data like any other.
+    assert_eq!(
+        pair.target
+            .scalar("select count(*)::text from cutover.seeded_tables")
+            .await
+            .unwrap(),
+        "0"
+    );
+}
+
+#[tokio::test]
+async fn a_seeded_table_that_gained_rows_since_is_refused_like_any_other() {
+    let pair = pair("seedgrew").await;
+    let work = work_dir("");
+    let out = run(work.path(), "schema", &pair, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    pair.target
+        .exec("insert into public.app_settings values ('written', 'by the app')")
+        .await;
+    let before = (
+        table_digest(&pair.target, "public.app_settings").await,
+        table_digest(&pair.target, "public.members").await,
+    );
+    let out = run(work.path(), "data", &pair, &[]);
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("target tables already hold rows: public.app_settings"),
+        "{log}"
+    );
+    let after = (
+        table_digest(&pair.target, "public.app_settings").await,
+        table_digest(&pair.target, "public.members").await,
+    );
+    assert_eq!(after, before, "nothing copied");
+}
+
+#[tokio::test]
+async fn a_list_missing_what_a_later_phase_needs_writes_nothing() {
+    // `functions` needs a project ref and a token; none is given.
+    let pair = pair("notready").await;
+    let work = work_dir("");
+    std::fs::create_dir_all(work.path().join("supabase/functions/hello")).unwrap();
+    std::fs::write(
+        work.path().join("supabase/functions/hello/index.ts"),
+        "Deno.serve(() => new Response('hi'))",
+    )
+    .unwrap();
+    let before = pair.target.fingerprint().await;
+    let out = run(work.path(), "schema,data,functions,validate", &pair, &[]);
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(log.contains("FAILED readiness"), "{log}");
+    assert!(
+        log.contains("functions needs target-project-ref and supabase-access-token"),
+        "{log}"
+    );
+    assert_eq!(
+        pair.target.fingerprint().await,
+        before,
+        "no migration applied, no row copied, no ledger written"
+    );
+    let summary = std::fs::read_to_string(work.path().join("summary.md")).unwrap();
+    assert!(
+        summary.contains("Management API inputs for `functions`"),
+        "{summary}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(work.path().join("report.json")).unwrap())
+            .unwrap();
+    let outcomes: Vec<(String, String)> = report["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["phase"].as_str().unwrap().to_string(),
+                p["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(outcomes[0], ("readiness".into(), "failed".into()));
+    assert!(
+        outcomes[1..].iter().all(|(_, o)| o == "skipped"),
+        "{outcomes:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_target_holding_rows_of_its_own_is_refused_before_schema_runs() {
+    let pair = pair("heldrows").await;
+    let work = work_dir("");
+    pair.target
+        .exec(
+            "create table public.members (id bigint primary key, name text not null);
+               insert into public.members values (1, 'already here');",
+        )
+        .await;
+    let before = pair.target.fingerprint().await;
+    let out = run(work.path(), "schema,data", &pair, &[]);
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("`data` would refuse them: public.members (1)"),
+        "{log}"
+    );
+    assert_eq!(
+        pair.target.fingerprint().await,
+        before,
+        "schema did not run"
+    );
+}
+
+#[tokio::test]
+async fn a_file_not_in_utf8_stops_schema_before_its_first_file() {
+    let pair = pair("latin1").await;
+    let work = work_dir("");
+    std::fs::write(
+        work.path()
+            .join("supabase/migrations/20250102000000_notes.sql"),
+        b"-- caf\xe9 notes\ncreate table public.notes (id int);\n",
+    )
+    .unwrap();
+    for phases in ["schema", "preflight"] {
+        let out = run(work.path(), phases, &pair, &[]);
+        let log = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{phases}: {log}");
+        assert!(
+            log.contains("20250102000000_notes.sql: not UTF-8 text at line 1 (byte 7)"),
+            "{phases}: {log}"
+        );
+    }
+    let tables: String = pair
+        .target
+        .scalar("select count(*)::text from pg_tables where schemaname = 'public'")
+        .await
+        .unwrap();
+    assert_eq!(tables, "0", "the file before it was not applied either");
+}
+
+#[tokio::test]
+async fn a_dry_run_list_plans_data_on_the_tables_schema_would_create() {
+    let pair = pair("dryplan").await;
+    let work = work_dir("");
+    let before = pair.target.fingerprint().await;
+    let out = run(
+        work.path(),
+        "schema,data,validate",
+        &pair,
+        &[("CUTOVER_DRY_RUN", "true")],
+    );
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(log.contains("Dry-run: 2 tables would be copied"), "{log}");
+    let summary = std::fs::read_to_string(work.path().join("summary.md")).unwrap();
+    assert!(
+        summary.contains("Tables `schema` would create first"),
+        "{summary}"
+    );
+    assert!(summary.contains("20250101000000_app.sql"), "{summary}");
+    assert_eq!(pair.target.fingerprint().await, before, "nothing written");
+    // Without `schema` before it, the same dry-run still says what is missing.
+    let out = run(work.path(), "data", &pair, &[("CUTOVER_DRY_RUN", "true")]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("the target lacks tables to copy into"),
+        "{}",
+        text(&out)
+    );
+}

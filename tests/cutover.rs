@@ -1317,7 +1317,7 @@ async fn a_writer_queued_behind_the_freeze_lock_is_refused_and_holders_are_named
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("holding the tables: pid"), "{err}");
+    assert!(err.contains("holding the tables: process"), "{err}");
     assert!(source.frozen_tables().await.unwrap().is_empty());
     sqlx::raw_sql("rollback")
         .execute(&mut holder)

@@ -243,3 +243,42 @@ async fn a_dry_run_list_plans_data_on_the_tables_schema_would_create() {
         text(&out)
     );
 }
+
+#[tokio::test]
+async fn a_lock_an_app_holds_on_a_target_table_times_out_naming_the_session() {
+    let pair = pair("lockwait").await;
+    let work = work_dir("");
+    let out = run(work.path(), "schema", &pair, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let manifest = work.path().join("cutover.toml");
+    let text_before = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        format!("{text_before}\n[schema]\nlock_timeout_seconds = 1\n"),
+    )
+    .unwrap();
+    // An app transaction reading the table: its lock outlives our timeout.
+    let mut app = pair.target.connect().await;
+    sqlx::raw_sql(
+        "set application_name = 'billing-worker'; begin; select count(*) from public.members",
+    )
+    .execute(&mut app)
+    .await
+    .unwrap();
+    let out = run(work.path(), "data", &pair, &[]);
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("(billing-worker) holds public.members"),
+        "{log}"
+    );
+    assert!(log.contains("pg_terminate_backend(pid)"), "{log}");
+    sqlx::raw_sql("rollback").execute(&mut app).await.unwrap();
+    // Nothing half-done: the next run copies everything.
+    let out = run(work.path(), "data", &pair, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        table_digest(&pair.source, "public.members").await,
+        table_digest(&pair.target, "public.members").await
+    );
+}

@@ -478,6 +478,9 @@ impl Database {
 pub struct CopyLedger {
     db: Database,
     schema: String,
+    /// How long dropping and emptying wait for a table's lock (`None`:
+    /// the server's default, no limit).
+    lock_timeout: Option<std::time::Duration>,
 }
 
 /// A table's copy state in the ledger.
@@ -495,7 +498,22 @@ impl CopyLedger {
         CopyLedger {
             db: db.clone(),
             schema: schema.to_string(),
+            lock_timeout: None,
         }
+    }
+
+    /// Bounds how long dropping indexes and emptying tables wait for a lock
+    /// an application holds; on timeout the error names who holds it.
+    pub fn with_lock_timeout(mut self, wait: std::time::Duration) -> CopyLedger {
+        self.lock_timeout = Some(wait);
+        self
+    }
+
+    /// `set local lock_timeout = ...;`, or nothing without a timeout.
+    fn set_lock_timeout_sql(&self) -> String {
+        self.lock_timeout
+            .map(|w| format!("set local lock_timeout = '{}ms';", w.as_millis().max(1)))
+            .unwrap_or_default()
     }
 
     fn t(&self, name: &str) -> String {
@@ -551,6 +569,10 @@ impl CopyLedger {
             .begin()
             .await
             .map_err(|e| self.db.error("starting to drop indexes and constraints", e))?;
+        sqlx::raw_sql(&self.set_lock_timeout_sql())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db.error("setting the lock timeout", e))?;
         let insert = format!(
             "insert into {} (table_name, kind, name, definition, deferral, validated, status, run_id,
                              follow_up, referenced_table)
@@ -594,20 +616,19 @@ impl CopyLedger {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| self.db.error("recording a deferred object", e))?;
-            sqlx::raw_sql(&object.drop_sql())
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| {
-                    self.db.error(
-                        format!(
-                            "dropping {} {} on {} before loading",
-                            object.kind.word(),
-                            object.name,
-                            object.table
-                        ),
-                        e,
-                    )
-                })?;
+            if let Err(e) = sqlx::raw_sql(&object.drop_sql()).execute(&mut *tx).await {
+                let context = format!(
+                    "dropping {} {} on {} before loading",
+                    object.kind.word(),
+                    object.name,
+                    object.table
+                );
+                let _ = tx.rollback().await;
+                return Err(self
+                    .db
+                    .error_naming_lock_holders(context, e, std::slice::from_ref(&object.table))
+                    .await);
+            }
         }
         tx.commit()
             .await
@@ -730,7 +751,7 @@ impl CopyLedger {
             .filter(|t| !deleted.contains(t))
             .map(QualifiedName::quoted)
             .collect();
-        let mut sql = String::from("begin;");
+        let mut sql = format!("begin; {}", self.set_lock_timeout_sql());
         if !truncated.is_empty() {
             sql.push_str(&format!(" truncate {};", truncated.join(", ")));
         }
@@ -746,7 +767,10 @@ impl CopyLedger {
             .map_err(|e| self.db.error("emptying the target tables (--overwrite)", e))?;
         if let Err(e) = sqlx::raw_sql(&sql).execute(&mut *conn).await {
             let _ = sqlx::raw_sql("rollback").execute(&mut *conn).await;
-            return Err(self.db.error("emptying the target tables (--overwrite)", e));
+            return Err(self
+                .db
+                .error_naming_lock_holders("emptying the target tables before loading", e, tables)
+                .await);
         }
         Ok(())
     }

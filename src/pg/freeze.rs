@@ -108,7 +108,13 @@ impl Database {
         let lock_started = Instant::now();
         if let Err(e) = lock_tables(&mut tx, tables, "exclusive", lock_timeout).await {
             drop(tx);
-            let holders = self.lock_holders(tables).await.unwrap_or_default();
+            // Readers (ACCESS SHARE) do not conflict with the freeze's lock.
+            let holders: Vec<String> = self
+                .lock_holders(tables, false)
+                .await
+                .iter()
+                .map(ToString::to_string)
+                .collect();
             let mut err = self.error(
                 format!(
                     "waiting {} s for writers in flight to finish before the freeze",
@@ -184,41 +190,6 @@ impl Database {
             .await
             .map_err(|e| self.error("lifting the write freeze", e))?;
         Ok(frozen)
-    }
-
-    /// Sessions holding or awaiting locks on `tables`, described for an
-    /// error: pid, application, state and how long their transaction runs.
-    pub async fn lock_holders(&self, tables: &[QualifiedName]) -> Result<Vec<String>, PgError> {
-        let names: Vec<String> = tables.iter().map(QualifiedName::quoted).collect();
-        let rows = sqlx::query(
-            "select distinct a.pid, coalesce(nullif(a.application_name, ''), 'unnamed')::text,
-                    coalesce(a.state, '')::text,
-                    coalesce(extract(epoch from now() - a.xact_start), 0)::float8,
-                    l.relation::regclass::text
-               from pg_locks l join pg_stat_activity a on a.pid = l.pid
-              where l.granted and l.relation = any(select to_regclass(n) from unnest($1::text[]) n)
-                and a.pid <> pg_backend_pid()
-                and l.mode in ('RowExclusiveLock', 'ShareUpdateExclusiveLock', 'ShareLock',
-                               'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock')
-              order by 4 desc limit 5",
-        )
-        .bind(&names)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| self.error("reading the sessions that hold the tables", e))?;
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                format!(
-                    "pid {} ({}, {}, transaction open {:.0} s) on {}",
-                    r.get::<i32, _>(0),
-                    r.get::<String, _>(1),
-                    r.get::<String, _>(2),
-                    r.get::<f64, _>(3),
-                    r.get::<String, _>(4)
-                )
-            })
-            .collect())
     }
 }
 

@@ -11,6 +11,7 @@ pub mod dump;
 pub mod freeze;
 pub mod guards;
 pub mod ledger;
+pub mod locks;
 pub mod migrate;
 pub mod release;
 pub mod replication;

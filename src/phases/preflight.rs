@@ -225,7 +225,26 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         }
     }
 
-    report.check(required_secrets(ctx));
+    let mut secrets = required_secrets(ctx);
+    // In a list without the phases that use them (`preflight,backup,schema,
+    // data,validate`), missing values are for a later run: a warning. On its
+    // own, preflight is the whole release's checklist: a failure.
+    let phases = &ctx.settings.phases;
+    let users = [
+        super::Phase::Secrets,
+        super::Phase::Config,
+        super::Phase::Cutover,
+    ];
+    if secrets.status == Status::Fail
+        && phases.len() > 1
+        && !phases.iter().any(|p| users.contains(p))
+    {
+        secrets.status = Status::Warn;
+        secrets
+            .evidence
+            .push_str(" (needed by secrets, config and cutover, which this run does not include)");
+    }
+    report.check(secrets);
     report.check(forbidden_settings(ctx));
     report.check(functions_present(ctx)?);
     report.check(environment_protection(ctx).await);
@@ -247,13 +266,14 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         .filter(|c| c.status == Status::Skip)
         .count();
     report.summary = format!(
-        "{} items checked: {} passed, {failed} failed, {warned} warnings, {skipped} not applicable here.",
-        report.checks.len(),
+        "{} checked: {} passed, {failed} failed, {}, {skipped} not applicable here.",
+        plural(report.checks.len(), "item", "items"),
         report
             .checks
             .iter()
             .filter(|c| c.status == Status::Pass)
-            .count()
+            .count(),
+        plural(warned, "warning", "warnings"),
     );
     Ok(report)
 }

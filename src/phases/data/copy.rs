@@ -132,7 +132,11 @@ async fn copy_with_lock(
     mut jobs: Vec<CopyJob>,
     report: &mut PhaseReport,
 ) -> Result<(), PhaseError> {
-    let copy_ledger = CopyLedger::new(target, ledger_schema);
+    // Dropping keys and emptying tables wait at most this long for a lock an
+    // application transaction holds, and then name it.
+    let copy_ledger = CopyLedger::new(target, ledger_schema).with_lock_timeout(
+        Duration::from_secs(ctx.manifest.schema.lock_timeout_seconds),
+    );
     let states = copy_ledger.table_states().await?;
     let owed = copy_ledger.dropped_objects().await?;
     let resuming = !owed.is_empty() || states.values().any(|s| s.status != "complete");
@@ -272,7 +276,7 @@ async fn copy_with_lock(
         .collect();
     let in_flight: InFlight = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let reporter = spawn_progress(ctx, in_flight.clone());
+    let reporter = spawn_progress(ctx, target, in_flight.clone());
     let parallel = usize::from(ctx.manifest.data.parallel);
     // One pool of `parallel` slots for copies and index builds: a table's
     // indexes start building as soon as its rows are in, while other tables
@@ -665,13 +669,22 @@ pub(super) async fn rebuild_all(
     Ok(outcome)
 }
 
-fn spawn_progress(ctx: &Context, in_flight: InFlight) -> tokio::task::JoinHandle<()> {
+fn spawn_progress(
+    ctx: &Context,
+    target: &Database,
+    in_flight: InFlight,
+) -> tokio::task::JoinHandle<()> {
     let console = ctx.console;
+    let target = target.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(PROGRESS_EVERY);
         tick.tick().await;
+        // Bytes of each table at the last tick: a table that did not move
+        // is waiting on something, and a lock is the usual thing.
+        let mut last: BTreeMap<String, u64> = BTreeMap::new();
         loop {
             tick.tick().await;
+            let mut stalled = false;
             let lines: Vec<String> = in_flight
                 .lock()
                 .expect("progress lock")
@@ -679,6 +692,7 @@ fn spawn_progress(ctx: &Context, in_flight: InFlight) -> tokio::task::JoinHandle
                 .filter(|(_, (start, _, _))| start.elapsed() >= PROGRESS_EVERY)
                 .map(|(table, (start, progress, estimate))| {
                     let bytes = progress.bytes.load(Ordering::Relaxed);
+                    stalled |= last.insert(table.clone(), bytes) == Some(bytes);
                     let elapsed = start.elapsed();
                     let rate = bytes as f64 / elapsed.as_secs_f64().max(0.001);
                     let estimate = (*estimate).max(bytes as i64) as u64;
@@ -700,6 +714,11 @@ fn spawn_progress(ctx: &Context, in_flight: InFlight) -> tokio::task::JoinHandle
                 .collect();
             for line in lines {
                 console.progress(&line);
+            }
+            if stalled {
+                for holder in target.blockers_of_cutover().await {
+                    console.progress(&format!("  waiting for a lock on the target: {holder}"));
+                }
             }
         }
     })

@@ -14,6 +14,7 @@ pub mod ledger;
 pub mod migrate;
 pub mod release;
 pub mod replication;
+pub mod restore;
 pub mod table_diff;
 
 use std::collections::BTreeMap;

@@ -399,6 +399,54 @@ async fn an_old_pg_dump_is_refused_naming_the_client_to_install() {
 }
 
 #[tokio::test]
+async fn a_verify_without_psql_fails_naming_the_tool_and_leaves_no_scratch_database() {
+    let pair = Pair::from_example("ops-portal").await;
+    let files = ActionsFiles::new();
+    // A PATH with pg_dump and pg_restore but no psql.
+    let bin = files.path("nopsql");
+    std::fs::create_dir_all(&bin).unwrap();
+    for tool in ["pg_dump", "pg_restore"] {
+        let found = std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .unwrap();
+        let real = String::from_utf8_lossy(&found.stdout).trim().to_string();
+        std::os::unix::fs::symlink(real, bin.join(tool)).unwrap();
+    }
+    let path = bin.display().to_string();
+    let out = run_backup(
+        &files,
+        &pair,
+        &manifest(),
+        &[("INPUT_VERIFY", "true"), ("PATH", &path)],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let log = text(&out);
+    let row = log
+        .lines()
+        .find(|l| l.contains("Source dump restores"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        row.starts_with("  [fail]") && row.contains("cannot run psql"),
+        "{row}"
+    );
+    assert!(log.contains("so that psql is on PATH"), "{log}");
+    // The dump itself is kept; the scratch database is gone.
+    assert!(
+        backup_files(&files)
+            .iter()
+            .any(|p| p.ends_with("source.dump"))
+    );
+    assert_eq!(
+        pair.target
+            .scalar("select count(*)::text from pg_database where datname like 'cutover_verify_%' and datname in (select 'cutover_verify_' || left(replace(id::text, '-', ''), 12) from cutover.runs)")
+            .await
+            .as_deref(),
+        Some("0")
+    );
+}
+
+#[tokio::test]
 async fn dry_run_writes_no_file_and_nothing_in_the_target() {
     let pair = Pair::from_example("ops-portal").await;
     let before = pair.target.fingerprint().await;
@@ -777,4 +825,56 @@ async fn a_role_that_may_not_set_replication_role_is_refused_before_anything_pg1
     assert!(out.contains(&fix), "{out}");
     assert_eq!(catalog_of(&fresh).await, before);
     drop(fresh);
+}
+
+#[tokio::test]
+async fn a_restore_that_fails_midway_leaves_the_target_as_it_was_pg15() {
+    let Some((source_server, target_server)) = pg_pair_or_skip(
+        15,
+        "a_restore_that_fails_midway_leaves_the_target_as_it_was",
+    ) else {
+        return;
+    };
+    let (source, target) = tokio::join!(
+        SupaDb::new(&source_server, "midway15_s"),
+        SupaDb::new(&target_server, "midway15_t")
+    );
+    source.exec(HOSTED_APP).await;
+    target
+        .exec("create table public.keep (id int primary key); insert into public.keep values (7);")
+        .await;
+    // Without include_auth the users are not refilled, so the profiles'
+    // key to auth.users cannot be made on the target.
+    let work = hosted_project();
+    std::fs::write(
+        work.path().join("cutover.toml"),
+        "[project]\nname = \"hosted-restore\"\n",
+    )
+    .unwrap();
+    let (source_url, target_url) = (source.url_as_postgres(), target.url_as_postgres());
+    let (code, out) = run_with(&work, &["backup"], &source_url, &target_url);
+    assert_eq!(code, 0, "{out}");
+    let dump = written_dump(&work, "source").display().to_string();
+    let before = catalog_of(&target).await;
+    let (code, out) = run_with(
+        &work,
+        &["rollback", "--backup-file", &dump],
+        &source_url,
+        &target_url,
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("failed and was rolled back")
+            && out.contains("violates foreign key constraint"),
+        "{out}"
+    );
+    assert!(out.contains("the target is as it was"), "{out}");
+    assert_eq!(catalog_of(&target).await, before);
+    assert_eq!(
+        target
+            .scalar("select string_agg(id::text, ',') from public.keep")
+            .await
+            .as_deref(),
+        Some("7")
+    );
 }

@@ -538,7 +538,12 @@ async fn verify_dump(
         Ok(r) => r,
         Err(e) => {
             let (item, out) = fail(e.message);
-            return (item.with_hint("the dump did not restore: keep the previous backup and investigate before migrating"), out);
+            let keep = "the dump did not restore: keep the previous backup and investigate before migrating";
+            let hint = match e.hint {
+                Some(tool) => format!("{tool}; {keep}"),
+                None => keep.to_string(),
+            };
+            return (item.with_hint(hint), out);
         }
     };
     let counted = match counted {

@@ -465,3 +465,66 @@ async fn stdout_closed_by_its_reader_ends_the_run_cleanly_with_summary_and_close
     );
     assert_eq!(history(&pair.source).await, history(&pair.target).await);
 }
+
+#[tokio::test]
+async fn plan_and_schema_warn_about_a_file_supabase_db_push_would_reject() {
+    let (source, target) = tokio::join!(TestDb::new("cic_src"), TestDb::new("cic_tgt"));
+    let pair = Pair { source, target };
+    let work = tempfile::tempdir().unwrap();
+    let migrations = work.path().join("supabase/migrations");
+    std::fs::create_dir_all(&migrations).unwrap();
+    std::fs::write(
+        migrations.join("20250101000000_orders.sql"),
+        "create table public.orders (id bigint primary key, ref text);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        migrations.join("20250102000000_orders_ref.sql"),
+        "-- built without blocking writes\n\ncreate index concurrently orders_ref_idx\n  on public.orders (ref);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        work.path().join("cutover.toml"),
+        "[project]\nname = \"t\"\n",
+    )
+    .unwrap();
+    let manifest = work.path().join("cutover.toml");
+    let named = "supabase/migrations/20250102000000_orders_ref.sql line 3: CREATE INDEX CONCURRENTLY cannot run inside a transaction block";
+
+    for phase in ["plan", "schema"] {
+        let out = run_local(work.path(), phase, &manifest, &pair, &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let log = text(&out);
+        let row = log
+            .lines()
+            .find(|l| l.contains("Migration statements that cannot run in a transaction"))
+            .unwrap_or_else(|| panic!("{phase}: {log}"));
+        assert!(row.starts_with("  [warn]") && row.contains(named), "{row}");
+        assert!(
+            !row.contains("20250101000000_orders.sql"),
+            "only the file with the statement: {row}"
+        );
+        assert!(
+            log.contains("drop CONCURRENTLY")
+                && log.contains("expect `supabase db push` to reject the file"),
+            "{log}"
+        );
+        let summary = std::fs::read_to_string(work.path().join("summary.md")).unwrap();
+        assert!(summary.contains(named), "{summary}");
+    }
+    // cutover itself applied it, outside the file's transaction.
+    assert_eq!(
+        pair.target
+            .scalar("select to_regclass('public.orders_ref_idx')::text")
+            .await
+            .as_deref(),
+        Some("orders_ref_idx")
+    );
+    // Applied: the next plan has nothing to warn about.
+    let out = run_local(work.path(), "plan", &manifest, &pair, &[]);
+    assert!(
+        !text(&out).contains("cannot run in a transaction"),
+        "{}",
+        text(&out)
+    );
+}

@@ -196,6 +196,18 @@ async fn schema_rls_and_sequence_differences_fail_with_evidence() {
         summary.contains("customers_email_extra_idx"),
         "diff shown:\n{summary}"
     );
+    // The terminal shows the same diff under its title.
+    let terminal = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        terminal.contains("  Schema: source → target:\n    --- source\n    +++ target"),
+        "{terminal}"
+    );
+    assert!(
+        terminal
+            .lines()
+            .any(|l| l.starts_with("    +") && l.contains("customers_email_extra_idx")),
+        "the extra index is a + line of the diff:\n{terminal}"
+    );
     assert!(
         row("RLS enabled with the same policies")
             .contains("public.whatsapp_templates: RLS disabled on target")

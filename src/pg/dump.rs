@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use sqlx::{Connection, PgConnection};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
 use super::{Database, PgError};
@@ -44,14 +44,14 @@ pub struct ToolError {
 }
 
 impl ToolError {
-    fn new(message: impl Into<String>) -> Self {
+    pub(super) fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
             hint: None,
         }
     }
 
-    fn hint(mut self, hint: impl Into<String>) -> Self {
+    pub(super) fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
     }
@@ -146,6 +146,18 @@ impl ToolConnection {
         other
     }
 
+    /// The password-free URL, for a tool's `--dbname`.
+    pub(super) fn tool_url(&self) -> &url::Url {
+        &self.url
+    }
+
+    /// The user name in the URL (the role the tools connect as).
+    pub fn user(&self) -> String {
+        percent_encoding::percent_decode_str(self.url.username())
+            .decode_utf8_lossy()
+            .into_owned()
+    }
+
     /// The database name in the URL.
     pub fn database(&self) -> String {
         self.url.path().trim_start_matches('/').to_string()
@@ -163,7 +175,9 @@ impl ToolConnection {
         url.to_string()
     }
 
-    fn command(&self, tool: &str) -> tokio::process::Command {
+    /// `tool` with this connection's password in its environment (never on
+    /// its command line); stdin and stdout closed, stderr piped.
+    pub(super) fn command(&self, tool: &str) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(tool);
         cmd.env_remove("PGPASSWORD")
             .env_remove("PGSERVICE")
@@ -302,7 +316,7 @@ fn partial_path(path: &Path) -> PathBuf {
 }
 
 /// The last lines of a tool's stderr, redacted.
-fn stderr_tail(stderr: &[u8], redactor: &Redactor) -> String {
+pub(super) fn stderr_tail(stderr: &[u8], redactor: &Redactor) -> String {
     let text = String::from_utf8_lossy(stderr);
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let start = lines.len().saturating_sub(STDERR_LINES);
@@ -439,250 +453,6 @@ pub fn read_sidecar(path: &Path) -> Option<String> {
     let text = std::fs::read_to_string(sidecar_path(path)).ok()?;
     let hash = text.split_whitespace().next()?.to_ascii_lowercase();
     (hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hash)
-}
-
-/// Where `pg_restore` reads an archive from.
-pub enum Archive<'a> {
-    /// A plain `pg_dump -Fc` file.
-    Plain(&'a Path),
-    /// An age-encrypted one, decrypted on the fly with this identity.
-    Encrypted(&'a Path, &'a age::x25519::Identity),
-}
-
-/// What a `pg_restore` run reported.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RestoreOutcome {
-    /// Errors pg_restore ignored (it continues unless told otherwise).
-    pub errors_ignored: u64,
-    /// The end of its stderr, redacted.
-    pub stderr: String,
-    /// How long it took.
-    pub duration: Duration,
-}
-
-/// Runs `pg_restore` with `args` on `archive`; for an encrypted archive the
-/// plaintext goes through a pipe into pg_restore's stdin and never to disk.
-/// With `output_list`, returns pg_restore's stdout (for `--list`).
-pub async fn pg_restore(
-    conn: Option<&ToolConnection>,
-    archive: &Archive<'_>,
-    args: &[String],
-    redactor: &Redactor,
-) -> Result<(RestoreOutcome, String), ToolError> {
-    let started = Instant::now();
-    let mut cmd = match conn {
-        Some(c) => {
-            let mut cmd = c.command("pg_restore");
-            // Rows load with triggers off, as `data` loads them: foreign keys
-            // between tables of one archive hold once all rows are in (and
-            // the constraints pg_restore adds afterwards check exactly that),
-            // and user triggers do not fire a second time.
-            cmd.arg(format!("--dbname={}", c.url))
-                .env("PGOPTIONS", "-c session_replication_role=replica");
-            cmd
-        }
-        None => {
-            let mut cmd = tokio::process::Command::new("pg_restore");
-            cmd.stdin(Stdio::null())
-                .stderr(Stdio::piped())
-                .kill_on_drop(true);
-            cmd
-        }
-    };
-    cmd.arg("--no-password").args(args).stdout(Stdio::piped());
-    let (path, identity) = match archive {
-        Archive::Plain(p) => {
-            cmd.arg(p);
-            (*p, None)
-        }
-        Archive::Encrypted(p, id) => {
-            cmd.stdin(Stdio::piped());
-            (*p, Some((*id).clone()))
-        }
-    };
-    let mut child = cmd.spawn().map_err(|e| {
-        ToolError::new(format!("cannot run pg_restore: {e}"))
-            .hint("install the PostgreSQL client tools so that pg_restore is on PATH")
-    })?;
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let out_task = tokio::spawn(async move {
-        let mut buf = Vec::new();
-        let _ = stdout.read_to_end(&mut buf).await;
-        buf
-    });
-    let err_task = tokio::spawn(async move {
-        let mut buf = Vec::new();
-        let _ = stderr.read_to_end(&mut buf).await;
-        buf
-    });
-    let mut decrypt_error = None;
-    if let Some(identity) = identity {
-        let mut stdin = child.stdin.take().expect("piped stdin");
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(16);
-        let file_path = path.to_path_buf();
-        let reader = tokio::task::spawn_blocking(move || -> Result<(), String> {
-            let file = std::fs::File::open(&file_path).map_err(|e| e.to_string())?;
-            let decryptor = age::Decryptor::new_buffered(std::io::BufReader::new(file))
-                .map_err(|e| e.to_string())?;
-            let mut plain = decryptor
-                .decrypt(std::iter::once(&identity as &dyn age::Identity))
-                .map_err(|e| e.to_string())?;
-            let mut buf = vec![0u8; 256 * 1024];
-            loop {
-                let n = plain.read(&mut buf).map_err(|e| e.to_string())?;
-                if n == 0 {
-                    return Ok(());
-                }
-                if tx.blocking_send(buf[..n].to_vec()).is_err() {
-                    return Ok(());
-                }
-            }
-        });
-        while let Some(chunk) = rx.recv().await {
-            if stdin.write_all(&chunk).await.is_err() {
-                break;
-            }
-        }
-        drop(stdin);
-        match reader.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => decrypt_error = Some(e),
-            Err(e) => decrypt_error = Some(e.to_string()),
-        }
-        if decrypt_error.is_some() {
-            let _ = child.start_kill();
-        }
-    }
-    let status = child.wait().await;
-    let stdout = out_task.await.unwrap_or_default();
-    let stderr = err_task.await.unwrap_or_default();
-    if let Some(e) = decrypt_error {
-        return Err(ToolError::new(format!(
-            "cannot decrypt {}: {e}",
-            path.display()
-        ))
-        .hint("set CUTOVER_AGE_IDENTITY to the AGE-SECRET-KEY-1... identity matching one of the [backup] age_recipients the file was encrypted for"));
-    }
-    let tail = stderr_tail(&stderr, redactor);
-    let errors_ignored = String::from_utf8_lossy(&stderr)
-        .lines()
-        .find_map(|l| l.split("errors ignored on restore:").nth(1))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0);
-    let outcome = RestoreOutcome {
-        errors_ignored,
-        stderr: tail.clone(),
-        duration: started.elapsed(),
-    };
-    match status {
-        Ok(s) if s.success() => Ok((outcome, String::from_utf8_lossy(&stdout).into_owned())),
-        // Without --exit-on-error pg_restore exits 1 after ignored errors;
-        // the caller decides what they mean.
-        Ok(_) if errors_ignored > 0 => Ok((outcome, String::from_utf8_lossy(&stdout).into_owned())),
-        other => {
-            let code = other
-                .map(|s| s.to_string())
-                .unwrap_or_else(|e| e.to_string());
-            Err(ToolError::new(format!(
-                "pg_restore of {} failed ({code}): {tail}",
-                path.display()
-            ))
-            .hint("the message above is pg_restore's"))
-        }
-    }
-}
-
-/// One line of an archive's table of contents (`pg_restore --list`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TocEntry {
-    /// The line as pg_restore printed it (what a `--use-list` file holds).
-    pub line: String,
-    /// The kind, e.g. `TABLE`, `TABLE DATA`, `FK CONSTRAINT`.
-    pub desc: String,
-    /// The schema (`-` for objects outside any schema).
-    pub namespace: String,
-    /// The object's name.
-    pub tag: String,
-}
-
-/// Kinds of TOC entries whose name has more than one word, longest first.
-const MULTI_WORD_KINDS: &[&str] = &[
-    "PUBLICATION TABLES IN SCHEMA",
-    "TEXT SEARCH CONFIGURATION",
-    "TEXT SEARCH DICTIONARY",
-    "MATERIALIZED VIEW DATA",
-    "FOREIGN DATA WRAPPER",
-    "TEXT SEARCH TEMPLATE",
-    "TEXT SEARCH PARSER",
-    "PROCEDURAL LANGUAGE",
-    "SEQUENCE OWNED BY",
-    "PUBLICATION TABLE",
-    "MATERIALIZED VIEW",
-    "CHECK CONSTRAINT",
-    "OPERATOR FAMILY",
-    "STATISTICS DATA",
-    "OPERATOR CLASS",
-    "FK CONSTRAINT",
-    "EVENT TRIGGER",
-    "FOREIGN TABLE",
-    "ACCESS METHOD",
-    "LARGE OBJECT",
-    "SEQUENCE SET",
-    "TABLE ATTACH",
-    "INDEX ATTACH",
-    "ROW SECURITY",
-    "USER MAPPING",
-    "DEFAULT ACL",
-    "SHELL TYPE",
-    "TABLE DATA",
-    "BLOB DATA",
-];
-
-/// Parses `pg_restore --list` output: "<id>; <catalog oid> <oid> <KIND> <schema> <name> <owner>".
-pub fn toc_entries(list: &str) -> Vec<TocEntry> {
-    let mut entries = Vec::new();
-    for line in list.lines() {
-        if line.trim_start().starts_with(';') {
-            continue;
-        }
-        let Some((_, rest)) = line.split_once(';') else {
-            continue;
-        };
-        let words: Vec<&str> = rest.split_whitespace().collect();
-        if words.len() < 4 {
-            continue;
-        }
-        let tail = words[2..].join(" ");
-        let desc = MULTI_WORD_KINDS
-            .iter()
-            .find(|k| tail.starts_with(&format!("{k} ")))
-            .map(|k| k.to_string())
-            .unwrap_or_else(|| words[2].to_string());
-        let after: Vec<&str> = words[2 + desc.split(' ').count()..].to_vec();
-        if after.len() < 2 {
-            continue;
-        }
-        entries.push(TocEntry {
-            line: line.to_string(),
-            desc,
-            namespace: after[0].to_string(),
-            tag: after[1].to_string(),
-        });
-    }
-    entries
-}
-
-/// The schemas that have a `SCHEMA` entry in an archive's table of contents,
-/// plus `public`, which pg_dump never creates.
-pub fn schemas_in_list(list: &str) -> Vec<String> {
-    let mut schemas = vec!["public".to_string()];
-    for entry in toc_entries(list) {
-        if entry.desc == "SCHEMA" && !schemas.contains(&entry.tag) {
-            schemas.push(entry.tag);
-        }
-    }
-    schemas
 }
 
 /// An open repeatable-read transaction whose snapshot pg_dump imports, so the
@@ -890,24 +660,6 @@ mod tests {
         assert!(!format!("{c:?}").contains("w0rd"));
         assert_eq!(c.with_database("scratch").database(), "scratch");
         assert!(c.url_with_password().contains("p%40ss%2Fw0rd"));
-    }
-
-    #[test]
-    fn schema_entries_are_listed() {
-        let list = ";\n; Archive created at 2025-01-01\n;\n215; 2615 16390 SCHEMA - app postgres\n216; 2615 16391 SCHEMA - auth supabase_admin\n217; 1259 16392 TABLE public customers postgres\n3401; 0 16392 TABLE DATA public customers postgres\n";
-        assert_eq!(schemas_in_list(list), ["public", "app", "auth"]);
-        let entries = toc_entries(list);
-        assert_eq!(entries.len(), 4);
-        assert_eq!(entries[3].desc, "TABLE DATA");
-        assert_eq!(entries[3].namespace, "public");
-        assert_eq!(entries[3].tag, "customers");
-        let fk = toc_entries(
-            "4001; 2606 16500 FK CONSTRAINT public backup_logs backup_logs_fkey postgres",
-        );
-        assert_eq!(
-            (fk[0].desc.as_str(), fk[0].namespace.as_str()),
-            ("FK CONSTRAINT", "public")
-        );
     }
 
     #[test]

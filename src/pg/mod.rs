@@ -15,6 +15,7 @@ pub mod locks;
 pub mod migrate;
 pub mod release;
 pub mod replication;
+pub mod restore;
 pub mod seeded;
 pub mod table_diff;
 

@@ -20,11 +20,14 @@ use chrono::Utc;
 use crate::context::Context;
 use crate::manifest::{MANAGED_SCHEMAS, QualifiedName};
 use crate::pg::dump::{
-    self, Archive, ToolConnection, ToolError, WrittenFile, file_sha256, is_age_file, pg_dump,
-    pg_restore, read_sidecar, schemas_in_list, server_major, sidecar_path, sidecar_text,
-    tool_version, version_problem,
+    self, ToolConnection, ToolError, WrittenFile, file_sha256, is_age_file, pg_dump, read_sidecar,
+    server_major, sidecar_path, sidecar_text, tool_version, version_problem,
 };
 use crate::pg::ledger::BackupRecord;
+use crate::pg::restore::{
+    Archive, LeftOut, OnError, ReplicaRole, RestoreInto, TocEntry, archive_list, restore_archive,
+    schemas_in_list, toc_entries, write_use_list,
+};
 use crate::pg::{Database, Side};
 use crate::report::{CheckItem, PhaseReport, ReportTable, Status, human_duration, thousands};
 
@@ -75,6 +78,20 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     let dry_run = ctx.settings.dry_run;
     let source = ctx.source("backup").await?;
     let target = ctx.target("backup", false).await?;
+
+    // A restore check loads rows with triggers off: refuse before anything
+    // is written when the target's role may not.
+    if verify {
+        let allowed = target.replica_role().await?;
+        if allowed.refusal.is_some() {
+            return Err(replica_role_error(
+                &allowed,
+                "backup --verify restores each dump into a scratch database on the target's server",
+                "nothing was dumped or restored",
+            ));
+        }
+        report.check(replica_role_item(&allowed));
+    }
 
     // Does the target hold data worth keeping?
     let target_tables: Vec<QualifiedName> = target
@@ -320,9 +337,18 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     if verify {
         let writable = ctx.target("backup", true).await?;
         let identity = age_identity(ctx)?;
+        let mut left_out = ReportTable::new(LEFT_OUT_TITLE, &["Dump", "Object", "Owner", "Why"]);
         for dump in &dumps {
-            let item = verify_dump(ctx, &writable, dump, identity.as_ref()).await;
+            let (item, out) = verify_dump(ctx, &writable, dump, identity.as_ref()).await;
             report.check(item);
+            for l in out.iter().filter(|l| l.worth_reporting()) {
+                left_out.push(
+                    std::iter::once(format!("{}.dump", dump.side.name())).chain(left_out_row(l)),
+                );
+            }
+        }
+        if !left_out.rows.is_empty() {
+            report.tables.push(left_out.with_note(LEFT_OUT_NOTE));
         }
     }
 
@@ -368,44 +394,138 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     Ok(report)
 }
 
+/// Title of the table naming what a restore left out.
+const LEFT_OUT_TITLE: &str = "Left out of the restore";
+
+/// The note under that table.
+const LEFT_OUT_NOTE: &str = "The role the restore runs as cannot create these (judged from the server's catalogs: superuser-only kinds, extensions it may not create, objects on the target owned by roles it cannot act as), so they were skipped by name instead of failing the restore. Everything else was restored.";
+
+/// "1 object", "3 objects".
+fn objects(n: usize) -> String {
+    if n == 1 {
+        "1 object".to_string()
+    } else {
+        format!("{n} objects")
+    }
+}
+
+/// One row of the left-out table: object, owner in the backup, why.
+fn left_out_row(l: &LeftOut) -> [String; 3] {
+    [
+        l.entry.describe(),
+        if l.entry.owner.is_empty() {
+            "—".to_string()
+        } else {
+            l.entry.owner.clone()
+        },
+        l.reason.clone(),
+    ]
+}
+
+/// The error when the role may not `SET session_replication_role`.
+fn replica_role_error(allowed: &ReplicaRole, what: &str, nothing: &str) -> PhaseError {
+    let role = &allowed.role;
+    PhaseError::new(format!(
+        "the target's role {role} may not set session_replication_role ({}), which {what} needs to load rows with triggers off; {nothing}",
+        allowed.refusal.clone().unwrap_or_default()
+    ))
+    .hint(format!(
+        "as a superuser run `GRANT SET ON PARAMETER session_replication_role TO {role};` (PostgreSQL 15+; on Supabase the postgres role may set it), or connect as a role that may set it"
+    ))
+}
+
+/// The checklist row saying the role may set it.
+fn replica_role_item(allowed: &ReplicaRole) -> CheckItem {
+    CheckItem::new(
+        "restore-role",
+        "Target's role may load rows with triggers off",
+        Status::Pass,
+        format!(
+            "{} may SET session_replication_role = replica, which the restore sets first in its session",
+            allowed.role
+        ),
+    )
+}
+
 /// Restores a dump into `cutover_verify_<run>` on the target's server (never
 /// the source's: cutover does not write to the source), compares row counts
-/// with the dump's snapshot, and drops the scratch database again.
+/// with the dump's snapshot, and drops the scratch database again. Entries
+/// the target's role cannot create are left out and returned.
 async fn verify_dump(
     ctx: &Context,
     target: &Database,
     dump: &TakenDump,
     identity: Option<&age::x25519::Identity>,
-) -> CheckItem {
+) -> (CheckItem, Vec<LeftOut>) {
     let id = format!("{}-restores", dump.side.name());
     let title = format!("{} dump restores", capitalise(dump.side.name()));
+    let fail = |evidence: String| {
+        (
+            CheckItem::new(&id, &title, Status::Fail, evidence),
+            Vec::new(),
+        )
+    };
     let archive = match (dump.file.encrypted, identity) {
         (false, _) => Archive::Plain(&dump.file.path),
         (true, Some(identity)) => Archive::Encrypted(&dump.file.path, identity),
         (true, None) => {
-            return CheckItem::new(&id, &title, Status::Fail, "the dump is encrypted and no identity was given to decrypt it")
-                .with_hint(format!("set {AGE_IDENTITY_VAR} (from a secret) to the AGE-SECRET-KEY-1... identity of one of the recipients, or turn off verify"));
+            let (item, out) =
+                fail("the dump is encrypted and no identity was given to decrypt it".into());
+            return (item.with_hint(format!("set {AGE_IDENTITY_VAR} (from a secret) to the AGE-SECRET-KEY-1... identity of one of the recipients, or turn off verify")), out);
         }
     };
     let scratch = format!("cutover_verify_{}", &ctx.run_id.simple().to_string()[..12]);
     let target_url = ctx.settings.target_db_url.clone().unwrap_or_default();
     let scratch_tool = match ToolConnection::from_url(&target_url) {
         Ok(t) => t.with_database(&scratch),
-        Err(e) => return CheckItem::new(&id, &title, Status::Fail, e.message),
+        Err(e) => return fail(e.message),
     };
+    // What the target's role cannot create, decided before anything runs.
+    let list = match archive_list(&archive, &ctx.redactor).await {
+        Ok(list) => list,
+        Err(e) => return fail(e.message),
+    };
+    let entries = toc_entries(&list);
+    let all: Vec<&TocEntry> = entries.iter().collect();
+    let left_out = match target
+        .restore_left_out(&all, RestoreInto::NewDatabase)
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => return fail(e.to_string()),
+    };
+    let list_file = std::env::temp_dir().join(format!(
+        "cutover-verify-{}-{}.list",
+        ctx.run_id,
+        dump.side.name()
+    ));
+    if let Err(e) = write_use_list(&list_file, &all, &left_out) {
+        return fail(format!("cannot write {}: {e}", list_file.display()));
+    }
     if let Err(e) = target.create_database(&scratch).await {
-        return CheckItem::new(&id, &title, Status::Fail, e.to_string()).with_hint(
+        let _ = std::fs::remove_file(&list_file);
+        let (item, out) = fail(e.to_string());
+        return (item.with_hint(
             "the target's role needs CREATEDB to verify backups (Supabase's postgres role has it); or turn off [backup] verify",
-        );
+        ), out);
     }
     // Roles are cluster-wide, so the target server has Supabase's roles; the
     // restore still skips owners and grants, which belong to the environment,
     // not to the backup.
-    let args: Vec<String> = ["--no-owner", "--no-privileges"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let restored = pg_restore(Some(&scratch_tool), &archive, &args, &ctx.redactor).await;
+    let args: Vec<String> = vec![
+        "--no-owner".into(),
+        "--no-privileges".into(),
+        format!("--use-list={}", list_file.display()),
+    ];
+    let restored = restore_archive(
+        &scratch_tool,
+        &archive,
+        &args,
+        OnError::Continue,
+        &ctx.redactor,
+    )
+    .await;
+    let _ = std::fs::remove_file(&list_file);
     let tables: Vec<QualifiedName> = dump.counts.keys().cloned().collect();
     let counted = match &restored {
         Ok(_) => {
@@ -414,16 +534,21 @@ async fn verify_dump(
         Err(e) => Err(e.clone()),
     };
     let dropped = target.drop_database(&scratch).await;
-    let (outcome, _) = match restored {
+    let outcome = match restored {
         Ok(r) => r,
         Err(e) => {
-            return CheckItem::new(&id, &title, Status::Fail, e.message)
-                .with_hint("the dump did not restore: keep the previous backup and investigate before migrating");
+            let (item, out) = fail(e.message);
+            let keep = "the dump did not restore: keep the previous backup and investigate before migrating";
+            let hint = match e.hint {
+                Some(tool) => format!("{tool}; {keep}"),
+                None => keep.to_string(),
+            };
+            return (item.with_hint(hint), out);
         }
     };
     let counted = match counted {
         Ok(c) => c,
-        Err(e) => return CheckItem::new(&id, &title, Status::Fail, e.message),
+        Err(e) => return fail(e.message),
     };
     let mut differing = Vec::new();
     for (table, expected) in &dump.counts {
@@ -435,6 +560,15 @@ async fn verify_dump(
     }
     let rows: i64 = dump.counts.values().sum();
     let where_ = format!("scratch database {scratch} on the target's server");
+    let reported = left_out.iter().filter(|l| l.worth_reporting()).count();
+    let left_out_note = if reported == 0 {
+        String::new()
+    } else {
+        format!(
+            "; {} the target's role cannot create left out by name (see \"{LEFT_OUT_TITLE}\")",
+            objects(reported)
+        )
+    };
     let mut item = if !differing.is_empty() {
         CheckItem::new(
             &id,
@@ -449,7 +583,7 @@ async fn verify_dump(
             &title,
             Status::Warn,
             format!(
-                "all {} tables and {} rows restored into {where_} in {}, with {} objects pg_restore could not create: {}",
+                "all {} tables and {} rows restored into {where_} in {}{left_out_note}, with {} statements that failed: {}",
                 dump.counts.len(),
                 thousands(rows),
                 human_duration(outcome.duration.as_millis() as u64),
@@ -463,7 +597,7 @@ async fn verify_dump(
             &title,
             Status::Pass,
             format!(
-                "all {} tables and {} rows restored into {where_} in {}, counts equal to the dump's snapshot",
+                "all {} tables and {} rows restored into {where_} in {}, counts equal to the dump's snapshot{left_out_note}",
                 dump.counts.len(),
                 thousands(rows),
                 human_duration(outcome.duration.as_millis() as u64)
@@ -478,7 +612,7 @@ async fn verify_dump(
         }
         item.hint = Some(format!("drop it by hand: drop database {scratch};"));
     }
-    item
+    (item, left_out)
 }
 
 /// The age identity from [`AGE_IDENTITY_VAR`], when set.
@@ -497,6 +631,15 @@ fn age_identity(ctx: &Context) -> Result<Option<age::x25519::Identity>, PhaseErr
         })
 }
 
+/// What restoring the target from a backup did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetRestore {
+    /// The checklist row.
+    pub item: CheckItem,
+    /// What the target's role could not restore, by name, when anything.
+    pub left_out: Option<ReportTable>,
+}
+
 /// Restores the target database from a backup file taken by `backup`, after
 /// checking the file's sha-256 against the ledger's record or its `.sha256`
 /// sidecar (a mismatch or a missing record refuses before anything runs).
@@ -506,11 +649,14 @@ fn age_identity(ctx: &Context) -> Result<Option<age::x25519::Identity>, PhaseErr
 /// --no-owner --no-privileges --single-transaction`: all or nothing, objects
 /// of the dump replaced, the platform's schemas (auth, storage, ...) left as
 /// they are. An encrypted file is decrypted on the fly with the identity in
-/// `CUTOVER_AGE_IDENTITY`.
+/// `CUTOVER_AGE_IDENTITY`. pg_restore writes SQL into `psql`, which sets
+/// `session_replication_role = replica` first (see [`crate::pg::restore`]);
+/// a role that may not set it is refused before anything runs, and what the
+/// role can neither create nor replace is left out by name.
 pub async fn restore_target_from_backup(
     ctx: &mut Context,
     path: &Path,
-) -> Result<CheckItem, PhaseError> {
+) -> Result<TargetRestore, PhaseError> {
     const ID: &str = "restore-target";
     const TITLE: &str = "Target restored from the backup";
     let label = ctx.settings.label("backup-file");
@@ -575,17 +721,30 @@ pub async fn restore_target_from_backup(
         bytes_text(bytes),
         &actual[..16]
     );
-    if ctx.settings.dry_run {
-        return Ok(CheckItem::new(
-            ID,
-            TITLE,
-            Status::Skip,
-            format!("dry-run: would restore the target's user schemas from {checked}"),
+    // Rows load with triggers off: refuse before anything is written when
+    // the target's role may not.
+    let target = ctx.target("rollback", !ctx.settings.dry_run).await?;
+    let allowed = target.replica_role().await?;
+    if allowed.refusal.is_some() {
+        return Err(replica_role_error(
+            &allowed,
+            "restoring the target from a backup",
+            "nothing was restored",
         ));
     }
+    if ctx.settings.dry_run {
+        return Ok(TargetRestore {
+            item: CheckItem::new(
+                ID,
+                TITLE,
+                Status::Skip,
+                format!("dry-run: would restore the target's user schemas from {checked}"),
+            ),
+            left_out: None,
+        });
+    }
 
-    let list_args = vec!["--list".to_string()];
-    let (_, list) = pg_restore(None, &archive, &list_args, &ctx.redactor).await?;
+    let list = archive_list(&archive, &ctx.redactor).await?;
     let ledger_schema = ctx.manifest.ledger.schema.clone();
     let schemas: Vec<String> = schemas_in_list(&list)
         .into_iter()
@@ -593,12 +752,11 @@ pub async fn restore_target_from_backup(
             !MANAGED_SCHEMAS.contains(&s.as_str()) && !s.starts_with("pg_") && *s != ledger_schema
         })
         .collect();
-    let target = ctx.target("rollback", true).await?;
     // Rows of auth/storage tables (opted in by [data]) come back only into
     // tables that are empty on the target: those schemas belong to the
     // platform, their rows are never dropped, and a row already there (a
     // user who exists in both) would clash.
-    let entries = dump::toc_entries(&list);
+    let entries = toc_entries(&list);
     let mut opted = Vec::new();
     if ctx.manifest.data.include_auth {
         opted.push("auth");
@@ -620,7 +778,7 @@ pub async fn restore_target_from_backup(
         .filter(|t| !occupied.contains(t))
         .cloned()
         .collect();
-    let selected: Vec<&str> = entries
+    let selected: Vec<&TocEntry> = entries
         .iter()
         .filter(|e| {
             schemas.contains(&e.namespace)
@@ -629,10 +787,14 @@ pub async fn restore_target_from_backup(
                         .iter()
                         .any(|t| t.schema == e.namespace && t.name == e.tag))
         })
-        .map(|e| e.line.as_str())
         .collect();
+    // What the target's role can neither create nor replace stays as the
+    // target has it, named in the report.
+    let left_out = target
+        .restore_left_out(&selected, RestoreInto::ExistingDatabase)
+        .await?;
     let list_file = std::env::temp_dir().join(format!("cutover-restore-{}.list", ctx.run_id));
-    std::fs::write(&list_file, selected.join("\n") + "\n")
+    write_use_list(&list_file, &selected, &left_out)
         .map_err(|e| PhaseError::new(format!("cannot write {}: {e}", list_file.display())))?;
     target.ensure_schemas(&schemas).await?;
     let url = ctx.settings.target_db_url.clone().unwrap_or_default();
@@ -648,14 +810,14 @@ pub async fn restore_target_from_backup(
     .map(|s| s.to_string())
     .chain([format!("--use-list={}", list_file.display())])
     .collect();
-    let restored = pg_restore(Some(&tool), &archive, &args, &ctx.redactor).await;
+    let restored = restore_archive(&tool, &archive, &args, OnError::Stop, &ctx.redactor).await;
     let _ = std::fs::remove_file(&list_file);
-    let (outcome, _) = restored.map_err(|e| {
+    let outcome = restored.map_err(|e| {
             PhaseError::new(format!(
                 "restoring the target from {file_name} failed and was rolled back: {}",
                 e.message
             ))
-            .hint("pg_restore ran in one transaction, so the target is as it was; fix the cause (see pg_restore's message) and re-run")
+            .hint("the restore ran in one transaction, so the target is as it was; fix the cause (see the message) and re-run")
         })?;
 
     // Row counts against what the backup recorded, when the ledger has them.
@@ -684,12 +846,28 @@ pub async fn restore_target_from_backup(
                 .join(", ")
         ));
     }
+    let reported: Vec<&LeftOut> = left_out.iter().filter(|l| l.worth_reporting()).collect();
+    if !reported.is_empty() {
+        evidence.push_str(&format!(
+            "; {} the target's role cannot replace left out by name (see \"{LEFT_OUT_TITLE}\")",
+            objects(reported.len())
+        ));
+    }
+    // Tables whose rows were left out keep the target's rows: not compared.
+    let kept: Vec<QualifiedName> = left_out
+        .iter()
+        .filter(|l| l.entry.desc == "TABLE DATA")
+        .map(|l| QualifiedName {
+            schema: l.entry.namespace.clone(),
+            name: l.entry.tag.clone(),
+        })
+        .collect();
     let mut status = Status::Pass;
     if let Some(map) = recorded_counts.as_object().filter(|m| !m.is_empty()) {
         let tables: Vec<QualifiedName> = map
             .keys()
             .filter_map(|k| QualifiedName::parse(k).ok())
-            .filter(|q| schemas.contains(&q.schema) || refilled.contains(q))
+            .filter(|q| (schemas.contains(&q.schema) || refilled.contains(q)) && !kept.contains(q))
             .collect();
         let now = target.exact_row_counts(&tables).await?;
         let differing: Vec<String> = tables
@@ -712,7 +890,17 @@ pub async fn restore_target_from_backup(
             ));
         }
     }
-    Ok(CheckItem::new(ID, TITLE, status, evidence))
+    let left_out = (!reported.is_empty()).then(|| {
+        let mut table = ReportTable::new(LEFT_OUT_TITLE, &["Object", "Owner", "Why"]);
+        for l in &reported {
+            table.push(left_out_row(l));
+        }
+        table.with_note(LEFT_OUT_NOTE)
+    });
+    Ok(TargetRestore {
+        item: CheckItem::new(ID, TITLE, status, evidence),
+        left_out,
+    })
 }
 
 /// `[backup] dir` resolved against the workspace (`GITHUB_WORKSPACE`, else

@@ -94,6 +94,14 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         },
     ]);
     report.tables.push(migration_table);
+    let not_applied: Vec<&crate::repo::migrations::MigrationFile> = migrations
+        .files
+        .iter()
+        .filter(|f| !applied_versions.contains(&f.version))
+        .collect();
+    if let Some(item) = super::schema::outside_transaction_item(ctx, &not_applied)? {
+        report.check(item);
+    }
 
     // --- data
     let selection = match &source {

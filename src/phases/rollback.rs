@@ -508,8 +508,9 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
 
     // 5. The target database, only when asked.
     if let Some(path) = &backup {
-        let item = super::backup::restore_target_from_backup(ctx, path).await?;
-        report.check(item);
+        let restore = super::backup::restore_target_from_backup(ctx, path).await?;
+        report.check(restore.item);
+        report.tables.extend(restore.left_out);
     }
 
     report.tables.push(restored);

@@ -18,6 +18,50 @@ use crate::report::{CheckItem, PhaseReport, ReportTable, Status, human_duration,
 
 use super::PhaseError;
 
+/// A warning row naming each statement of `files` that cannot run inside a
+/// transaction (e.g. `CREATE INDEX CONCURRENTLY`), by file and line, or
+/// `None` when there is none. cutover runs such a statement on its own,
+/// between the transactional parts of its file; `supabase db push` runs each
+/// file in one transaction and rejects the file, so the same repository
+/// would fail there.
+pub(crate) fn outside_transaction_item(
+    ctx: &Context,
+    files: &[&MigrationFile],
+) -> Result<Option<CheckItem>, PhaseError> {
+    let dir = &ctx.manifest.project.migrations_dir;
+    let mut found = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file.path)
+            .map_err(|e| PhaseError::new(format!("cannot read {}: {e}", file.path.display())))?;
+        for statement in sql_split::split(&text) {
+            if let Some(reason) = sql_split::non_transactional_reason(&statement.text) {
+                found.push(format!(
+                    "{}/{}_{}.sql line {}: {reason}",
+                    dir.display(),
+                    file.version,
+                    file.name,
+                    statement.line
+                ));
+            }
+        }
+    }
+    if found.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        CheckItem::new(
+            "outside-transaction",
+            "Migration statements that cannot run in a transaction",
+            Status::Warn,
+            format!(
+                "{}; cutover runs each such statement on its own, outside the file's transaction",
+                found.join("; ")
+            ),
+        )
+        .with_hint("drop CONCURRENTLY (the index is then built inside the file's transaction and blocks writes to its table while it builds), or expect `supabase db push` to reject the file: it runs each migration file in one transaction"),
+    ))
+}
+
 /// Runs `schema`.
 pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     let mut report = PhaseReport::new("schema");
@@ -191,6 +235,9 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         ));
     }
     for item in problems {
+        report.check(item);
+    }
+    if let Some(item) = outside_transaction_item(ctx, &pending)? {
         report.check(item);
     }
 

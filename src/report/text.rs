@@ -1,8 +1,15 @@
-//! Plain terminal text, for laptops and the Actions log.
+//! Plain terminal text, for laptops and the Actions log: checklist rows,
+//! tables and diffs of each phase, then the closing lines of a run.
 
 use std::fmt::Write;
 
-use super::{Outcome, PhaseReport, RunReport, Status, human_duration};
+use similar::TextDiff as SimilarDiff;
+
+use super::{Outcome, PhaseReport, RunReport, Status, TextDiff, human_duration};
+
+/// Lines of a diff shown on the terminal before the rest is left to the
+/// JSON report and the job summary.
+pub const MAX_TERMINAL_DIFF_LINES: usize = 120;
 
 /// Renders one phase for the terminal: checklist rows, then tables.
 pub fn render_phase(phase: &PhaseReport) -> String {
@@ -61,6 +68,9 @@ pub fn render_phase(phase: &PhaseReport) -> String {
             );
         }
     }
+    for diff in &phase.diffs {
+        write_diff(&mut out, diff);
+    }
     for error in &phase.errors {
         let _ = writeln!(out, "  error: {}", error.message);
         if let Some(hint) = &error.hint {
@@ -68,6 +78,28 @@ pub fn render_phase(phase: &PhaseReport) -> String {
         }
     }
     out
+}
+
+/// A before → after comparison as a unified diff (3 lines of context),
+/// indented under its title, cut at [`MAX_TERMINAL_DIFF_LINES`].
+fn write_diff(out: &mut String, diff: &TextDiff) {
+    let _ = writeln!(out, "  {}:", diff.title);
+    let text = SimilarDiff::from_lines(&diff.before, &diff.after)
+        .unified_diff()
+        .context_radius(3)
+        .header(&diff.before_label, &diff.after_label)
+        .to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    for line in lines.iter().take(MAX_TERMINAL_DIFF_LINES) {
+        let _ = writeln!(out, "    {line}");
+    }
+    if lines.len() > MAX_TERMINAL_DIFF_LINES {
+        let _ = writeln!(
+            out,
+            "    … {} more diff lines in the JSON report",
+            lines.len() - MAX_TERMINAL_DIFF_LINES
+        );
+    }
 }
 
 /// Renders the closing lines of a run.
@@ -99,4 +131,35 @@ pub fn render_footer(run: &RunReport, report_path: &str, summary_path: Option<&s
         let _ = writeln!(out, "re-run: {}", run.rerun_command);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::PhaseReport;
+
+    #[test]
+    fn diffs_are_shown_on_the_terminal() {
+        let mut phase = PhaseReport::new("validate");
+        phase.diffs.push(TextDiff {
+            title: "Schema: source → target".into(),
+            before_label: "source".into(),
+            after_label: "target".into(),
+            before: "table public.a\nindex public.a a_idx\n".into(),
+            after: "table public.a\n".into(),
+        });
+        let text = render_phase(&phase);
+        assert!(text.contains("  Schema: source → target:"), "{text}");
+        assert!(text.contains("    --- source"), "{text}");
+        assert!(text.contains("    -index public.a a_idx"), "{text}");
+
+        let long: String = (0..300).map(|i| format!("line {i}\n")).collect();
+        phase.diffs[0].before = long;
+        phase.diffs[0].after = String::new();
+        let text = render_phase(&phase);
+        assert!(
+            text.contains("more diff lines in the JSON report"),
+            "{text}"
+        );
+    }
 }

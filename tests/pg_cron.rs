@@ -12,6 +12,8 @@ use crate::fake_github;
 use common::*;
 use fake_github::*;
 use serde_json::json;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const GH_TOKEN: &str = "ghs_CronGateToken0123456789";
 /// Planted in the database URLs (the clusters trust `postgres` on
@@ -196,9 +198,44 @@ async fn jobs_are_held_from_schema_to_cutover_keep_running_on_a_live_target_and_
     );
     assert_eq!(open_holds(target).await, "purge-reminders,send-reminders");
 
-    // cutover resumes them in the step that switches the target's guards on.
+    // A cutover whose smoke check fails after the target's guards came on
+    // is undone: the jobs it resumed are paused and held again.
     let (code, out) = run(&work, "validate", &source_url, target, &gh.uri());
     assert_eq!(code, 0, "{out}");
+    let failing = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&failing)
+        .await;
+    let manifest = work.path().join("cutover.toml");
+    let plain = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        format!(
+            "{plain}\n[functions]\nbase_url = \"{}\"\n\n[[functions.smoke]]\nname = \"ping\"\nfunction = \"ping\"\nexpect_status = 200\n",
+            failing.uri()
+        ),
+    )
+    .unwrap();
+    let (code, out) = run(&work, "cutover", &source_url, target, &gh.uri());
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        row(&out, "Guards on in the target").contains("resumed: purge-reminders, send-reminders"),
+        "{out}"
+    );
+    let undone = row(&out, "Undo: target guards restored");
+    assert!(
+        undone.contains("pg_cron jobs paused again until cutover: purge-reminders, send-reminders"),
+        "{undone}"
+    );
+    assert_eq!(
+        cron.jobs().await,
+        "purge-reminders=false,send-reminders=false"
+    );
+    assert_eq!(open_holds(target).await, "purge-reminders,send-reminders");
+    std::fs::write(&manifest, plain).unwrap();
+
+    // cutover resumes them in the step that switches the target's guards on.
     let (code, out) = run(&work, "cutover", &source_url, target, &gh.uri());
     assert_eq!(code, 0, "{out}");
     assert_eq!(
@@ -214,13 +251,14 @@ async fn jobs_are_held_from_schema_to_cutover_keep_running_on_a_live_target_and_
     assert_eq!(
         target
             .scalar_as_admin(
-                "select count(distinct g.restored_by)::text from cutover.guard_states g
+                "select string_agg(g.name, ',' order by g.name) from cutover.guard_states g
                    join cutover.steps s on s.run_id = g.restored_by
-                  where g.kind = 'cron-hold' and s.phase = 'cutover' and s.step = 'phase'"
+                  where g.kind = 'cron-hold' and s.phase = 'cutover' and s.step = 'phase'
+                    and s.outcome = 'success'"
             )
             .await
             .as_deref(),
-        Some("1"),
+        Some("purge-reminders,send-reminders"),
         "the holds are closed by the cutover run"
     );
 

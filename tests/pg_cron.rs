@@ -383,3 +383,49 @@ async fn without_pg_cron_schema_pauses_nothing_and_passes() {
         Some("reminders")
     );
 }
+
+#[tokio::test]
+async fn hold_cron_jobs_false_leaves_a_target_s_jobs_running() {
+    let test = "hold_cron_jobs_false_leaves_a_target_s_jobs_running";
+    let Some(cron) = pg15_cron_target_or_skip(test).await else {
+        return;
+    };
+    let target = &cron.db;
+    let work = project(&[("20250101000000_reminders.sql", &first_migration())]);
+    let manifest = work.path().join("cutover.toml");
+    let plain = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        format!("{plain}\n[schema]\nhold_cron_jobs = false\n"),
+    )
+    .unwrap();
+    let source = SupaDb::new(&cron.source_server, "cron_src3").await;
+    let source_url = source.url_as_postgres();
+    let (code, out) = run(
+        &work,
+        "plan,schema",
+        &source_url,
+        target,
+        "http://127.0.0.1:9",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        row(&out, "| purge-reminders |").contains("runs at once: [schema] hold_cron_jobs = false"),
+        "{out}"
+    );
+    assert!(
+        row(&out, "pg_cron jobs paused until cutover").contains("hold_cron_jobs = false"),
+        "{out}"
+    );
+    assert_eq!(
+        cron.jobs().await,
+        "purge-reminders=true,send-reminders=true"
+    );
+    assert_eq!(
+        target
+            .scalar_as_admin("select to_regclass('cutover.guard_states')::text")
+            .await,
+        None,
+        "no hold recorded"
+    );
+}

@@ -333,6 +333,10 @@ async fn cron_plan(
         return Ok((None, String::new()));
     }
     let (fate, clause) = match target {
+        _ if !ctx.manifest.schema.hold_cron_jobs => (
+            "runs at once: [schema] hold_cron_jobs = false".to_string(),
+            "leave them running ([schema] hold_cron_jobs = false)".to_string(),
+        ),
         None => (
             "paused by `schema` until `cutover` (unless the target is live)".to_string(),
             "pause them until cutover".to_string(),

@@ -368,6 +368,12 @@ async fn hold_cron_jobs(
         ));
         return Ok(());
     };
+    if !ctx.manifest.schema.hold_cron_jobs {
+        report.check(skip(
+            "[schema] hold_cron_jobs = false: the target's jobs keep running".into(),
+        ));
+        return Ok(());
+    }
     let schema = &ctx.manifest.ledger.schema;
     if let Some((run, at)) = live_since(target, schema).await? {
         report.check(skip(format!(

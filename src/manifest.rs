@@ -136,6 +136,10 @@ pub struct SchemaSection {
     /// How long a writing phase waits for another cutover run's lock on the
     /// target before giving up, in seconds.
     pub lock_timeout_seconds: u64,
+    /// Pause the target's active pg_cron jobs after the migrations, until
+    /// `cutover` (on a target the ledger does not know as live). `false`
+    /// for a target that is live without a cutover recorded in its ledger.
+    pub hold_cron_jobs: bool,
 }
 
 impl Default for SchemaSection {
@@ -144,6 +148,7 @@ impl Default for SchemaSection {
             allow_drift: false,
             allow_out_of_order: false,
             lock_timeout_seconds: 60,
+            hold_cron_jobs: true,
         }
     }
 }

@@ -1337,7 +1337,8 @@ async fn a_ledger_made_by_0_1_is_upgraded_in_place_and_its_validation_still_open
     let site = site().await;
     let s = setup(false, &vercel.uri(), &site.uri()).await;
     // What 0.1 left: the same tables and rows, no migration history, none of
-    // the switch-over tables.
+    // the switch-over tables, and guard_states as cutover made it before
+    // cron holds (kinds switch and cron only).
     s.pair
         .target
         .exec(
@@ -1345,7 +1346,20 @@ async fn a_ledger_made_by_0_1_is_upgraded_in_place_and_its_validation_still_open
              drop table cutover.seeded_tables;
              alter table cutover.deferred_objects drop column follow_up, drop column referenced_table,
                drop constraint deferred_objects_status_check,
-               add constraint deferred_objects_status_check check (status in ('dropped', 'restored'));",
+               add constraint deferred_objects_status_check check (status in ('dropped', 'restored'));
+             create table cutover.guard_states (
+                 id bigserial primary key,
+                 run_id uuid not null references cutover.runs(id),
+                 side text not null check (side in ('source', 'target')),
+                 kind text not null check (kind in ('switch', 'cron')),
+                 name text not null,
+                 previous text,
+                 applied text not null,
+                 saved_at timestamptz not null default now(),
+                 restored_at timestamptz,
+                 restored_by uuid);
+             create unique index guard_states_open
+                 on cutover.guard_states (side, kind, name) where restored_at is null;",
         )
         .await;
     let files = ActionsFiles::new();
@@ -1362,8 +1376,15 @@ async fn a_ledger_made_by_0_1_is_upgraded_in_place_and_its_validation_still_open
             .scalar("select string_agg(version::text || ':' || success::text, ',' order by version) from cutover._sqlx_migrations")
             .await
             .as_deref(),
-        Some("1:true,2:true,3:true,4:true")
+        Some("1:true,2:true,3:true,4:true,5:true")
     );
+    let kinds = s
+        .pair
+        .target
+        .scalar("select pg_get_constraintdef(oid) from pg_constraint where conname = 'guard_states_kind_check'")
+        .await
+        .unwrap_or_default();
+    assert!(kinds.contains("'cron-hold'"), "{kinds}");
     assert_eq!(
         s.pair
             .target

@@ -7,6 +7,12 @@
 //! saved in the ledger table `<ledger>.guard_states`, so `rollback` restores
 //! exactly what was there, and a re-run of `cutover` keeps the first saved
 //! state rather than the one it left behind itself.
+//!
+//! A third kind, the cron hold ([`GuardKind::CronHold`], see [`super::cron`]),
+//! is a pg_cron job of the target that `schema` (or `rollback`) paused
+//! because the target is not live yet; `cutover` resumes it together with the
+//! target's guards. Holds are not part of [`GuardLedger::open_states`], which
+//! is the state `cutover` saved for `rollback`.
 
 use sqlx::Row;
 use uuid::Uuid;
@@ -21,23 +27,32 @@ pub enum GuardKind {
     Switch,
     /// A pg_cron job, by name.
     Cron,
+    /// A pg_cron job of the target held paused until `cutover`, by name
+    /// (`#<jobid>` for an unnamed job).
+    CronHold,
 }
 
 impl GuardKind {
-    /// `switch` or `cron`, as stored in the ledger.
+    /// `switch`, `cron` or `cron-hold`, as stored in the ledger.
     pub fn word(self) -> &'static str {
         match self {
             GuardKind::Switch => "switch",
             GuardKind::Cron => "cron",
+            GuardKind::CronHold => "cron-hold",
         }
     }
 
     fn parse(word: &str) -> GuardKind {
-        if word == "cron" {
-            GuardKind::Cron
-        } else {
-            GuardKind::Switch
+        match word {
+            "cron" => GuardKind::Cron,
+            "cron-hold" => GuardKind::CronHold,
+            _ => GuardKind::Switch,
         }
+    }
+
+    /// Whether the guard is a pg_cron job (its value `true`/`false`).
+    pub fn is_cron(self) -> bool {
+        matches!(self, GuardKind::Cron | GuardKind::CronHold)
     }
 }
 
@@ -210,6 +225,7 @@ impl Database {
             (GuardKind::Switch, Some(t)) => self.set_switch(t, name, value).await,
             (GuardKind::Switch, None) => Ok(false),
             (GuardKind::Cron, _) => self.set_cron_active(name, value == "true").await,
+            (GuardKind::CronHold, _) => self.set_held_job_active(name, value == "true").await,
         }
     }
 }
@@ -259,7 +275,7 @@ impl GuardLedger {
                  id bigserial primary key,
                  run_id uuid not null references {s}.runs(id),
                  side text not null check (side in ('source', 'target')),
-                 kind text not null check (kind in ('switch', 'cron')),
+                 kind text not null check (kind in ('switch', 'cron', 'cron-hold')),
                  name text not null,
                  previous text,
                  applied text not null,
@@ -310,14 +326,29 @@ impl GuardLedger {
         Ok(())
     }
 
-    /// The open (not yet restored) saved states, oldest first.
+    /// The table's qualified name, for the cron holds' own statements.
+    pub(crate) fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The open (not yet restored) states `cutover` saved, oldest first;
+    /// cron holds are not among them (see [`GuardLedger::open_holds`]).
     pub async fn open_states(&self) -> Result<Vec<SavedGuard>, PgError> {
+        self.open_where("kind <> 'cron-hold'").await
+    }
+
+    /// The open cron holds: jobs paused until `cutover`, oldest first.
+    pub async fn open_holds(&self) -> Result<Vec<SavedGuard>, PgError> {
+        self.open_where("kind = 'cron-hold'").await
+    }
+
+    async fn open_where(&self, kinds: &str) -> Result<Vec<SavedGuard>, PgError> {
         if !self.exists().await? {
             return Ok(Vec::new());
         }
         let sql = format!(
             "select id, run_id, side, kind, name, previous, applied from {}
-              where restored_at is null order by id",
+              where restored_at is null and {kinds} order by id",
             self.table
         );
         let rows = sqlx::query(&sql)
@@ -356,6 +387,7 @@ impl GuardLedger {
         }
         let sql = format!(
             "select restored_at, restored_by from {} where restored_at is not null
+                and kind <> 'cron-hold'
               order by restored_at desc limit 1",
             self.table
         );

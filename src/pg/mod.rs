@@ -7,6 +7,7 @@
 pub mod compare;
 pub mod config;
 pub mod copy;
+pub mod cron;
 pub mod dump;
 pub mod freeze;
 pub mod guards;

@@ -98,6 +98,31 @@ pub async fn last_cutover(
     Ok(row.map(|r| (r.get(0), r.get(1))))
 }
 
+/// The cutover that made this target live, as (run id, finished at): the
+/// last successful `cutover` recorded, unless a successful `rollback` came
+/// after it. `None` for a target that never went live or was rolled back.
+pub async fn live_since(
+    db: &Database,
+    schema: &str,
+) -> Result<Option<(Uuid, DateTime<Utc>)>, PgError> {
+    let steps = format!("{}.steps", quote_ident(schema));
+    if !table_exists(db, &steps).await? {
+        return Ok(None);
+    }
+    let sql = format!(
+        "select phase, run_id, coalesce(finished_at, started_at) from {steps}
+          where step = 'phase' and outcome = 'success' and phase in ('cutover', 'rollback')
+          order by id desc limit 1"
+    );
+    let row = sqlx::query(&sql)
+        .fetch_optional(&db.pool)
+        .await
+        .map_err(|e| db.error("reading from the ledger whether the target is live", e))?;
+    Ok(row
+        .filter(|r| r.get::<String, _>(0) == "cutover")
+        .map(|r| (r.get(1), r.get(2))))
+}
+
 /// What is saved about a frontend setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrontendItem {

@@ -7,8 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::context::{Context, name_looks_secret};
 use crate::manifest::{QualifiedName, expand};
+use crate::pg::release::live_since;
 use crate::pg::{Database, Side};
 use crate::redact::MASK;
+use crate::repo::cron_jobs::scheduled_jobs;
+use crate::repo::migrations::MigrationDir;
 use crate::report::{CheckItem, PhaseReport, ReportTable, Status, thousands};
 
 use super::{PhaseError, TableSelection, select_tables};
@@ -80,9 +83,11 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     {
         migration_table.push([version.clone(), "(no local file)".into(), "applied".into()]);
     }
+    let (cron_table, cron_line) =
+        cron_plan(ctx, target.as_ref(), &migrations, &applied_versions).await?;
     actions.push([
         "schema".to_string(),
-        if target.is_none() {
+        format!("{}{cron_line}", if target.is_none() {
             format!("apply the pending ones of {} migration files (target unknown)", migrations.files.len())
         } else if pending == 0 {
             "nothing: every migration file is applied on the target".to_string()
@@ -91,7 +96,7 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
                 "apply {pending} pending migration files of {} in version order, one transaction each",
                 migrations.files.len()
             )
-        },
+        }),
     ]);
     report.tables.push(migration_table);
     let not_applied: Vec<&crate::repo::migrations::MigrationFile> = migrations
@@ -101,6 +106,9 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         .collect();
     if let Some(item) = super::schema::outside_transaction_item(ctx, &not_applied)? {
         report.check(item);
+    }
+    if let Some(table) = cron_table {
+        report.tables.push(table);
     }
 
     // --- data
@@ -300,6 +308,86 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         ctx.manifest.secrets.required.len()
     );
     Ok(report)
+}
+
+/// The pg_cron jobs the pending migrations schedule (all files when the
+/// target is unknown), and what `schema` will do with them: the table, and
+/// a clause for the schema row ("" when they schedule none).
+async fn cron_plan(
+    ctx: &Context,
+    target: Option<&Database>,
+    migrations: &MigrationDir,
+    applied: &BTreeSet<String>,
+) -> Result<(Option<ReportTable>, String), PhaseError> {
+    let mut found = Vec::new();
+    for file in migrations
+        .files
+        .iter()
+        .filter(|f| !applied.contains(&f.version))
+    {
+        let Ok(text) = std::fs::read_to_string(&file.path) else {
+            continue;
+        };
+        let shown = file
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        for job in scheduled_jobs(&text) {
+            found.push((shown.clone(), job));
+        }
+    }
+    if found.is_empty() {
+        return Ok((None, String::new()));
+    }
+    let (fate, clause) = match target {
+        _ if !ctx.manifest.schema.hold_cron_jobs => (
+            "runs at once: [schema] hold_cron_jobs = false".to_string(),
+            "leave them running ([schema] hold_cron_jobs = false)".to_string(),
+        ),
+        None => (
+            "paused by `schema` until `cutover` (unless the target is live)".to_string(),
+            "pause them until cutover".to_string(),
+        ),
+        Some(t) => match live_since(t, &ctx.manifest.ledger.schema).await? {
+            Some((run, _)) => (
+                format!("runs at once: the target is live (cutover run {run})"),
+                "leave them running (the target is live)".to_string(),
+            ),
+            None if !t.has_pg_cron().await? => (
+                "pg_cron is not installed in the target database".to_string(),
+                "nothing to pause (no pg_cron on the target)".to_string(),
+            ),
+            None => (
+                "paused by `schema` until `cutover`".to_string(),
+                "pause them until cutover".to_string(),
+            ),
+        },
+    };
+    let mut table = ReportTable::new(
+        "pg_cron jobs the pending migrations schedule",
+        &["File", "Line", "Job", "Schedule", "Before cutover"],
+    );
+    for (file, job) in &found {
+        table.push([
+            file.clone(),
+            job.line.to_string(),
+            job.name.clone().unwrap_or_else(|| "(unnamed)".into()),
+            job.schedule
+                .as_deref()
+                .map(|s| format!("`{s}`"))
+                .unwrap_or_else(|| "(computed)".into()),
+            if job.active {
+                fate.clone()
+            } else {
+                "scheduled paused (active := false)".into()
+            },
+        ]);
+    }
+    Ok((
+        Some(table),
+        format!("; they schedule {} pg_cron job(s): {clause}", found.len()),
+    ))
 }
 
 fn gate_environment(ctx: &Context) -> String {

@@ -4,7 +4,9 @@
 //!    in `<ledger>.frontend_states` put back, and production returned to the
 //!    deployment that was live before (Vercel: promote, Cloudflare: rollback).
 //! 2. Target guards off, so the target stops sending before the source
-//!    starts again (never both at once).
+//!    starts again (never both at once), and every active pg_cron job of the
+//!    target paused and held again (see [`crate::pg::cron`]): the next
+//!    `cutover` resumes them.
 //! 3. Source guards restored to exactly the state saved in
 //!    `<ledger>.guard_states`.
 //! 4. Only when asked (`backup-file`), the target database restored from a
@@ -24,7 +26,7 @@ use crate::frontend::{DeploymentRef, EnvValue, Frontend, Snapshot};
 use crate::pg::Side;
 use crate::pg::guards::{GuardLedger, GuardValue, SavedGuard};
 use crate::pg::ledger::active_replication;
-use crate::pg::release::{FrontendItem, FrontendLedger, SavedFrontend, last_cutover};
+use crate::pg::release::{FrontendItem, FrontendLedger, SavedFrontend, last_cutover, live_since};
 use crate::report::{CheckItem, Outcome, PhaseReport, ReportTable, Status};
 
 use super::PhaseError;
@@ -184,7 +186,13 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         Vec::new()
     };
     let replication = active_replication(&target, &schema).await?;
-    if guards.is_empty() && fronts.is_empty() && frozen.is_empty() && replication.is_none() {
+    let live = live_since(&target, &schema).await?;
+    if guards.is_empty()
+        && fronts.is_empty()
+        && frozen.is_empty()
+        && replication.is_none()
+        && live.is_none()
+    {
         let last = last_cutover(&target, &schema).await?;
         match (&last, &backup) {
             (None, None) => {
@@ -227,6 +235,9 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
             .map(|g| g.run_id.to_string())
             .chain(fronts.iter().map(|f| f.run_id.to_string()))
             .collect();
+        if let (true, Some((run, _))) = (ids.is_empty(), &live) {
+            ids.push(run.to_string());
+        }
         ids.sort();
         ids.dedup();
         ids
@@ -269,6 +280,22 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
                     Side::Target => guard_value(ctx, g.kind, &g.name, false),
                 },
             ]);
+        }
+        for job in target.list_cron_jobs().await?.unwrap_or_default() {
+            if job.active {
+                restored.push([
+                    format!("target cron job {}", job.label()),
+                    "active".into(),
+                    if job.alterable {
+                        "paused (held until the next cutover)".into()
+                    } else {
+                        format!(
+                            "left active: owned by {}",
+                            job.owner.as_deref().unwrap_or("another role")
+                        )
+                    },
+                ]);
+            }
         }
         report.check(CheckItem::new(
             "rollback-plan",
@@ -367,10 +394,13 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
             "switch them off by hand before the source's guards come back, then re-run rollback",
         ),
     });
-    let target_failed = report
+    let guards_failed = report
         .checks
         .last()
         .is_some_and(|c| c.status == Status::Fail);
+    let cron = hold_target_jobs(ctx, &target_db, &guard_ledger, &schema, &mut restored).await;
+    let target_failed = guards_failed || cron.status == Status::Fail;
+    report.check(cron);
 
     // 3. The source takes writes again; a replication still running is
     // removed (the target no longer follows the source after a rollback).
@@ -528,6 +558,84 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         report.outcome = Outcome::Failed;
     }
     Ok(report)
+}
+
+/// Pauses the target's active pg_cron jobs and holds them for the next
+/// `cutover`: the target is not live after a rollback.
+async fn hold_target_jobs(
+    ctx: &Context,
+    target: &crate::pg::Database,
+    ledger: &GuardLedger,
+    schema: &str,
+    restored: &mut ReportTable,
+) -> CheckItem {
+    let (id, title) = ("rollback-cron-hold", "pg_cron jobs paused in the target");
+    let outcome = match ledger.create(schema).await {
+        Ok(()) => target.hold_active_cron_jobs(ledger, ctx.run_id, None).await,
+        Err(e) => Err(e),
+    };
+    let outcome = match outcome {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            return CheckItem::new(
+                id,
+                title,
+                Status::Skip,
+                "pg_cron is not installed in the target database",
+            );
+        }
+        Err(e) => {
+            return CheckItem::new(id, title, Status::Fail, e.to_string()).with_hint(
+                "pause the target's jobs by hand (`select cron.alter_job(jobid, active := false) from cron.job`) before the source's guards come back, then re-run rollback",
+            );
+        }
+    };
+    if outcome.held.is_empty() && outcome.unheld.is_empty() {
+        return CheckItem::new(
+            id,
+            title,
+            Status::Skip,
+            "no active pg_cron job on the target",
+        );
+    }
+    for job in &outcome.held {
+        restored.push([
+            format!("target cron job {}", job.label()),
+            "active".into(),
+            "paused (held until the next cutover)".into(),
+        ]);
+    }
+    let held: Vec<String> = outcome.held.iter().map(|j| j.label()).collect();
+    let mut evidence = format!(
+        "paused until the next cutover: {}",
+        if held.is_empty() {
+            "none".to_string()
+        } else {
+            held.join(", ")
+        }
+    );
+    if outcome.unheld.is_empty() {
+        return CheckItem::new(id, title, Status::Pass, evidence);
+    }
+    let still: Vec<String> = outcome
+        .unheld
+        .iter()
+        .map(|u| format!("{} ({})", u.job.label(), u.reason))
+        .collect();
+    evidence.push_str(&format!("; still active: {}", still.join("; ")));
+    let fixes: Vec<String> = outcome
+        .unheld
+        .iter()
+        .map(|u| {
+            format!(
+                "as {}: `select cron.alter_job({}, active := false);`",
+                u.job.owner.as_deref().unwrap_or("its owner"),
+                u.job.id
+            )
+        })
+        .collect();
+    CheckItem::new(id, title, Status::Warn, evidence)
+        .with_hint(format!("pause each by hand {}", fixes.join(", ")))
 }
 
 async fn rollback_frontend(

@@ -6,12 +6,22 @@
 //! a remote version with no file (the CLI's `ErrMissingLocal`), an applied
 //! file that changed since (drift), or a never-applied file older than the
 //! newest applied one (out of order).
+//!
+//! Afterwards, on a target that is not live yet, every active pg_cron job
+//! (one a migration just scheduled or re-activated) is paused and recorded
+//! as a cron hold, so that it runs only once `cutover` makes the target
+//! live; see [`crate::pg::cron`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::context::Context;
 use crate::manifest::QualifiedName;
+use crate::pg::Database;
+use crate::pg::guards::GuardLedger;
+use crate::pg::ledger::Ledger;
+use crate::pg::release::live_since;
+use crate::repo::cron_jobs::scheduled_jobs;
 use crate::repo::migrations::{MigrationFile, compare_versions};
 use crate::repo::sql_split;
 use crate::report::{CheckItem, PhaseReport, ReportTable, Status, human_duration, thousands};
@@ -407,6 +417,9 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         ]);
     }
     report.tables.push(table);
+    if !blocking {
+        hold_cron_jobs(ctx, &target, ledger.as_ref(), &pending, &mut report).await?;
+    }
 
     if failed {
         report.outcome = crate::report::Outcome::Failed;
@@ -427,4 +440,150 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         )
     };
     Ok(report)
+}
+
+const CRON_HOLD_ID: &str = "cron-hold";
+const CRON_HOLD_TITLE: &str = "pg_cron jobs paused until cutover";
+
+/// Pauses the target's active pg_cron jobs until `cutover`, unless the
+/// target is live already or has no pg_cron; with `dry-run`, says which it
+/// would pause. Runs after a failed file too: the files before it are
+/// applied and their jobs would run.
+async fn hold_cron_jobs(
+    ctx: &Context,
+    target: &Database,
+    ledger: Option<&Ledger>,
+    pending: &[&MigrationFile],
+    report: &mut PhaseReport,
+) -> Result<(), PhaseError> {
+    let skip =
+        |evidence: String| CheckItem::new(CRON_HOLD_ID, CRON_HOLD_TITLE, Status::Skip, evidence);
+    let Some(jobs) = target.list_cron_jobs().await? else {
+        report.check(skip(
+            "pg_cron is not installed in the target database: no job to pause".into(),
+        ));
+        return Ok(());
+    };
+    if !ctx.manifest.schema.hold_cron_jobs {
+        report.check(skip(
+            "[schema] hold_cron_jobs = false: the target's jobs keep running".into(),
+        ));
+        return Ok(());
+    }
+    let schema = &ctx.manifest.ledger.schema;
+    if let Some((run, at)) = live_since(target, schema).await? {
+        report.check(skip(format!(
+            "the target is live (cutover run {run}, {}): its jobs keep running",
+            at.format("%Y-%m-%d %H:%M UTC")
+        )));
+        return Ok(());
+    }
+    let Some(_) = ledger else {
+        let active: Vec<String> = jobs
+            .iter()
+            .filter(|j| j.active)
+            .map(|j| j.label())
+            .collect();
+        let mut scheduled = Vec::new();
+        for file in pending {
+            if let Ok(text) = std::fs::read_to_string(&file.path) {
+                scheduled.extend(
+                    scheduled_jobs(&text)
+                        .into_iter()
+                        .filter(|j| j.active)
+                        .map(|j| j.name.unwrap_or_else(|| "(unnamed)".into())),
+                );
+            }
+        }
+        report.check(skip(format!(
+            "dry run: would pause the active jobs ({}) and those the pending migrations schedule ({}) until cutover",
+            list_or_none(&active),
+            list_or_none(&scheduled)
+        )));
+        return Ok(());
+    };
+    let guards = GuardLedger::new(target, schema);
+    guards.create(schema).await?;
+    let outcome = target
+        .hold_active_cron_jobs(&guards, ctx.run_id, None)
+        .await?
+        .unwrap_or_default();
+    if outcome.held.is_empty() && outcome.unheld.is_empty() {
+        report.check(skip("no active pg_cron job on the target".into()));
+        return Ok(());
+    }
+    let mut table = ReportTable::new(
+        "pg_cron jobs held until cutover",
+        &["Job", "Schedule", "Owner", "Now"],
+    );
+    for job in &outcome.held {
+        table.push([
+            job.label(),
+            format!("`{}`", job.schedule),
+            job.owner.clone().unwrap_or_default(),
+            "paused until cutover".into(),
+        ]);
+    }
+    for u in &outcome.unheld {
+        table.push([
+            u.job.label(),
+            format!("`{}`", u.job.schedule),
+            u.job.owner.clone().unwrap_or_default(),
+            format!("**still active**: {}", u.reason),
+        ]);
+    }
+    report.tables.push(table);
+    let held: Vec<String> = outcome.held.iter().map(|j| j.label()).collect();
+    let mut evidence = if held.is_empty() {
+        "no job paused".to_string()
+    } else {
+        format!(
+            "paused {} (recorded in the ledger; cutover resumes them)",
+            held.join(", ")
+        )
+    };
+    if outcome.unheld.is_empty() {
+        report.check(CheckItem::new(
+            CRON_HOLD_ID,
+            CRON_HOLD_TITLE,
+            Status::Pass,
+            evidence,
+        ));
+    } else {
+        let still: Vec<String> = outcome
+            .unheld
+            .iter()
+            .map(|u| format!("{} ({})", u.job.label(), u.reason))
+            .collect();
+        evidence.push_str(&format!(
+            "; still active, and running before cutover: {}",
+            still.join("; ")
+        ));
+        let fixes: Vec<String> = outcome
+            .unheld
+            .iter()
+            .map(|u| {
+                format!(
+                    "as {}: `select cron.alter_job({}, active := false);`",
+                    u.job.owner.as_deref().unwrap_or("its owner"),
+                    u.job.id
+                )
+            })
+            .collect();
+        report.check(
+            CheckItem::new(CRON_HOLD_ID, CRON_HOLD_TITLE, Status::Warn, evidence).with_hint(format!(
+                "schedule jobs in migrations as the role of target-db-url, so that cutover can hold them; or pause each until cutover {} (and resume it after cutover with active := true)",
+                fixes.join(", ")
+            )),
+        );
+    }
+    Ok(())
+}
+
+fn list_or_none(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
 }

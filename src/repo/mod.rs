@@ -2,6 +2,7 @@
 //!
 //! Both are data read from disk; nothing here talks to a database or an API.
 
+pub mod cron_jobs;
 pub mod functions;
 pub mod migrations;
 pub mod sql_split;

@@ -302,7 +302,7 @@ impl LineCounter {
 
 /// What a token is, as far as splitting cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     /// Spaces, tabs and line breaks.
     Space,
     /// `-- ...` up to the line break, or a closed `/* ... */`.
@@ -334,21 +334,25 @@ impl Kind {
 
 /// A token: its kind and byte range.
 #[derive(Debug, Clone, Copy)]
-struct Token {
-    kind: Kind,
-    start: usize,
-    end: usize,
+pub(crate) struct Token {
+    /// What it is.
+    pub(crate) kind: Kind,
+    /// Byte offset of its first byte.
+    pub(crate) start: usize,
+    /// Byte offset just past it.
+    pub(crate) end: usize,
 }
 
 /// Cuts SQL into tokens, following PostgreSQL's lexer (scan.l) where it
 /// matters for finding statement boundaries.
-struct Lexer<'a> {
+pub(crate) struct Lexer<'a> {
     sql: &'a str,
     pos: usize,
 }
 
 impl<'a> Lexer<'a> {
-    fn new(sql: &'a str) -> Self {
+    /// A lexer over `sql` from its start.
+    pub(crate) fn new(sql: &'a str) -> Self {
         Lexer { sql, pos: 0 }
     }
 

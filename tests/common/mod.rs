@@ -491,7 +491,7 @@ fn ledger_texts(urls: &[String]) -> Vec<(String, String)> {
                     .path()
                     .trim_start_matches('/')
                     .to_string();
-                let db = TestDbRef { name: name.clone() };
+                let db = TestDbRef { url };
                 out.push((name, db.ledger().await));
             }
             out
@@ -501,14 +501,14 @@ fn ledger_texts(urls: &[String]) -> Vec<(String, String)> {
     .unwrap()
 }
 
-/// A database of the test server by name, without owning (dropping) it.
+/// A database by URL (of any test server), without owning (dropping) it.
 struct TestDbRef {
-    name: String,
+    url: String,
 }
 
 impl TestDbRef {
     async fn ledger(&self) -> String {
-        let Ok(mut conn) = PgConnection::connect(&url_for(&self.name, None)).await else {
+        let Ok(mut conn) = PgConnection::connect(&self.url).await else {
             return String::new();
         };
         let tables: Vec<String> = sqlx::query_scalar(
@@ -737,6 +737,8 @@ pub struct SupaDb {
     server: String,
     /// Cluster-wide roles a test made, dropped after the database.
     roles: std::sync::Mutex<Vec<String>>,
+    /// Whether the handle dropping drops the database (not a shared one).
+    owned: bool,
 }
 
 impl SupaDb {
@@ -757,7 +759,16 @@ impl SupaDb {
             name,
             server: server.to_string(),
             roles: Default::default(),
+            owned: true,
         };
+        db.prepare().await;
+        db
+    }
+
+    /// Loads what [`SupaDb::new`] puts in a fresh database: the bootstrap,
+    /// the platform fixture and `postgres`'s privileges.
+    async fn prepare(&self) {
+        let db = self;
         db.exec_as_admin(&bootstrap_sql()).await;
         db.exec_as_admin(&platform_sql()).await;
         db.exec_as_admin(&format!(
@@ -775,7 +786,6 @@ impl SupaDb {
             name = db.name
         ))
         .await;
-        db
     }
 
     /// Its URL as `supabase_admin` (superuser).
@@ -961,6 +971,9 @@ async fn drop_supa_db(server: &str, name: &str, roles: &[String]) {
 
 impl Drop for SupaDb {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         let (name, server) = (self.name.clone(), self.server.clone());
         let roles = std::mem::take(&mut *self.roles.lock().unwrap());
         // Drop runs outside async context: use a private runtime on a thread.
@@ -972,5 +985,168 @@ impl Drop for SupaDb {
             rt.block_on(drop_supa_db(&server, &name, &roles));
         })
         .join();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// pg_cron: the one database of the PostgreSQL 15 target cluster it runs in
+// ---------------------------------------------------------------------------
+
+/// Serialises the tests of this process that use the pg_cron database (an
+/// advisory lock on the server serialises them with other processes).
+fn cron_lock() -> std::sync::Arc<tokio::sync::Mutex<()>> {
+    static LOCK: std::sync::OnceLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
+        std::sync::OnceLock::new();
+    LOCK.get_or_init(Default::default).clone()
+}
+
+/// The database pg_cron keeps its jobs in (`cron.database_name`) on the
+/// PostgreSQL 15 target cluster, from `CUTOVER_TEST_PG15_CRON_DATABASE`.
+/// pg_cron has only this one database per cluster, so a test that needs real
+/// jobs uses it as its target: [`pg15_cron_target_or_skip`] hands it out to
+/// one test at a time, emptied (every job unscheduled, every schema but
+/// `cron` dropped) and bootstrapped as [`SupaDb::new`] would.
+pub struct CronTarget {
+    /// The database, as a [`SupaDb`] that is never dropped.
+    pub db: SupaDb,
+    /// The admin URL of the PostgreSQL 15 source cluster (for a source
+    /// database made with [`SupaDb::new`]).
+    pub source_server: String,
+    /// Holds the server-side advisory lock until the test ends.
+    lock: Option<PgConnection>,
+    _in_process: tokio::sync::OwnedMutexGuard<()>,
+}
+
+/// Empties the pg_cron database: no job, no publication, no schema but
+/// `cron`, `public` and the system's, and nothing in `public` but what an
+/// extension owns: `.ci/pgpair.sh` creates pg_cron there, and dropping the
+/// schema would drop the extension with it.
+const CRON_RESET_SQL: &str = r#"
+select cron.unschedule(jobid) from cron.job;
+delete from cron.job_run_details;
+do $reset$
+declare
+  s text;
+  o record;
+begin
+  for s in select n.nspname from pg_namespace n
+            where n.nspname not in ('pg_catalog', 'information_schema', 'pg_toast', 'cron', 'public')
+              and n.nspname not like 'pg\_temp\_%' and n.nspname not like 'pg\_toast\_temp\_%'
+              and not exists (select 1 from pg_extension e
+                               where e.extnamespace = n.oid and e.extname = 'pg_cron')
+  loop
+    execute format('drop schema %I cascade', s);
+  end loop;
+  for s in select pubname from pg_publication loop
+    execute format('drop publication %I', s);
+  end loop;
+  for o in select c.oid::regclass::text as name,
+                  case c.relkind when 'v' then 'view' when 'm' then 'materialized view'
+                                 when 'S' then 'sequence' when 'f' then 'foreign table'
+                                 else 'table' end as kind
+             from pg_class c
+            where c.relnamespace = 'public'::regnamespace
+              and c.relkind in ('r', 'p', 'v', 'm', 'f', 'S')
+              and not exists (select 1 from pg_depend d
+                               where d.classid = 'pg_class'::regclass and d.objid = c.oid
+                                 and d.deptype in ('e', 'i', 'a'))
+  loop
+    execute format('drop %s if exists %s cascade', o.kind, o.name);
+  end loop;
+  for o in select p.oid::regprocedure::text as name from pg_proc p
+            where p.pronamespace = 'public'::regnamespace
+              and not exists (select 1 from pg_depend d
+                               where d.classid = 'pg_proc'::regclass and d.objid = p.oid
+                                 and d.deptype = 'e')
+  loop
+    execute format('drop routine if exists %s cascade', o.name);
+  end loop;
+  for o in select t.oid::regtype::text as name from pg_type t
+            where t.typnamespace = 'public'::regnamespace and t.typtype in ('e', 'd', 'r', 'c')
+              and (t.typrelid = 0 or (select relkind from pg_class where oid = t.typrelid) = 'c')
+              and not exists (select 1 from pg_depend d
+                               where d.classid = 'pg_type'::regclass and d.objid = t.oid
+                                 and d.deptype = 'e')
+  loop
+    execute format('drop type if exists %s cascade', o.name);
+  end loop;
+end
+$reset$;
+"#;
+
+/// [`CronTarget`] of the PostgreSQL 15 clusters, or `None` with a skip note
+/// where they are not set up (a panic under CI, like [`pg_pair`]). Waits
+/// for other tests using the pg_cron database to finish.
+pub async fn pg15_cron_target_or_skip(test: &str) -> Option<CronTarget> {
+    let (source_server, target_server) = pg_pair_or_skip(15, test)?;
+    let name = match std::env::var("CUTOVER_TEST_PG15_CRON_DATABASE") {
+        Ok(n) if !n.is_empty() => n,
+        _ if std::env::var_os("CI").is_some() => panic!(
+            "CUTOVER_TEST_PG15_CRON_DATABASE is unset: run .ci/pg15.sh, then `set -a; . /tmp/cutover-pg15/env; set +a`"
+        ),
+        _ => {
+            eprintln!(
+                "skipped {test}: CUTOVER_TEST_PG15_CRON_DATABASE is unset (load /tmp/cutover-pg15/env)"
+            );
+            return None;
+        }
+    };
+    let in_process = cron_lock().lock_owned().await;
+    let db = SupaDb {
+        name: name.clone(),
+        server: target_server.clone(),
+        roles: Default::default(),
+        owned: false,
+    };
+    let mut lock = PgConnection::connect(&db.admin_url())
+        .await
+        .unwrap_or_else(|e| panic!("connect to {name} (run .ci/pg15.sh): {e}"));
+    sqlx::query("select pg_advisory_lock(hashtext('cutover tests: pg_cron database'))")
+        .execute(&mut lock)
+        .await
+        .expect("lock the pg_cron database");
+    db.exec_as_admin(CRON_RESET_SQL).await;
+    db.prepare().await;
+    Some(CronTarget {
+        db,
+        source_server,
+        lock: Some(lock),
+        _in_process: in_process,
+    })
+}
+
+impl CronTarget {
+    /// `jobname=active` of every job, by name, read as the superuser.
+    pub async fn jobs(&self) -> String {
+        self.db
+            .scalar_as_admin(
+                "select coalesce(string_agg(jobname || '=' || active, ',' order by jobname), '') from cron.job",
+            )
+            .await
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for CronTarget {
+    /// Unschedules the test's jobs (they would keep running every minute),
+    /// then the lock is released.
+    fn drop(&mut self) {
+        let url = self.db.admin_url();
+        let lock = self.lock.take();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut conn) = PgConnection::connect(&url).await {
+                    let _ = sqlx::raw_sql("select cron.unschedule(jobid) from cron.job")
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+        drop(lock);
     }
 }

@@ -26,6 +26,7 @@ use crate::context::{Context, name_looks_secret};
 use crate::frontend::{Frontend, Snapshot};
 use crate::github::{GithubClient, NewDeployment, NewDeploymentStatus};
 use crate::manifest::{QualifiedName, expand};
+use crate::pg::cron::ReleasedHold;
 use crate::pg::guards::{GuardKind, GuardLedger, GuardValue, SwitchTable};
 use crate::pg::ledger::StepRecord;
 use crate::pg::release::{FrontendItem, FrontendLedger};
@@ -54,7 +55,7 @@ pub fn switch_table(ctx: &Context) -> Result<Option<SwitchTable>, PhaseError> {
 /// The value a guard takes when switched off or on.
 pub fn guard_value(ctx: &Context, kind: GuardKind, name: &str, on: bool) -> String {
     match kind {
-        GuardKind::Cron => on.to_string(),
+        GuardKind::Cron | GuardKind::CronHold => on.to_string(),
         GuardKind::Switch => ctx
             .manifest
             .guards
@@ -94,11 +95,11 @@ pub fn describe_guards(guards: &[GuardValue]) -> String {
         .map(|g| {
             let what = match g.kind {
                 GuardKind::Switch => g.name.clone(),
-                GuardKind::Cron => format!("cron job {}", g.name),
+                GuardKind::Cron | GuardKind::CronHold => format!("cron job {}", g.name),
             };
             match &g.value {
                 None => format!("{what} (absent)"),
-                Some(v) if g.kind == GuardKind::Cron => {
+                Some(v) if g.kind.is_cron() => {
                     format!("{what} {}", if v == "true" { "active" } else { "paused" })
                 }
                 Some(v) => format!("{what} = {v}"),
@@ -255,7 +256,8 @@ enum Change {
     Freeze,
     SourceGuards(Vec<GuardValue>),
     Frontend(Snapshot),
-    TargetGuards(Vec<GuardValue>),
+    /// The target's guards as they were, and the cron holds released.
+    TargetGuards(Vec<GuardValue>, Vec<ReleasedHold>),
 }
 
 /// Runs `cutover`.
@@ -291,6 +293,12 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         let target = ctx.target("cutover", false).await?;
         let s = read_guards(ctx, &source, table.as_ref()).await?;
         let t = read_guards(ctx, &target, table.as_ref()).await?;
+        let holds: Vec<String> = GuardLedger::new(&target, &ctx.manifest.ledger.schema)
+            .open_holds()
+            .await?
+            .into_iter()
+            .map(|h| h.name)
+            .collect();
         let copied = super::select_tables(ctx, &source).await?.copy.len();
         for (id, title, evidence) in [
             (
@@ -330,8 +338,16 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
                 "guards-target-on",
                 "Guards on in the target",
                 format!(
-                    "would switch on in the target; now: {}",
-                    describe_guards(&t)
+                    "would switch on in the target; now: {}{}",
+                    describe_guards(&t),
+                    if holds.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "; would resume the pg_cron jobs held since schema: {}",
+                            holds.join(", ")
+                        )
+                    }
                 ),
             ),
             (
@@ -500,7 +516,7 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         )
         .await
         {
-            Ok((before, item)) => {
+            Ok((before, _, item)) => {
                 steps.push(&mut report, item, clock.elapsed());
                 changes.push(Change::SourceGuards(before));
             }
@@ -629,9 +645,9 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         )
         .await
         {
-            Ok((before, item)) => {
+            Ok((before, released, item)) => {
                 steps.push(&mut report, item, clock.elapsed());
-                changes.push(Change::TargetGuards(before));
+                changes.push(Change::TargetGuards(before, released));
             }
             Err(e) => {
                 steps.push(
@@ -904,7 +920,9 @@ fn freeze_table(done: &database::SwitchDone, frontend: Duration, kept: bool) -> 
 
 /// Switches one side's guards off (`on == false`) or on, saving the state
 /// before in the ledger. Fails before changing anything when a named switch
-/// does not exist on that side.
+/// does not exist on that side. Switching the target's on also resumes the
+/// pg_cron jobs `schema` held (see [`crate::pg::cron`]), so they come back
+/// exactly with the app; the holds released are returned for the undo.
 async fn switch_guards(
     ctx: &Context,
     db: &Database,
@@ -912,7 +930,7 @@ async fn switch_guards(
     ledger: &GuardLedger,
     side: Side,
     on: bool,
-) -> Result<(Vec<GuardValue>, CheckItem), PhaseError> {
+) -> Result<(Vec<GuardValue>, Vec<ReleasedHold>, CheckItem), PhaseError> {
     let (id, title) = if on {
         ("guards-target-on", "Guards on in the target")
     } else {
@@ -932,12 +950,6 @@ async fn switch_guards(
         ))
         .hint(
             "add the key to the config table (a migration), or remove it from [[guards.switches]]",
-        ));
-    }
-    if before.is_empty() {
-        return Ok((
-            before,
-            CheckItem::new(id, title, Status::Skip, "no [guards] in the manifest"),
         ));
     }
     let mut notes = Vec::new();
@@ -964,11 +976,30 @@ async fn switch_guards(
             value: Some(value),
         });
     }
-    let mut evidence = format!(
-        "{} → {}; previous state saved in the ledger",
-        describe_guards(&before),
-        describe_guards(&changed)
-    );
+    let released = if on && side == Side::Target {
+        db.release_cron_holds(ledger, ctx.run_id).await?
+    } else {
+        Vec::new()
+    };
+    if before.is_empty() && released.is_empty() {
+        return Ok((
+            before,
+            released,
+            CheckItem::new(id, title, Status::Skip, "no [guards] in the manifest"),
+        ));
+    }
+    let mut evidence = if before.is_empty() {
+        "no [guards] in the manifest".to_string()
+    } else {
+        format!(
+            "{} → {}; previous state saved in the ledger",
+            describe_guards(&before),
+            describe_guards(&changed)
+        )
+    };
+    if !released.is_empty() {
+        evidence.push_str(&format!("; {}", describe_released(&released)));
+    }
     if !notes.is_empty() {
         evidence.push_str(&format!("; {}", notes.join(", ")));
     }
@@ -982,7 +1013,33 @@ async fn switch_guards(
         },
         evidence,
     );
-    Ok((before, item))
+    Ok((before, released, item))
+}
+
+/// `pg_cron jobs schema paused resumed: a, b` for the evidence.
+fn describe_released(released: &[ReleasedHold]) -> String {
+    let resumed: Vec<&str> = released
+        .iter()
+        .filter(|r| r.found)
+        .map(|r| r.name.as_str())
+        .collect();
+    let gone: Vec<&str> = released
+        .iter()
+        .filter(|r| !r.found)
+        .map(|r| r.name.as_str())
+        .collect();
+    let mut text = format!(
+        "pg_cron jobs held since schema resumed: {}",
+        if resumed.is_empty() {
+            "none".to_string()
+        } else {
+            resumed.join(", ")
+        }
+    );
+    if !gone.is_empty() {
+        text.push_str(&format!(" (no longer scheduled: {})", gone.join(", ")));
+    }
+    text
 }
 
 /// Puts one side's guards back to `before` (as read at the start of this
@@ -1009,6 +1066,37 @@ pub async fn restore_guards(
         .collect();
     ledger.mark_restored(&mine, ctx.run_id).await?;
     Ok(describe_guards(before))
+}
+
+/// Pauses again the jobs whose holds this run released, with new holds, so
+/// the next `cutover` resumes them; `; pg_cron jobs ... paused again` or "".
+async fn rehold(
+    ctx: &Context,
+    target: &Database,
+    ledger: &GuardLedger,
+    released: &[ReleasedHold],
+) -> Result<String, PhaseError> {
+    let names: Vec<String> = released
+        .iter()
+        .filter(|r| r.found)
+        .map(|r| r.name.clone())
+        .collect();
+    if names.is_empty() {
+        return Ok(String::new());
+    }
+    let outcome = target
+        .hold_active_cron_jobs(ledger, ctx.run_id, Some(&names))
+        .await?
+        .unwrap_or_default();
+    Ok(format!(
+        "; pg_cron jobs paused again until cutover: {}",
+        outcome
+            .held
+            .iter()
+            .map(|j| j.label())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1043,8 +1131,16 @@ async fn undo(
             )
             .with_hint("run `cutover rollback`: it lifts the freeze"),
         },
-        Change::TargetGuards(before) => {
-            match restore_guards(ctx, target, table, guard_ledger, Side::Target, &before).await {
+        Change::TargetGuards(before, released) => {
+            let restored =
+                match restore_guards(ctx, target, table, guard_ledger, Side::Target, &before).await
+                {
+                    Ok(d) => rehold(ctx, target, guard_ledger, &released)
+                        .await
+                        .map(|held| format!("{d}{held}")),
+                    Err(e) => Err(e),
+                };
+            match restored {
                 Ok(d) => CheckItem::new(
                     "undo-guards-target",
                     "Undo: target guards restored",

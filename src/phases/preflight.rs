@@ -574,28 +574,60 @@ async fn migration_checks(
 }
 
 pub(crate) fn required_secrets(ctx: &Context) -> CheckItem {
+    required_values(
+        ctx,
+        RequiredValues {
+            secrets: true,
+            config: true,
+            frontend: true,
+        },
+    )
+}
+
+/// Which of the manifest's variables a check asks for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RequiredValues {
+    /// `[secrets.required]` (the `secrets` phase).
+    pub secrets: bool,
+    /// `${VAR}`s in `[config] values` (the `config` phase).
+    pub config: bool,
+    /// `${VAR}`s in `[frontend.env]` (`cutover` and `rollback`).
+    pub frontend: bool,
+}
+
+/// The "Required secret variables present" row for the variables `scope`
+/// names.
+pub(crate) fn required_values(ctx: &Context, scope: RequiredValues) -> CheckItem {
     let title = "Required secret variables present";
     let mut missing: Vec<String> = Vec::new();
-    for (name, var) in &ctx.manifest.secrets.required {
-        if ctx.env_var(var).is_none() {
-            missing.push(format!("{name} (from ${var})"));
+    if scope.secrets {
+        for (name, var) in &ctx.manifest.secrets.required {
+            if ctx.env_var(var).is_none() {
+                missing.push(format!("{name} (from ${var})"));
+            }
         }
     }
     // `${VAR}` references in config values and frontend variables must resolve too.
     let lookup = |v: &str| ctx.env_var(v);
-    for (key, value) in &ctx.manifest.config.values {
-        if let Err(vars) = expand(value, lookup) {
-            missing.push(format!("[config] {key} (from ${})", vars.join(", $")));
+    if scope.config {
+        for (key, value) in &ctx.manifest.config.values {
+            if let Err(vars) = expand(value, lookup) {
+                missing.push(format!("[config] {key} (from ${})", vars.join(", $")));
+            }
         }
     }
-    if let Some(frontend) = &ctx.manifest.frontend {
+    if let (Some(frontend), true) = (&ctx.manifest.frontend, scope.frontend) {
         for (name, value) in &frontend.env {
             if let Err(vars) = expand(value, lookup) {
                 missing.push(format!("[frontend] {name} (from ${})", vars.join(", $")));
             }
         }
     }
-    let total = ctx.manifest.secrets.required.len();
+    let total = if scope.secrets {
+        ctx.manifest.secrets.required.len()
+    } else {
+        0
+    };
     if missing.is_empty() {
         CheckItem::new(
             "required-secrets",

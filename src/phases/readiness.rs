@@ -10,7 +10,7 @@
 
 use crate::context::Context;
 use crate::manifest::{DataMode, QualifiedName};
-use crate::pg::{Database, Side};
+use crate::pg::{Database, ServerInfo, Side};
 use crate::report::{CheckItem, PhaseReport, Status, plural, thousands};
 
 use super::{Phase, PhaseError, select_tables};
@@ -80,6 +80,22 @@ pub async fn run(ctx: &mut Context, phases: &[Phase]) -> Result<PhaseReport, Pha
         None
     };
 
+    // Source ≠ target, as every writing phase checks it again: nothing below
+    // (the target's rows) means anything when they are one database.
+    let mut one_environment = false;
+    if let (Some((_, source_info)), Some((_, target_info))) = (&source, &target) {
+        let mut item =
+            super::preflight::distinct_environments(ctx, Some(source_info), Some(target_info));
+        if item.status == Status::Fail {
+            one_environment = true;
+            item.evidence = format!(
+                "source and target are one environment: {}; nothing was read or written",
+                item.evidence
+            );
+        }
+        report.check(item);
+    }
+
     if has(Phase::Schema) {
         let (item, _) = super::preflight::migration_files_check(ctx);
         report.check(item);
@@ -118,12 +134,23 @@ pub async fn run(ctx: &mut Context, phases: &[Phase]) -> Result<PhaseReport, Pha
         });
     }
 
-    if has(Phase::Secrets) || has(Phase::Config) || has(Phase::Cutover) {
-        report.check(super::preflight::required_secrets(ctx));
+    // Each phase's own variables: `config` does not wait for the values only
+    // `secrets` sets.
+    let scope = super::preflight::RequiredValues {
+        secrets: has(Phase::Secrets),
+        config: has(Phase::Config),
+        frontend: has(Phase::Cutover) || has(Phase::Rollback),
+    };
+    if scope.secrets || scope.config || scope.frontend {
+        report.check(super::preflight::required_values(ctx, scope));
     }
 
-    if has(Phase::Data) && ctx.manifest.data.mode == DataMode::Copy && !ctx.settings.overwrite {
-        if let (Some(source), Some(target)) = (&source, &target) {
+    if has(Phase::Data)
+        && ctx.manifest.data.mode == DataMode::Copy
+        && !ctx.settings.overwrite
+        && !one_environment
+    {
+        if let (Some((source, _)), Some((target, _))) = (&source, &target) {
             report.check(target_tables_row(ctx, source, target).await?);
         }
     }
@@ -156,13 +183,13 @@ fn failed_row(id: &str, title: &str, e: PhaseError) -> CheckItem {
 }
 
 /// Connects to one side (writable for the target unless dry-run) and says so;
-/// the database on success.
+/// the database and what it is on success.
 async fn database_row(
     ctx: &mut Context,
     side: Side,
     needed_by: &str,
     report: &mut PhaseReport,
-) -> Option<Database> {
+) -> Option<(Database, ServerInfo)> {
     let id = format!("{}-database", side.name());
     let title = format!("{} database reachable", capitalised(side.name()));
     let db = match side {
@@ -199,7 +226,7 @@ async fn database_row(
         }
         None => CheckItem::new(&id, &title, Status::Pass, evidence),
     });
-    Some(db)
+    Some((db, info))
 }
 
 /// `data` refuses target tables that already hold rows (unless overwrite):

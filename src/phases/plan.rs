@@ -9,7 +9,9 @@ use crate::context::{Context, name_looks_secret};
 use crate::manifest::{QualifiedName, expand};
 use crate::pg::{Database, Side};
 use crate::redact::MASK;
-use crate::report::{CheckItem, PhaseReport, ReportTable, Status, thousands};
+use crate::report::{
+    CheckItem, MIGRATIONS, PhaseReport, ROW_COUNTS, ReportTable, Status, thousands,
+};
 
 use super::{PhaseError, TableSelection, select_tables};
 
@@ -56,7 +58,8 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         .flatten()
         .map(|m| m.version.clone())
         .collect();
-    let mut migration_table = ReportTable::new("Migrations", &["Version", "Name", "On target"]);
+    let mut migration_table =
+        ReportTable::new(MIGRATIONS, &["Version", "Name", "Status"]).merged_as(MIGRATIONS);
     let mut pending = 0;
     for file in &migrations.files {
         let state = if target.is_none() {
@@ -344,8 +347,9 @@ async fn data_plan(
     };
     let mut table = ReportTable::new(
         "Tables to copy",
-        &["Table", "Source rows", "Target rows", "RLS on source"],
-    );
+        &["Table", "Source", "Target", "RLS on source"],
+    )
+    .merged_as(ROW_COUNTS);
     let mut total = 0i64;
     let mut non_empty = 0;
     for info in &selection.copy {

@@ -10,7 +10,7 @@ use crate::context::Context;
 use crate::github::GithubClient;
 use crate::manifest::{QualifiedName, expand};
 use crate::pg::{Database, ServerInfo, Side};
-use crate::report::{CheckItem, PhaseReport, ReportTable, Status, thousands};
+use crate::report::{CheckItem, PhaseReport, ROW_COUNTS, ReportTable, Status, thousands};
 
 use super::{PhaseError, select_tables};
 
@@ -147,7 +147,8 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         let names: Vec<QualifiedName> = selection.copy.iter().map(|t| t.name.clone()).collect();
         let counts = db.exact_row_counts(&names).await?;
         let total: i64 = counts.values().sum();
-        let mut table = ReportTable::new("Source row counts", &["Table", "Rows"]);
+        let mut table =
+            ReportTable::new("Source row counts", &["Table", "Source"]).merged_as(ROW_COUNTS);
         for (name, n) in &counts {
             table.push([name.to_string(), thousands(*n)]);
         }

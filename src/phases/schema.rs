@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::context::Context;
 use crate::repo::migrations::{MigrationFile, compare_versions};
 use crate::repo::sql_split;
-use crate::report::{CheckItem, PhaseReport, ReportTable, Status, human_duration};
+use crate::report::{CheckItem, MIGRATIONS, PhaseReport, ReportTable, Status, human_duration};
 
 use super::PhaseError;
 
@@ -183,9 +183,10 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     }
 
     let mut table = ReportTable::new(
-        "Migrations",
+        MIGRATIONS,
         &["Version", "Name", "Status", "Statements", "Took"],
-    );
+    )
+    .merged_as(MIGRATIONS);
     let mut status_of: BTreeMap<&str, [String; 3]> = BTreeMap::new();
     for file in &dir.files {
         if applied.contains(&file.version) {

@@ -323,7 +323,7 @@ fn phases_table(out: &mut String, run: &RunReport) {
 
 /// The tables phases mark with [`ReportTable::merge_as`], one per title, in
 /// the order of their first appearance. Rows and columns are taken from the
-/// latest phase first, so its measurement leads; a cell an earlier phase also
+/// latest table first, so its measurement leads; a cell an earlier phase also
 /// filled keeps the later value.
 fn merged_tables(run: &RunReport) -> Vec<ReportTable> {
     // Each merged table, the phases it joins, and the phase of each column.
@@ -332,7 +332,7 @@ fn merged_tables(run: &RunReport) -> Vec<ReportTable> {
         .phases
         .iter()
         .rev()
-        .flat_map(|p| p.tables.iter().map(move |t| (p.phase.as_str(), t)))
+        .flat_map(|p| p.tables.iter().rev().map(move |t| (p.phase.as_str(), t)))
         .filter_map(|(phase, t)| t.merge_as.as_deref().map(|title| (phase, title, t)));
     for (phase, title, table) in marked {
         let index = match merged.iter().position(|(m, _, _)| m.title == title) {
@@ -809,5 +809,181 @@ mod tests {
             0,
             "code fences stay balanced"
         );
+    }
+
+    #[test]
+    fn user_text_is_escaped_and_code_spans_kept() {
+        assert_eq!(
+            inline("rename to <version>_<name>.sql"),
+            "rename to &lt;version&gt;\\_&lt;name&gt;.sql"
+        );
+        assert_eq!(inline("invoice_folder_path"), "invoice_folder_path");
+        assert_eq!(inline("a *b* c\\d ~e~"), "a \\*b\\* c\\\\d \\~e\\~");
+        assert_eq!(inline("one ` stray"), "one \\` stray");
+        assert_eq!(inline("run `repair <version>`"), "run `repair <version>`");
+        assert_eq!(cell("a|b"), "a\\|b");
+        assert_eq!(cell("`x|y`"), "`x\\|y`");
+        assert_eq!(cell("line\nnext"), "line<br>next");
+        assert_eq!(cell("**differs**"), "**differs**");
+        assert_eq!(cell("**<b>**"), "**&lt;b&gt;**");
+    }
+
+    #[test]
+    fn a_phase_that_stopped_is_a_failed_checklist_row() {
+        let mut run = sample();
+        run.errors.clear();
+        run.phases[1].checks.retain(|c| c.status != Status::Fail);
+        run.phases[1].errors.push(ErrorReport {
+            message: "connection refused".into(),
+            hint: Some("start the server".into()),
+        });
+        let page = render(&run, "r.json");
+        assert!(
+            page.contains("3 items: 1 passed, 1 failed, 1 skipped."),
+            "{page}"
+        );
+        assert!(
+            page.contains("| ❌ | preflight | Phase ran to the end | connection refused<br>↳ **fix:** start the server |"),
+            "{page}"
+        );
+        // Failed with neither a failed row nor an error: still a failed row.
+        run.phases[1].errors.clear();
+        let page = render(&run, "r.json");
+        assert!(
+            page.contains(
+                "| ❌ | preflight | Phase ran to the end | failed: Checked 3 items; 1 failed. |"
+            ),
+            "{page}"
+        );
+    }
+
+    #[test]
+    fn blocked_rows_and_warnings_need_attention() {
+        let mut run = sample();
+        run.errors.clear();
+        run.phases[1].outcome = Outcome::Blocked;
+        run.phases[1].check(
+            CheckItem::new(
+                "undo-frontend",
+                "Undo: frontend restored",
+                Status::Warn,
+                "1 variable was not readable",
+            )
+            .with_hint("set it by hand"),
+        );
+        let page = render(&run, "r.json");
+        let attention =
+            &page[page.find("## Needs attention").unwrap()..page.find("## Checklist").unwrap()];
+        assert!(attention.contains("1 failed, 1 warning."), "{attention}");
+        assert!(
+            attention.contains("| ⛔ | preflight | Source and target are different |"),
+            "{attention}"
+        );
+        assert!(attention.contains("| ⚠️ | preflight | Undo: frontend restored | 1 variable was not readable<br>↳ **fix:** set it by hand |"), "{attention}");
+        assert!(
+            attention.find("⛔").unwrap() < attention.find("⚠️").unwrap(),
+            "failures first"
+        );
+    }
+
+    #[test]
+    fn long_checklists_fold_their_passing_rows() {
+        let mut run = sample();
+        for i in 0..FOLD_ROWS {
+            run.phases[0].check(CheckItem::new(
+                &format!("c{i}"),
+                &format!("Check {i}"),
+                Status::Pass,
+                "fine",
+            ));
+        }
+        let page = render(&run, "r.json");
+        assert!(
+            page.contains("<details><summary>16 passed</summary>"),
+            "{page}"
+        );
+        let before_fold = &page[..page.find("16 passed</summary>").unwrap()];
+        assert!(
+            before_fold.contains("| ⏭️ | preflight | Environment has required reviewers |"),
+            "skips stay visible"
+        );
+        // Short lists stay open: the sample's checklist is one table.
+        let short = render(&sample(), "r.json");
+        assert!(!short.contains("passed</summary>"), "{short}");
+    }
+
+    #[test]
+    fn evidence_folds_when_long_or_passing() {
+        let mut run = sample();
+        let mut long = ReportTable::new("Long", &["n"]);
+        for i in 0..=FOLD_ROWS {
+            long.push([i.to_string()]);
+        }
+        run.phases[1].tables.push(long);
+        let mut passing = ReportTable::new("Plan table", &["n"]);
+        passing.push(["1"]);
+        run.phases[0].tables.push(passing);
+        let page = render(&run, "r.json");
+        assert!(
+            page.contains(
+                "<details open><summary><b>preflight</b> · Source row counts · 2 rows</summary>"
+            ),
+            "{page}"
+        );
+        assert!(
+            page.contains("<details><summary><b>preflight</b> · Long · 16 rows</summary>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("<details><summary><b>plan</b> · Plan table · 1 row</summary>"),
+            "{page}"
+        );
+    }
+
+    #[test]
+    fn tables_of_several_phases_merge_into_one() {
+        let mut run = sample();
+        run.phases[1].tables[0].merge_as = Some(crate::report::ROW_COUNTS.into());
+        run.phases[1].tables[0].columns[1] = "Source".into();
+        let mut copied = ReportTable::new("Tables copied", &["Table", "Copied", "Copy"])
+            .merged_as(crate::report::ROW_COUNTS);
+        copied.push(["public.customers", "1,204", "1 KiB in 2 ms"]);
+        copied.push(["public.notes|x", "2", "1 KiB in 2 ms"]);
+        let mut validated =
+            ReportTable::new("Row counts and checksums", &["Table", "Source", "Target"])
+                .merged_as(crate::report::ROW_COUNTS);
+        validated.push(["public.customers", "1,204", "1,204"]);
+        let mut schema = run.phases[2].clone();
+        schema.outcome = Outcome::Success;
+        schema.tables = vec![copied, validated];
+        run.phases[2] = schema;
+        let page = render(&run, "r.json");
+        assert_eq!(page.matches("public.customers").count(), 1, "{page}");
+        // The copied count repeats the source's in one row, not in the other: kept.
+        assert!(
+            page.contains("| Table | Source | Target | Copied | Copy |"),
+            "{page}"
+        );
+        assert!(
+            page.contains(
+                "| public.customers | 1,204 | 1,204 | 1,204 | 1\u{a0}KiB\u{a0}in\u{a0}2\u{a0}ms |"
+            ),
+            "{page}"
+        );
+        assert!(page.contains("| public.notes\\|x | 3 | — | 2 |"), "{page}");
+        assert!(
+            page.contains("<b>Row counts (preflight, schema)</b> · 2 rows"),
+            "{page}"
+        );
+    }
+
+    #[test]
+    fn the_gantt_only_shows_for_long_runs() {
+        let mut run = sample();
+        assert!(!render(&run, "r.json").contains("```mermaid"));
+        run.finished_at = run.started_at + chrono::Duration::milliseconds(GANTT_MIN_MS as i64 + 1);
+        let page = render(&run, "r.json");
+        assert!(page.contains("```mermaid\ngantt"), "{page}");
+        assert!(page.contains("    preflight : crit, p1, "), "{page}");
     }
 }

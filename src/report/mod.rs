@@ -495,4 +495,20 @@ mod tests {
         run.phases[1].outcome = Outcome::Blocked;
         assert_eq!(run.compute_outcome(), Outcome::Blocked);
     }
+
+    #[test]
+    fn counts_say_one_or_many() {
+        assert_eq!(count(1, "secret", "secrets"), "1 secret");
+        assert_eq!(count(0, "file", "files"), "0 files");
+        assert_eq!(count(1204, "row", "rows"), "1,204 rows");
+        assert_eq!(noun(1u64, "is", "are"), "is");
+        assert_eq!(noun(2usize, "is", "are"), "are");
+    }
+
+    #[test]
+    fn emphasis_round_trips() {
+        assert_eq!(split_emphasis(&emphasis("differs")), ("differs", true));
+        assert_eq!(split_emphasis("plain"), ("plain", false));
+        assert_eq!(split_emphasis("****"), ("****", false));
+    }
 }

@@ -44,9 +44,7 @@ pub fn register_input_secrets(settings: &Settings, redactor: &Redactor, console:
 /// Runs the phases and writes every output. Returns the process exit code.
 pub async fn run(settings: Settings, env: Box<dyn EnvSource + Send + Sync>) -> i32 {
     let redactor = Redactor::new();
-    let console = Console {
-        actions: settings.actions,
-    };
+    let console = Console::new(settings.actions);
     register_input_secrets(&settings, &redactor, &console);
     let started_at = Utc::now();
 
@@ -128,7 +126,8 @@ async fn run_phase(ctx: &mut Context, phase: Phase) -> PhaseReport {
     report.duration_ms = clock.elapsed().as_millis() as u64;
     report.conclude_from_checks();
     redact_report(&mut report, &ctx.redactor);
-    print!("{}", report::text::render_phase(&report));
+    ctx.console
+        .text(&report::text::render_phase(&report, &ctx.console.style));
     for error in &report.errors {
         ctx.console
             .error(&format!("{phase}: {}", error.message), None, None);
@@ -311,14 +310,19 @@ fn finish(settings: &Settings, redactor: &Redactor, console: &Console, run: RunR
             ));
         }
     }
-    print!(
-        "{}",
-        redactor.redact(&report::text::render_footer(
-            &run,
-            &report_path,
-            written_summary.as_deref()
-        ))
-    );
+    // Redacted before wrapping too: a secret broken over two lines would
+    // slip past the redaction of the whole text.
+    let mut shown = run.clone();
+    for error in &mut shown.errors {
+        error.message = redactor.redact(&error.message);
+        error.hint = error.hint.as_deref().map(|h| redactor.redact(h));
+    }
+    console.text(&redactor.redact(&report::text::render_footer(
+        &shown,
+        &report_path,
+        written_summary.as_deref(),
+        &console.style,
+    )));
     for e in &io_errors {
         eprintln!("error: {e}");
         console.error(e, None, None);

@@ -10,7 +10,7 @@ use crate::manifest::{QualifiedName, expand};
 use crate::pg::{Database, Side};
 use crate::redact::MASK;
 use crate::report::{
-    CheckItem, MIGRATIONS, PhaseReport, ROW_COUNTS, ReportTable, Status, thousands,
+    CheckItem, MIGRATIONS, PhaseReport, ROW_COUNTS, ReportTable, Status, count, thousands,
 };
 
 use super::{PhaseError, TableSelection, select_tables};
@@ -250,9 +250,9 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     actions.push([
         "cutover".to_string(),
         format!(
-            "require environment `{}` with ≥ {} reviewer(s){}, this run approved, a passing validate newer than {} h; then {}; set the sequences; {}; {}",
+            "require environment `{}` with ≥ {}{}, this run approved, a passing validate newer than {} h; then {}; set the sequences; {}; {}",
             gate_environment(ctx),
-            gate.min_approvals,
+            count(gate.min_approvals, "reviewer", "reviewers"),
             if gate.four_eyes { ", approver ≠ initiator" } else { "" },
             gate.validation_max_age_hours,
             match ctx.manifest.data.mode {
@@ -288,11 +288,11 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
 
     report.tables.insert(0, actions);
     report.summary = format!(
-        "Read-only plan: {} pending migrations, {} tables to copy, {} functions, {} secrets. Nothing was written.",
-        pending,
-        copied,
-        functions.deploy.len(),
-        ctx.manifest.secrets.required.len()
+        "Read-only plan: {} pending, {} to copy, {}, {}. Nothing was written.",
+        count(pending, "migration", "migrations"),
+        count(copied, "table", "tables"),
+        count(functions.deploy.len(), "function", "functions"),
+        count(ctx.manifest.secrets.required.len(), "secret", "secrets")
     );
     Ok(report)
 }

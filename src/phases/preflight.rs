@@ -10,7 +10,7 @@ use crate::context::Context;
 use crate::github::GithubClient;
 use crate::manifest::{QualifiedName, expand};
 use crate::pg::{Database, ServerInfo, Side};
-use crate::report::{CheckItem, PhaseReport, ROW_COUNTS, ReportTable, Status, thousands};
+use crate::report::{CheckItem, PhaseReport, ROW_COUNTS, ReportTable, Status, count, thousands};
 
 use super::{PhaseError, select_tables};
 
@@ -247,13 +247,14 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         .filter(|c| c.status == Status::Skip)
         .count();
     report.summary = format!(
-        "{} items checked: {} passed, {failed} failed, {warned} warnings, {skipped} not applicable here.",
-        report.checks.len(),
+        "{}: {} passed, {failed} failed, {}, {skipped} not applicable here.",
+        count(report.checks.len(), "item checked", "items checked"),
         report
             .checks
             .iter()
             .filter(|c| c.status == Status::Pass)
-            .count()
+            .count(),
+        count(warned, "warning", "warnings")
     );
     Ok(report)
 }
@@ -471,7 +472,7 @@ async fn migration_checks(
             "migration-files",
             "Migration files well-formed",
             Status::Pass,
-            format!("{} files in version order{range}, no duplicate versions", dir.files.len()),
+            format!("{} in version order{range}, no duplicate versions", count(dir.files.len(), "file", "files")),
         )
     } else {
         CheckItem::new("migration-files", "Migration files well-formed", Status::Fail, problems.join("; "))
@@ -562,7 +563,10 @@ fn required_secrets(ctx: &Context) -> CheckItem {
             "required-secrets",
             title,
             Status::Pass,
-            format!("{total} secrets and every ${{VAR}} reference have values (values not shown)"),
+            format!(
+                "{} and every ${{VAR}} reference have values (values not shown)",
+                count(total, "secret", "secrets")
+            ),
         )
     } else {
         CheckItem::new(
@@ -718,8 +722,8 @@ async fn environment_protection(ctx: &Context) -> CheckItem {
                 title,
                 Status::Fail,
                 format!(
-                    "`{name}` has {} required reviewer(s); the manifest asks for at least {}",
-                    rule.reviewers.len(),
+                    "`{name}` has {}; the manifest asks for at least {}",
+                    count(rule.reviewers.len(), "required reviewer", "required reviewers"),
                     ctx.manifest.gate.min_approvals
                 ),
             )

@@ -13,7 +13,9 @@ use std::time::Duration;
 use crate::context::Context;
 use crate::repo::migrations::{MigrationFile, compare_versions};
 use crate::repo::sql_split;
-use crate::report::{CheckItem, MIGRATIONS, PhaseReport, ReportTable, Status, human_duration};
+use crate::report::{
+    CheckItem, MIGRATIONS, PhaseReport, ReportTable, Status, count, human_duration,
+};
 
 use super::PhaseError;
 
@@ -224,8 +226,8 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
                 continue;
             }
             ctx.console.progress(&format!(
-                "applying {shown} ({} statements)",
-                statements.len()
+                "applying {shown} ({})",
+                count(statements.len(), "statement", "statements")
             ));
             let ledger_arg = ledger
                 .as_ref()

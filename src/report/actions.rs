@@ -8,14 +8,32 @@
 use std::io::Write as _;
 use std::path::Path;
 
+use super::text::TerminalStyle;
+
 /// Prints workflow commands when running in GitHub Actions, plain text otherwise.
 #[derive(Debug, Clone, Copy)]
 pub struct Console {
     /// True when `GITHUB_ACTIONS=true`.
     pub actions: bool,
+    /// How terminal text looks on this process's stdout.
+    pub style: TerminalStyle,
 }
 
 impl Console {
+    /// A console for this process: Actions or not, and the style stdout takes.
+    pub fn new(actions: bool) -> Self {
+        Self {
+            actions,
+            style: TerminalStyle::for_stdout(),
+        }
+    }
+
+    /// Prints terminal text made with [`Console::style`] (escape codes are
+    /// dropped where `anstream` finds stdout takes none).
+    pub fn text(&self, text: &str) {
+        let _ = write!(anstream::stdout(), "{text}");
+    }
+
     /// Tells the runner to hide `value` in every log line from now on.
     ///
     /// Called for each secret before anything else is printed; multi-line
@@ -74,9 +92,10 @@ impl Console {
         }
     }
 
-    /// A progress line (long copies, waits).
+    /// A progress line: what a long step is waiting on (a copy, an index
+    /// build, a migration, a replication catching up).
     pub fn progress(&self, line: &str) {
-        println!("{line}");
+        let _ = writeln!(anstream::stdout(), "{}", self.style.progress(line));
     }
 }
 

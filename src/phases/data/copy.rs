@@ -27,7 +27,7 @@ use crate::pg::copy::{
 };
 use crate::pg::{Database, PgError};
 use crate::report::{
-    CheckItem, ErrorReport, Outcome, PhaseReport, ROW_COUNTS, ReportTable, Status, emphasis,
+    CheckItem, ErrorReport, Outcome, PhaseReport, ROW_COUNTS, ReportTable, Status, count, emphasis,
     human_duration, thousands,
 };
 
@@ -538,8 +538,12 @@ pub(super) async fn rebuild_all(
         });
     }
     ctx.console.progress(&format!(
-        "rebuilding {} indexes and constraints, {parallel} at a time",
-        objects.len()
+        "rebuilding {}, {parallel} at a time",
+        count(
+            objects.len(),
+            "index or constraint",
+            "indexes and constraints"
+        )
     ));
     let steps: Vec<(&DeferredObject, RebuildSteps)> =
         objects.iter().map(|o| (o, rebuild_statements(o))).collect();
@@ -644,7 +648,7 @@ fn spawn_progress(ctx: &Context, in_flight: InFlight) -> tokio::task::JoinHandle
                         String::new()
                     };
                     format!(
-                        "  {table}: {} of ~{} ({}){eta}",
+                        "  copying {table}: {} of ~{} ({}){eta}",
                         bytes_text(bytes),
                         bytes_text(estimate),
                         rate_text(bytes, elapsed)

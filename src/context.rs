@@ -57,9 +57,7 @@ impl Context {
         redactor: Redactor,
         env: Box<dyn EnvSource + Send + Sync>,
     ) -> Context {
-        let console = Console {
-            actions: settings.actions,
-        };
+        let console = Console::new(settings.actions);
         let ctx = Context {
             settings,
             manifest,

@@ -48,7 +48,7 @@ pub fn register_input_secrets(settings: &Settings, redactor: &Redactor, console:
 /// workflow that reads `status` or the summary never sees nothing.
 pub fn usage_failure(message: &str, env: &dyn EnvSource) -> i32 {
     let actions = env.get("GITHUB_ACTIONS").as_deref() == Some("true");
-    let console = Console { actions };
+    let console = Console::new(actions);
     // The message never repeats an input's value, but mask the secret inputs
     // anyway: they are what a slip would leak.
     let redactor = Redactor::new();
@@ -116,9 +116,7 @@ pub fn usage_failure(message: &str, env: &dyn EnvSource) -> i32 {
 /// Runs the phases and writes every output. Returns the process exit code.
 pub async fn run(settings: Settings, env: Box<dyn EnvSource + Send + Sync>) -> i32 {
     let redactor = Redactor::new();
-    let console = Console {
-        actions: settings.actions,
-    };
+    let console = Console::new(settings.actions);
     register_input_secrets(&settings, &redactor, &console);
     let started_at = Utc::now();
 
@@ -229,7 +227,8 @@ fn end_phase(
     report.duration_ms = clock.elapsed().as_millis() as u64;
     report.conclude_from_checks();
     redact_report(&mut report, &ctx.redactor);
-    report::actions::out(&report::text::render_phase(&report));
+    ctx.console
+        .text(&report::text::render_phase(&report, &ctx.console.style));
     for error in &report.errors {
         ctx.console
             .error(&format!("{name}: {}", error.message), None, None);
@@ -411,10 +410,18 @@ fn finish(settings: &Settings, redactor: &Redactor, console: &Console, run: RunR
             ));
         }
     }
-    report::actions::out(&redactor.redact(&report::text::render_footer(
-        &run,
+    // Redacted before wrapping too: a secret broken over two lines would
+    // slip past the redaction of the whole text.
+    let mut shown = run.clone();
+    for error in &mut shown.errors {
+        error.message = redactor.redact(&error.message);
+        error.hint = error.hint.as_deref().map(|h| redactor.redact(h));
+    }
+    console.text(&redactor.redact(&report::text::render_footer(
+        &shown,
         &report_path,
         written_summary.as_deref(),
+        &console.style,
     )));
     for e in &io_errors {
         eprintln!("error: {e}");

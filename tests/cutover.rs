@@ -282,7 +282,8 @@ async fn assert_blocked(
     let summary = files.read("summary.md");
     assert_eq!(out.status.code(), Some(3), "{}\n{summary}", text(&out));
     let r = row(&summary, title);
-    assert!(r.starts_with("| ❌") && r.contains(why), "{r}");
+    // A gate's refusal reads as blocked (⛔) under "Needs attention".
+    assert!(r.starts_with("| ⛔") && r.contains(why), "{r}");
     assert_eq!(files.outputs()["status"], "blocked");
     let after = (
         s.guards(&s.pair.source).await,

@@ -168,7 +168,9 @@ async fn plan_and_preflight_in_actions_pass_with_a_full_summary_and_no_leaks() {
         "row counts table:\n{summary}"
     );
     assert!(summary.contains("What each phase would do"));
-    assert!(summary.contains("```mermaid\ngantt"));
+    // A run of a few seconds gets no gantt (its ticks would all read the
+    // same second); the phases table has the durations.
+    assert!(!summary.contains("```mermaid"), "{summary}");
     assert!(summary.contains("| plan | ✅ success |"));
     // Secrets by name only.
     assert!(summary.contains("GOOGLE_CLIENT_SECRET"));

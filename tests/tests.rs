@@ -24,5 +24,6 @@ mod replicate;
 mod schema;
 mod secrets_phase;
 mod smoke;
+mod summary_render;
 mod supabase_api;
 mod validate;

@@ -14,7 +14,7 @@ use crate::context::{Context, name_looks_secret};
 use crate::manifest::{QualifiedName, expand};
 use crate::pg::config::{ConfigTable, ConfigWrite};
 use crate::redact::MASK;
-use crate::report::{CheckItem, Outcome, PhaseReport, ReportTable, Status, TextDiff, plural};
+use crate::report::{CheckItem, Outcome, PhaseReport, ReportTable, Status, TextDiff, count};
 
 use super::{Phase, PhaseError};
 
@@ -126,12 +126,12 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
                     format!(
                         "{} is not on the target yet: {file} creates it when `schema` runs; the {} are shown before → after then",
                         table.table,
-                        plural(expected.len(), "key", "keys")
+                        count(expected.len(), "key", "keys")
                     ),
                 ));
                 report.summary = format!(
                     "Dry-run: {} would be set once `schema` created {}; nothing was written.",
-                    plural(expected.len(), "key", "keys"),
+                    count(expected.len(), "key", "keys"),
                     table.table
                 );
                 return Ok(report);

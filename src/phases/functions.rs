@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 
 use crate::context::Context;
 use crate::repo::functions::{Bundle, CliFunctionConfig, bundle, read_cli_config};
-use crate::report::{CheckItem, PhaseReport, ReportTable, Status};
+use crate::report::{CheckItem, PhaseReport, ReportTable, Status, count};
 use crate::supabase::invoke::{self, InvocationResult};
 use crate::supabase::{
     ApiError, ApiErrorKind, DeployMetadata, Function, ManagementClient, RetryPolicy, UploadFile,
@@ -295,7 +295,7 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
                 before.get(&b.slug).map_or("not deployed".into(), |f| {
                     format!("v{} {}", f.version, f.status)
                 }),
-                format!("{} files", b.files.len()),
+                count(b.files.len(), "file", "files"),
                 format!("{} ({source})", meta.verify_jwt),
                 b.import_map_path.clone().unwrap_or_else(|| "none".into()),
             ]);
@@ -303,7 +303,10 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
                 &format!("deploy:{}", b.slug),
                 &format!("Deploy {}", b.slug),
                 Status::Skip,
-                format!("dry-run: would upload {} files", b.files.len()),
+                format!(
+                    "dry-run: would upload {}",
+                    count(b.files.len(), "file", "files")
+                ),
             ));
         }
         report.tables.push(table);
@@ -477,13 +480,17 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         failed.sort();
         failed.dedup();
         format!(
-            "{} of {} functions failed{}{}; the others were deployed.",
+            "{} of {} failed{}{}; the others were deployed.",
             failed.len(),
-            bundles.len()
-                + failed
-                    .iter()
-                    .filter(|f| !bundles.iter().any(|(b, _)| &b.slug == *f))
-                    .count(),
+            count(
+                bundles.len()
+                    + failed
+                        .iter()
+                        .filter(|f| !bundles.iter().any(|(b, _)| &b.slug == *f))
+                        .count(),
+                "function",
+                "functions"
+            ),
             if failed.is_empty() {
                 String::new()
             } else {

@@ -12,7 +12,9 @@ use crate::pg::{Database, Side};
 use crate::redact::MASK;
 use crate::repo::cron_jobs::scheduled_jobs;
 use crate::repo::migrations::MigrationDir;
-use crate::report::{CheckItem, PhaseReport, ReportTable, Status, thousands};
+use crate::report::{
+    CheckItem, MIGRATIONS, PhaseReport, ROW_COUNTS, ReportTable, Status, count, thousands,
+};
 
 use super::{PhaseError, TableSelection, select_tables};
 
@@ -59,7 +61,8 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         .flatten()
         .map(|m| m.version.clone())
         .collect();
-    let mut migration_table = ReportTable::new("Migrations", &["Version", "Name", "On target"]);
+    let mut migration_table =
+        ReportTable::new(MIGRATIONS, &["Version", "Name", "Status"]).merged_as(MIGRATIONS);
     let mut pending = 0;
     for file in &migrations.files {
         let state = if target.is_none() {
@@ -263,9 +266,9 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     actions.push([
         "cutover".to_string(),
         format!(
-            "require environment `{}` with ≥ {} reviewer(s){}, this run approved, a passing validate newer than {} h; then {}; set the sequences; {}; {}",
+            "require environment `{}` with ≥ {}{}, this run approved, a passing validate newer than {} h; then {}; set the sequences; {}; {}",
             gate_environment(ctx),
-            gate.min_approvals,
+            count(gate.min_approvals, "reviewer", "reviewers"),
             if gate.four_eyes { ", approver ≠ initiator" } else { "" },
             gate.validation_max_age_hours,
             match ctx.manifest.data.mode {
@@ -301,11 +304,11 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
 
     report.tables.insert(0, actions);
     report.summary = format!(
-        "Read-only plan: {} pending migrations, {} tables to copy, {} functions, {} secrets. Nothing was written.",
-        pending,
-        copied,
-        functions.deploy.len(),
-        ctx.manifest.secrets.required.len()
+        "Read-only plan: {} pending, {} to copy, {}, {}. Nothing was written.",
+        count(pending, "migration", "migrations"),
+        count(copied, "table", "tables"),
+        count(functions.deploy.len(), "function", "functions"),
+        count(ctx.manifest.secrets.required.len(), "secret", "secrets")
     );
     Ok(report)
 }
@@ -440,8 +443,9 @@ async fn data_plan(
     };
     let mut table = ReportTable::new(
         "Tables to copy",
-        &["Table", "Source rows", "Target rows", "RLS on source"],
-    );
+        &["Table", "Source", "Target", "RLS on source"],
+    )
+    .merged_as(ROW_COUNTS);
     let mut total = 0i64;
     let mut non_empty = 0;
     for info in &selection.copy {

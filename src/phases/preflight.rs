@@ -11,7 +11,7 @@ use crate::github::GithubClient;
 use crate::manifest::{QualifiedName, expand};
 use crate::pg::{Database, ServerInfo, Side};
 use crate::repo::migrations::MigrationDir;
-use crate::report::{CheckItem, PhaseReport, ReportTable, Status, plural, thousands};
+use crate::report::{CheckItem, PhaseReport, ROW_COUNTS, ReportTable, Status, count, thousands};
 
 use super::{PhaseError, select_tables};
 
@@ -148,7 +148,8 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         let names: Vec<QualifiedName> = selection.copy.iter().map(|t| t.name.clone()).collect();
         let counts = db.exact_row_counts(&names).await?;
         let total: i64 = counts.values().sum();
-        let mut table = ReportTable::new("Source row counts", &["Table", "Rows"]);
+        let mut table =
+            ReportTable::new("Source row counts", &["Table", "Source"]).merged_as(ROW_COUNTS);
         for (name, n) in &counts {
             table.push([name.to_string(), thousands(*n)]);
         }
@@ -266,14 +267,14 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         .filter(|c| c.status == Status::Skip)
         .count();
     report.summary = format!(
-        "{} checked: {} passed, {failed} failed, {}, {skipped} not applicable here.",
-        plural(report.checks.len(), "item", "items"),
+        "{}: {} passed, {failed} failed, {}, {skipped} not applicable here.",
+        count(report.checks.len(), "item checked", "items checked"),
         report
             .checks
             .iter()
             .filter(|c| c.status == Status::Pass)
             .count(),
-        plural(warned, "warning", "warnings"),
+        count(warned, "warning", "warnings")
     );
     Ok(report)
 }
@@ -496,7 +497,7 @@ pub(crate) fn migration_files_check(ctx: &Context) -> (CheckItem, Option<Migrati
             Status::Pass,
             format!(
                 "{} in version order{range}, all UTF-8, no duplicate versions",
-                plural(dir.files.len(), "file", "files")
+                count(dir.files.len(), "file", "files")
             ),
         )
     } else {
@@ -635,7 +636,7 @@ pub(crate) fn required_values(ctx: &Context, scope: RequiredValues) -> CheckItem
             Status::Pass,
             format!(
                 "{} and every ${{VAR}} reference have values (values not shown)",
-                plural(total, "secret", "secrets")
+                count(total, "secret", "secrets")
             ),
         )
     } else {
@@ -792,8 +793,8 @@ async fn environment_protection(ctx: &Context) -> CheckItem {
                 title,
                 Status::Fail,
                 format!(
-                    "`{name}` has {} required reviewer(s); the manifest asks for at least {}",
-                    rule.reviewers.len(),
+                    "`{name}` has {}; the manifest asks for at least {}",
+                    count(rule.reviewers.len(), "required reviewer", "required reviewers"),
                     ctx.manifest.gate.min_approvals
                 ),
             )

@@ -11,7 +11,7 @@
 use crate::context::Context;
 use crate::manifest::{DataMode, QualifiedName};
 use crate::pg::{Database, ServerInfo, Side};
-use crate::report::{CheckItem, PhaseReport, Status, plural, thousands};
+use crate::report::{CheckItem, PhaseReport, Status, count, thousands};
 
 use super::{Phase, PhaseError, select_tables};
 
@@ -164,12 +164,12 @@ pub async fn run(ctx: &mut Context, phases: &[Phase]) -> Result<PhaseReport, Pha
     report.summary = if failed == 0 {
         format!(
             "Every input the {} need is there; nothing was written.",
-            plural(phases.len(), "phase", "phases")
+            count(phases.len(), "phase", "phases")
         )
     } else {
         format!(
             "{} not ready: no phase ran and nothing was written. Fix the failed rows, then re-run.",
-            plural(failed, "input is", "inputs are")
+            count(failed, "input is", "inputs are")
         )
     };
     Ok(report)
@@ -256,7 +256,7 @@ async fn target_tables_row(
             format!(
                 "{} of {} exist on the target, none holds rows of its own",
                 existing.len(),
-                plural(names.len(), "table", "tables")
+                count(names.len(), "table", "tables")
             ),
         )
     } else {

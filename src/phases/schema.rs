@@ -24,7 +24,9 @@ use crate::pg::release::live_since;
 use crate::repo::cron_jobs::scheduled_jobs;
 use crate::repo::migrations::{MigrationFile, compare_versions};
 use crate::repo::sql_split;
-use crate::report::{CheckItem, PhaseReport, ReportTable, Status, human_duration, thousands};
+use crate::report::{
+    CheckItem, MIGRATIONS, PhaseReport, ReportTable, Status, count, human_duration, thousands,
+};
 
 use super::PhaseError;
 
@@ -252,9 +254,10 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     }
 
     let mut table = ReportTable::new(
-        "Migrations",
+        MIGRATIONS,
         &["Version", "Name", "Status", "Statements", "Took"],
-    );
+    )
+    .merged_as(MIGRATIONS);
     let mut status_of: BTreeMap<&str, [String; 3]> = BTreeMap::new();
     for file in &dir.files {
         if applied.contains(&file.version) {
@@ -305,8 +308,8 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
                 continue;
             }
             ctx.console.progress(&format!(
-                "applying {shown} ({} statements)",
-                statements.len()
+                "applying {shown} ({})",
+                count(statements.len(), "statement", "statements")
             ));
             let ledger_arg = ledger
                 .as_ref()

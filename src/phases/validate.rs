@@ -17,7 +17,7 @@ use crate::pg::ledger::StepRecord;
 use crate::pg::replication::hold_at_fence;
 use crate::pg::table_diff::{TableComparison, compare_tables};
 use crate::pg::{Database, Side};
-use crate::report::{CheckItem, PhaseReport, ReportTable, Status, TextDiff, thousands};
+use crate::report::{CheckItem, PhaseReport, ROW_COUNTS, ReportTable, Status, TextDiff, thousands};
 
 use super::{Phase, PhaseError, select_tables};
 
@@ -83,7 +83,8 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     let mut diff_table = ReportTable::new(
         "Row counts and checksums",
         &["Table", "Source", "Target", "Δ", "Checksum", "Status"],
-    );
+    )
+    .merged_as(ROW_COUNTS);
     let mut mismatches = 0u64;
     let mut differing_keys = Vec::new();
     for c in &comparisons {

@@ -9,6 +9,8 @@ use std::io::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::text::TerminalStyle;
+
 /// Set once stdout turned out to be a closed pipe (`cutover migrate | head`).
 static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
 
@@ -41,9 +43,31 @@ pub fn out_line(line: &str) {
 pub struct Console {
     /// True when `GITHUB_ACTIONS=true`.
     pub actions: bool,
+    /// How terminal text looks on this process's stdout.
+    pub style: TerminalStyle,
 }
 
 impl Console {
+    /// A console for this process: Actions or not, and the style stdout takes.
+    pub fn new(actions: bool) -> Self {
+        Self {
+            actions,
+            style: TerminalStyle::for_stdout(),
+        }
+    }
+
+    /// Prints terminal text made with [`Console::style`] (escape codes are
+    /// dropped where `anstream` finds stdout takes none).
+    pub fn text(&self, text: &str) {
+        if STDOUT_CLOSED.load(Ordering::Relaxed) {
+            return;
+        }
+        // A closed pipe is no error of the run (see [`out`]).
+        if write!(anstream::stdout(), "{text}").is_err() {
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// Tells the runner to hide `value` in every log line from now on.
     ///
     /// Called for each secret before anything else is printed; multi-line
@@ -101,9 +125,10 @@ impl Console {
         }
     }
 
-    /// A progress line (long copies, waits).
+    /// A progress line: what a long step is waiting on (a copy, an index
+    /// build, a migration, a replication catching up).
     pub fn progress(&self, line: &str) {
-        out_line(line);
+        self.text(&format!("{}\n", self.style.progress(line)));
     }
 }
 

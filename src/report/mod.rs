@@ -132,6 +132,12 @@ pub struct ReportTable {
     /// A sentence under the table (e.g. how counts were taken).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The title of the one summary table this table joins (e.g. `Row
+    /// counts`): tables of several phases with the same value are shown once,
+    /// rows joined on the first column, the later phase's cell winning where
+    /// two phases name the same column. `None`: shown on its own.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub merge_as: Option<String>,
 }
 
 impl ReportTable {
@@ -142,6 +148,7 @@ impl ReportTable {
             columns: columns.iter().map(|c| c.to_string()).collect(),
             rows: Vec::new(),
             note: None,
+            merge_as: None,
         }
     }
 
@@ -158,6 +165,47 @@ impl ReportTable {
     pub fn with_note(mut self, note: impl Into<String>) -> Self {
         self.note = Some(note.into());
         self
+    }
+
+    /// Joins this table into the summary table titled `title` (see [`ReportTable::merge_as`]).
+    pub fn merged_as(mut self, title: &str) -> Self {
+        self.merge_as = Some(title.into());
+        self
+    }
+}
+
+/// The summary table every phase's per-table row counts join.
+pub const ROW_COUNTS: &str = "Row counts";
+/// The summary table the plan's and the schema phase's migration lists join.
+pub const MIGRATIONS: &str = "Migrations";
+
+/// Marks a whole table cell as one that needs the reader's eye (e.g.
+/// `differs`): bold in the summary, bold on a colour terminal.
+pub fn emphasis(text: impl AsRef<str>) -> String {
+    format!("**{}**", text.as_ref())
+}
+
+/// The text of a cell made with [`emphasis`] and whether it was, so renderers
+/// can show the emphasis their own way.
+pub fn split_emphasis(cell: &str) -> (&str, bool) {
+    match cell.strip_prefix("**").and_then(|c| c.strip_suffix("**")) {
+        Some(inner) if !inner.is_empty() => (inner, true),
+        _ => (cell, false),
+    }
+}
+
+/// `n` and the noun in the right number: `1 file`, `2 files`, `1,204 rows`.
+pub fn count(n: impl TryInto<i64>, one: &str, many: &str) -> String {
+    let n: i64 = n.try_into().unwrap_or(i64::MAX);
+    format!("{} {}", thousands(n), if n == 1 { one } else { many })
+}
+
+/// The noun alone in the number `n` asks for: `noun(1, "secret", "secrets")`.
+pub fn noun<'a>(n: impl TryInto<i64>, one: &'a str, many: &'a str) -> &'a str {
+    if n.try_into().ok() == Some(1) {
+        one
+    } else {
+        many
     }
 }
 
@@ -327,6 +375,60 @@ impl RunReport {
             .iter()
             .flat_map(|p| p.checks.iter().map(move |c| (p.phase.as_str(), c)))
     }
+
+    /// The checklist as shown: every phase's rows, plus a failed row for each
+    /// error (of the run or of a phase that stopped) and for a failed or
+    /// blocked phase none of whose rows failed, so the checklist never says
+    /// "0 failed" under a failed run.
+    pub fn checklist(&self) -> Vec<(String, CheckItem)> {
+        let mut rows: Vec<(String, CheckItem)> = self
+            .errors
+            .iter()
+            .map(|e| {
+                (
+                    "run".to_string(),
+                    error_row("run-error", "Run completed", e),
+                )
+            })
+            .collect();
+        for phase in &self.phases {
+            rows.extend(
+                phase
+                    .checks
+                    .iter()
+                    .map(|c| (phase.phase.clone(), c.clone())),
+            );
+            for error in &phase.errors {
+                rows.push((
+                    phase.phase.clone(),
+                    error_row("phase-error", "Phase ran to the end", error),
+                ));
+            }
+            let failed = matches!(phase.outcome, Outcome::Failed | Outcome::Blocked);
+            if failed && !phase.has_failures() && phase.errors.is_empty() {
+                rows.push((
+                    phase.phase.clone(),
+                    CheckItem::new(
+                        "phase-outcome",
+                        "Phase ran to the end",
+                        Status::Fail,
+                        format!("{}: {}", phase.outcome.word(), phase.summary),
+                    ),
+                ));
+            }
+        }
+        rows
+    }
+}
+
+fn error_row(id: &str, title: &str, error: &ErrorReport) -> CheckItem {
+    CheckItem {
+        id: id.into(),
+        title: title.into(),
+        status: Status::Fail,
+        evidence: error.message.clone(),
+        hint: error.hint.clone(),
+    }
 }
 
 /// Formats a duration in milliseconds as `1.2 s`, `3 min 04 s` or `850 ms`.
@@ -401,5 +503,21 @@ mod tests {
         assert_eq!(run.compute_outcome(), Outcome::Failed);
         run.phases[1].outcome = Outcome::Blocked;
         assert_eq!(run.compute_outcome(), Outcome::Blocked);
+    }
+
+    #[test]
+    fn counts_say_one_or_many() {
+        assert_eq!(count(1, "secret", "secrets"), "1 secret");
+        assert_eq!(count(0, "file", "files"), "0 files");
+        assert_eq!(count(1204, "row", "rows"), "1,204 rows");
+        assert_eq!(noun(1u64, "is", "are"), "is");
+        assert_eq!(noun(2usize, "is", "are"), "are");
+    }
+
+    #[test]
+    fn emphasis_round_trips() {
+        assert_eq!(split_emphasis(&emphasis("differs")), ("differs", true));
+        assert_eq!(split_emphasis("plain"), ("plain", false));
+        assert_eq!(split_emphasis("****"), ("****", false));
     }
 }

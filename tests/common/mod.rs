@@ -1150,3 +1150,31 @@ impl Drop for CronTarget {
         drop(lock);
     }
 }
+
+// ---------------------------------------------------------------------------
+// Headless Chromium (the summary's rendered height)
+// ---------------------------------------------------------------------------
+
+/// Debian's `chromium` when on PATH (`.ci/chromium.sh` installs it).
+///
+/// Absent: `None` with a one-line skip note for `test` on a developer's
+/// machine, a panic under CI, where `.ci/run` installs it first.
+pub fn chromium_or_skip(test: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("chromium"))
+            .find(|candidate| candidate.is_file())
+    });
+    if found.is_none() {
+        if std::env::var_os("CI").is_some() {
+            panic!("chromium is not on PATH: run .ci/chromium.sh (.ci/run does)");
+        }
+        eprintln!("skipped {test}: no chromium on PATH (run .ci/chromium.sh)");
+    }
+    found
+}
+
+/// Tells the developer a measured figure (test output shows it with `--nocapture`).
+pub fn note(line: &str) {
+    eprintln!("{line}");
+}

@@ -12,7 +12,7 @@ use crate::context::Context;
 use crate::github::{Approval, Environment, GithubClient};
 use crate::pg::Side;
 use crate::pg::release::latest_validation;
-use crate::report::{CheckItem, PhaseReport, ReportTable, Status};
+use crate::report::{CheckItem, PhaseReport, ReportTable, Status, count};
 
 use super::super::PhaseError;
 
@@ -275,8 +275,12 @@ fn environment_row(ctx: &Context, name: &str, env: Option<&Environment>) -> Chec
             "gate-environment",
             title,
             format!(
-                "environment {name:?} has {} required reviewer(s), [gate] min_approvals asks for {}",
-                rule.reviewers.len(),
+                "environment {name:?} has {}, [gate] min_approvals asks for {}",
+                count(
+                    rule.reviewers.len(),
+                    "required reviewer",
+                    "required reviewers"
+                ),
                 min.max(1)
             ),
             "add reviewers to the environment, or lower [gate] min_approvals",
@@ -286,8 +290,12 @@ fn environment_row(ctx: &Context, name: &str, env: Option<&Environment>) -> Chec
             title,
             Status::Pass,
             format!(
-                "{name}: {} required reviewer(s): {}{}",
-                rule.reviewers.len(),
+                "{name}: {}: {}{}",
+                count(
+                    rule.reviewers.len(),
+                    "required reviewer",
+                    "required reviewers"
+                ),
                 rule.reviewers
                     .iter()
                     .map(|r| r.display())

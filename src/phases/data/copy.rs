@@ -27,8 +27,8 @@ use crate::pg::copy::{
 };
 use crate::pg::{Database, PgError};
 use crate::report::{
-    CheckItem, ErrorReport, Outcome, PhaseReport, ReportTable, Status, human_duration, plural,
-    thousands,
+    CheckItem, ErrorReport, Outcome, PhaseReport, ROW_COUNTS, ReportTable, Status, count, emphasis,
+    human_duration, thousands,
 };
 
 use super::super::PhaseError;
@@ -192,7 +192,7 @@ async fn copy_with_lock(
                     "{}: created and filled by `schema` (recorded in the ledger), unchanged since",
                     seeded
                         .iter()
-                        .map(|(t, n)| format!("{t} ({})", plural(*n as usize, "row", "rows")))
+                        .map(|(t, n)| format!("{t} ({})", count(*n, "row", "rows")))
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
@@ -379,7 +379,8 @@ async fn copy_with_lock(
     let rebuild = rebuild_all(ctx, target, &copy_ledger, &to_rebuild, &built, names).await;
 
     // Report.
-    let mut table = ReportTable::new("Tables copied", &["Table", "Rows", "Data", "Took", "Rate"]);
+    let mut table =
+        ReportTable::new("Tables copied", &["Table", "Copied", "Copy"]).merged_as(ROW_COUNTS);
     let mut total_rows = 0u64;
     let mut total_bytes = 0u64;
     for job in &jobs {
@@ -387,29 +388,25 @@ async fn copy_with_lock(
             table.push([
                 job.table.to_string(),
                 thousands(*rows),
-                "—".into(),
-                "—".into(),
                 "kept from the interrupted run".into(),
             ]);
             total_rows += *rows as u64;
         } else if let Some(r) = copied.get(&job.table) {
             total_rows += r.rows;
             total_bytes += r.bytes;
+            // The rate is the two figures divided: the checklist gives the
+            // whole copy's.
             table.push([
                 job.table.to_string(),
                 thousands(r.rows as i64),
-                bytes_text(r.bytes),
-                human_duration(r.duration.as_millis() as u64),
-                rate_text(r.bytes, r.duration),
+                format!(
+                    "{} in {}",
+                    bytes_text(r.bytes),
+                    human_duration(r.duration.as_millis() as u64)
+                ),
             ]);
         } else {
-            table.push([
-                job.table.to_string(),
-                "—".into(),
-                "—".into(),
-                "—".into(),
-                "**not copied**".into(),
-            ]);
+            table.push([job.table.to_string(), "—".into(), emphasis("not copied")]);
         }
     }
     report.tables.push(table.with_note(format!(
@@ -589,8 +586,12 @@ pub(super) async fn rebuild_all(
         });
     }
     ctx.console.progress(&format!(
-        "rebuilding {} indexes and constraints, {parallel} at a time",
-        objects.len()
+        "rebuilding {}, {parallel} at a time",
+        count(
+            objects.len(),
+            "index or constraint",
+            "indexes and constraints"
+        )
     ));
     let steps: Vec<(&DeferredObject, RebuildSteps)> =
         objects.iter().map(|o| (o, rebuild_statements(o))).collect();
@@ -705,7 +706,7 @@ fn spawn_progress(
                         String::new()
                     };
                     format!(
-                        "  {table}: {} of ~{} ({}){eta}",
+                        "  copying {table}: {} of ~{} ({}){eta}",
                         bytes_text(bytes),
                         bytes_text(estimate),
                         rate_text(bytes, elapsed)

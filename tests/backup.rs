@@ -671,7 +671,7 @@ async fn backup_verify_and_rollback_restore_as_postgres_leaving_out_what_it_cann
             .all(|l| l.contains("supabase_admin") && l.contains("only a superuser")),
         "{left:?}"
     );
-    assert!(out.contains("### Left out of the restore"), "{out}");
+    assert!(out.contains(" · Left out of the restore · "), "{out}");
     assert_eq!(
         target
             .scalar_as_admin(

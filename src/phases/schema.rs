@@ -517,7 +517,7 @@ async fn hold_cron_jobs(
     }
     let mut table = ReportTable::new(
         "pg_cron jobs held until cutover",
-        &["Job", "Schedule", "Owner", "Now"],
+        &["Job", "Schedule", "Owner", "Now", "Why"],
     );
     for job in &outcome.held {
         table.push([
@@ -525,6 +525,7 @@ async fn hold_cron_jobs(
             format!("`{}`", job.schedule),
             job.owner.clone().unwrap_or_default(),
             "paused until cutover".into(),
+            String::new(),
         ]);
     }
     for u in &outcome.unheld {
@@ -532,7 +533,8 @@ async fn hold_cron_jobs(
             u.job.label(),
             format!("`{}`", u.job.schedule),
             u.job.owner.clone().unwrap_or_default(),
-            format!("**still active**: {}", u.reason),
+            crate::report::emphasis("still active"),
+            u.reason.clone(),
         ]);
     }
     report.tables.push(table);

@@ -168,6 +168,10 @@ fn a_number_given_as_text_in_the_manifest_reads_in_plain_words() {
     assert!(log.contains("cutover.toml:4:24"), "{log}");
     assert!(log.contains("expected a whole number"), "{log}");
     assert!(!log.contains("u64"), "{log}");
+    assert!(
+        log.contains("(no phase ran)") && !log.contains("()"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -251,6 +255,57 @@ async fn unknown_role_names_the_input() {
         "{log}"
     );
     assert!(log.contains("check the user in source-db-url"), "{log}");
+}
+
+#[tokio::test]
+async fn a_locked_down_target_role_gets_failed_rows_with_the_fix_not_a_raw_sqlstate() {
+    let (source, target) = tokio::join!(TestDb::new("lock_s"), TestDb::new("lock_t"));
+    let role = format!("cutover_locked_{}", &target.url().len());
+    let role = format!("{role}_{}", std::process::id());
+    target
+        .exec(&format!(
+            "drop role if exists {role}; create role {role} login password 'Locked-Pa55';
+             revoke all on schema auth from public;"
+        ))
+        .await;
+    source
+        .exec("create table public.orders (id int primary key)")
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(
+        dir.path(),
+        "[project]\nname = \"x\"\n[data]\ninclude_auth = true\n",
+    );
+    let mut locked = url::Url::parse(&target.url()).unwrap();
+    locked.set_username(&role).unwrap();
+    locked.set_password(Some("Locked-Pa55")).unwrap();
+    let out = local(
+        dir.path(),
+        &["preflight", "--manifest", &manifest],
+        &[
+            ("CUTOVER_SOURCE_DB_URL", &source.url()),
+            ("CUTOVER_TARGET_DB_URL", locked.as_str()),
+        ],
+    );
+    target
+        .exec(&format!("drop owned by {role}; drop role {role};"))
+        .await;
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        !log.contains("Stopped:"),
+        "the checklist runs to its end: {log}"
+    );
+    assert!(
+        log.contains("[fail] Target database writable")
+            && log.contains("the role may not create schemas in this database"),
+        "{log}"
+    );
+    assert!(
+        log.contains("permission denied for schema auth")
+            && log.contains("connect as the project's `postgres` user"),
+        "a permission error is a failed row with the fix: {log}"
+    );
 }
 
 #[tokio::test]

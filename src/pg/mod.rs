@@ -102,6 +102,14 @@ impl PgError {
     pub fn hint(&self) -> Option<&str> {
         match self {
             PgError::Connect { hint, .. } => Some(hint),
+            // insufficient_privilege: the connected role may not read or
+            // change something cutover needs.
+            PgError::Query {
+                sqlstate: Some(code),
+                ..
+            } if code == "42501" => Some(
+                "the role in the database URL lacks a privilege cutover needs here: connect as the project's `postgres` user (Supabase: Settings → Database), or grant this role what the message names",
+            ),
             PgError::Query { .. } => None,
         }
     }

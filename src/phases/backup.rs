@@ -381,8 +381,8 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     }
     let total: u64 = files.iter().map(|(_, _, f, _)| f.bytes).sum();
     report.summary = format!(
-        "{} files ({}) in {}{}.",
-        files.len(),
+        "{} ({}) in {}{}.",
+        crate::report::count(files.len(), "file", "files"),
         bytes_text(total),
         shown(ctx, &dir),
         if verify {

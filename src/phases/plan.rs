@@ -207,8 +207,8 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     actions.push([
         "secrets".to_string(),
         format!(
-            "set {} secrets on the target{}",
-            ctx.manifest.secrets.required.len(),
+            "set {} on the target{}",
+            crate::report::count(ctx.manifest.secrets.required.len(), "secret", "secrets"),
             if missing_secrets > 0 {
                 format!("; {missing_secrets} values missing from the environment")
             } else {

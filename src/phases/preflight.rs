@@ -99,11 +99,25 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     if let Some(selection) = selection.as_ref().filter(|s| s.missing.is_empty()) {
         let names: Vec<crate::manifest::QualifiedName> =
             selection.copy.iter().map(|t| t.name.clone()).collect();
-        let (kept, outgoing) =
-            super::data::load_preview(ctx, source.as_ref(), target.as_ref(), &names).await?;
-        report.tables.extend(kept);
-        if let Some(item) = outgoing {
-            report.check(item);
+        match super::data::load_preview(ctx, source.as_ref(), target.as_ref(), &names).await {
+            Ok((kept, outgoing)) => {
+                report.tables.extend(kept);
+                if let Some(item) = outgoing {
+                    report.check(item);
+                }
+            }
+            // A role that may not read the catalog it needs: a failed row,
+            // and the checklist goes on.
+            Err(e) => {
+                let mut item = CheckItem::new(
+                    "load-plan",
+                    "Indexes and constraints the load may defer",
+                    Status::Fail,
+                    e.message,
+                );
+                item.hint = e.hint;
+                report.check(item);
+            }
         }
     }
 
@@ -185,44 +199,67 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
             ),
         ));
         if let Some(target_db) = &target {
-            let existing = target_db.existing_tables(&names).await?;
-            let target_counts = target_db.exact_row_counts(&existing).await?;
-            let non_empty: Vec<String> = target_counts
-                .iter()
-                .filter(|(_, n)| **n > 0)
-                .map(|(t, n)| format!("{t} ({})", thousands(*n)))
-                .collect();
-            let item = if non_empty.is_empty() {
-                CheckItem::new(
-                    "target-empty",
-                    "Target tables empty",
-                    Status::Pass,
-                    format!(
-                        "{} of {} tables exist on the target, none holds rows",
-                        existing.len(),
-                        names.len()
-                    ),
-                )
-            } else if ctx.settings.overwrite {
-                CheckItem::new(
-                    "target-empty",
-                    "Target tables empty",
-                    Status::Warn,
-                    format!(
-                        "hold rows, will be replaced (--overwrite): {}",
-                        non_empty.join(", ")
-                    ),
-                )
-            } else {
-                CheckItem::new(
+            // A role that may not look is a failed row, not the end of
+            // the checklist: the other rows still say what else is wrong.
+            let looked = match target_db.existing_tables(&names).await {
+                Ok(existing) => target_db
+                    .exact_row_counts(&existing)
+                    .await
+                    .map(|counts| (existing, counts)),
+                Err(e) => Err(e),
+            };
+            let looked_ok = match looked {
+                Ok(found) => Some(found),
+                Err(e) => {
+                    let mut item = CheckItem::new(
+                        "target-empty",
+                        "Target tables empty",
+                        Status::Fail,
+                        e.to_string(),
+                    );
+                    item.hint = e.hint().map(str::to_string);
+                    report.check(item);
+                    None
+                }
+            };
+            if let Some((existing, target_counts)) = looked_ok {
+                let non_empty: Vec<String> = target_counts
+                    .iter()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(t, n)| format!("{t} ({})", thousands(*n)))
+                    .collect();
+                let item = if non_empty.is_empty() {
+                    CheckItem::new(
+                        "target-empty",
+                        "Target tables empty",
+                        Status::Pass,
+                        format!(
+                            "{} of {} tables exist on the target, none holds rows",
+                            existing.len(),
+                            names.len()
+                        ),
+                    )
+                } else if ctx.settings.overwrite {
+                    CheckItem::new(
+                        "target-empty",
+                        "Target tables empty",
+                        Status::Warn,
+                        format!(
+                            "hold rows, will be replaced (--overwrite): {}",
+                            non_empty.join(", ")
+                        ),
+                    )
+                } else {
+                    CheckItem::new(
                     "target-empty",
                     "Target tables empty",
                     Status::Warn,
                     format!("already hold rows: {}", non_empty.join(", ")),
                 )
                 .with_hint("`data` will refuse them: back up the target and pass overwrite (--overwrite), or empty them")
-            };
-            report.check(item);
+                };
+                report.check(item);
+            }
         }
     }
 

@@ -201,13 +201,13 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
             "Required secrets set on the target",
             Status::Skip,
             format!(
-                "dry-run: would set {} secrets in one call ({changed} new or changed)",
-                values.len()
+                "dry-run: would set {} in one call ({changed} new or changed)",
+                crate::report::count(values.len(), "secret", "secrets")
             ),
         ));
         report.summary = format!(
-            "Dry-run: would set {} secrets on `{target}` ({changed} new or changed); nothing was written.",
-            values.len()
+            "Dry-run: would set {} on `{target}` ({changed} new or changed); nothing was written.",
+            crate::report::count(values.len(), "secret", "secrets")
         );
         return Ok(report);
     }
@@ -249,9 +249,7 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
             "Required secrets set on the target",
             Status::Pass,
             format!(
-                "{} secrets listed on `{target}` with the expected digests ({changed} new or changed, set in one call)",
-                values.len()
-            ),
+                "{} listed on `{target}` with the expected digests ({changed} new or changed, set in one call)", crate::report::count(values.len(), "secret", "secrets")),
         )
     } else {
         let mut parts = Vec::new();
@@ -280,8 +278,8 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         "Secrets were sent but the target does not list them all as set.".into()
     } else {
         format!(
-            "Set {} secrets on `{target}` in one call ({changed} new or changed){}; none equals the source's.",
-            values.len(),
+            "Set {} on `{target}` in one call ({changed} new or changed){}; none equals the source's.",
+            crate::report::count(values.len(), "secret", "secrets"),
             if platform.is_empty() {
                 String::new()
             } else {

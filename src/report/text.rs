@@ -236,12 +236,17 @@ pub fn render_footer(
         .iter()
         .map(|p| format!("{} {}", p.phase, p.outcome.word()))
         .collect();
+    // No phase ran (a manifest that does not parse): say so, not "()".
+    let ran = if phases.is_empty() {
+        "no phase ran".to_string()
+    } else {
+        phases.join(", ")
+    };
     let _ = writeln!(
         out,
-        "cutover {}: {} ({})",
+        "cutover {}: {} ({ran})",
         run.phases_requested.join(","),
         style.outcome(run.outcome),
-        phases.join(", ")
     );
     let _ = writeln!(out, "report: {report_path}");
     if let Some(summary) = summary_path {

@@ -424,8 +424,8 @@ pub async fn switch(
             "Sequences set from the frozen source",
             Status::Pass,
             format!(
-                "{} sequences set with setval(last_value, is_called)",
-                set.len()
+                "{} set with setval(last_value, is_called)",
+                crate::report::count(set.len(), "sequence", "sequences")
             ),
         ),
         timings.sequences,

@@ -445,8 +445,8 @@ async fn copy_with_lock(
             "Sequences set from the source",
             Status::Pass,
             format!(
-                "{} sequences set with setval(last_value, is_called)",
-                sequences_set.len()
+                "{} set with setval(last_value, is_called)",
+                crate::report::count(sequences_set.len(), "sequence", "sequences")
             ),
         ));
     } else {

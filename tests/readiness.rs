@@ -282,3 +282,50 @@ async fn a_lock_an_app_holds_on_a_target_table_times_out_naming_the_session() {
         table_digest(&pair.target, "public.members").await
     );
 }
+
+#[tokio::test]
+async fn a_migration_waiting_on_an_apps_lock_gives_up_naming_the_transaction() {
+    let pair = pair("schemalock").await;
+    let work = work_dir("");
+    let out = run(work.path(), "schema", &pair, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    std::fs::write(
+        work.path()
+            .join("supabase/migrations/20250102000000_note.sql"),
+        "alter table public.members add column note text;",
+    )
+    .unwrap();
+    let manifest = work.path().join("cutover.toml");
+    let text_before = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        format!("{text_before}\n[schema]\nlock_timeout_seconds = 1\n"),
+    )
+    .unwrap();
+    let mut app = pair.target.connect().await;
+    sqlx::raw_sql(
+        "set application_name = 'report-builder'; begin; select count(*) from public.members",
+    )
+    .execute(&mut app)
+    .await
+    .unwrap();
+    let out = run(work.path(), "schema", &pair, &[]);
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(log.contains("lock timeout"), "{log}");
+    assert!(
+        log.contains("(report-builder) has a transaction open since"),
+        "{log}"
+    );
+    sqlx::raw_sql("rollback").execute(&mut app).await.unwrap();
+    // The file rolled back whole; the next run applies it.
+    let out = run(work.path(), "schema", &pair, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        pair.target
+            .scalar("select count(*)::text from information_schema.columns where table_name = 'members' and column_name = 'note'")
+            .await
+            .as_deref(),
+        Some("1")
+    );
+}

@@ -23,22 +23,27 @@ pub struct LockHolder {
     pub transaction_start: String,
     /// The first characters of its current or last query.
     pub query: String,
-    /// The table it holds a lock on.
+    /// The table it holds a lock on (empty when only its open transaction
+    /// is known).
     pub relation: String,
 }
 
 impl fmt::Display for LockHolder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let holds = if self.relation.is_empty() {
+            "has a transaction open".to_string()
+        } else {
+            format!("holds {}", self.relation)
+        };
         write!(
             f,
-            "process {} ({}) holds {} since {}, {}: {}",
+            "process {} ({}) {holds} since {}, {}: {}",
             self.pid,
             if self.application.is_empty() {
                 "no application name"
             } else {
                 &self.application
             },
-            self.relation,
             self.transaction_start,
             self.state,
             self.query
@@ -51,8 +56,8 @@ impl fmt::Display for LockHolder {
 const HOLDER_COLUMNS: &str = "a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''),
     coalesce(to_char(a.xact_start at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS \"UTC\"'), 'unknown'),
     left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 80),
-    (select n.nspname || '.' || c.relname from pg_class c
-       join pg_namespace n on n.oid = c.relnamespace where c.oid = l.relation)";
+    coalesce((select n.nspname || '.' || c.relname from pg_class c
+       join pg_namespace n on n.oid = c.relnamespace where c.oid = l.relation), '')";
 
 impl Database {
     /// Other sessions holding a lock on one of `tables` (at most five, the
@@ -111,6 +116,21 @@ impl Database {
                 relation: r.get(5),
             })
             .collect()
+    }
+
+    /// Other clients' transactions open on this database, the oldest first
+    /// (at most five): after a lock timeout, the likely holders.
+    pub async fn open_transactions(&self) -> Vec<LockHolder> {
+        let sql = format!(
+            "select {}
+               from pg_stat_activity a left join lateral (select null::oid as relation) l on true
+              where a.datname = current_database() and a.pid <> pg_backend_pid()
+                and a.xact_start is not null
+                and a.application_name is distinct from 'cutover'
+              order by a.xact_start limit 5",
+            HOLDER_COLUMNS
+        );
+        self.holders(sqlx::query(&sql)).await
     }
 
     /// `error` for `context`; when it is a lock timeout (SQLSTATE 55P03),

@@ -136,10 +136,10 @@ impl Database {
                 sqlstate: None,
             });
         }
-        sqlx::query("reset lock_timeout")
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| self.error("resetting the lock timeout", e))?;
+        // The timeout stays on the session: a migration statement waiting
+        // for a lock an application transaction holds gives up after the
+        // same `wait` (and its error names the open transactions), rather
+        // than hanging the run, and the file rolls back whole.
         Ok(LockedSession {
             conn,
             db: self.clone(),
@@ -239,9 +239,17 @@ impl LockedSession {
                     .map_err(|m| self.failure(i, statement, m, outside))?;
                 in_transaction = true;
             }
-            if let Err(message) = self.simple(&statement.text).await {
+            if let Err((mut message, position)) = self.simple(&statement.text).await {
                 let _ = self.simple("rollback").await;
-                return Err(self.failure(i, statement, message, outside));
+                if message.contains("55P03") {
+                    let open = self.db.open_transactions().await;
+                    if !open.is_empty() {
+                        let named: Vec<String> = open.iter().map(|h| h.to_string()).collect();
+                        message.push_str(&format!("; open transactions: {}", named.join("; ")));
+                    }
+                    message.push_str("; let them finish (or end one with pg_terminate_backend(pid)), or raise [schema] lock_timeout_seconds, then re-run");
+                }
+                return Err(self.failure(i, statement, (message, position), outside));
             }
         }
         if !in_transaction {

@@ -44,6 +44,30 @@ async fn pair(label: &str) -> Pair {
     Pair { source, target }
 }
 
+/// `[schema] lock_timeout_seconds = 1` appended to the work folder's manifest.
+fn lock_timeout_of_one_second(work: &std::path::Path) {
+    let manifest = work.join("cutover.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        format!("{text}\n[schema]\nlock_timeout_seconds = 1\n"),
+    )
+    .unwrap();
+}
+
+/// An application session named `application` inside a transaction that has
+/// read `public.members`: its lock outlives a one-second timeout.
+async fn reading_members(db: &TestDb, application: &str) -> sqlx::PgConnection {
+    let mut app = db.connect().await;
+    sqlx::raw_sql(&format!(
+        "set application_name = '{application}'; begin; select count(*) from public.members"
+    ))
+    .execute(&mut app)
+    .await
+    .unwrap();
+    app
+}
+
 fn run(
     work: &std::path::Path,
     phases: &str,
@@ -250,21 +274,9 @@ async fn a_lock_an_app_holds_on_a_target_table_times_out_naming_the_session() {
     let work = work_dir("");
     let out = run(work.path(), "schema", &pair, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let manifest = work.path().join("cutover.toml");
-    let text_before = std::fs::read_to_string(&manifest).unwrap();
-    std::fs::write(
-        &manifest,
-        format!("{text_before}\n[schema]\nlock_timeout_seconds = 1\n"),
-    )
-    .unwrap();
+    lock_timeout_of_one_second(work.path());
     // An app transaction reading the table: its lock outlives our timeout.
-    let mut app = pair.target.connect().await;
-    sqlx::raw_sql(
-        "set application_name = 'billing-worker'; begin; select count(*) from public.members",
-    )
-    .execute(&mut app)
-    .await
-    .unwrap();
+    let mut app = reading_members(&pair.target, "billing-worker").await;
     let out = run(work.path(), "data", &pair, &[]);
     let log = text(&out);
     assert_eq!(out.status.code(), Some(1), "{log}");
@@ -295,20 +307,8 @@ async fn a_migration_waiting_on_an_apps_lock_gives_up_naming_the_transaction() {
         "alter table public.members add column note text;",
     )
     .unwrap();
-    let manifest = work.path().join("cutover.toml");
-    let text_before = std::fs::read_to_string(&manifest).unwrap();
-    std::fs::write(
-        &manifest,
-        format!("{text_before}\n[schema]\nlock_timeout_seconds = 1\n"),
-    )
-    .unwrap();
-    let mut app = pair.target.connect().await;
-    sqlx::raw_sql(
-        "set application_name = 'report-builder'; begin; select count(*) from public.members",
-    )
-    .execute(&mut app)
-    .await
-    .unwrap();
+    lock_timeout_of_one_second(work.path());
+    let mut app = reading_members(&pair.target, "report-builder").await;
     let out = run(work.path(), "schema", &pair, &[]);
     let log = text(&out);
     assert_eq!(out.status.code(), Some(1), "{log}");

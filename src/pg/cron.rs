@@ -73,6 +73,32 @@ pub struct HoldOutcome {
     pub unheld: Vec<UnheldJob>,
 }
 
+impl HoldOutcome {
+    /// The jobs left active, each with why: `purge (owned by supabase_admin: ...)`.
+    pub fn unheld_list(&self) -> String {
+        self.unheld
+            .iter()
+            .map(|u| format!("{} ({})", u.job.label(), u.reason))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// How to pause each job left active by hand, as its owner.
+    pub fn pause_by_hand(&self) -> String {
+        self.unheld
+            .iter()
+            .map(|u| {
+                format!(
+                    "as {}: `select cron.alter_job({}, active := false);`",
+                    u.job.owner.as_deref().unwrap_or("its owner"),
+                    u.job.id
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// One hold `cutover` released.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReleasedHold {

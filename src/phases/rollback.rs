@@ -617,25 +617,9 @@ async fn hold_target_jobs(
     if outcome.unheld.is_empty() {
         return CheckItem::new(id, title, Status::Pass, evidence);
     }
-    let still: Vec<String> = outcome
-        .unheld
-        .iter()
-        .map(|u| format!("{} ({})", u.job.label(), u.reason))
-        .collect();
-    evidence.push_str(&format!("; still active: {}", still.join("; ")));
-    let fixes: Vec<String> = outcome
-        .unheld
-        .iter()
-        .map(|u| {
-            format!(
-                "as {}: `select cron.alter_job({}, active := false);`",
-                u.job.owner.as_deref().unwrap_or("its owner"),
-                u.job.id
-            )
-        })
-        .collect();
+    evidence.push_str(&format!("; still active: {}", outcome.unheld_list()));
     CheckItem::new(id, title, Status::Warn, evidence)
-        .with_hint(format!("pause each by hand {}", fixes.join(", ")))
+        .with_hint(format!("pause each by hand {}", outcome.pause_by_hand()))
 }
 
 async fn rollback_frontend(

@@ -555,30 +555,14 @@ async fn hold_cron_jobs(
             evidence,
         ));
     } else {
-        let still: Vec<String> = outcome
-            .unheld
-            .iter()
-            .map(|u| format!("{} ({})", u.job.label(), u.reason))
-            .collect();
         evidence.push_str(&format!(
             "; still active, and running before cutover: {}",
-            still.join("; ")
+            outcome.unheld_list()
         ));
-        let fixes: Vec<String> = outcome
-            .unheld
-            .iter()
-            .map(|u| {
-                format!(
-                    "as {}: `select cron.alter_job({}, active := false);`",
-                    u.job.owner.as_deref().unwrap_or("its owner"),
-                    u.job.id
-                )
-            })
-            .collect();
         report.check(
             CheckItem::new(CRON_HOLD_ID, CRON_HOLD_TITLE, Status::Warn, evidence).with_hint(format!(
                 "schedule jobs in migrations as the role of target-db-url, so that cutover can hold them; or pause each until cutover {} (and resume it after cutover with active := true)",
-                fixes.join(", ")
+                outcome.pause_by_hand()
             )),
         );
     }

@@ -189,19 +189,13 @@ pub async fn plan_jobs(ctx: &mut Context) -> Result<DataPlan, PhaseError> {
     let mut jobs = Vec::new();
     for name in &names {
         let columns = source.copy_columns(name).await?;
-        if created_by_schema.contains_key(name) {
-            let (partitioned, source_bytes) = source.table_shape(name).await?;
-            jobs.push(CopyJob {
-                emptied_by_delete: false,
-                table: name.clone(),
-                columns,
-                partitioned,
-                source_bytes,
-            });
-            continue;
-        }
-        let target_columns: BTreeSet<String> =
-            target.copy_columns(name).await?.into_iter().collect();
+        // A table `schema` creates later in this dry-run has no columns yet
+        // to compare: it is planned from the source's.
+        let target_columns: BTreeSet<String> = if created_by_schema.contains_key(name) {
+            columns.iter().cloned().collect()
+        } else {
+            target.copy_columns(name).await?.into_iter().collect()
+        };
         let missing: Vec<&String> = columns
             .iter()
             .filter(|c| !target_columns.contains(*c))

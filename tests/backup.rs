@@ -553,31 +553,6 @@ fn hosted_project() -> tempfile::TempDir {
     work
 }
 
-/// Runs cutover locally with the two URLs given; exit code and all output
-/// (terminal text, then the summary).
-fn run_with(work: &tempfile::TempDir, args: &[&str], source: &str, target: &str) -> (i32, String) {
-    let env: Vec<(String, String)> = [
-        ("CUTOVER_SOURCE_DB_URL", source.to_string()),
-        ("CUTOVER_TARGET_DB_URL", target.to_string()),
-        (
-            "CUTOVER_MANIFEST",
-            work.path().join("cutover.toml").display().to_string(),
-        ),
-        (
-            "CUTOVER_SUMMARY_FILE",
-            work.path().join("summary.md").display().to_string(),
-        ),
-    ]
-    .map(|(k, v)| (k.to_string(), v))
-    .into();
-    let out = run_cutover(work.path(), args, &env);
-    let summary = std::fs::read_to_string(work.path().join("summary.md")).unwrap_or_default();
-    (
-        out.status.code().unwrap_or(-1),
-        format!("{}\n{summary}", text(&out)),
-    )
-}
-
 /// The dump `backup` wrote for `side` under the work dir.
 fn written_dump(work: &tempfile::TempDir, side: &str) -> PathBuf {
     let root = work.path().join("cutover-backups");

@@ -144,26 +144,12 @@ async fn hosted_pair(version: Pg, label: &str) -> Option<(SupaDb, SupaDb)> {
 
 /// Runs phases as a local CLI run against the two databases as `postgres`.
 fn run(work: &tempfile::TempDir, args: &str, source: &SupaDb, target: &SupaDb) -> (i32, String) {
-    let env: Vec<(String, String)> = [
-        ("CUTOVER_SOURCE_DB_URL", source.url_as_postgres()),
-        ("CUTOVER_TARGET_DB_URL", target.url_as_postgres()),
-        (
-            "CUTOVER_MANIFEST",
-            work.path().join("cutover.toml").display().to_string(),
-        ),
-        (
-            "CUTOVER_SUMMARY_FILE",
-            work.path().join("summary.md").display().to_string(),
-        ),
-    ]
-    .map(|(k, v)| (k.to_string(), v))
-    .into();
     let args: Vec<&str> = args.split_whitespace().collect();
-    let out = run_cutover(work.path(), &args, &env);
-    let summary = std::fs::read_to_string(work.path().join("summary.md")).unwrap_or_default();
-    (
-        out.status.code().unwrap_or(-1),
-        format!("{}\n{summary}", text(&out)),
+    run_with(
+        work,
+        &args,
+        &source.url_as_postgres(),
+        &target.url_as_postgres(),
     )
 }
 

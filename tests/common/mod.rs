@@ -323,6 +323,36 @@ pub fn parse_outputs(text: &str) -> BTreeMap<String, String> {
     out
 }
 
+/// Runs cutover locally with the two URLs given; exit code and all output
+/// (terminal text, then the summary).
+pub fn run_with(
+    work: &tempfile::TempDir,
+    args: &[&str],
+    source: &str,
+    target: &str,
+) -> (i32, String) {
+    let env: Vec<(String, String)> = [
+        ("CUTOVER_SOURCE_DB_URL", source.to_string()),
+        ("CUTOVER_TARGET_DB_URL", target.to_string()),
+        (
+            "CUTOVER_MANIFEST",
+            work.path().join("cutover.toml").display().to_string(),
+        ),
+        (
+            "CUTOVER_SUMMARY_FILE",
+            work.path().join("summary.md").display().to_string(),
+        ),
+    ]
+    .map(|(k, v)| (k.to_string(), v))
+    .into();
+    let out = run_cutover(work.path(), args, &env);
+    let summary = std::fs::read_to_string(work.path().join("summary.md")).unwrap_or_default();
+    (
+        out.status.code().unwrap_or(-1),
+        format!("{}\n{summary}", text(&out)),
+    )
+}
+
 /// The binary under test.
 pub fn cutover_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_cutover"))

@@ -14,14 +14,7 @@ use crate::repo::functions::{self, FunctionSelection};
 use crate::repo::migrations::{self, MigrationDir};
 use crate::report::actions::Console;
 
-/// Names that mark a variable's value as secret when the manifest does not say.
-const SECRET_NAME_PARTS: &[&str] = &["KEY", "TOKEN", "SECRET", "PASSWORD", "DSN", "CREDENTIAL"];
-
-/// Whether a variable or configuration key name suggests a secret value.
-pub fn name_looks_secret(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase();
-    SECRET_NAME_PARTS.iter().any(|part| upper.contains(part))
-}
+pub use crate::redact::name_looks_secret;
 
 /// The state shared by the phases of one run.
 pub struct Context {

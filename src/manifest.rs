@@ -742,7 +742,7 @@ impl Manifest {
                 self.ledger.schema
             )));
         }
-        crate::phases::backup::parse_recipients(&self.backup.age_recipients).map_err(invalid)?;
+        parse_recipients(&self.backup.age_recipients).map_err(invalid)?;
         for (name, var) in &self.secrets.required {
             if var.trim().is_empty() {
                 return Err(invalid(format!(
@@ -807,6 +807,20 @@ impl std::fmt::Display for QualifiedName {
     }
 }
 
+/// Parses `[backup] age_recipients`; an invalid key names its position.
+pub fn parse_recipients(keys: &[String]) -> Result<Vec<age::x25519::Recipient>, String> {
+    keys.iter()
+        .enumerate()
+        .map(|(i, k)| {
+            k.trim().parse::<age::x25519::Recipient>().map_err(|e| {
+                format!(
+                    "[backup] age_recipients[{i}] is not an age X25519 public key ({e}); it must look like age1... (create a key pair with `age-keygen`, keep the AGE-SECRET-KEY-1... private part in a secret)"
+                )
+            })
+        })
+        .collect()
+}
+
 /// The `${VAR}` references in a manifest value, in order.
 pub fn env_refs(text: &str) -> Vec<String> {
     let mut refs = Vec::new();
@@ -869,6 +883,18 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recipients_are_checked() {
+        let id = age::x25519::Identity::generate();
+        let public = id.to_public().to_string();
+        assert_eq!(parse_recipients(&[public]).unwrap().len(), 1);
+        let err = parse_recipients(&["ssh-ed25519 AAAA".into()]).unwrap_err();
+        assert!(
+            err.contains("age_recipients[0]") && err.contains("age1"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn type_errors_read_in_manifest_words() {

@@ -110,6 +110,15 @@ pub fn display_db_url(url: &str) -> String {
     }
 }
 
+/// Names that mark a variable's value as secret when the manifest does not say.
+const SECRET_NAME_PARTS: &[&str] = &["KEY", "TOKEN", "SECRET", "PASSWORD", "DSN", "CREDENTIAL"];
+
+/// Whether a variable or configuration key name suggests a secret value.
+pub fn name_looks_secret(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    SECRET_NAME_PARTS.iter().any(|part| upper.contains(part))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,8 +13,8 @@ use serde_json::{Map, Value, json};
 
 use super::http::Api;
 use super::{DeploymentRef, EnvValue, FrontendError, Published, Snapshot, segment};
-use crate::context::name_looks_secret;
 use crate::manifest::FrontendSection;
+use crate::redact::name_looks_secret;
 
 /// The public API.
 pub const DEFAULT_API: &str = "https://api.cloudflare.com/client/v4";

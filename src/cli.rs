@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::phases::{Phase, parse_phase_list};
+use crate::phase::{Phase, parse_phase_list};
 
 const AFTER_HELP: &str = "\
 PHASES (one, or a comma list, run in the order given):

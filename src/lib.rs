@@ -15,6 +15,7 @@ pub mod github;
 pub mod http_checks;
 pub mod manifest;
 pub mod pg;
+pub mod phase;
 pub mod phases;
 pub mod redact;
 pub mod repo;

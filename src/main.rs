@@ -1,10 +1,17 @@
 //! The `cutover` binary: parse, resolve inputs, run.
 
+use std::process::ExitCode;
+
 use clap::Parser;
 use cutover::cli::{Cli, ProcessEnv, Settings};
 use cutover::run::{run, usage_failure};
 
-fn main() {
+/// The process's exit code from the run's (0 to 3; see the README's table).
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn main() -> ExitCode {
     // Logs go to stderr; stdout carries workflow commands and the report text.
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -16,12 +23,15 @@ fn main() {
     let cli = Cli::parse();
     let settings = match Settings::resolve(cli, &ProcessEnv) {
         Ok(s) => s,
-        Err(e) => std::process::exit(usage_failure(&e.0, &ProcessEnv)),
+        Err(e) => return exit_code(usage_failure(&e.0, &ProcessEnv)),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     let code = runtime.block_on(run(settings, Box::new(ProcessEnv)));
-    std::process::exit(code);
+    // Everything the run writes is written by now; a background task still
+    // waiting (a progress ticker) must not hold the exit up.
+    runtime.shutdown_background();
+    exit_code(code)
 }

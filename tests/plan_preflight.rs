@@ -186,6 +186,7 @@ async fn plan_and_preflight_in_actions_pass_with_a_full_summary_and_no_leaks() {
 
     let report: serde_json::Value =
         serde_json::from_str(&files.read("cutover-report.json")).expect("JSON report");
+    assert_eq!(report["schema_version"], 1);
     assert_eq!(report["outcome"], "success");
     assert_eq!(report["phases"][1]["phase"], "preflight");
 

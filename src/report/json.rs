@@ -2,12 +2,30 @@
 
 use std::path::Path;
 
+use serde::Serialize;
+
 use super::RunReport;
+
+/// The JSON report's shape version: raised when a field changes meaning or
+/// goes away (new fields do not raise it), so a consumer can tell.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The report as written: its shape version first, then the run's fields.
+#[derive(Serialize)]
+struct Versioned<'a> {
+    schema_version: u32,
+    #[serde(flatten)]
+    run: &'a RunReport,
+}
 
 /// Serialises the run as pretty JSON.
 pub fn render(run: &RunReport) -> String {
     // The model holds only strings, numbers and dates: serialisation cannot fail.
-    serde_json::to_string_pretty(run).expect("report serialises")
+    serde_json::to_string_pretty(&Versioned {
+        schema_version: SCHEMA_VERSION,
+        run,
+    })
+    .expect("report serialises")
 }
 
 /// Writes the JSON report to `path`, creating its folder.

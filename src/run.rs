@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use chrono::Utc;
+use tracing::Instrument;
 
 use crate::cli::{EnvSource, Settings};
 use crate::context::Context;
@@ -186,8 +187,18 @@ pub async fn run(settings: Settings, env: Box<dyn EnvSource + Send + Sync>) -> i
 
 async fn run_phase(ctx: &mut Context, phase: Phase) -> PhaseReport {
     let started = start_phase(ctx, phase.name());
-    let result = phases::run(phase, ctx).await;
+    // `CUTOVER_LOG=debug` shows each phase as a span around the database
+    // and API calls it makes.
+    let result = phases::run(phase, ctx)
+        .instrument(tracing::info_span!("phase", name = phase.name()))
+        .await;
     let report = end_phase(ctx, phase.name(), result, started);
+    tracing::debug!(
+        phase = phase.name(),
+        outcome = report.outcome.word(),
+        duration_ms = report.duration_ms,
+        "phase finished"
+    );
     record_in_ledger(ctx, &report).await;
     report
 }

@@ -446,3 +446,70 @@ async fn rerunning_preflight_reuses_the_ledger() {
         Some("2")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pitr_off_on_the_target_with_it_on_the_source_fails_preflight_with_the_fix() {
+    use crate::fake_supabase::{FakeApi, SOURCE, TARGET, TOKEN};
+    let api = FakeApi::start().await;
+    let backups = |pitr: bool| {
+        serde_json::json!({
+            "region": "eu-central-1", "walg_enabled": pitr, "pitr_enabled": pitr,
+            "backups": [{"id": 1, "is_physical_backup": false, "status": "COMPLETED",
+                         "inserted_at": "2026-12-02T03:00:00Z"}],
+            "physical_backup_data": {}
+        })
+    };
+    api.with(|s| {
+        s.backups.insert(SOURCE.into(), backups(true));
+        s.backups.insert(TARGET.into(), backups(false));
+    });
+    let pair = Pair::from_example("ops-portal").await;
+    let row_of = |files: &ActionsFiles| {
+        files
+            .read("summary.md")
+            .lines()
+            .find(|l| l.contains("Target's point-in-time recovery matches the source's"))
+            .map(str::to_string)
+            .unwrap_or_else(|| files.read("summary.md"))
+    };
+    let env_with_api = |files: &ActionsFiles| {
+        let mut env = actions_env(files, &pair, "preflight");
+        env.extend([
+            ("INPUT_SOURCE-PROJECT-REF".to_string(), SOURCE.to_string()),
+            ("INPUT_TARGET-PROJECT-REF".to_string(), TARGET.to_string()),
+            ("INPUT_SUPABASE-ACCESS-TOKEN".to_string(), TOKEN.to_string()),
+            ("INPUT_SUPABASE-API-URL".to_string(), api.url()),
+        ]);
+        env
+    };
+
+    let files = ActionsFiles::new();
+    let out = run_checked(&files, &env_with_api(&files), &pair);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let row = row_of(&files);
+    assert!(
+        row.contains("PITR is on for the source and off for the target")
+            && row.contains("enable point-in-time recovery on the target project"),
+        "{row}"
+    );
+    assert!(
+        files
+            .read("summary.md")
+            .contains("point-in-time recovery is on"),
+        "the source's row passes"
+    );
+    assert!(
+        !text(&out)
+            .lines()
+            .any(|l| !l.starts_with("::add-mask::") && l.contains(TOKEN)),
+        "the token is masked, never printed"
+    );
+
+    api.with(|s| {
+        s.backups.insert(TARGET.into(), backups(true));
+    });
+    let files = ActionsFiles::new();
+    let out = run_checked(&files, &env_with_api(&files), &pair);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(row_of(&files).contains("PITR on for both projects"));
+}

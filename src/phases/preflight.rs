@@ -284,6 +284,9 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     }
     report.check(secrets);
     report.check(forbidden_settings(ctx));
+    for item in backup_checks(ctx).await {
+        report.check(item);
+    }
     report.check(functions_present(ctx)?);
     report.check(environment_protection(ctx).await);
 
@@ -685,6 +688,92 @@ pub(crate) fn required_values(ctx: &Context, scope: RequiredValues) -> CheckItem
         )
         .with_hint("set them in the step's `env:` from the GitHub environment's secrets, e.g. `GOOGLE_CLIENT_ID: ${{ secrets.GOOGLE_CLIENT_ID }}`")
     }
+}
+
+/// The runbook's "point-in-time recovery enabled" and "backup before the
+/// switch": the source can be restored (PITR on, or a completed daily
+/// backup), and the target will be restorable as the source was (PITR on the
+/// target when it is on the source). Read from the Management API; named
+/// restore points are internal to Supabase and not relied on.
+async fn backup_checks(ctx: &Context) -> Vec<CheckItem> {
+    const SOURCE: (&str, &str) = ("source-backups", "Source has a completed backup or PITR");
+    const TARGET: (&str, &str) = (
+        "target-pitr",
+        "Target's point-in-time recovery matches the source's",
+    );
+    let s = &ctx.settings;
+    if s.source_project_ref.is_none()
+        || s.target_project_ref.is_none()
+        || s.supabase_access_token.is_none()
+    {
+        return vec![CheckItem::new(
+            SOURCE.0,
+            SOURCE.1,
+            Status::Skip,
+            "needs source-project-ref, target-project-ref and supabase-access-token (read from the Management API)",
+        )];
+    }
+    let client = match super::functions::management_client(ctx, "preflight", true) {
+        Ok((client, _, _)) => client,
+        Err(e) => {
+            let mut item = CheckItem::new(SOURCE.0, SOURCE.1, Status::Fail, e.message);
+            item.hint = e.hint;
+            return vec![item];
+        }
+    };
+    let (source_ref, target_ref) = (
+        s.source_project_ref.as_deref().unwrap_or_default(),
+        s.target_project_ref.as_deref().unwrap_or_default(),
+    );
+    let (source, target) = tokio::join!(
+        client.list_backups(source_ref),
+        client.list_backups(target_ref)
+    );
+    let unreadable = |e: crate::supabase::ApiError, (id, title): (&str, &str)| {
+        CheckItem::new(id, title, Status::Warn, format!("could not read the backups: {e}"))
+            .with_hint("the access token needs access to both projects (a personal access token of a member of both organisations)")
+    };
+    let mut items = Vec::new();
+    match &source {
+        Ok(b) if b.pitr_enabled => items.push(CheckItem::new(
+            SOURCE.0,
+            SOURCE.1,
+            Status::Pass,
+            "point-in-time recovery is on: the source can be restored to any moment before the switch",
+        )),
+        Ok(b) => match b.latest_completed() {
+            Some(at) => items.push(CheckItem::new(
+                SOURCE.0,
+                SOURCE.1,
+                Status::Pass,
+                format!("latest completed daily backup {at}; PITR off"),
+            )),
+            None => items.push(
+                CheckItem::new(SOURCE.0, SOURCE.1, Status::Fail, "no completed backup and PITR off: the source could not be restored after the switch")
+                    .with_hint("wait for the daily backup (paid plans) or enable point-in-time recovery (Project Settings → Add-ons) before the cutover; `backup`'s pg_dump is a logical copy, not a platform restore"),
+            ),
+        },
+        Err(e) => items.push(unreadable(e.clone(), SOURCE)),
+    }
+    match (&source, &target) {
+        (Ok(src), Ok(tgt)) if src.pitr_enabled && !tgt.pitr_enabled => items.push(
+            CheckItem::new(TARGET.0, TARGET.1, Status::Fail, "PITR is on for the source and off for the target: after the switch production could be restored only to a daily backup")
+                .with_hint("enable point-in-time recovery on the target project (Project Settings → Add-ons → Point in time recovery) before the cutover"),
+        ),
+        (Ok(src), Ok(tgt)) => items.push(CheckItem::new(
+            TARGET.0,
+            TARGET.1,
+            Status::Pass,
+            match (src.pitr_enabled, tgt.pitr_enabled) {
+                (true, true) => "PITR on for both projects",
+                (false, true) => "PITR on for the target (off for the source)",
+                _ => "PITR off for both projects: restores go to the daily backups",
+            },
+        )),
+        (_, Err(e)) => items.push(unreadable(e.clone(), TARGET)),
+        (Err(_), Ok(_)) => {}
+    }
+    items
 }
 
 fn forbidden_settings(ctx: &Context) -> CheckItem {

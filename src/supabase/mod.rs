@@ -169,6 +169,42 @@ pub struct UploadFile {
     pub content: Vec<u8>,
 }
 
+/// A project's backups and point-in-time recovery (`V1BackupsResponse`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ProjectBackups {
+    /// Point-in-time recovery is on (the PITR add-on).
+    pub pitr_enabled: bool,
+    /// WAL-G archiving is on (it backs PITR and physical backups).
+    #[serde(default)]
+    pub walg_enabled: bool,
+    /// The daily backups, newest last or first as the API lists them.
+    #[serde(default)]
+    pub backups: Vec<ProjectBackup>,
+}
+
+/// One backup of a project.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ProjectBackup {
+    /// `COMPLETED`, `FAILED`, `PENDING`, `REMOVED`, `ARCHIVED` or `CANCELLED`.
+    pub status: String,
+    /// When it was taken (ISO 8601).
+    pub inserted_at: String,
+    /// A physical (WAL-G) backup rather than a logical dump.
+    #[serde(default)]
+    pub is_physical_backup: bool,
+}
+
+impl ProjectBackups {
+    /// The newest completed backup's time, if any.
+    pub fn latest_completed(&self) -> Option<&str> {
+        self.backups
+            .iter()
+            .filter(|b| b.status == "COMPLETED")
+            .map(|b| b.inserted_at.as_str())
+            .max()
+    }
+}
+
 /// A secret as listed (`SecretResponse`): `value` is what the API returns for
 /// it, a SHA-256 digest of the value (hex on the live API; see [`digest_matches`]).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -361,6 +397,12 @@ impl ManagementClient {
             })
             .await?;
         self.decode(&endpoint, response).await
+    }
+
+    /// `GET /v1/projects/{ref}/database/backups`: PITR and the daily backups.
+    pub async fn list_backups(&self, project: &str) -> Result<ProjectBackups, ApiError> {
+        let path = format!("/v1/projects/{project}/database/backups");
+        self.json(Method::GET, &path, None::<&()>).await
     }
 
     /// `GET /v1/projects/{ref}/secrets`: names and digests.

@@ -81,6 +81,8 @@ pub struct State {
     pub broken_slugs: Vec<String>,
     /// Deploys of these slugs leave the function THROTTLED.
     pub throttled_slugs: Vec<String>,
+    /// project → `GET /database/backups` answer (default: PITR off, no backup).
+    pub backups: BTreeMap<String, Value>,
 }
 
 /// The fake server.
@@ -216,6 +218,13 @@ impl Respond for Responder {
                 );
                 functions.insert(slug, f.clone());
                 ResponseTemplate::new(201).set_body_json(f)
+            }
+            ("GET", ["database", "backups"]) => {
+                let answer = state.backups.get(&project).cloned().unwrap_or_else(|| {
+                    json!({"region": "eu-central-1", "walg_enabled": false, "pitr_enabled": false,
+                           "backups": [], "physical_backup_data": {}})
+                });
+                ResponseTemplate::new(200).set_body_json(answer)
             }
             ("GET", ["secrets"]) => {
                 let list: Vec<Value> = state

@@ -101,6 +101,8 @@ pub struct Manifest {
     pub backup: BackupSection,
     /// `[ledger]`: where the audit ledger lives in the target database.
     pub ledger: LedgerSection,
+    /// `[lints]`: the security lints checked before `cutover`.
+    pub lints: LintsSection,
 }
 
 /// `[project]`
@@ -593,6 +595,52 @@ impl Default for LedgerSection {
     }
 }
 
+/// The security lints cutover knows, by their stable ids (Supabase's
+/// database advisor names).
+pub const KNOWN_LINTS: &[&str] = &[
+    "rls_disabled_in_public",
+    "policy_allows_all_to_anon",
+    "function_search_path_mutable",
+    "security_definer_view",
+    "auth_users_exposed",
+    "extension_in_public",
+    "no_primary_key",
+];
+
+/// `[lints]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LintsSection {
+    /// Schemas the Data API exposes (Supabase: API settings → exposed
+    /// schemas); the lints look at objects in these.
+    pub exposed_schemas: Vec<String>,
+    /// Findings accepted on purpose, each with its reason.
+    pub accept: Vec<LintAcceptance>,
+}
+
+impl Default for LintsSection {
+    fn default() -> Self {
+        Self {
+            exposed_schemas: vec!["public".into()],
+            accept: Vec::new(),
+        }
+    }
+}
+
+/// `[[lints.accept]]`: one finding accepted by lint id and object.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LintAcceptance {
+    /// The lint id, e.g. `rls_disabled_in_public`.
+    pub lint: String,
+    /// The object as the finding names it, e.g. `public.country_codes`.
+    pub object: String,
+    /// Why it is acceptable; required, and shown in the summary. Optional
+    /// here only so that a missing one is refused in the manifest's words.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
 /// A manifest that could not be read; carries where the problem is.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -743,6 +791,28 @@ impl Manifest {
             )));
         }
         parse_recipients(&self.backup.age_recipients).map_err(invalid)?;
+        for schema in &self.lints.exposed_schemas {
+            if schema.trim().is_empty() {
+                return Err(invalid(
+                    "[lints] exposed_schemas holds an empty name: list schema names, e.g. [\"public\"]".into(),
+                ));
+            }
+        }
+        for a in &self.lints.accept {
+            if !KNOWN_LINTS.contains(&a.lint.as_str()) {
+                return Err(invalid(format!(
+                    "[[lints.accept]] lint {:?} is not a lint cutover checks; known lints: {}",
+                    a.lint,
+                    KNOWN_LINTS.join(", ")
+                )));
+            }
+            if a.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+                return Err(invalid(format!(
+                    "[[lints.accept]] reason is missing for lint = {:?}, object = {:?}: an accepted finding needs reason = \"why it is acceptable\" (shown in the summary)",
+                    a.lint, a.object
+                )));
+            }
+        }
         for (name, var) in &self.secrets.required {
             if var.trim().is_empty() {
                 return Err(invalid(format!(
@@ -994,6 +1064,24 @@ mod tests {
         let lookup = |n: &str| (n == "A").then(|| "1".to_string());
         assert_eq!(expand("a=${A}", lookup), Ok("a=1".into()));
         assert_eq!(expand("${A}${B}", lookup), Err(vec!["B".to_string()]));
+    }
+
+    #[test]
+    fn lint_acceptance_needs_a_reason_and_a_known_lint() {
+        let err = Manifest::parse(
+            "[[lints.accept]]\nlint = \"rls_disabled_in_public\"\nobject = \"public.t\"\n",
+            Path::new("m.toml"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("[[lints.accept]] reason"), "{err}");
+        let err = Manifest::parse(
+            "[[lints.accept]]\nlint = \"rls_off\"\nobject = \"public.t\"\nreason = \"x\"\n",
+            Path::new("m.toml"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("rls_off"), "{err}");
+        let m = Manifest::parse("[project]\nname = \"x\"\n", Path::new("m.toml")).unwrap();
+        assert_eq!(m.lints.exposed_schemas, ["public"]);
     }
 
     #[test]

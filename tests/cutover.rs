@@ -86,6 +86,8 @@ async fn site() -> MockServer {
 
 const GUARDS_SQL: &str = "
     create table public.app_config (config_key text primary key, config_value text);
+    -- RLS on, as a Supabase app has it: else the gate's security lints block.
+    alter table public.app_config enable row level security;
     create schema cron;
     create table cron.job (jobid bigserial primary key, jobname text, schedule text,
                            command text, active boolean not null default true);";
@@ -121,6 +123,8 @@ const ORDERS_SQL: &str = "
                                      order_id bigint references public.orders(id), qty int);
     insert into public.orders (note) select 'order ' || g from generate_series(1, 50) g;
     insert into public.order_items (order_id, qty) select g, g % 7 from generate_series(1, 50) g;
+    alter table public.orders enable row level security;
+    alter table public.order_items enable row level security;
     grant all on public.orders, public.order_items to service_role;
     grant usage on all sequences in schema public to service_role;";
 

@@ -16,6 +16,7 @@ mod frontend_providers;
 mod functions_phase;
 mod github_environment;
 mod hosted;
+mod lints;
 mod pg_compare;
 mod pg_cron;
 mod plan_preflight;

@@ -8,6 +8,7 @@ pub mod config;
 pub mod cutover;
 pub mod data;
 pub mod functions;
+pub mod lints;
 pub mod plan;
 pub mod preflight;
 pub mod readiness;

@@ -253,6 +253,22 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
 
     // --- cutover, smoke, rollback
     let guards = guard_plan(ctx, source.as_ref(), target.as_ref()).await?;
+    let lints = match &target {
+        Some(_) => {
+            let a = super::lints::assess_target(ctx, "plan").await?;
+            let errors = a.findings.iter().filter(|f| f.blocks()).count();
+            format!(
+                "no unaccepted ERROR-level security lint (the target has {} now, {} WARN, {} accepted)",
+                errors,
+                a.findings
+                    .iter()
+                    .filter(|f| f.finding.level == crate::pg::lints::LintLevel::Warn)
+                    .count(),
+                a.findings.iter().filter(|f| f.accepted.is_some()).count()
+            )
+        }
+        None => "no unaccepted ERROR-level security lint (target unknown)".to_string(),
+    };
     let gate = &ctx.manifest.gate;
     let frontend = match &ctx.manifest.frontend {
         Some(f) => format!(
@@ -266,7 +282,7 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     actions.push([
         "cutover".to_string(),
         format!(
-            "require environment `{}` with ≥ {}{}, this run approved, a passing validate newer than {} h; then {}; set the sequences; {}; {}",
+            "require environment `{}` with ≥ {}{}, this run approved, a passing validate newer than {} h, {lints}; then {}; set the sequences; {}; {}",
             gate_environment(ctx),
             count(gate.min_approvals, "reviewer", "reviewers"),
             if gate.four_eyes { ", approver ≠ initiator" } else { "" },

@@ -263,6 +263,13 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         });
     }
 
+    // Security lints: shown, never failing; `cutover` is where they block.
+    let lints = super::lints::assess_target(ctx, "validate").await?;
+    for row in super::lints::report_rows(&lints) {
+        report.check(row);
+    }
+    report.tables.extend(super::lints::table(&lints));
+
     report.conclude_from_checks();
     let passed = !report.has_failures();
     let recorded = if passed && !ctx.settings.dry_run {

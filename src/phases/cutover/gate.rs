@@ -98,6 +98,7 @@ pub async fn check(ctx: &mut Context, report: &mut PhaseReport) -> Result<Gate, 
         ));
         gate.open = false;
         validation_row(ctx, report).await?;
+        lints_rows(ctx, report).await?;
         return Ok(gate);
     };
     let run_id = gh.run_id.unwrap_or_default();
@@ -238,10 +239,35 @@ pub async fn check(ctx: &mut Context, report: &mut PhaseReport) -> Result<Gate, 
     // 5. The deployment-branch policy admits the ref.
     report.check(branch_policy_row(ctx, env.as_ref(), !approved.is_empty()));
 
+    // 6. No security lint at ERROR level the manifest did not accept.
+    lints_rows(ctx, report).await?;
+
     gate.open = !report.checks[rows_before..]
         .iter()
         .any(|c| c.status == Status::Fail);
     Ok(gate)
+}
+
+/// The security lints' rows and table: the target linted (and the source,
+/// to tell which findings are new), matched with `[[lints.accept]]`.
+async fn lints_rows(ctx: &mut Context, report: &mut PhaseReport) -> Result<(), PhaseError> {
+    if ctx.display(Side::Target).is_none() {
+        report.check(block(
+            "gate-lints",
+            super::super::lints::GATE_TITLE,
+            "target-db-url is needed to lint the target",
+            "pass target-db-url",
+        ));
+        return Ok(());
+    }
+    let assessment = super::super::lints::assess_target(ctx, "cutover").await?;
+    for row in super::super::lints::gate_rows(&assessment, &ctx.manifest.lints.exposed_schemas) {
+        report.check(row);
+    }
+    report
+        .tables
+        .extend(super::super::lints::table(&assessment));
+    Ok(())
 }
 
 /// A GitHub error with the gate's own words: which permission to add.

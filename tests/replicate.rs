@@ -531,6 +531,18 @@ replication_port = {}
 
 [gate]
 environment = "production"
+
+# The test app writes only through service_role (which bypasses RLS): its
+# tables have no RLS on purpose, accepted with the reason as a user would.
+[[lints.accept]]
+lint = "rls_disabled_in_public"
+object = "public.orders"
+reason = "test app: written only through service_role"
+
+[[lints.accept]]
+lint = "rls_disabled_in_public"
+object = "public.order_events"
+reason = "test app: written only through service_role"
 "#,
             source.host(),
             source.port()

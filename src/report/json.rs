@@ -16,6 +16,9 @@ struct Versioned<'a> {
     schema_version: u32,
     #[serde(flatten)]
     run: &'a RunReport,
+    /// The release sign-off, for audit (runs that include `cutover`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sign_off: Option<super::SignOff>,
 }
 
 /// Serialises the run as pretty JSON.
@@ -24,6 +27,7 @@ pub fn render(run: &RunReport) -> String {
     serde_json::to_string_pretty(&Versioned {
         schema_version: SCHEMA_VERSION,
         run,
+        sign_off: run.sign_off(),
     })
     .expect("report serialises")
 }

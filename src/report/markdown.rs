@@ -39,6 +39,9 @@ pub const GANTT_MIN_MS: u64 = 10_000;
 pub fn render(run: &RunReport, report_path: &str) -> String {
     let mut out = String::new();
     status_line(&mut out, run);
+    if let Some(sign_off) = run.sign_off() {
+        sign_off_section(&mut out, &sign_off);
+    }
     let checklist = run.checklist();
     needs_attention(&mut out, run, &checklist);
     checklist_section(&mut out, &checklist);
@@ -63,6 +66,44 @@ pub fn render(run: &RunReport, report_path: &str) -> String {
         code_text(report_path)
     );
     truncate(out, report_path)
+}
+
+/// The runbook's closing table, first in a release's summary.
+fn sign_off_section(out: &mut String, sign_off: &super::SignOff) {
+    let _ = writeln!(out, "## Release sign-off\n");
+    let _ = writeln!(out, "| Step | Completed | By | Time |");
+    let _ = writeln!(out, "|---|---|---|---|");
+    for step in &sign_off.steps {
+        let icon = match step.status.as_str() {
+            "done" => "✅",
+            "failed" => "❌",
+            "not run" => "⏭️",
+            _ => "—",
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {icon} {} | {} | {} |",
+            cell(&step.step),
+            cell(&step.status),
+            cell(step.by.as_deref().unwrap_or("")),
+            step.at
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .unwrap_or_default()
+        );
+    }
+    let verified = if sign_off.verified_by.is_empty() {
+        "no approval recorded".to_string()
+    } else {
+        sign_off.verified_by.join(", ")
+    };
+    let _ = writeln!(
+        out,
+        "\n**Deployment status:** {} · **Deployed by:** {} · **Verified by:** {} · **Date/Time:** {}\n",
+        sign_off.status,
+        cell(sign_off.deployed_by.as_deref().unwrap_or("unknown")),
+        cell(&verified),
+        sign_off.at.format("%Y-%m-%d %H:%M:%S UTC")
+    );
 }
 
 fn status_line(out: &mut String, run: &RunReport) {
@@ -771,6 +812,94 @@ mod tests {
             }],
             rerun_command: "cutover plan,preflight,schema --manifest cutover.toml".into(),
         }
+    }
+
+    /// A release run: schema and data done, functions failed, cutover and
+    /// smoke stopped before they ran.
+    fn release() -> RunReport {
+        let mut run = sample();
+        let t0 = run.started_at;
+        let phase = |name: &str, outcome: Outcome, minutes: i64| {
+            let mut p = PhaseReport::new(name);
+            p.outcome = outcome;
+            p.started_at = t0 + chrono::Duration::minutes(minutes);
+            p.duration_ms = 1000;
+            p
+        };
+        run.phases_requested = ["schema", "data", "functions", "cutover", "smoke"]
+            .map(String::from)
+            .to_vec();
+        run.phases = vec![
+            phase("schema", Outcome::Success, 1),
+            phase("data", Outcome::Success, 2),
+            phase("functions", Outcome::Failed, 3),
+            phase("cutover", Outcome::Skipped, 0),
+            phase("smoke", Outcome::Skipped, 0),
+        ];
+        run.phases[3].approvers = vec!["reviewer-a".into()];
+        run.outcome = run.compute_outcome();
+        run
+    }
+
+    #[test]
+    fn a_release_starts_with_the_runbooks_sign_off() {
+        let run = release();
+        let sign_off = run.sign_off().expect("cutover was asked for");
+        let status: Vec<(&str, &str)> = sign_off
+            .steps
+            .iter()
+            .map(|s| (s.step.as_str(), s.status.as_str()))
+            .collect();
+        assert_eq!(
+            status,
+            [
+                ("Database migration", "done"),
+                ("Edge functions deployed", "failed"),
+                ("Frontend deployed", "not run"),
+                ("Smoke tests passed", "not run"),
+                ("Monitoring confirmed", "not in this run"),
+            ]
+        );
+        assert_eq!(sign_off.status, "Partial");
+        assert_eq!(sign_off.deployed_by.as_deref(), Some("@octocat"));
+        assert_eq!(sign_off.verified_by, ["@reviewer-a"]);
+        assert_eq!(
+            sign_off.steps[0].at,
+            Some(run.started_at + chrono::Duration::seconds(121))
+        );
+
+        let page = render(&run, "r.json");
+        let table_at = page.find("## Release sign-off").expect("sign-off shown");
+        assert!(
+            table_at < page.find("## Checklist").unwrap(),
+            "the first table: {page}"
+        );
+        assert!(
+            page.contains("| Database migration | ✅ done | @octocat |"),
+            "{page}"
+        );
+        assert!(page.contains("**Deployment status:** Partial"), "{page}");
+        let json = crate::report::json::render(&run);
+        assert!(
+            json.contains("\"sign_off\"") && json.contains("\"Partial\""),
+            "{json}"
+        );
+
+        let mut all_done = release();
+        all_done.errors.clear();
+        for p in &mut all_done.phases {
+            p.outcome = Outcome::Success;
+        }
+        all_done.outcome = all_done.compute_outcome();
+        assert_eq!(all_done.sign_off().unwrap().status, "Success");
+        assert!(
+            sample().sign_off().is_none(),
+            "no cutover asked: no sign-off"
+        );
+        let mut none_done = release();
+        none_done.phases[0].outcome = Outcome::Failed;
+        none_done.phases[1].outcome = Outcome::Skipped;
+        assert_eq!(none_done.sign_off().unwrap().status, "Failed");
     }
 
     #[test]

@@ -261,6 +261,10 @@ pub struct PhaseReport {
     /// Files the phase wrote (backups), relative to the workspace.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub artifacts: Vec<String>,
+    /// Who approved this run for the release environment (`cutover`'s
+    /// gate), GitHub logins: the sign-off's "verified by".
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub approvers: Vec<String>,
 }
 
 impl PhaseReport {
@@ -278,6 +282,7 @@ impl PhaseReport {
             errors: Vec::new(),
             row_count_mismatches: None,
             artifacts: Vec::new(),
+            approvers: Vec::new(),
         }
     }
 
@@ -347,7 +352,120 @@ pub struct RunReport {
     pub rerun_command: String,
 }
 
+/// One line of the release sign-off: a runbook step and how it went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignOffStep {
+    /// The runbook's name for it, e.g. `Database migration`.
+    pub step: String,
+    /// The phases that do it in this run (empty: not part of this run).
+    pub phases: Vec<String>,
+    /// `done`, `failed`, `not run` (asked for, stopped before) or
+    /// `not in this run`.
+    pub status: String,
+    /// Who ran it (the run's actor), when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// When it finished.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// The runbook's closing table, filled from what ran: each release step, by
+/// whom and when, the overall status, who deployed and who verified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignOff {
+    /// The steps, in the runbook's order.
+    pub steps: Vec<SignOffStep>,
+    /// `Success` (every step of this run done), `Partial` (some done, some
+    /// failed or not run) or `Failed` (none done).
+    pub status: String,
+    /// Who started the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployed_by: Option<String>,
+    /// Who approved it for the environment.
+    pub verified_by: Vec<String>,
+    /// When the run ended.
+    pub at: DateTime<Utc>,
+}
+
+/// The runbook's release steps and the phases that carry each out.
+const SIGN_OFF_STEPS: [(&str, &[&str]); 5] = [
+    ("Database migration", &["schema", "data", "config"]),
+    ("Edge functions deployed", &["functions", "secrets"]),
+    ("Frontend deployed", &["cutover"]),
+    ("Smoke tests passed", &["smoke"]),
+    ("Monitoring confirmed", &["monitor"]),
+];
+
 impl RunReport {
+    /// The release sign-off, for a run that releases (one that includes
+    /// `cutover`); `None` for the phases before it.
+    pub fn sign_off(&self) -> Option<SignOff> {
+        if !self.phases_requested.iter().any(|p| p == "cutover") {
+            return None;
+        }
+        let by = self.context.actor.as_ref().map(|a| format!("@{a}"));
+        let steps: Vec<SignOffStep> = SIGN_OFF_STEPS
+            .iter()
+            .map(|(step, names)| {
+                let ran: Vec<&PhaseReport> = self
+                    .phases
+                    .iter()
+                    .filter(|p| names.contains(&p.phase.as_str()))
+                    .collect();
+                let status = if ran.is_empty() {
+                    "not in this run"
+                } else if ran
+                    .iter()
+                    .any(|p| matches!(p.outcome, Outcome::Failed | Outcome::Blocked))
+                {
+                    "failed"
+                } else if ran.iter().any(|p| p.outcome == Outcome::Skipped) {
+                    "not run"
+                } else {
+                    "done"
+                };
+                let at = ran
+                    .iter()
+                    .filter(|p| p.outcome != Outcome::Skipped)
+                    .map(|p| p.started_at + chrono::Duration::milliseconds(p.duration_ms as i64))
+                    .max();
+                SignOffStep {
+                    step: step.to_string(),
+                    phases: ran.iter().map(|p| p.phase.clone()).collect(),
+                    status: status.into(),
+                    by: at.and(by.clone()),
+                    at,
+                }
+            })
+            .collect();
+        let part_of_run: Vec<&SignOffStep> = steps
+            .iter()
+            .filter(|s| s.status != "not in this run")
+            .collect();
+        let done = part_of_run.iter().filter(|s| s.status == "done").count();
+        let status = if done == part_of_run.len() && self.outcome == Outcome::Success {
+            "Success"
+        } else if done == 0 {
+            "Failed"
+        } else {
+            "Partial"
+        };
+        let mut verified_by: Vec<String> = self
+            .phases
+            .iter()
+            .flat_map(|p| p.approvers.iter().map(|a| format!("@{a}")))
+            .collect();
+        verified_by.dedup();
+        Some(SignOff {
+            steps,
+            status: status.into(),
+            deployed_by: by,
+            verified_by,
+            at: self.finished_at,
+        })
+    }
+
     /// Overall outcome from the phase outcomes: blocked beats failed beats success.
     pub fn compute_outcome(&self) -> Outcome {
         if self.phases.iter().any(|p| p.outcome == Outcome::Blocked) {

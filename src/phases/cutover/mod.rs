@@ -264,6 +264,7 @@ enum Change {
 pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     let mut report = PhaseReport::new("cutover");
     let gate = gate::check(ctx, &mut report).await?;
+    report.approvers = gate.approvers.iter().map(|a| a.login.clone()).collect();
     if !gate.open {
         report.outcome = Outcome::Blocked;
         report.summary = "Blocked by the gate: nothing was changed. See the failed rows.".into();

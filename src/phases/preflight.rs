@@ -291,29 +291,13 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     report.check(environment_protection(ctx).await);
 
     report.conclude_from_checks();
-    let failed = report
-        .checks
-        .iter()
-        .filter(|c| c.status == Status::Fail)
-        .count();
-    let warned = report
-        .checks
-        .iter()
-        .filter(|c| c.status == Status::Warn)
-        .count();
-    let skipped = report
-        .checks
-        .iter()
-        .filter(|c| c.status == Status::Skip)
-        .count();
+    let failed = report.count_of(Status::Fail);
+    let warned = report.count_of(Status::Warn);
+    let skipped = report.count_of(Status::Skip);
     report.summary = format!(
         "{}: {} passed, {failed} failed, {}, {skipped} not applicable here.",
         count(report.checks.len(), "item checked", "items checked"),
-        report
-            .checks
-            .iter()
-            .filter(|c| c.status == Status::Pass)
-            .count(),
+        report.count_of(Status::Pass),
         count(warned, "warning", "warnings")
     );
     Ok(report)

@@ -156,11 +156,7 @@ pub async fn run(ctx: &mut Context, phases: &[Phase]) -> Result<PhaseReport, Pha
     }
 
     report.conclude_from_checks();
-    let failed = report
-        .checks
-        .iter()
-        .filter(|c| c.status == Status::Fail)
-        .count();
+    let failed = report.count_of(Status::Fail);
     report.summary = if failed == 0 {
         format!(
             "Every input the {} need is there; nothing was written.",

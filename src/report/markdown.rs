@@ -14,8 +14,6 @@
 
 use std::fmt::Write;
 
-use similar::TextDiff as SimilarDiff;
-
 use super::{
     CheckItem, Outcome, PhaseReport, ReportTable, RunReport, Status, count, human_duration, noun,
     split_emphasis,
@@ -515,11 +513,7 @@ fn evidence(out: &mut String, run: &RunReport, report_path: &str) {
             });
         }
         for diff in &phase.diffs {
-            let text = SimilarDiff::from_lines(&diff.before, &diff.after)
-                .unified_diff()
-                .context_radius(3)
-                .header(&diff.before_label, &diff.after_label)
-                .to_string();
+            let text = diff.unified();
             let lines: Vec<&str> = text.lines().collect();
             let summary = format!(
                 "<b>{}</b> · {} · {} → {}",

@@ -224,6 +224,18 @@ pub struct TextDiff {
     pub after: String,
 }
 
+impl TextDiff {
+    /// The comparison as a unified diff with 3 lines of context, headed by
+    /// the two labels: what the summary and the terminal both show.
+    pub fn unified(&self) -> String {
+        similar::TextDiff::from_lines(&self.before, &self.after)
+            .unified_diff()
+            .context_radius(3)
+            .header(&self.before_label, &self.after_label)
+            .to_string()
+    }
+}
+
 /// A failure with a fix, shown in the errors section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorReport {
@@ -289,6 +301,11 @@ impl PhaseReport {
     /// Adds a checklist row.
     pub fn check(&mut self, item: CheckItem) {
         self.checks.push(item);
+    }
+
+    /// How many checklist rows have `status`.
+    pub fn count_of(&self, status: Status) -> usize {
+        self.checks.iter().filter(|c| c.status == status).count()
     }
 
     /// Whether any checklist row failed.

@@ -12,8 +12,6 @@ use std::io::IsTerminal;
 
 use anstyle::{AnsiColor, Style};
 
-use similar::TextDiff as SimilarDiff;
-
 use super::{
     Outcome, PhaseReport, ReportTable, RunReport, Status, TextDiff, human_duration, split_emphasis,
 };
@@ -179,11 +177,7 @@ pub fn render_phase(phase: &PhaseReport, style: &TerminalStyle) -> String {
 /// indented under its title, cut at [`MAX_TERMINAL_DIFF_LINES`].
 fn write_diff(out: &mut String, diff: &TextDiff, style: &TerminalStyle) {
     let _ = writeln!(out, "  {}:", style.bold(&diff.title));
-    let text = SimilarDiff::from_lines(&diff.before, &diff.after)
-        .unified_diff()
-        .context_radius(3)
-        .header(&diff.before_label, &diff.after_label)
-        .to_string();
+    let text = diff.unified();
     let lines: Vec<&str> = text.lines().collect();
     for line in lines.iter().take(MAX_TERMINAL_DIFF_LINES) {
         let _ = writeln!(out, "    {line}");

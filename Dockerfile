@@ -88,7 +88,8 @@ RUN set -eux; \
 
 ############################################################################
 # Stage 2: the runtime image: Debian slim, CA certificates, a PostgreSQL
-# client, and the binary.
+# client, git (rollback-functions-ref reads a tag's function folders with
+# `git archive`), and the binary.
 FROM debian:bookworm-slim
 
 # pg_dump refuses to dump a server newer than itself, and Supabase runs
@@ -108,7 +109,7 @@ RUN set -eux; \
     echo "deb [signed-by=/usr/share/postgresql-common/pgdg/apt.postgresql.org.asc] https://apt.postgresql.org/pub/repos/apt ${VERSION_CODENAME}-pgdg main" \
       > /etc/apt/sources.list.d/pgdg.list; \
     apt-get update; \
-    apt-get install -y --no-install-recommends "postgresql-client-${PG_MAJOR}"; \
+    apt-get install -y --no-install-recommends "postgresql-client-${PG_MAJOR}" git; \
     apt-get purge -y --auto-remove curl; \
     apt-get clean; \
     rm -rf /var/lib/apt/lists/*; \

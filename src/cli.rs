@@ -85,6 +85,12 @@ pub struct Cli {
     /// `rollback`: restore the target database from this backup file
     #[arg(long, value_name = "FILE")]
     pub backup_file: Option<PathBuf>,
+    /// `rollback`: Edge Functions to put back, `all` or names (`a,b`)
+    #[arg(long, value_name = "NAMES")]
+    pub rollback_functions: Option<String>,
+    /// `rollback`: deploy the functions of this git ref instead of the saved bundles
+    #[arg(long, value_name = "REF")]
+    pub rollback_functions_ref: Option<String>,
     /// Vercel API token (frontend provider `vercel`)
     #[arg(long, value_name = "TOKEN")]
     pub vercel_token: Option<String>,
@@ -144,6 +150,10 @@ pub struct Settings {
     pub verify: bool,
     /// Backup file for `rollback`.
     pub backup_file: Option<PathBuf>,
+    /// Edge Functions for `rollback` to put back (`all` or names).
+    pub rollback_functions: Option<String>,
+    /// Git ref whose functions `rollback` deploys instead of the saved bundles.
+    pub rollback_functions_ref: Option<String>,
     /// Vercel token.
     pub vercel_token: Option<String>,
     /// Cloudflare token.
@@ -332,6 +342,8 @@ impl Settings {
                     "backup-file",
                 )
                 .map(PathBuf::from),
+            rollback_functions: r.text(cli.rollback_functions, "rollback-functions"),
+            rollback_functions_ref: r.text(cli.rollback_functions_ref, "rollback-functions-ref"),
             vercel_token: r.text(cli.vercel_token, "vercel-token"),
             cloudflare_api_token: r.text(cli.cloudflare_api_token, "cloudflare-api-token"),
             summary_file,

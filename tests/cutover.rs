@@ -1151,6 +1151,30 @@ async fn copy_mode_cutover_freezes_the_source_for_every_role_and_rollback_lifts_
     let ledger = ledger_dump(&s.pair.target, "cutover").await;
     assert!(ledger.contains("write-freeze-timing"), "{ledger}");
     assert_eq!(open_freezes(&s.pair.target).await.as_deref(), Some("1"));
+    // The break-glass point: the target's clock after it held every write,
+    // before the switch; in the ledger with the freeze and in the summary.
+    let restore_to = s
+        .pair
+        .target
+        .scalar("select detail->>'pitr_restore_to' from cutover.freezes")
+        .await
+        .expect("the freeze records the restore point");
+    assert_eq!(
+        s.pair
+            .target
+            .scalar(&format!(
+                "select ('{restore_to}'::timestamptz between frozen_at and now())::text from cutover.freezes"
+            ))
+            .await
+            .as_deref(),
+        Some("true"),
+        "{restore_to}"
+    );
+    let point = row(&summary, "Point-in-time restore point recorded");
+    assert!(
+        point.contains(&restore_to[..19].replace('T', " ")) && point.contains("manual, in place"),
+        "{point}"
+    );
 
     // Rollback lifts the freeze and says so.
     let vercel_after = vercel_mocks_after_cutover(&vercel).await;
@@ -1161,6 +1185,12 @@ async fn copy_mode_cutover_freezes_the_source_for_every_role_and_rollback_lifts_
     assert_eq!(out.status.code(), Some(0), "{}\n{summary}", text(&out));
     assert!(
         row(&summary, "Write freeze on the source lifted").contains("2 tables take writes again"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains(&format!(
+            "point-in-time restore of the target to {restore_to}"
+        )),
         "{summary}"
     );
     assert_eq!(
@@ -1348,7 +1378,7 @@ async fn a_ledger_made_by_0_1_is_upgraded_in_place_and_its_validation_still_open
         .target
         .exec(
             "drop table cutover._sqlx_migrations; drop table cutover.freezes; drop table cutover.replications;
-             drop table cutover.seeded_tables;
+             drop table cutover.seeded_tables; drop table cutover.function_snapshots;
              alter table cutover.deferred_objects drop column follow_up, drop column referenced_table,
                drop constraint deferred_objects_status_check,
                add constraint deferred_objects_status_check check (status in ('dropped', 'restored'));
@@ -1381,7 +1411,7 @@ async fn a_ledger_made_by_0_1_is_upgraded_in_place_and_its_validation_still_open
             .scalar("select string_agg(version::text || ':' || success::text, ',' order by version) from cutover._sqlx_migrations")
             .await
             .as_deref(),
-        Some("1:true,2:true,3:true,4:true,5:true")
+        Some("1:true,2:true,3:true,4:true,5:true,6:true")
     );
     let kinds = s
         .pair

@@ -567,3 +567,309 @@ expect_not_status = 500
     let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
     assert!(summary.contains("POST /sms-ingest → 500"), "{summary}");
 }
+
+/// The bundle the target served before the deploy: binary, as an eszip is.
+const OLD_BUNDLE: &[u8] = b"ESZIP2\x00\x01\xffprevious whatsapp-send v4 \x00bundle";
+
+const ROLLBACK_MANIFEST: &str = r#"
+[project]
+name = "ops"
+
+[functions]
+exclude = ["test-create-user"]
+base_url = "${FUNCTIONS_URL}"
+
+[[functions.smoke]]
+name = "whatsapp-send answers"
+function = "whatsapp-send"
+body = '{"dry_run": true}'
+expect_status = 200
+"#;
+
+/// A fake API where whatsapp-send is live at v4 with [`OLD_BUNDLE`], and a
+/// functions host that answers the smoke invocation.
+async fn live_whatsapp_send() -> (FakeApi, MockServer) {
+    let api = FakeApi::start().await;
+    api.with(|s| {
+        s.functions.entry(TARGET.into()).or_default().insert(
+            "whatsapp-send".into(),
+            function_json("whatsapp-send", 4, "ACTIVE", false, "x"),
+        );
+        s.bodies
+            .insert((TARGET.into(), "whatsapp-send".into()), OLD_BUNDLE.to_vec());
+    });
+    let functions_host = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/whatsapp-send"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"ok": true})))
+        .mount(&functions_host)
+        .await;
+    (api, functions_host)
+}
+
+fn served(api: &FakeApi, slug: &str) -> (i64, Vec<u8>) {
+    api.with(|s| {
+        (
+            s.functions[TARGET][slug]["version"].as_i64().unwrap(),
+            s.bodies[&(TARGET.to_string(), slug.to_string())].clone(),
+        )
+    })
+}
+
+#[tokio::test]
+async fn rollback_redeploys_the_saved_bundle_byte_for_byte_and_only_the_function_named() {
+    let (api, functions_host) = live_whatsapp_send().await;
+    let target = TestDb::new("fnrb").await;
+    let dir = workspace("ops-portal", ROLLBACK_MANIFEST);
+    let target_url = target.url();
+    let env = env_for(
+        dir.path(),
+        &api.url(),
+        TOKEN,
+        &[
+            ("FUNCTIONS_URL", &functions_host.uri()),
+            ("CUTOVER_TARGET_DB_URL", &target_url),
+        ],
+    );
+    let out = run_cutover(dir.path(), &["functions"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let (version, body) = served(&api, "whatsapp-send");
+    assert_eq!(version, 5);
+    assert_ne!(body, OLD_BUNDLE, "the deploy replaced the bundle");
+    let old_sha = sha256_bytes(OLD_BUNDLE);
+    // The ledger keeps the old bundle and its sha-256; the backup folder a copy.
+    assert_eq!(
+        target
+            .scalar("select slug || ' v' || version || ' ' || body_sha256 || ' ' || (sha256(body) = decode(body_sha256, 'hex')) from cutover.function_snapshots")
+            .await
+            .as_deref(),
+        Some(format!("whatsapp-send v4 {old_sha} true").as_str())
+    );
+    let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(
+        summary.contains("Deployments saved for rollback"),
+        "{summary}"
+    );
+    let saved_files: Vec<_> = walk(&dir.path().join("cutover-backups"));
+    let saved = saved_files
+        .iter()
+        .find(|p| p.ends_with("whatsapp-send-v4.eszip"))
+        .unwrap_or_else(|| panic!("no saved bundle file among {saved_files:?}"));
+    assert_eq!(std::fs::read(saved).unwrap(), OLD_BUNDLE);
+
+    // Level 2 for one function: back to the saved bundle.
+    let mut rollback_env = env.clone();
+    rollback_env.push(("CUTOVER_ROLLBACK_FUNCTIONS".into(), "whatsapp-send".into()));
+    let out = run_cutover(dir.path(), &["rollback"], &rollback_env);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let patches = api.with(|s| s.body_patches.clone());
+    assert_eq!(patches.len(), 1, "{patches:?}");
+    assert_eq!(patches[0].slug, "whatsapp-send");
+    assert_eq!(
+        patches[0].sha256, old_sha,
+        "the API received the saved bytes"
+    );
+    assert!(
+        patches[0].query.contains("verify_jwt=false"),
+        "{}",
+        patches[0].query
+    );
+    let (version, body) = served(&api, "whatsapp-send");
+    assert_eq!(version, 6, "the version moved on");
+    assert_eq!(body, OLD_BUNDLE);
+    let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(summary.contains("Edge Functions rolled back"), "{summary}");
+    assert!(summary.contains("(same)"), "{summary}");
+    assert_eq!(
+        functions_host.received_requests().await.unwrap().len(),
+        2,
+        "the smoke invocation ran after the deploy and after the rollback"
+    );
+    assert_eq!(
+        target
+            .scalar("select count(*)::text from cutover.function_snapshots where restored_at is not null")
+            .await
+            .as_deref(),
+        Some("1")
+    );
+
+    // Again: it already serves the saved bundle, so nothing is redeployed.
+    let out = run_cutover(dir.path(), &["rollback"], &rollback_env);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(api.with(|s| s.body_patches.len()), 1);
+    let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(
+        summary.contains("already serves the saved bundle"),
+        "{summary}"
+    );
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.path().is_dir() {
+                out.extend(walk(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn rollback_of_a_function_never_saved_or_a_bad_name_changes_nothing() {
+    let (api, functions_host) = live_whatsapp_send().await;
+    let target = TestDb::new("fnrbbad").await;
+    let dir = workspace("ops-portal", ROLLBACK_MANIFEST);
+    let target_url = target.url();
+    let env = env_for(
+        dir.path(),
+        &api.url(),
+        TOKEN,
+        &[
+            ("FUNCTIONS_URL", &functions_host.uri()),
+            ("CUTOVER_TARGET_DB_URL", &target_url),
+        ],
+    );
+    let out = run_cutover(dir.path(), &["functions"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // google-drive-token was deployed for the first time: nothing to go back to.
+    for (names, expected) in [
+        (
+            "whatsapp-send,google-drive-token",
+            "no deployment of it saved before a deploy",
+        ),
+        ("whatsapp-send;drop", "which is not a function name"),
+    ] {
+        let mut e = env.clone();
+        e.push(("CUTOVER_ROLLBACK_FUNCTIONS".into(), names.into()));
+        let out = run_cutover(dir.path(), &["rollback"], &e);
+        let all = text(&out);
+        assert_ne!(out.status.code(), Some(0), "{all}");
+        assert!(all.contains(expected), "{all}");
+        assert!(all.contains("CUTOVER_ROLLBACK_FUNCTIONS"), "{all}");
+        assert_eq!(api.with(|s| s.body_patches.len()), 0, "nothing redeployed");
+    }
+    assert_eq!(served(&api, "whatsapp-send").0, 5);
+}
+
+#[tokio::test]
+async fn a_function_whose_bundle_cannot_be_saved_is_not_replaced() {
+    let (api, functions_host) = live_whatsapp_send().await;
+    for _ in 0..8 {
+        api.fault(
+            "GET",
+            "/whatsapp-send/body",
+            500,
+            None,
+            r#"{"message":"Failed to retrieve function body with given slug"}"#,
+        );
+    }
+    let target = TestDb::new("fnsave").await;
+    let dir = workspace("ops-portal", ROLLBACK_MANIFEST);
+    let target_url = target.url();
+    let out = run_cutover(
+        dir.path(),
+        &["functions"],
+        &env_for(
+            dir.path(),
+            &api.url(),
+            TOKEN,
+            &[
+                ("FUNCTIONS_URL", &functions_host.uri()),
+                ("CUTOVER_TARGET_DB_URL", &target_url),
+            ],
+        ),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(
+        summary.contains("not saved, so not deployed: whatsapp-send"),
+        "{summary}"
+    );
+    let (version, body) = served(&api, "whatsapp-send");
+    assert_eq!(
+        (version, body.as_slice()),
+        (4, OLD_BUNDLE),
+        "left as it was"
+    );
+    assert!(
+        deploys_by_slug(&api).contains_key("google-drive-token"),
+        "the others were still deployed"
+    );
+}
+
+#[tokio::test]
+async fn rollback_to_a_git_ref_deploys_that_refs_function_files() {
+    let (api, functions_host) = live_whatsapp_send().await;
+    let target = TestDb::new("fnref").await;
+    let dir = workspace("ops-portal", ROLLBACK_MANIFEST);
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.email=t@example.com", "-c", "user.name=t"])
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    git(&["init", "-q"]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "v1.4.0"]);
+    git(&["tag", "v1.4.0"]);
+    let entry = dir.path().join("supabase/functions/whatsapp-send/index.ts");
+    let original = std::fs::read_to_string(&entry).unwrap();
+    std::fs::write(&entry, format!("{original}\n// v1.5.0: a broken change\n")).unwrap();
+    let target_url = target.url();
+    let env = env_for(
+        dir.path(),
+        &api.url(),
+        TOKEN,
+        &[
+            ("FUNCTIONS_URL", &functions_host.uri()),
+            ("CUTOVER_TARGET_DB_URL", &target_url),
+        ],
+    );
+    let out = run_cutover(dir.path(), &["functions"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let mut e = env.clone();
+    e.push(("CUTOVER_ROLLBACK_FUNCTIONS".into(), "whatsapp-send".into()));
+    e.push(("CUTOVER_ROLLBACK_FUNCTIONS_REF".into(), "v1.4.0".into()));
+    let out = run_cutover(dir.path(), &["rollback"], &e);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let deploys = api.with(|s| s.deploys.clone());
+    let last = deploys.last().unwrap();
+    assert_eq!(last.slug, "whatsapp-send");
+    let uploaded = last
+        .files
+        .iter()
+        .find(|(name, _)| name.ends_with("whatsapp-send/index.ts"))
+        .map(|(_, c)| c.clone())
+        .unwrap();
+    assert_eq!(uploaded, original, "the tagged version was deployed");
+    assert_eq!(
+        deploys
+            .iter()
+            .filter(|d| d.slug == "google-drive-token")
+            .count(),
+        1,
+        "only the named function was redeployed"
+    );
+    assert_eq!(served(&api, "whatsapp-send").0, 6);
+    // A ref that does not exist is named, and nothing is deployed.
+    let before = api.with(|s| s.deploys.len());
+    let mut e = env.clone();
+    e.push(("CUTOVER_ROLLBACK_FUNCTIONS".into(), "all".into()));
+    e.push(("CUTOVER_ROLLBACK_FUNCTIONS_REF".into(), "v9.9.9".into()));
+    let out = run_cutover(dir.path(), &["rollback"], &e);
+    let all = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains("\"v9.9.9\", which is not a commit"), "{all}");
+    assert_eq!(api.with(|s| s.deploys.len()), before);
+}

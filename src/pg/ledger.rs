@@ -513,6 +513,47 @@ impl Ledger {
         Ok(())
     }
 
+    /// Records on this run's freeze the time a point-in-time restore of the
+    /// target would go back to (`detail.pitr_restore_to`).
+    pub async fn record_restore_point(
+        &self,
+        run_id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<(), PgError> {
+        let sql = format!(
+            "update {} set detail = detail || jsonb_build_object('pitr_restore_to', $2::text)
+              where run_id = $1",
+            self.table("freezes")
+        );
+        sqlx::query(&sql)
+            .bind(run_id)
+            .bind(at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+            .execute(&self.db.pool)
+            .await
+            .map_err(|e| {
+                self.db
+                    .error("recording the restore point in the ledger", e)
+            })?;
+        Ok(())
+    }
+
+    /// The newest restore point recorded at a freeze, with its run.
+    pub async fn latest_restore_point(&self) -> Result<Option<(Uuid, String)>, PgError> {
+        let sql = format!(
+            "select run_id, detail->>'pitr_restore_to' from {}
+              where detail ? 'pitr_restore_to' order by id desc limit 1",
+            self.table("freezes")
+        );
+        let row = sqlx::query(&sql)
+            .fetch_optional(&self.db.pool)
+            .await
+            .map_err(|e| {
+                self.db
+                    .error("reading the restore point from the ledger", e)
+            })?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
     /// Freezes not lifted yet, oldest first.
     pub async fn open_freezes(&self) -> Result<Vec<FreezeRecord>, PgError> {
         let sql = format!(

@@ -10,6 +10,7 @@ pub mod copy;
 pub mod cron;
 pub mod dump;
 pub mod freeze;
+pub mod function_snapshots;
 pub mod guards;
 pub mod ledger;
 pub mod lints;
@@ -291,6 +292,15 @@ impl Database {
                     _ => None,
                 }),
         }
+    }
+
+    /// The server's clock now (`clock_timestamp()`): what a point-in-time
+    /// restore of this database is told, so the runner's clock never matters.
+    pub async fn server_time(&self) -> Result<chrono::DateTime<chrono::Utc>, PgError> {
+        sqlx::query_scalar("select clock_timestamp()")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.error("reading the server's clock", e))
     }
 
     /// Reads [`ServerInfo`].

@@ -891,7 +891,7 @@ pub async fn restore_target_from_backup(
 
 /// `[backup] dir` resolved against the workspace (`GITHUB_WORKSPACE`, else
 /// the current folder).
-fn backup_root(ctx: &Context) -> PathBuf {
+pub(crate) fn backup_root(ctx: &Context) -> PathBuf {
     resolve_input_path(ctx, &ctx.manifest.backup.dir)
 }
 
@@ -912,7 +912,7 @@ fn resolve_input_path(ctx: &Context, path: &Path) -> PathBuf {
 /// A path as outputs show it: relative to the workspace (or the current
 /// folder) when inside it, because the action's container sees another
 /// absolute path than the runner's upload step.
-fn shown(ctx: &Context, path: &Path) -> String {
+pub(crate) fn shown(ctx: &Context, path: &Path) -> String {
     let base = ctx
         .settings
         .github

@@ -101,8 +101,18 @@ pub async fn run(ctx: &mut Context, phases: &[Phase]) -> Result<PhaseReport, Pha
         report.check(item);
     }
 
-    for (phase, needs_source_ref) in [(Phase::Functions, false), (Phase::Secrets, true)] {
-        if has(phase) {
+    // `rollback` calls the Management API only for `rollback-functions`.
+    let rolls_back_functions = ctx
+        .settings
+        .rollback_functions
+        .as_deref()
+        .is_some_and(|v| !v.trim().is_empty());
+    for (phase, needs_source_ref) in [
+        (Phase::Functions, false),
+        (Phase::Secrets, true),
+        (Phase::Rollback, false),
+    ] {
+        if has(phase) && (phase != Phase::Rollback || rolls_back_functions) {
             report.check(
                 match super::functions::management_client(ctx, phase.name(), needs_source_ref) {
                     Ok(_) => CheckItem::new(

@@ -160,6 +160,23 @@ pub struct DeployMetadata {
     pub name: String,
 }
 
+/// The media type of a function bundle in `PATCH /functions/{slug}`.
+pub const ESZIP_CONTENT_TYPE: &str = "application/vnd.denoland.eszip";
+
+/// The settings a bundle is redeployed with (query parameters of
+/// `PATCH /functions/{slug}`); `None` leaves the platform's value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BundleSettings {
+    /// Whether the gateway requires a valid JWT.
+    pub verify_jwt: Option<bool>,
+    /// Whether the bundle uses an import map.
+    pub import_map: Option<bool>,
+    /// The entrypoint inside the bundle.
+    pub entrypoint_path: Option<String>,
+    /// The import map inside the bundle.
+    pub import_map_path: Option<String>,
+}
+
 /// One `file` part of a deploy: its path (the part's filename) and content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadFile {
@@ -394,6 +411,64 @@ impl ManagementClient {
                     .post(format!("{}{path}", self.base))
                     .query(&[("slug", slug)])
                     .multipart(form)
+            })
+            .await?;
+        self.decode(&endpoint, response).await
+    }
+
+    /// `GET /v1/projects/{ref}/functions/{slug}/body`: the bundle the project
+    /// serves now (the API keeps no older version), as bytes.
+    pub async fn function_body(&self, project: &str, slug: &str) -> Result<Vec<u8>, ApiError> {
+        let path = format!("/v1/projects/{project}/functions/{slug}/body");
+        let endpoint = format!("GET {path}");
+        let response = self
+            .send(&endpoint, || self.http.get(format!("{}{path}", self.base)))
+            .await?;
+        let status = response.status().as_u16();
+        response
+            .bytes()
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| ApiError {
+                endpoint,
+                status: Some(status),
+                kind: ApiErrorKind::Network,
+                message: format!("{status}, but the body could not be read: {e}"),
+            })
+    }
+
+    /// `PATCH /v1/projects/{ref}/functions/{slug}` with a bundle as
+    /// `application/vnd.denoland.eszip`: deploys exactly those bytes as the
+    /// function's next version, with the settings given.
+    pub async fn redeploy_function_body(
+        &self,
+        project: &str,
+        slug: &str,
+        settings: &BundleSettings,
+        body: &[u8],
+    ) -> Result<Function, ApiError> {
+        let path = format!("/v1/projects/{project}/functions/{slug}");
+        let endpoint = format!("PATCH {path}");
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if let Some(v) = settings.verify_jwt {
+            query.push(("verify_jwt", v.to_string()));
+        }
+        if let Some(v) = settings.import_map {
+            query.push(("import_map", v.to_string()));
+        }
+        if let Some(v) = &settings.entrypoint_path {
+            query.push(("entrypoint_path", v.clone()));
+        }
+        if let Some(v) = &settings.import_map_path {
+            query.push(("import_map_path", v.clone()));
+        }
+        let response = self
+            .send(&endpoint, || {
+                self.http
+                    .patch(format!("{}{path}", self.base))
+                    .query(&query)
+                    .header(reqwest::header::CONTENT_TYPE, ESZIP_CONTENT_TYPE)
+                    .body(body.to_vec())
             })
             .await?;
         self.decode(&endpoint, response).await

@@ -83,6 +83,42 @@ pub struct State {
     pub throttled_slugs: Vec<String>,
     /// project → `GET /database/backups` answer (default: PITR off, no backup).
     pub backups: BTreeMap<String, Value>,
+    /// (project, slug) → the bundle `GET /functions/{slug}/body` serves: set
+    /// by a deploy (a stand-in for the eszip the platform builds: every
+    /// file's name and content) or by a `PATCH` with an eszip body.
+    pub bodies: BTreeMap<(String, String), Vec<u8>>,
+    /// `PATCH /functions/{slug}` calls with an eszip body, in order.
+    pub body_patches: Vec<BodyPatch>,
+}
+
+/// One `PATCH /functions/{slug}` with an eszip body, as received.
+#[derive(Debug, Clone)]
+pub struct BodyPatch {
+    /// Project ref.
+    pub project: String,
+    /// The slug.
+    pub slug: String,
+    /// Hex sha-256 of the body received.
+    pub sha256: String,
+    /// The query string.
+    pub query: String,
+}
+
+/// Hex sha-256 of bytes.
+pub fn sha256_bytes(v: &[u8]) -> String {
+    hex::encode(Sha256::digest(v))
+}
+
+/// The bundle the fake serves for a multipart deploy.
+pub fn bundle_of(files: &BTreeMap<String, String>) -> Vec<u8> {
+    let mut out = b"ESZIP2-fake".to_vec();
+    for (name, content) in files {
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        out.extend_from_slice(content.as_bytes());
+        out.push(0);
+    }
+    out
 }
 
 /// The fake server.
@@ -188,6 +224,7 @@ impl Respond for Responder {
                         )
                     })
                     .collect();
+                let body = bundle_of(&files);
                 state.deploys.push(Deploy {
                     project: project.clone(),
                     slug: slug.clone(),
@@ -203,7 +240,7 @@ impl Respond for Responder {
                 } else {
                     "ACTIVE"
                 };
-                let functions = state.functions.entry(project).or_default();
+                let functions = state.functions.entry(project.clone()).or_default();
                 let version = functions
                     .get(&slug)
                     .and_then(|f| f["version"].as_i64())
@@ -216,8 +253,79 @@ impl Respond for Responder {
                     metadata["verify_jwt"].as_bool().unwrap_or(true),
                     metadata["entrypoint_path"].as_str().unwrap_or(""),
                 );
-                functions.insert(slug, f.clone());
+                functions.insert(slug.clone(), f.clone());
+                state.bodies.insert((project, slug), body);
                 ResponseTemplate::new(201).set_body_json(f)
+            }
+            ("GET", ["functions", slug, "body"]) => {
+                let key = (project.clone(), slug.to_string());
+                let deployed = state.functions.get(&project).and_then(|m| m.get(*slug));
+                match (state.bodies.get(&key), deployed) {
+                    (Some(b), _) => ResponseTemplate::new(200)
+                        .set_body_raw(b.clone(), "application/octet-stream"),
+                    // Deployed before the fake saw it: a bundle of its own.
+                    (None, Some(f)) => ResponseTemplate::new(200).set_body_raw(
+                        format!("ESZIP2-fake-initial {slug} v{}", f["version"]).into_bytes(),
+                        "application/octet-stream",
+                    ),
+                    (None, None) => ResponseTemplate::new(404)
+                        .set_body_json(json!({"message": "Function not found"})),
+                }
+            }
+            ("PATCH", ["functions", slug]) => {
+                let content_type = request
+                    .headers
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                if content_type != "application/vnd.denoland.eszip" {
+                    return ResponseTemplate::new(400)
+                        .set_body_json(json!({"message": "expected an eszip body"}));
+                }
+                let slug = slug.to_string();
+                let Some(existing) = state
+                    .functions
+                    .get(&project)
+                    .and_then(|m| m.get(&slug))
+                    .cloned()
+                else {
+                    return ResponseTemplate::new(404)
+                        .set_body_json(json!({"message": "Function not found"}));
+                };
+                let q = |k: &str| {
+                    request
+                        .url
+                        .query_pairs()
+                        .find(|(n, _)| n == k)
+                        .map(|(_, v)| v.to_string())
+                };
+                state.body_patches.push(BodyPatch {
+                    project: project.clone(),
+                    slug: slug.clone(),
+                    sha256: sha256_bytes(&request.body),
+                    query: request.url.query().unwrap_or("").to_string(),
+                });
+                let f = function_json(
+                    &slug,
+                    existing["version"].as_i64().unwrap_or(0) + 1,
+                    "ACTIVE",
+                    q("verify_jwt")
+                        .map(|v| v == "true")
+                        .unwrap_or(existing["verify_jwt"].as_bool().unwrap_or(true)),
+                    &q("entrypoint_path").unwrap_or_else(|| {
+                        existing["entrypoint_path"]
+                            .as_str()
+                            .unwrap_or("")
+                            .to_string()
+                    }),
+                );
+                state
+                    .functions
+                    .entry(project.clone())
+                    .or_default()
+                    .insert(slug.clone(), f.clone());
+                state.bodies.insert((project, slug), request.body.clone());
+                ResponseTemplate::new(200).set_body_json(f)
             }
             ("GET", ["database", "backups"]) => {
                 let answer = state.backups.get(&project).cloned().unwrap_or_else(|| {

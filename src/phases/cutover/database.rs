@@ -430,6 +430,39 @@ pub async fn switch(
         ),
         timings.sequences,
     ));
+
+    // The break-glass point: the target holds every write of the source
+    // and has taken none of its own yet. A point-in-time restore (the PITR
+    // add-on) to this moment undoes everything the app writes after the
+    // switch; it is recorded with the freeze, read off the target's clock.
+    match target.server_time().await {
+        Ok(at) => {
+            let recorded = ledger.record_restore_point(ctx.run_id, at).await;
+            rows.push((
+                CheckItem::new(
+                    "pitr-restore-point",
+                    "Point-in-time restore point recorded",
+                    if recorded.is_ok() { Status::Pass } else { Status::Warn },
+                    format!(
+                        "{} (the target's clock){}: a PITR restore of the target to this time is the last way back; it is manual, in place, and the project is down while it runs",
+                        at.format("%Y-%m-%d %H:%M:%S%.3f UTC"),
+                        if recorded.is_ok() { ", in the ledger with the freeze" } else { ", not written to the ledger" },
+                    ),
+                )
+                .with_hint("dashboard → Database → Backups → Point in time; only with the PITR add-on (preflight checks it); writes after this time are lost"),
+                Duration::ZERO,
+            ));
+        }
+        Err(e) => rows.push((
+            CheckItem::new(
+                "pitr-restore-point",
+                "Point-in-time restore point recorded",
+                Status::Warn,
+                format!("the target's clock could not be read: {e}"),
+            ),
+            Duration::ZERO,
+        )),
+    }
     Ok(SwitchDone {
         tables: tables.len(),
         timings,

@@ -25,6 +25,10 @@ use crate::supabase::{
 
 use super::PhaseError;
 
+mod saved;
+use saved::save_deployments;
+pub(crate) use saved::{bundle_sha256, short_sha};
+
 /// Environment variable that sets the client's first back-off delay in
 /// milliseconds (tests use a few; the default is 500).
 pub const RETRY_BASE_ENV: &str = "CUTOVER_API_RETRY_BASE_MS";
@@ -209,10 +213,43 @@ pub(crate) fn bundle_of(
 
 /// Runs `functions`.
 pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
-    let mut report = PhaseReport::new("functions");
-    let (client, target, _) = management_client(ctx, "functions", false)?;
-    open_ledger(ctx, "functions").await?;
-    let selection = ctx.function_selection()?;
+    deploy(ctx, "functions", None).await
+}
+
+/// Deploys the function folders of the manifest's functions folder (all, or
+/// only the slugs in `only`), after saving what the target serves of each;
+/// `phase` names the phase in errors and the report (`rollback` deploys a
+/// git ref's folders this way).
+pub(crate) async fn deploy(
+    ctx: &mut Context,
+    phase: &str,
+    only: Option<&[String]>,
+) -> Result<PhaseReport, PhaseError> {
+    let mut report = PhaseReport::new(phase);
+    let (client, target, _) = management_client(ctx, phase, false)?;
+    open_ledger(ctx, phase).await?;
+    let mut selection = ctx.function_selection()?;
+    if let Some(only) = only {
+        let missing: Vec<&String> = only
+            .iter()
+            .filter(|s| !selection.deploy.iter().any(|f| &&f.slug == s))
+            .collect();
+        if !missing.is_empty() {
+            return Err(PhaseError::new(format!(
+                "no function folder to deploy named {}",
+                missing
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .hint(format!(
+                "name functions that exist in {} (and are not excluded in [functions])",
+                ctx.manifest.project.functions_dir.display()
+            )));
+        }
+        selection.deploy.retain(|f| only.contains(&f.slug));
+    }
     if !selection.missing.is_empty() {
         return Err(PhaseError::new(format!(
             "listed in [functions] deploy but no folder with {}: {}",
@@ -318,6 +355,19 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         );
         return Ok(report);
     }
+
+    // Save what the target serves now: the API keeps no older version, so
+    // this is the way back (runbook Level 2). A function that cannot be
+    // saved is not replaced.
+    let replaced: Vec<&Function> = bundles
+        .iter()
+        .filter_map(|(b, _)| before.get(&b.slug))
+        .collect();
+    let unsaved = save_deployments(ctx, &client, &target, &replaced, &mut report).await;
+    for slug in &unsaved {
+        failed.push(slug.clone());
+    }
+    bundles.retain(|(b, _)| !unsaved.contains(&b.slug));
 
     // Deploy, a few at a time.
     let parallel = usize::from(ctx.manifest.functions.parallel.max(1));
@@ -459,7 +509,7 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     report.tables.push(table);
     report.tables.push(files_table);
 
-    let smoke_failed = run_smoke(ctx, &target, &mut report).await;
+    let smoke_failed = run_smoke(ctx, &target, &mut report, only).await;
 
     report.conclude_from_checks();
     let deployed = bundles.len().saturating_sub(failed.len());
@@ -524,8 +574,20 @@ pub fn functions_base_url(ctx: &Context, target: &str) -> Result<String, Vec<Str
 
 /// Runs `[[functions.smoke]]`, adding a table and one check per invocation.
 /// Returns how many failed.
-async fn run_smoke(ctx: &Context, target: &str, report: &mut PhaseReport) -> usize {
-    let smokes = &ctx.manifest.functions.smoke;
+/// `only` limits them to the invocations of those functions.
+pub(crate) async fn run_smoke(
+    ctx: &Context,
+    target: &str,
+    report: &mut PhaseReport,
+    only: Option<&[String]>,
+) -> usize {
+    let smokes: Vec<&crate::manifest::FunctionSmoke> = ctx
+        .manifest
+        .functions
+        .smoke
+        .iter()
+        .filter(|s| only.is_none_or(|o| o.contains(&s.function)))
+        .collect();
     if smokes.is_empty() {
         return 0;
     }

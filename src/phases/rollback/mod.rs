@@ -9,7 +9,12 @@
 //!    `cutover` resumes them.
 //! 3. Source guards restored to exactly the state saved in
 //!    `<ledger>.guard_states`.
-//! 4. Only when asked (`backup-file`), the target database restored from a
+//! 4. Only when asked (`rollback-functions`), Edge Functions back to the
+//!    version served before `functions` replaced them (runbook Level 2): the
+//!    bundles saved in the ledger redeployed byte for byte, or a git ref's
+//!    folders (`rollback-functions-ref`); see [`functions`]. Alone, without a
+//!    cutover to undo, this is all a rollback does.
+//! 5. Only when asked (`backup-file`), the target database restored from a
 //!    backup: [`super::backup::restore_target_from_backup`], after its sha-256
 //!    is confirmed.
 //!
@@ -30,6 +35,8 @@ use crate::pg::release::{FrontendItem, FrontendLedger, SavedFrontend, last_cutov
 use crate::report::{CheckItem, Outcome, PhaseReport, ReportTable, Status};
 
 use super::PhaseError;
+
+mod functions;
 use super::cutover::{PROVIDER_TIMEOUT, describe_guards, guard_value, read_guards, switch_table};
 
 /// Puts back the values of secret-looking variables, which the ledger does
@@ -137,6 +144,8 @@ fn show_value(name: &str, value: Option<&str>) -> String {
 pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     let mut report = PhaseReport::new("rollback");
     let dry = ctx.settings.dry_run;
+    // Every input is read before anything changes.
+    let mut function_choice = functions::choice(ctx)?;
     let target = ctx.target("rollback", !dry).await?;
     let schema = ctx.manifest.ledger.schema.clone();
     let target_name = ctx.display(Side::Target).unwrap_or_default();
@@ -194,6 +203,23 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         && live.is_none()
     {
         let last = last_cutover(&target, &schema).await?;
+        if let Some(choice) = function_choice.take() {
+            // Level 2 alone: functions back, nothing else to undo.
+            functions::roll_back(ctx, &choice, &mut report).await?;
+            if backup.is_none() {
+                report.conclude_from_checks();
+                report.summary = if report.has_failures() {
+                    "Edge Function rollback incomplete: see the failed rows; re-running it is safe."
+                        .into()
+                } else if dry {
+                    "Dry run: the Edge Function rollback is planned; nothing was changed.".into()
+                } else {
+                    "Edge Functions rolled back; no cutover state was open, so nothing else changed."
+                        .into()
+                };
+                return Ok(report);
+            }
+        }
         match (&last, &backup) {
             (None, None) => {
                 return Err(PhaseError::new(format!(
@@ -260,6 +286,9 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     }
 
     if dry {
+        if let Some(choice) = function_choice.take() {
+            functions::roll_back(ctx, &choice, &mut report).await?;
+        }
         for f in fronts.iter().filter(|f| f.item == FrontendItem::Env) {
             restored.push([
                 format!("frontend {}", f.name),
@@ -319,7 +348,16 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         return Ok(report);
     }
 
-    ctx.ledger("rollback").await?;
+    if let Some(ledger) = ctx.ledger("rollback").await? {
+        if let Some((run, at)) = ledger.latest_restore_point().await? {
+            forensics.push([
+                "the target's data, if it must go back too".to_string(),
+                format!(
+                    "break-glass: a point-in-time restore of the target to {at}, recorded when cutover run {run} froze the source; manual (dashboard → Database → Backups), in place, with downtime, and the app's writes after it are lost"
+                ),
+            ]);
+        }
+    }
     let table = switch_table(ctx)?;
 
     // 1. Frontend back to the source.
@@ -333,6 +371,11 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         ));
     } else {
         report.check(rollback_frontend(ctx, &frontend_ledger, &env_fronts, &mut restored).await);
+    }
+
+    // Level 2: Edge Functions, when asked.
+    if let Some(choice) = function_choice.take() {
+        functions::roll_back(ctx, &choice, &mut report).await?;
     }
 
     // 2. Target guards off (before the source's come back: never both on).

@@ -103,6 +103,8 @@ impl Context {
                 }
             }
         }
+        // Vault values `data` re-creates on the target.
+        vars.extend(m.vault.secrets.values().cloned());
         // The identity that decrypts backups (rollback, backup --verify).
         vars.push(crate::phases::backup::AGE_IDENTITY_VAR.to_string());
         vars.sort();

@@ -103,6 +103,8 @@ pub struct Manifest {
     pub ledger: LedgerSection,
     /// `[lints]`: the security lints checked before `cutover`.
     pub lints: LintsSection,
+    /// `[vault]`: what `data` does with the source's Vault secrets.
+    pub vault: VaultSection,
 }
 
 /// `[project]`
@@ -606,6 +608,43 @@ pub const KNOWN_LINTS: &[&str] = &[
     "extension_in_public",
     "no_primary_key",
 ];
+
+/// What `data` does with the source's Supabase Vault secrets, which a copy
+/// of the rows cannot carry (they are encrypted with the project's root key).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum VaultMode {
+    /// Nothing is moved; `data` warns, naming the source's secrets.
+    #[default]
+    Leave,
+    /// Each secret is created on the target (with the target's key) from the
+    /// value in `[vault.secrets]`.
+    Recreate,
+    /// The source's root key is given to the target (`PUT /pgsodium`) before
+    /// the rows are copied verbatim.
+    MoveRootKey,
+}
+
+impl std::fmt::Display for VaultMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            VaultMode::Leave => "leave",
+            VaultMode::Recreate => "recreate",
+            VaultMode::MoveRootKey => "move-root-key",
+        })
+    }
+}
+
+/// `[vault]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct VaultSection {
+    /// `leave`, `recreate` or `move-root-key`.
+    pub mode: VaultMode,
+    /// `recreate`: Vault secret name → environment variable holding the
+    /// target's value.
+    pub secrets: BTreeMap<String, String>,
+}
 
 /// `[lints]`
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

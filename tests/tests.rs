@@ -28,3 +28,4 @@ mod smoke;
 mod summary_render;
 mod supabase_api;
 mod validate;
+mod vault;

@@ -21,6 +21,7 @@ pub mod replication;
 pub mod restore;
 pub mod seeded;
 pub mod table_diff;
+pub mod vault;
 
 use std::collections::BTreeMap;
 use std::str::FromStr;

@@ -160,6 +160,36 @@ pub struct DeployMetadata {
     pub name: String,
 }
 
+/// `PgsodiumConfigResponse` / `UpdatePgsodiumConfigBody`.
+#[derive(Serialize, Deserialize)]
+struct PgsodiumConfig {
+    root_key: String,
+}
+
+/// A project's Vault root key: it never prints (`Debug` shows a mask), and
+/// callers compare keys by [`RootKey::sha256`] and register
+/// [`RootKey::expose`] with the redactor before anything can print.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RootKey(String);
+
+impl std::fmt::Debug for RootKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RootKey(***)")
+    }
+}
+
+impl RootKey {
+    /// The key, for the redactor and the API call only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Hex sha-256 of the key, what the ledger and the summary may show.
+    pub fn sha256(&self) -> String {
+        sha256_hex(&self.0)
+    }
+}
+
 /// The media type of a function bundle in `PATCH /functions/{slug}`.
 pub const ESZIP_CONTENT_TYPE: &str = "application/vnd.denoland.eszip";
 
@@ -472,6 +502,28 @@ impl ManagementClient {
             })
             .await?;
         self.decode(&endpoint, response).await
+    }
+
+    /// `GET /v1/projects/{ref}/pgsodium`: the root key Vault encrypts with.
+    pub async fn pgsodium_root_key(&self, project: &str) -> Result<RootKey, ApiError> {
+        let path = format!("/v1/projects/{project}/pgsodium");
+        let config: PgsodiumConfig = self.json(Method::GET, &path, None::<&()>).await?;
+        Ok(RootKey(config.root_key))
+    }
+
+    /// `PUT /v1/projects/{ref}/pgsodium`: gives the project `key` as its root
+    /// key. Whatever the project encrypted with its old key stops decrypting.
+    pub async fn set_pgsodium_root_key(
+        &self,
+        project: &str,
+        key: &RootKey,
+    ) -> Result<(), ApiError> {
+        let path = format!("/v1/projects/{project}/pgsodium");
+        let body = PgsodiumConfig {
+            root_key: key.0.clone(),
+        };
+        let _: serde_json::Value = self.json(Method::PUT, &path, Some(&body)).await?;
+        Ok(())
     }
 
     /// `GET /v1/projects/{ref}/database/backups`: PITR and the daily backups.

@@ -89,6 +89,13 @@ pub struct State {
     pub bodies: BTreeMap<(String, String), Vec<u8>>,
     /// `PATCH /functions/{slug}` calls with an eszip body, in order.
     pub body_patches: Vec<BodyPatch>,
+    /// project → Vault root key (`GET`/`PUT /pgsodium`).
+    pub root_keys: BTreeMap<String, String>,
+    /// project → URL of a database with the Vault-like fixture: a `PUT
+    /// /pgsodium` gives it the new key, as the platform's restart would.
+    pub root_key_dbs: BTreeMap<String, String>,
+    /// `PUT /pgsodium` calls: (project, sha-256 of the key).
+    pub root_key_puts: Vec<(String, String)>,
 }
 
 /// One `PATCH /functions/{slug}` with an eszip body, as received.
@@ -326,6 +333,40 @@ impl Respond for Responder {
                     .insert(slug.clone(), f.clone());
                 state.bodies.insert((project, slug), request.body.clone());
                 ResponseTemplate::new(200).set_body_json(f)
+            }
+            ("GET", ["pgsodium"]) => match state.root_keys.get(&project) {
+                Some(k) => ResponseTemplate::new(200).set_body_json(json!({"root_key": k})),
+                None => ResponseTemplate::new(500).set_body_json(
+                    json!({"message": "Failed to retrieve project's pgsodium config"}),
+                ),
+            },
+            ("PUT", ["pgsodium"]) => {
+                let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+                let Some(key) = body["root_key"].as_str().map(str::to_string) else {
+                    return ResponseTemplate::new(400)
+                        .set_body_json(json!({"message": "root_key must be a string"}));
+                };
+                if let Some(url) = state.root_key_dbs.get(&project) {
+                    let out = std::process::Command::new("psql")
+                        .arg(url)
+                        .arg("-c")
+                        .arg(format!(
+                            "update vault_fixture.root_key set key = '{}'",
+                            key.replace('\'', "''")
+                        ))
+                        .output()
+                        .expect("psql");
+                    assert!(
+                        out.status.success(),
+                        "{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                state
+                    .root_key_puts
+                    .push((project.clone(), sha256_hex(&key)));
+                state.root_keys.insert(project, key.clone());
+                ResponseTemplate::new(200).set_body_json(json!({"root_key": key}))
             }
             ("GET", ["database", "backups"]) => {
                 let answer = state.backups.get(&project).cloned().unwrap_or_else(|| {

@@ -8,6 +8,7 @@
 
 pub mod copy;
 pub mod replicate;
+mod vault;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -20,12 +21,27 @@ use crate::report::{CheckItem, PhaseReport, ReportTable, Status};
 
 use super::{Phase, PhaseError, select_tables};
 
-/// Runs `data` in the manifest's mode.
+/// Runs `data` in the manifest's mode, with the source's Vault secrets
+/// moved as `[vault]` says: its inputs checked before any row moves, a root
+/// key moved before the rows, the secrets written and proven after.
 pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
-    match ctx.manifest.data.mode {
+    let vault_plan = vault::plan(ctx).await?;
+    let mut key_rows = PhaseReport::new("data");
+    if let Some(plan) = &vault_plan {
+        vault::move_root_key(ctx, plan, &mut key_rows).await?;
+    }
+    let mut report = match ctx.manifest.data.mode {
         DataMode::Copy => copy::run(ctx).await,
         DataMode::Replicate => replicate::run(ctx).await,
+    }?;
+    let key_failed = key_rows.has_failures();
+    report.checks.splice(0..0, key_rows.checks);
+    // The secrets follow the rows, once the rows and the key are in place.
+    if let Some(plan) = vault_plan.filter(|_| !key_failed && !report.has_failures()) {
+        vault::apply(ctx, plan, &mut report).await?;
     }
+    report.conclude_from_checks();
+    Ok(report)
 }
 
 /// The indexes and constraints of the copied tables that stay in place

@@ -125,6 +125,8 @@ pub async fn run(settings: Settings, env: Box<dyn EnvSource + Send + Sync>) -> i
         Ok(m) => m,
         Err(e) => return manifest_failure(&settings, &redactor, &console, e, started_at),
     };
+    let mut settings = settings;
+    settings.phases = with_monitor_after_cutover(&settings.phases, &manifest);
     let mut ctx = Context::new(settings, manifest, redactor, env);
     let mut reports: Vec<PhaseReport> = Vec::new();
     let mut stop = false;
@@ -183,6 +185,18 @@ pub async fn run(settings: Settings, env: Box<dyn EnvSource + Send + Sync>) -> i
     }
     ctx.close().await;
     finish(&ctx.settings, &ctx.redactor, &console, run)
+}
+
+/// `[monitor] after_cutover = true`: `monitor` runs right after `cutover`
+/// when the list has `cutover` and not `monitor`.
+fn with_monitor_after_cutover(phases: &[Phase], manifest: &Manifest) -> Vec<Phase> {
+    let mut phases = phases.to_vec();
+    if manifest.monitor.after_cutover && !phases.contains(&Phase::Monitor) {
+        if let Some(at) = phases.iter().position(|p| *p == Phase::Cutover) {
+            phases.insert(at + 1, Phase::Monitor);
+        }
+    }
+    phases
 }
 
 async fn run_phase(ctx: &mut Context, phase: Phase) -> PhaseReport {

@@ -101,7 +101,11 @@ pub async fn run(ctx: &mut Context, phases: &[Phase]) -> Result<PhaseReport, Pha
         report.check(item);
     }
 
-    for (phase, needs_source_ref) in [(Phase::Functions, false), (Phase::Secrets, true)] {
+    for (phase, needs_source_ref) in [
+        (Phase::Functions, false),
+        (Phase::Secrets, true),
+        (Phase::Monitor, false),
+    ] {
         if has(phase) {
             report.check(
                 match super::functions::management_client(ctx, phase.name(), needs_source_ref) {

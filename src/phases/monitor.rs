@@ -239,6 +239,14 @@ struct FunctionTally {
 }
 
 impl FunctionTally {
+    /// Remembers buckets as seen (a baseline's): only growth past them counts.
+    fn seed(&mut self, function: &str, buckets: &[FunctionBucket]) {
+        for b in buckets {
+            let key = (function.to_string(), b.at.map(|t| t.timestamp_micros()));
+            self.seen.insert(key, b.server_errors);
+        }
+    }
+
     /// New 5xx of `function` in buckets from `since` (its minute) on.
     fn add(&mut self, function: &str, buckets: &[FunctionBucket], since: DateTime<Utc>) -> u64 {
         let floor = since
@@ -302,7 +310,11 @@ impl Watcher {
                 Ok(buckets) => {
                     let new = match since {
                         Some(since) => self.tally.add(&f.slug, &buckets, since),
-                        None => buckets.iter().map(|b| b.server_errors).sum(),
+                        None => {
+                            // What the baseline saw is not new in the window.
+                            self.tally.seed(&f.slug, &buckets);
+                            buckets.iter().map(|b| b.server_errors).sum()
+                        }
                     };
                     function_5xx = Some(function_5xx.unwrap_or(0) + new);
                 }
@@ -1158,5 +1170,10 @@ mod tests {
             3,
             "per function"
         );
+        // A baseline's buckets are not new; their growth is.
+        let mut tally = FunctionTally::default();
+        tally.seed("f", &[bucket(at(0), 2)]);
+        assert_eq!(tally.add("f", &[bucket(at(0), 2)], since), 0);
+        assert_eq!(tally.add("f", &[bucket(at(0), 5)], since), 3);
     }
 }

@@ -59,7 +59,12 @@ path = "/dashboard"
     )
 }
 
-fn run(dir: &Path, files: &ActionsFiles, api: &str, extra: &[(&str, &str)]) -> std::process::Output {
+fn run(
+    dir: &Path,
+    files: &ActionsFiles,
+    api: &str,
+    extra: &[(&str, &str)],
+) -> std::process::Output {
     let mut env = files.github_env();
     env.extend(
         [
@@ -123,7 +128,9 @@ async fn a_healthy_window_passes_with_the_figures_over_time() {
     let queries = api.with(|s| s.analytics.logs_queries.clone());
     for (_, params) in &queries {
         assert!(params["sql"].contains("edge_logs"), "{params:?}");
-        assert!(params.contains_key("iso_timestamp_start") && params.contains_key("iso_timestamp_end"));
+        assert!(
+            params.contains_key("iso_timestamp_start") && params.contains_key("iso_timestamp_end")
+        );
     }
     assert!(row(&summary, "API error rate ≤ 1.00 %").contains("0.00 % (0 of 300 requests"));
     assert!(row(&summary, "Edge Function 5xx ≤ 0").contains("0 across 1 function (sms-ingest)"));
@@ -134,7 +141,10 @@ async fn a_healthy_window_passes_with_the_figures_over_time() {
     assert!(summary.contains("Monitoring confirmed") || !summary.contains("Release sign-off"));
     assert_no_leak(TOKEN, &out, &files, &dir.path().join("cutover-report.json"));
     let report = std::fs::read_to_string(dir.path().join("cutover-report.json")).unwrap();
-    assert!(report.contains("\"charts\""), "the JSON report has the figures");
+    assert!(
+        report.contains("\"charts\""),
+        "the JSON report has the figures"
+    );
 }
 
 #[tokio::test]
@@ -155,7 +165,10 @@ async fn rising_5xx_fail_the_window_with_the_measured_rate() {
         r.contains("3.00 % (9 of 300 requests answered 5xx since the window opened) is over the 1.00 % limit"),
         "{r}"
     );
-    assert!(summary.contains("Monitoring failed at poll 3 of 5"), "{summary}");
+    assert!(
+        summary.contains("Monitoring failed at poll 3 of 5"),
+        "{summary}"
+    );
     // The window stopped at the breach: baseline + 3 polls.
     assert_eq!(api.count("GET", "/analytics/endpoints/logs"), 4);
     assert!(r.contains("run `rollback`"), "{r}");
@@ -175,7 +188,10 @@ async fn edge_function_5xx_fail_the_window() {
     let summary = files.read("summary.md");
     assert_eq!(out.status.code(), Some(1), "{}\n{summary}", text(&out));
     let r = row(&summary, "Edge Function 5xx ≤ 0");
-    assert!(r.contains("2 Edge Function 5xx since the window opened, over the limit of 0"), "{r}");
+    assert!(
+        r.contains("2 Edge Function 5xx since the window opened, over the limit of 0"),
+        "{r}"
+    );
     assert!(r.contains("baseline: 1 in the 15 minutes before"), "{r}");
 }
 
@@ -192,7 +208,9 @@ async fn logs_endpoint_404_falls_back_to_logs_all() {
     assert_eq!(api.count("GET", "/analytics/endpoints/logs"), 1);
     assert_eq!(api.count("GET", "/analytics/endpoints/logs.all"), 3);
     assert!(
-        row(&summary, "within the API's rate limit").contains("`/analytics/endpoints/logs` answered 404; read from `/analytics/endpoints/logs.all`"),
+        row(&summary, "within the API's rate limit").contains(
+            "`/analytics/endpoints/logs` answered 404; read from `/analytics/endpoints/logs.all`"
+        ),
         "{summary}"
     );
 }
@@ -200,15 +218,32 @@ async fn logs_endpoint_404_falls_back_to_logs_all() {
 #[tokio::test]
 async fn a_token_without_analytics_access_stops_with_the_fix_and_429_is_retried() {
     let (api, site) = (api().await, site().await);
-    api.fault("GET", "/logs", 429, Some("0"), r#"{"message":"Too many requests"}"#);
+    api.fault(
+        "GET",
+        "/logs",
+        429,
+        Some("0"),
+        r#"{"message":"Too many requests"}"#,
+    );
     let dir = workspace(&site.uri(), "window_seconds = 3\ninterval_seconds = 3");
     let files = ActionsFiles::new();
     let out = run(dir.path(), &files, &api.url(), &[]);
     let summary = files.read("summary.md");
-    assert_eq!(out.status.code(), Some(0), "429 retried: {}\n{summary}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "429 retried: {}\n{summary}",
+        text(&out)
+    );
 
     let api = self::api().await;
-    api.fault("GET", "/logs", 403, None, r#"{"message":"Forbidden resource"}"#);
+    api.fault(
+        "GET",
+        "/logs",
+        403,
+        None,
+        r#"{"message":"Forbidden resource"}"#,
+    );
     let files = ActionsFiles::new();
     let out = run(dir.path(), &files, &api.url(), &[]);
     let summary = files.read("summary.md");
@@ -218,9 +253,18 @@ async fn a_token_without_analytics_access_stops_with_the_fix_and_429_is_retried(
     assert!(summary.contains("nothing rolled back"), "{summary}");
 
     let files = ActionsFiles::new();
-    let out = run(dir.path(), &files, &api.url(), &[("INPUT_SUPABASE-ACCESS-TOKEN", "sbp_wrong")]);
+    let out = run(
+        dir.path(),
+        &files,
+        &api.url(),
+        &[("INPUT_SUPABASE-ACCESS-TOKEN", "sbp_wrong")],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(files.read("summary.md").contains("401"), "{}", files.read("summary.md"));
+    assert!(
+        files.read("summary.md").contains("401"),
+        "{}",
+        files.read("summary.md")
+    );
 }
 
 #[tokio::test]
@@ -230,7 +274,10 @@ async fn many_functions_stretch_the_interval_under_the_api_limit() {
         let functions = s.functions.entry(TARGET.into()).or_default();
         for i in 0..11 {
             let slug = format!("fn-{i:02}");
-            functions.insert(slug.clone(), function_json(&slug, 1, "ACTIVE", true, "index.ts"));
+            functions.insert(
+                slug.clone(),
+                function_json(&slug, 1, "ACTIVE", true, "index.ts"),
+            );
         }
     });
     // 1 logs + 12 functions = 13 calls a poll: 16 s at 50 a minute.
@@ -241,7 +288,10 @@ async fn many_functions_stretch_the_interval_under_the_api_limit() {
     assert_eq!(out.status.code(), Some(0), "{}\n{summary}", text(&out));
     let r = row(&summary, "within the API's rate limit");
     assert!(r.starts_with("| ⚠️"), "{r}");
-    assert!(r.contains("stretched from the manifest's 10 s to 16 s"), "{r}");
+    assert!(
+        r.contains("stretched from the manifest's 10 s to 16 s"),
+        "{r}"
+    );
     assert!(r.contains("2 polls every 16 s"), "{r}");
     assert_eq!(api.count("GET", "/functions.combined-stats"), 3 * 12);
 }
@@ -273,13 +323,124 @@ async fn bad_monitor_settings_name_the_key_and_the_fix() {
     let out = run(dir.path(), &files, &api.url(), &[]);
     let summary = files.read("summary.md");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(summary.contains("`sms-ingset`") && summary.contains("sms-ingest"), "{summary}");
+    assert!(
+        summary.contains("`sms-ingset`") && summary.contains("sms-ingest"),
+        "{summary}"
+    );
     // rollback_on_failure without the databases: refused before watching.
     let dir = workspace(site, "rollback_on_failure = true");
     let files = ActionsFiles::new();
     let out = run(dir.path(), &files, &api.url(), &[]);
     let summary = files.read("summary.md");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(summary.contains("rollback_on_failure = true needs the target database"), "{summary}");
+    assert!(
+        summary.contains("rollback_on_failure = true needs the target database"),
+        "{summary}"
+    );
     assert_eq!(api.count("GET", "/analytics/endpoints/logs"), 0);
+}
+
+#[tokio::test]
+async fn a_failed_window_after_cutover_rolls_back_when_asked() {
+    use crate::cutover::{GH_TOKEN, SOURCE_ANON, TARGET_ANON, VERCEL_TOKEN, setup, site, vercel};
+    use crate::fake_github::*;
+    use wiremock::Request;
+
+    let gh = github(
+        environment(reviewers()),
+        serde_json::json!([approval("approved", "octocat", "Ship it!")]),
+        "release-manager",
+    )
+    .await;
+    let vercel = vercel(200).await;
+    let site = site().await;
+    let s = setup(false, &vercel.uri(), &site.uri()).await;
+    let source_before = s.guards(&s.pair.source).await;
+    let target_before = s.guards(&s.pair.target).await;
+    let api = api().await;
+    // Baseline before the switch, then 0 and 30 of 100 requests answer 5xx.
+    api.with(|st| st.analytics.edge = [(40, 0), (100, 0), (100, 30)].into());
+    let manifest = s.work.path().join("cutover.toml");
+    let mut text_of = std::fs::read_to_string(&manifest).unwrap();
+    text_of.push_str(
+        "\n[monitor]\nwindow_seconds = 9\ninterval_seconds = 3\nrollback_on_failure = true\nafter_cutover = true\n",
+    );
+    std::fs::write(&manifest, text_of).unwrap();
+
+    let files = ActionsFiles::new();
+    let mut env = files.github_env();
+    env.extend(
+        [
+            ("GITHUB_API_URL", gh.uri()),
+            ("INPUT_PHASE", "cutover".into()),
+            ("INPUT_MANIFEST", manifest.display().to_string()),
+            ("INPUT_SOURCE-DB-URL", s.pair.source.url()),
+            ("INPUT_TARGET-DB-URL", s.pair.target.url()),
+            ("INPUT_GITHUB-TOKEN", GH_TOKEN.into()),
+            ("INPUT_VERCEL-TOKEN", VERCEL_TOKEN.into()),
+            ("TARGET_SUPABASE_URL", "https://target.supabase.co".into()),
+            ("TARGET_SUPABASE_ANON_KEY", TARGET_ANON.into()),
+            ("SOURCE_SUPABASE_ANON_KEY", SOURCE_ANON.into()),
+            ("INPUT_TARGET-PROJECT-REF", TARGET.into()),
+            ("INPUT_SUPABASE-ACCESS-TOKEN", TOKEN.into()),
+            ("INPUT_SUPABASE-API-URL", api.url()),
+            ("CUTOVER_MONITOR_INTERVAL_MS", "0".into()),
+        ]
+        .map(|(k, v)| (k.to_string(), v)),
+    );
+    let out = run_cutover(s.work.path(), &[], &env);
+    let summary = files.read("summary.md");
+    assert_eq!(out.status.code(), Some(1), "{}\n{summary}", text(&out));
+    // `after_cutover` ran the window after the switch, against a baseline
+    // cutover took before it.
+    assert!(summary.contains("| cutover | ✅ success |"), "{summary}");
+    assert!(summary.contains("| monitor | ❌ failed |"), "{summary}");
+    assert!(
+        summary.contains("| baseline (before the switch) |"),
+        "{summary}"
+    );
+    assert!(
+        row(&summary, "API error rate ≤ 1.00 %")
+            .contains("15.00 % (30 of 200 requests answered 5xx since the window opened)"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("Monitoring failed at poll 2 of 3"),
+        "{summary}"
+    );
+    // The rollback ran and restored what cutover switched.
+    assert!(
+        row(&summary, "Rolled back after the failed window").contains("✅"),
+        "{summary}"
+    );
+    assert_eq!(s.guards(&s.pair.source).await, source_before);
+    assert_eq!(s.guards(&s.pair.target).await, target_before);
+    let promoted = vercel
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .any(|r: &Request| {
+            r.method.as_str() == "POST"
+                && r.url.path() == "/v10/projects/ops-portal/promote/dpl_old"
+        });
+    assert!(promoted, "the pre-cutover deployment is live again");
+    let open = s
+        .pair
+        .target
+        .scalar("select count(*)::text from cutover.guard_states where restored_at is null")
+        .await;
+    assert_eq!(open.as_deref(), Some("0"));
+    assert!(
+        row(&summary, "Monitoring confirmed").contains("failed"),
+        "the sign-off says so: {summary}"
+    );
+    for secret in [TOKEN, GH_TOKEN, VERCEL_TOKEN, TARGET_ANON, SOURCE_ANON] {
+        assert_no_leak(
+            secret,
+            &out,
+            &files,
+            &s.work.path().join("cutover-report.json"),
+        );
+    }
 }

@@ -334,7 +334,7 @@ async fn bad_monitor_settings_name_the_key_and_the_fix() {
     let summary = files.read("summary.md");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
-        summary.contains("rollback_on_failure = true needs the target database"),
+        summary.contains("rollback_on_failure = true needs the databases"),
         "{summary}"
     );
     assert_eq!(api.count("GET", "/analytics/endpoints/logs"), 0);

@@ -524,12 +524,23 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     // Everything the window needs is checked before it opens: an hour of
     // watching must not end in "cannot roll back".
     let (_, project, _) = super::functions::management_client(ctx, "monitor", false)?;
-    if m.rollback_on_failure && !ctx.has_url(Side::Target) {
-        return Err(PhaseError::new(format!(
-            "[monitor] rollback_on_failure = true needs the target database, but {} is not set; nothing was watched",
-            ctx.settings.label("target-db-url")
-        ))
-        .hint("pass target-db-url (and source-db-url) as for `rollback`, or set rollback_on_failure = false"));
+    if m.rollback_on_failure {
+        let missing: Vec<String> = [
+            (Side::Target, "target-db-url"),
+            (Side::Source, "source-db-url"),
+        ]
+        .into_iter()
+        .filter(|(side, _)| !ctx.has_url(*side))
+        .map(|(_, input)| ctx.settings.label(input))
+        .collect();
+        if !missing.is_empty() {
+            return Err(PhaseError::new(format!(
+                "[monitor] rollback_on_failure = true needs the databases `rollback` restores, but {} {} not set; nothing was watched",
+                missing.join(" and "),
+                if missing.len() == 1 { "is" } else { "are" }
+            ))
+            .hint("pass target-db-url and source-db-url as for `rollback`, or set rollback_on_failure = false"));
+        }
     }
     let routes = route_checks(ctx)?;
     let limits_text = format!(

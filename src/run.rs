@@ -502,3 +502,35 @@ pub fn side_display(settings: &Settings, side: Side) -> Option<String> {
         Side::Target => settings.target_db_url.as_deref().map(display_db_url),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn after_cutover_puts_monitor_right_after_cutover() {
+        let manifest = |on: bool| {
+            let mut m = Manifest::default();
+            m.monitor.after_cutover = on;
+            m
+        };
+        let list = [Phase::Validate, Phase::Cutover, Phase::Smoke];
+        assert_eq!(
+            with_monitor_after_cutover(&list, &manifest(true)),
+            [
+                Phase::Validate,
+                Phase::Cutover,
+                Phase::Monitor,
+                Phase::Smoke
+            ]
+        );
+        assert_eq!(with_monitor_after_cutover(&list, &manifest(false)), list);
+        let listed = [Phase::Cutover, Phase::Smoke, Phase::Monitor];
+        assert_eq!(with_monitor_after_cutover(&listed, &manifest(true)), listed);
+        let no_cutover = [Phase::Smoke];
+        assert_eq!(
+            with_monitor_after_cutover(&no_cutover, &manifest(true)),
+            no_cutover
+        );
+    }
+}

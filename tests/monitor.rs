@@ -444,3 +444,19 @@ async fn a_failed_window_after_cutover_rolls_back_when_asked() {
         );
     }
 }
+
+#[tokio::test]
+async fn dry_run_plans_the_window_and_calls_nothing() {
+    let (api, site) = (api().await, site().await);
+    let dir = workspace(&site.uri(), "rollback_on_failure = false");
+    let files = ActionsFiles::new();
+    let out = run(dir.path(), &files, &api.url(), &[("INPUT_DRY-RUN", "true")]);
+    let summary = files.read("summary.md");
+    assert_eq!(out.status.code(), Some(0), "{}\n{summary}", text(&out));
+    assert!(
+        row(&summary, "Monitoring window planned").contains("would watch project"),
+        "{summary}"
+    );
+    assert!(api.with(|s| s.log.is_empty()), "no API call in a dry run");
+    assert!(site.received_requests().await.unwrap().is_empty());
+}

@@ -26,6 +26,7 @@ PHASES (one, or a comma list, run in the order given):
   validate    row counts, checksums, sequences, RLS and schema of source vs target
   cutover     check the approval gate, then switch guards and the frontend to the target
   smoke       HTTP checks of routes and function endpoints
+  monitor     watch the target's 5xx rate, function errors and route latency for a window
   rollback    frontend back to the source, guards restored, optional target restore
   migrate     = preflight,backup,schema,data,functions,secrets,config,validate
 

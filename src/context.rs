@@ -31,6 +31,9 @@ pub struct Context {
     /// Source and target were proven to be different environments in this
     /// run (checked once, by the first phase that writes or compares).
     pub sides_distinct: bool,
+    /// The monitoring baseline `cutover` took before its switch, for a
+    /// `monitor` later in the same run.
+    pub monitor_baseline: Option<crate::phases::monitor::Poll>,
     env: Box<dyn EnvSource + Send + Sync>,
     source: Option<Database>,
     source_writable: Option<Database>,
@@ -58,6 +61,7 @@ impl Context {
             console,
             run_id: Uuid::new_v4(),
             sides_distinct: false,
+            monitor_baseline: None,
             env,
             source: None,
             source_writable: None,

@@ -105,6 +105,8 @@ pub struct Manifest {
     pub lints: LintsSection,
     /// `[vault]`: what `data` does with the source's Vault secrets.
     pub vault: VaultSection,
+    /// `[monitor]`: the monitoring window after the switch.
+    pub monitor: MonitorSection,
 }
 
 /// `[project]`
@@ -680,6 +682,97 @@ pub struct LintAcceptance {
     pub reason: Option<String>,
 }
 
+/// `[monitor]`: the monitoring window after the switch (runbook:
+/// "Post-Deployment Monitoring"). Thresholds default to the runbook's
+/// monitoring checklist: error rate < 1 %, Edge Function errors 0,
+/// dashboard load < 3 s.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorSection {
+    /// How long the window lasts, in seconds (default one hour).
+    pub window_seconds: u64,
+    /// Time between two polls, in seconds; stretched when a poll's API
+    /// calls would pass the Management API's per-minute limit.
+    pub interval_seconds: u64,
+    /// The highest API error rate (5xx among all requests of the target's
+    /// API gateway since the window opened), in percent.
+    pub max_api_error_rate_percent: f64,
+    /// The most Edge Function 5xx answers allowed in the window, all
+    /// functions together.
+    pub max_function_5xx: u64,
+    /// The slowest a frontend route may answer, in milliseconds, for routes
+    /// without their own `max_latency_ms`.
+    pub max_route_latency_ms: u64,
+    /// Requests the window must have seen before its error rate is judged
+    /// (a handful of requests with one error is no rate).
+    pub min_requests: u64,
+    /// Edge Functions to watch, by slug; empty means every function the
+    /// target lists.
+    pub functions: Vec<String>,
+    /// Run `rollback` when a threshold is passed.
+    pub rollback_on_failure: bool,
+    /// Run the window after `cutover` in the same run (as if `monitor`
+    /// were listed after it), with its baseline taken before the switch.
+    pub after_cutover: bool,
+}
+
+impl Default for MonitorSection {
+    fn default() -> Self {
+        Self {
+            window_seconds: 3600,
+            interval_seconds: 60,
+            max_api_error_rate_percent: 1.0,
+            max_function_5xx: 0,
+            max_route_latency_ms: 3000,
+            min_requests: 20,
+            functions: Vec::new(),
+            rollback_on_failure: false,
+            after_cutover: false,
+        }
+    }
+}
+
+impl MonitorSection {
+    /// What is wrong with the section, in the manifest's words with the fix.
+    pub fn problem(&self) -> Option<String> {
+        if self.interval_seconds == 0 {
+            return Some(
+                "[monitor] interval_seconds must be at least 1 (seconds between two polls), e.g. interval_seconds = 60".into(),
+            );
+        }
+        if self.window_seconds == 0 {
+            return Some(
+                "[monitor] window_seconds must be at least 1 (how long to watch), e.g. window_seconds = 3600 for the runbook's first hour".into(),
+            );
+        }
+        if self.window_seconds < self.interval_seconds {
+            return Some(format!(
+                "[monitor] window_seconds ({}) is shorter than interval_seconds ({}): the window would end before its first poll; make window_seconds a multiple of interval_seconds",
+                self.window_seconds, self.interval_seconds
+            ));
+        }
+        if !self.max_api_error_rate_percent.is_finite()
+            || !(0.0..=100.0).contains(&self.max_api_error_rate_percent)
+        {
+            return Some(format!(
+                "[monitor] max_api_error_rate_percent is {}, which is not a percentage: write a number from 0 to 100, e.g. max_api_error_rate_percent = 1.0 (the runbook's < 1 %)",
+                self.max_api_error_rate_percent
+            ));
+        }
+        if self.max_route_latency_ms == 0 {
+            return Some(
+                "[monitor] max_route_latency_ms must be at least 1, e.g. max_route_latency_ms = 3000 (the runbook's dashboard < 3 s)".into(),
+            );
+        }
+        if let Some(slug) = self.functions.iter().find(|s| s.trim().is_empty()) {
+            return Some(format!(
+                "[monitor] functions holds an empty slug ({slug:?}): list function slugs, e.g. functions = [\"sms-ingest\"], or leave it out to watch every function"
+            ));
+        }
+        None
+    }
+}
+
 /// A manifest that could not be read; carries where the problem is.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -851,6 +944,9 @@ impl Manifest {
                     a.lint, a.object
                 )));
             }
+        }
+        if let Some(message) = self.monitor.problem() {
+            return Err(invalid(message));
         }
         for (name, var) in &self.secrets.required {
             if var.trim().is_empty() {
@@ -1121,6 +1217,49 @@ mod tests {
         assert!(err.to_string().contains("rls_off"), "{err}");
         let m = Manifest::parse("[project]\nname = \"x\"\n", Path::new("m.toml")).unwrap();
         assert_eq!(m.lints.exposed_schemas, ["public"]);
+    }
+
+    #[test]
+    fn monitor_values_are_checked_with_the_fix() {
+        let parse =
+            |body: &str| Manifest::parse(&format!("[monitor]\n{body}\n"), Path::new("m.toml"));
+        let m = parse("").unwrap();
+        assert_eq!(m.monitor.max_api_error_rate_percent, 1.0);
+        assert_eq!(m.monitor.max_function_5xx, 0);
+        assert_eq!(m.monitor.max_route_latency_ms, 3000);
+        assert!(!m.monitor.rollback_on_failure);
+        for (body, key) in [
+            (
+                "interval_seconds = 0",
+                "interval_seconds must be at least 1",
+            ),
+            ("window_seconds = 0", "window_seconds must be at least 1"),
+            (
+                "window_seconds = 30\ninterval_seconds = 60",
+                "window_seconds (30) is shorter",
+            ),
+            (
+                "max_api_error_rate_percent = 150.0",
+                "max_api_error_rate_percent is 150",
+            ),
+            ("max_api_error_rate_percent = -1.0", "from 0 to 100"),
+            (
+                "max_route_latency_ms = 0",
+                "max_route_latency_ms must be at least 1",
+            ),
+            ("functions = [\"\"]", "empty slug"),
+        ] {
+            let err = parse(body).unwrap_err().to_string();
+            assert!(
+                err.contains(key) && err.contains("[monitor]"),
+                "{body}: {err}"
+            );
+        }
+        let err = parse("window = 10").unwrap_err().to_string();
+        assert!(
+            err.contains("window_seconds"),
+            "names the known keys: {err}"
+        );
     }
 
     #[test]

@@ -27,13 +27,15 @@ pub enum Phase {
     Cutover,
     /// HTTP checks.
     Smoke,
+    /// The monitoring window after the switch.
+    Monitor,
     /// The way back.
     Rollback,
 }
 
 impl Phase {
     /// Every phase, in design order.
-    pub const ALL: [Phase; 12] = [
+    pub const ALL: [Phase; 13] = [
         Phase::Plan,
         Phase::Preflight,
         Phase::Backup,
@@ -45,6 +47,7 @@ impl Phase {
         Phase::Validate,
         Phase::Cutover,
         Phase::Smoke,
+        Phase::Monitor,
         Phase::Rollback,
     ];
 
@@ -74,6 +77,7 @@ impl Phase {
             Phase::Validate => "validate",
             Phase::Cutover => "cutover",
             Phase::Smoke => "smoke",
+            Phase::Monitor => "monitor",
             Phase::Rollback => "rollback",
         }
     }

@@ -125,6 +125,8 @@ pub async fn run(settings: Settings, env: Box<dyn EnvSource + Send + Sync>) -> i
         Ok(m) => m,
         Err(e) => return manifest_failure(&settings, &redactor, &console, e, started_at),
     };
+    let mut settings = settings;
+    settings.phases = with_monitor_after_cutover(&settings.phases, &manifest);
     let mut ctx = Context::new(settings, manifest, redactor, env);
     let mut reports: Vec<PhaseReport> = Vec::new();
     let mut stop = false;
@@ -183,6 +185,18 @@ pub async fn run(settings: Settings, env: Box<dyn EnvSource + Send + Sync>) -> i
     }
     ctx.close().await;
     finish(&ctx.settings, &ctx.redactor, &console, run)
+}
+
+/// `[monitor] after_cutover = true`: `monitor` runs right after `cutover`
+/// when the list has `cutover` and not `monitor`.
+fn with_monitor_after_cutover(phases: &[Phase], manifest: &Manifest) -> Vec<Phase> {
+    let mut phases = phases.to_vec();
+    if manifest.monitor.after_cutover && !phases.contains(&Phase::Monitor) {
+        if let Some(at) = phases.iter().position(|p| *p == Phase::Cutover) {
+            phases.insert(at + 1, Phase::Monitor);
+        }
+    }
+    phases
 }
 
 async fn run_phase(ctx: &mut Context, phase: Phase) -> PhaseReport {
@@ -486,5 +500,37 @@ pub fn side_display(settings: &Settings, side: Side) -> Option<String> {
     match side {
         Side::Source => settings.source_db_url.as_deref().map(display_db_url),
         Side::Target => settings.target_db_url.as_deref().map(display_db_url),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn after_cutover_puts_monitor_right_after_cutover() {
+        let manifest = |on: bool| {
+            let mut m = Manifest::default();
+            m.monitor.after_cutover = on;
+            m
+        };
+        let list = [Phase::Validate, Phase::Cutover, Phase::Smoke];
+        assert_eq!(
+            with_monitor_after_cutover(&list, &manifest(true)),
+            [
+                Phase::Validate,
+                Phase::Cutover,
+                Phase::Monitor,
+                Phase::Smoke
+            ]
+        );
+        assert_eq!(with_monitor_after_cutover(&list, &manifest(false)), list);
+        let listed = [Phase::Cutover, Phase::Smoke, Phase::Monitor];
+        assert_eq!(with_monitor_after_cutover(&listed, &manifest(true)), listed);
+        let no_cutover = [Phase::Smoke];
+        assert_eq!(
+            with_monitor_after_cutover(&no_cutover, &manifest(true)),
+            no_cutover
+        );
     }
 }

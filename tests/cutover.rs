@@ -12,14 +12,14 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const GH_TOKEN: &str = "ghs_GateTokenValue0123456789";
-const VERCEL_TOKEN: &str = "vercel_TokenValue_0123456789";
-const SOURCE_ANON: &str = "eyJsource.anon.key.0123456789";
-const TARGET_ANON: &str = "eyJtarget.anon.key.9876543210";
+pub(crate) const GH_TOKEN: &str = "ghs_GateTokenValue0123456789";
+pub(crate) const VERCEL_TOKEN: &str = "vercel_TokenValue_0123456789";
+pub(crate) const SOURCE_ANON: &str = "eyJsource.anon.key.0123456789";
+pub(crate) const TARGET_ANON: &str = "eyJtarget.anon.key.9876543210";
 const CF_TOKEN: &str = "cf_Token_0123456789abcdef";
 /// A fake Vercel project `ops-portal` whose production variables point at
 /// the source; `patch_status` answers edits (500 = the switch fails).
-async fn vercel(patch_status: u16) -> MockServer {
+pub(crate) async fn vercel(patch_status: u16) -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/v10/projects/ops-portal/env"))
@@ -74,7 +74,7 @@ async fn vercel(patch_status: u16) -> MockServer {
 }
 
 /// The production site: `/dashboard` answers 200.
-async fn site() -> MockServer {
+pub(crate) async fn site() -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/dashboard"))
@@ -92,14 +92,14 @@ const GUARDS_SQL: &str = "
     create table cron.job (jobid bigserial primary key, jobname text, schedule text,
                            command text, active boolean not null default true);";
 
-struct Setup {
-    pair: Pair,
-    work: tempfile::TempDir,
+pub(crate) struct Setup {
+    pub(crate) pair: Pair,
+    pub(crate) work: tempfile::TempDir,
 }
 
 /// Source with WhatsApp on and the reminders job active; target with both
 /// off; a passing validate of the pair recorded in the target's ledger.
-async fn setup(four_eyes: bool, vercel_url: &str, site_url: &str) -> Setup {
+pub(crate) async fn setup(four_eyes: bool, vercel_url: &str, site_url: &str) -> Setup {
     let frontend = format!(
         r#"[frontend]
 provider = "vercel"
@@ -239,7 +239,7 @@ impl Setup {
         run_cutover(self.work.path(), &[], &env)
     }
 
-    async fn guards(&self, db: &TestDb) -> (String, String) {
+    pub(crate) async fn guards(&self, db: &TestDb) -> (String, String) {
         (
             db.scalar(
                 "select config_value from public.app_config where config_key = 'whatsapp_enabled'",

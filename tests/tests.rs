@@ -17,6 +17,7 @@ mod functions_phase;
 mod github_environment;
 mod hosted;
 mod lints;
+mod monitor;
 mod pg_compare;
 mod pg_cron;
 mod plan_preflight;

@@ -9,6 +9,7 @@ pub mod cutover;
 pub mod data;
 pub mod functions;
 pub mod lints;
+pub mod monitor;
 pub mod plan;
 pub mod preflight;
 pub mod readiness;
@@ -89,6 +90,7 @@ pub async fn run(phase: Phase, ctx: &mut Context) -> Result<PhaseReport, PhaseEr
         Phase::Validate => validate::run(ctx).await,
         Phase::Cutover => cutover::run(ctx).await,
         Phase::Smoke => smoke::run(ctx).await,
+        Phase::Monitor => monitor::run(ctx).await,
         Phase::Rollback => rollback::run(ctx).await,
         Phase::Functions => functions::run(ctx).await,
         Phase::Secrets => secrets::run(ctx).await,
@@ -108,7 +110,12 @@ pub(crate) fn dry_run_after(ctx: &Context, phase: Phase, earlier: &[Phase]) -> b
 
 /// Phases that write to a database or compare source with target.
 fn writes_or_compares(phase: Phase) -> bool {
-    !matches!(phase, Phase::Plan | Phase::Preflight | Phase::Smoke)
+    // `monitor` reads the platform's figures; when it rolls back, it asks
+    // for this check itself before `rollback` writes.
+    !matches!(
+        phase,
+        Phase::Plan | Phase::Preflight | Phase::Smoke | Phase::Monitor
+    )
 }
 
 /// Fails when source and target are the same environment: equal project

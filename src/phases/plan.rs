@@ -303,6 +303,20 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
             ctx.manifest.functions.smoke.len()
         ),
     ]);
+    let m = &ctx.manifest.monitor;
+    actions.push([
+        "monitor".to_string(),
+        format!(
+            "{}watch the target for {} (a poll every {} s, a baseline first): API error rate ≤ {} %, Edge Function 5xx ≤ {}, routes within {} ms{}",
+            if m.after_cutover { "after cutover, " } else { "" },
+            crate::report::human_duration(m.window_seconds * 1000),
+            m.interval_seconds,
+            m.max_api_error_rate_percent,
+            m.max_function_5xx,
+            m.max_route_latency_ms,
+            if m.rollback_on_failure { "; roll back when a threshold is passed" } else { "" }
+        ),
+    ]);
     actions.push([
         "rollback".to_string(),
         "frontend back to the source, target guards off, the source's write freeze lifted (and a replication still running removed), source guards restored; restore the target from a backup only when asked".to_string(),

@@ -110,6 +110,7 @@ pub async fn run(ctx: &mut Context, phases: &[Phase]) -> Result<PhaseReport, Pha
     for (phase, needs_source_ref) in [
         (Phase::Functions, false),
         (Phase::Secrets, true),
+        (Phase::Monitor, false),
         (Phase::Rollback, false),
     ] {
         if has(phase) && (phase != Phase::Rollback || rolls_back_functions) {

@@ -492,7 +492,11 @@ fn evidence(out: &mut String, run: &RunReport, report_path: &str) {
     let shown: Vec<&PhaseReport> = run
         .phases
         .iter()
-        .filter(|p| p.tables.iter().any(|t| t.merge_as.is_none()) || !p.diffs.is_empty())
+        .filter(|p| {
+            p.tables.iter().any(|t| t.merge_as.is_none())
+                || !p.diffs.is_empty()
+                || !p.charts.is_empty()
+        })
         .collect();
     if shown.is_empty() {
         return;
@@ -511,6 +515,9 @@ fn evidence(out: &mut String, run: &RunReport, report_path: &str) {
             folded(out, &summary, open, |out| {
                 write_table(out, table, report_path)
             });
+        }
+        for chart in &phase.charts {
+            line_chart(out, chart);
         }
         for diff in &phase.diffs {
             let text = diff.unified();
@@ -540,6 +547,78 @@ fn evidence(out: &mut String, run: &RunReport, report_path: &str) {
             });
         }
     }
+}
+
+/// Points drawn per chart at most; longer series keep their last points
+/// (the table above has every figure).
+pub const MAX_CHART_POINTS: usize = 60;
+
+/// A Mermaid `xychart-beta` line chart, which GitHub draws in the summary;
+/// the threshold, when set, as a second line.
+fn line_chart(out: &mut String, chart: &super::LineChart) {
+    let len = chart.x_labels.len();
+    if len < 2 || chart.series.is_empty() {
+        return;
+    }
+    let from = len.saturating_sub(MAX_CHART_POINTS);
+    let quote = |text: &str| {
+        let clean: String = text
+            .chars()
+            .filter(|c| !matches!(c, '"' | '`' | '\n' | '\r' | '[' | ']'))
+            .collect();
+        format!("\"{clean}\"")
+    };
+    let number = |v: f64| {
+        if v.is_finite() {
+            let text = format!("{v:.3}");
+            text.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            "0".to_string()
+        }
+    };
+    let mut top = chart.limit.unwrap_or(0.0);
+    for (_, values) in &chart.series {
+        for v in values.iter().skip(from).copied().filter(|v| v.is_finite()) {
+            top = top.max(v);
+        }
+    }
+    if top <= 0.0 {
+        top = 1.0;
+    }
+    let _ = writeln!(out, "```mermaid\nxychart-beta");
+    let _ = writeln!(out, "    title {}", quote(&chart.title));
+    let labels: Vec<String> = chart.x_labels[from..].iter().map(|l| quote(l)).collect();
+    let _ = writeln!(out, "    x-axis [{}]", labels.join(", "));
+    let _ = writeln!(
+        out,
+        "    y-axis {} 0 --> {}",
+        quote(&chart.y_label),
+        number(top * 1.1)
+    );
+    for (_, values) in &chart.series {
+        let points: Vec<String> = values
+            .iter()
+            .skip(from)
+            .take(len - from)
+            .map(|v| number(*v))
+            .collect();
+        let _ = writeln!(out, "    line [{}]", points.join(", "));
+    }
+    if let Some(limit) = chart.limit {
+        let points = vec![number(limit); len - from];
+        let _ = writeln!(out, "    line [{}]", points.join(", "));
+    }
+    let _ = writeln!(out, "```\n");
+    let mut legend: Vec<String> = chart.series.iter().map(|(name, _)| inline(name)).collect();
+    if let Some(limit) = chart.limit {
+        legend.push(format!("threshold {}", number(limit)));
+    }
+    let _ = writeln!(
+        out,
+        "<sub>{}: {}</sub>\n",
+        inline(&chart.title),
+        legend.join(" · ")
+    );
 }
 
 /// A `<details>` block around what `body` writes; `summary` is HTML.
@@ -1098,6 +1177,32 @@ mod tests {
             page.contains("<b>Row counts (preflight, schema)</b> · 2 rows"),
             "{page}"
         );
+    }
+
+    #[test]
+    fn charts_are_mermaid_xycharts_with_their_threshold() {
+        let mut run = sample();
+        let mut phase = PhaseReport::new("monitor");
+        phase.charts.push(crate::report::LineChart {
+            title: "API error rate \"edge\"".into(),
+            x_labels: vec!["10:00".into(), "10:01".into(), "10:02".into()],
+            y_label: "%".into(),
+            series: vec![("error rate".into(), vec![0.0, 0.5, 2.25])],
+            limit: Some(1.0),
+        });
+        run.phases.push(phase);
+        let page = render(&run, "r.json");
+        assert!(
+            page.contains("```mermaid\nxychart-beta\n    title \"API error rate edge\""),
+            "{page}"
+        );
+        assert!(
+            page.contains("x-axis [\"10:00\", \"10:01\", \"10:02\"]"),
+            "{page}"
+        );
+        assert!(page.contains("line [0, 0.5, 2.25]"), "{page}");
+        assert!(page.contains("line [1, 1, 1]"), "the threshold: {page}");
+        assert!(page.contains("y-axis \"%\" 0 --> 2.475"), "{page}");
     }
 
     #[test]

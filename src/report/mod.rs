@@ -277,6 +277,26 @@ pub struct PhaseReport {
     /// gate), GitHub logins: the sign-off's "verified by".
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub approvers: Vec<String>,
+    /// Figures over time (`monitor`), drawn where the output can show a
+    /// chart; the same figures are always in a table too.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub charts: Vec<LineChart>,
+}
+
+/// A small line chart: one value per x label for each series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LineChart {
+    /// Heading of the chart.
+    pub title: String,
+    /// The label of each point on the x axis (e.g. poll times).
+    pub x_labels: Vec<String>,
+    /// What the y axis measures, with its unit.
+    pub y_label: String,
+    /// The lines: a name and one value per x label.
+    pub series: Vec<(String, Vec<f64>)>,
+    /// A horizontal line drawn at this value (a threshold), when set.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub limit: Option<f64>,
 }
 
 impl PhaseReport {
@@ -295,6 +315,7 @@ impl PhaseReport {
             row_count_mismatches: None,
             artifacts: Vec::new(),
             approvers: Vec::new(),
+            charts: Vec::new(),
         }
     }
 

@@ -1,5 +1,6 @@
-//! The Supabase Management API (functions, secrets, api keys), and function
-//! invocations ([`invoke`]).
+//! The Supabase Management API (functions, secrets, api keys, and the
+//! analytics endpoints in [`analytics`]), and function invocations
+//! ([`invoke`]).
 //!
 //! One [`ManagementClient`] per run: `Authorization: Bearer <token>`, base URL
 //! from `--supabase-api-url`. The API allows about 60 requests a minute per
@@ -9,6 +10,7 @@
 //! bounded total time. Errors name the endpoint, the status and the API's own
 //! message; the token is scrubbed from anything the API echoes back.
 
+pub mod analytics;
 pub mod invoke;
 
 use std::collections::VecDeque;

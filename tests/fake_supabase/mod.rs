@@ -1,8 +1,10 @@
 //! A fake Supabase Management API that answers as
 //! `shared/specs/supabase-management-api.json` documents and records what it
 //! was sent: functions (list, multipart deploy), secrets (list with SHA-256
-//! hex digests, bulk create refusing `SUPABASE_*`), and scripted faults
-//! (429 with or without `Retry-After`, 5xx, malformed JSON, slow answers).
+//! hex digests, bulk create refusing `SUPABASE_*`), the analytics endpoints
+//! `monitor` reads (logs under both names, `functions.combined-stats`, with
+//! scripted figures per poll), and scripted faults (429 with or without
+//! `Retry-After`, 5xx, malformed JSON, slow answers).
 
 #![allow(dead_code)]
 
@@ -96,6 +98,8 @@ pub struct State {
     pub root_key_dbs: BTreeMap<String, String>,
     /// `PUT /pgsodium` calls: (project, sha-256 of the key).
     pub root_key_puts: Vec<(String, String)>,
+    /// Analytics: what the logs and function statistics answer.
+    pub analytics: Analytics,
 }
 
 /// One `PATCH /functions/{slug}` with an eszip body, as received.
@@ -126,6 +130,24 @@ pub fn bundle_of(files: &BTreeMap<String, String>) -> Vec<u8> {
         out.push(0);
     }
     out
+}
+
+/// The analytics endpoints' scripted figures.
+#[derive(Debug, Default)]
+pub struct Analytics {
+    /// `/analytics/endpoints/logs` answers 404 (only `logs.all` exists).
+    pub logs_missing: bool,
+    /// (requests, 5xx) answered by successive logs queries; when used up,
+    /// `edge_default`.
+    pub edge: VecDeque<(u64, u64)>,
+    /// (requests, 5xx) once `edge` is used up.
+    pub edge_default: (u64, u64),
+    /// function id → 5xx of the bucket each successive stats call adds.
+    pub function_5xx: BTreeMap<String, VecDeque<u64>>,
+    /// function id → the buckets so far (each call adds one and answers all).
+    pub buckets: BTreeMap<String, Vec<Value>>,
+    /// Logs queries received: endpoint name and query parameters.
+    pub logs_queries: Vec<(String, BTreeMap<String, String>)>,
 }
 
 /// The fake server.
@@ -185,6 +207,9 @@ impl Respond for Responder {
         if project != TARGET && project != SOURCE {
             return ResponseTemplate::new(404)
                 .set_body_json(json!({"message": "Project not found"}));
+        }
+        if let Some(answer) = analytics(&mut state, request, &parts[3..]) {
+            return answer;
         }
         match (method.as_str(), &parts[3..]) {
             ("GET", ["functions"]) => {
@@ -418,6 +443,89 @@ impl Respond for Responder {
             }
             _ => ResponseTemplate::new(404).set_body_json(json!({"message": "Not Found"})),
         }
+    }
+}
+
+/// The analytics endpoints, as the spec documents them (`AnalyticsResponse`:
+/// `{"result": [...], "error": null}`); `None` for any other path.
+fn analytics(state: &mut State, request: &Request, rest: &[&str]) -> Option<ResponseTemplate> {
+    let ["analytics", "endpoints", name] = rest else {
+        return None;
+    };
+    if request.method.as_str() != "GET" {
+        return None;
+    }
+    let params: BTreeMap<String, String> = request
+        .url
+        .query_pairs()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let a = &mut state.analytics;
+    match *name {
+        "logs" | "logs.all" => {
+            if *name == "logs" && a.logs_missing {
+                return Some(
+                    ResponseTemplate::new(404).set_body_json(json!({"message": "Cannot GET"})),
+                );
+            }
+            a.logs_queries.push((name.to_string(), params.clone()));
+            let parse = |k: &str| {
+                params
+                    .get(k)
+                    .and_then(|v| chrono::DateTime::parse_from_rfc3339(v).ok())
+            };
+            match (parse("iso_timestamp_start"), parse("iso_timestamp_end")) {
+                (Some(s), Some(e)) if e >= s && e - s <= chrono::Duration::hours(24) => {}
+                _ => {
+                    return Some(ResponseTemplate::new(200).set_body_json(json!({
+                        "result": [],
+                        "error": {"code": 400, "errors": [], "message": "iso_timestamp_start and iso_timestamp_end must span at most 24 hours", "status": "INVALID"}
+                    })));
+                }
+            }
+            if !params.get("sql").is_some_and(|s| s.contains("edge_logs")) {
+                return Some(ResponseTemplate::new(200).set_body_json(
+                    json!({"result": [], "error": "the fake only answers queries of edge_logs"}),
+                ));
+            }
+            let (requests, errors) = a.edge.pop_front().unwrap_or(a.edge_default);
+            Some(ResponseTemplate::new(200).set_body_json(json!({
+                "result": [{"requests": requests, "server_errors": errors}],
+                "error": null
+            })))
+        }
+        "functions.combined-stats" => {
+            let interval = params.get("interval").map(String::as_str);
+            let id = params.get("function_id").cloned();
+            let (Some("15min" | "1hr" | "3hr" | "1day"), Some(id)) = (interval, id) else {
+                return Some(ResponseTemplate::new(400).set_body_json(
+                    json!({"message": "interval (15min, 1hr, 3hr, 1day) and function_id are required"}),
+                ));
+            };
+            let errors = a
+                .function_5xx
+                .get_mut(&id)
+                .and_then(|q| q.pop_front())
+                .unwrap_or(0);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_micros() as i64;
+            let buckets = a.buckets.entry(id).or_default();
+            buckets.push(json!({
+                "timestamp": now + buckets.len() as i64,
+                "requests_count": 10,
+                "success_count": 10 - errors.min(10),
+                "server_err_count": errors,
+                "client_err_count": 0,
+                "avg_execution_time": 12.5
+            }));
+            Some(ResponseTemplate::new(200).set_body_json(json!({
+                "result": buckets.clone(),
+                "error": null
+            })))
+        }
+        _ => None,
     }
 }
 

@@ -453,6 +453,10 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         )
         .await?;
 
+    // A `monitor` later in this run compares with figures from before the
+    // switch.
+    ctx.monitor_baseline = super::monitor::take_baseline(ctx).await;
+
     let source_w = ctx.source_writable("cutover").await?;
     let mut steps = Steps::new();
     let mut changes: Vec<Change> = Vec::new();

@@ -105,6 +105,8 @@ pub struct Manifest {
     pub lints: LintsSection,
     /// `[vault]`: what `data` does with the source's Vault secrets.
     pub vault: VaultSection,
+    /// `[project_settings]`: project settings `config` sets through the API.
+    pub project_settings: ProjectSettingsSection,
     /// `[monitor]`: the monitoring window after the switch.
     pub monitor: MonitorSection,
 }
@@ -646,6 +648,33 @@ pub struct VaultSection {
     /// `recreate`: Vault secret name → environment variable holding the
     /// target's value.
     pub secrets: BTreeMap<String, String>,
+}
+
+/// `[project_settings]`: Supabase project settings `config` sets through the
+/// Management API, by section; each key as the API names it (e.g.
+/// `[project_settings.auth] site_url`), each value plain or, for a key whose
+/// name looks secret, only a `${VAR}` reference.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProjectSettingsSection {
+    /// `/config/auth` keys (site URL, redirect allow list, SMTP, ...).
+    pub auth: BTreeMap<String, toml::Value>,
+    /// `/postgrest` keys (`db_schema`, `max_rows`, `db_extra_search_path`).
+    pub postgrest: BTreeMap<String, toml::Value>,
+    /// `/config/realtime` keys.
+    pub realtime: BTreeMap<String, toml::Value>,
+    /// `/config/storage` keys (`fileSizeLimit`, ...).
+    pub storage: BTreeMap<String, toml::Value>,
+}
+
+impl ProjectSettingsSection {
+    /// Whether any key is set.
+    pub fn is_empty(&self) -> bool {
+        self.auth.is_empty()
+            && self.postgrest.is_empty()
+            && self.realtime.is_empty()
+            && self.storage.is_empty()
+    }
 }
 
 /// `[lints]`

@@ -236,3 +236,142 @@ async fn long_values_are_shown_as_a_diff_and_dry_run_writes_nothing() {
     );
     assert!(summary.contains("would change 1 of 1 keys"), "{summary}");
 }
+
+mod project_settings {
+    //! `[project_settings]`: Supabase project settings set through a fake
+    //! Management API, shown before → after, secrets only from variables
+    //! and never shown.
+
+    use super::*;
+    use crate::fake_supabase::*;
+
+    const SMTP_PASSWORD: &str = "smtp-Prod-Pass-7741x";
+
+    fn settings_manifest(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
+        let path = dir.join("cutover.toml");
+        std::fs::write(&path, format!("[project]\nname = \"cfg\"\n{body}")).unwrap();
+        path
+    }
+
+    fn run(
+        files: &ActionsFiles,
+        api: &FakeApi,
+        manifest: &std::path::Path,
+        extra: &[(&str, &str)],
+    ) -> std::process::Output {
+        let mut env = files.github_env();
+        env.extend([
+            ("INPUT_PHASE".to_string(), "config".to_string()),
+            ("INPUT_MANIFEST".to_string(), manifest.display().to_string()),
+            ("INPUT_TARGET-PROJECT-REF".to_string(), TARGET.to_string()),
+            ("INPUT_SUPABASE-ACCESS-TOKEN".to_string(), TOKEN.to_string()),
+            ("INPUT_SUPABASE-API-URL".to_string(), api.url()),
+            ("CUTOVER_API_RETRY_BASE_MS".to_string(), "2".to_string()),
+        ]);
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        run_cutover(files.dir.path(), &[], &env)
+    }
+
+    const BODY: &str = r#"
+[project_settings.auth]
+site_url = "https://app.example.com"
+uri_allow_list = "https://app.example.com/**"
+smtp_host = "smtp.example.com"
+smtp_pass = "${SMTP_PASSWORD}"
+
+[project_settings.postgrest]
+max_rows = 500
+"#;
+
+    #[tokio::test]
+    async fn settings_are_set_read_back_and_the_password_never_shown() {
+        let api = FakeApi::start().await;
+        let files = ActionsFiles::new();
+        let manifest = settings_manifest(files.dir.path(), BODY);
+        let out = run(&files, &api, &manifest, &[("SMTP_PASSWORD", SMTP_PASSWORD)]);
+        let summary = files.read("summary.md");
+        assert_eq!(out.status.code(), Some(0), "{}\n{summary}", text(&out));
+        let auth = api.with(|s| {
+            s.project_settings[&(TARGET.to_string(), "/config/auth".to_string())].clone()
+        });
+        assert_eq!(auth["site_url"], "https://app.example.com");
+        assert_eq!(auth["uri_allow_list"], "https://app.example.com/**");
+        assert_eq!(
+            auth["smtp_pass"],
+            sha256_bytes(SMTP_PASSWORD.as_bytes()),
+            "the password reached the API"
+        );
+        let postgrest = api
+            .with(|s| s.project_settings[&(TARGET.to_string(), "/postgrest".to_string())].clone());
+        assert_eq!(postgrest["max_rows"], 500);
+        assert!(
+            summary.contains(
+                "| auth.site_url | http://localhost:3000 | https://app.example.com | ✅ |"
+            ),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("| auth.smtp_pass | (unset) | •••• | ✅ |"),
+            "{summary}"
+        );
+        assert!(text(&out).contains(&format!("::add-mask::{SMTP_PASSWORD}")));
+        assert_no_leak(
+            SMTP_PASSWORD,
+            &out,
+            &files,
+            &files.dir.path().join("cutover-report.json"),
+        );
+        assert_eq!(
+            api.with(|s| s.settings_patches.len()),
+            2,
+            "one PATCH per section"
+        );
+
+        // Again: everything already as asked, the password by its digest.
+        let files = ActionsFiles::new();
+        let manifest = settings_manifest(files.dir.path(), BODY);
+        let out = run(&files, &api, &manifest, &[("SMTP_PASSWORD", SMTP_PASSWORD)]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert_eq!(
+            api.with(|s| s.settings_patches.len()),
+            2,
+            "nothing patched again"
+        );
+        assert!(
+            files
+                .read("summary.md")
+                .contains("all 5 settings already as the manifest says")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_literal_secret_an_unset_variable_or_an_unknown_key_changes_nothing() {
+        let api = FakeApi::start().await;
+        for (body, env, expected) in [
+            (
+                "[project_settings.auth]\nsmtp_pass = \"hunter2-literal\"\n",
+                vec![],
+                "[project_settings.auth] smtp_pass looks secret and is written in the manifest",
+            ),
+            (
+                BODY,
+                vec![],
+                "[project_settings.auth] smtp_pass uses unset variables: SMTP_PASSWORD",
+            ),
+            (
+                "[project_settings.auth]\nsite_ur = \"https://app.example.com\"\n[project_settings.postgrest]\nmax_rows = 10\n",
+                vec![("SMTP_PASSWORD", SMTP_PASSWORD)],
+                "auth.site_ur (did you mean site_url?)",
+            ),
+        ] {
+            let files = ActionsFiles::new();
+            let manifest = settings_manifest(files.dir.path(), body);
+            let out = run(&files, &api, &manifest, &env);
+            let all = format!("{}{}", text(&out), files.read("summary.md"));
+            assert_eq!(out.status.code(), Some(1), "{all}");
+            assert!(all.contains(expected), "{all}");
+            assert!(!all.contains("hunter2-literal") || expected.contains("literal"));
+            assert_eq!(api.with(|s| s.settings_patches.len()), 0, "nothing patched");
+        }
+    }
+}

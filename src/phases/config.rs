@@ -98,6 +98,28 @@ fn is_long(v: &str) -> bool {
 
 /// Runs `config`.
 pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
+    // Every input is checked before anything is written.
+    let settings = super::project_settings::plan(ctx).await?;
+    let mut report = table_values(ctx).await?;
+    if let Some(settings) = settings {
+        if ctx.manifest.config.values.is_empty() {
+            // Only project settings: the table's skip row would be noise.
+            report.checks.clear();
+        }
+        super::project_settings::apply(ctx, settings, &mut report).await?;
+        report.conclude_from_checks();
+        if ctx.manifest.config.values.is_empty() {
+            report.summary = match report.checks.last() {
+                Some(c) => format!("Project settings: {}.", c.evidence),
+                None => String::new(),
+            };
+        }
+    }
+    Ok(report)
+}
+
+/// `[config] values` in the configuration table.
+async fn table_values(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     let mut report = PhaseReport::new("config");
     if ctx.manifest.config.values.is_empty() {
         report.check(CheckItem::new(

@@ -112,8 +112,15 @@ pub async fn run(ctx: &mut Context, phases: &[Phase]) -> Result<PhaseReport, Pha
         (Phase::Secrets, true),
         (Phase::Monitor, false),
         (Phase::Rollback, false),
+        (Phase::Config, false),
     ] {
-        if has(phase) && (phase != Phase::Rollback || rolls_back_functions) {
+        // `config` calls it only for `[project_settings]`.
+        let calls_api = match phase {
+            Phase::Rollback => rolls_back_functions,
+            Phase::Config => !ctx.manifest.project_settings.is_empty(),
+            _ => true,
+        };
+        if has(phase) && calls_api {
             report.check(
                 match super::functions::management_client(ctx, phase.name(), needs_source_ref) {
                     Ok(_) => CheckItem::new(

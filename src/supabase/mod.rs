@@ -12,6 +12,7 @@
 
 pub mod analytics;
 pub mod invoke;
+pub mod settings;
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -98,6 +98,13 @@ pub struct State {
     pub root_key_dbs: BTreeMap<String, String>,
     /// `PUT /pgsodium` calls: (project, sha-256 of the key).
     pub root_key_puts: Vec<(String, String)>,
+    /// (project, settings path such as `/config/auth`) → the section's
+    /// settings; unset sections answer [`default_settings`]. Secret keys are
+    /// kept as the API answers them: hex sha-256 digests.
+    pub project_settings: BTreeMap<(String, String), Value>,
+    /// Settings `PATCH` bodies received: (project, path, body), secret
+    /// values replaced by their digest.
+    pub settings_patches: Vec<(String, String, Value)>,
     /// Analytics: what the logs and function statistics answer.
     pub analytics: Analytics,
 }
@@ -207,6 +214,9 @@ impl Respond for Responder {
         if project != TARGET && project != SOURCE {
             return ResponseTemplate::new(404)
                 .set_body_json(json!({"message": "Project not found"}));
+        }
+        if let Some(answer) = project_settings(&mut state, &project, request, &parts[3..]) {
+            return answer;
         }
         if let Some(answer) = analytics(&mut state, request, &parts[3..]) {
             return answer;
@@ -667,4 +677,109 @@ fn split<'a>(mut hay: &'a [u8], delimiter: &[u8]) -> Vec<&'a [u8]> {
     }
     out.push(hay);
     out
+}
+
+/// What a project's settings section answers before any test changes it.
+pub fn default_settings(path: &str) -> Value {
+    match path {
+        "/config/auth" => json!({
+            "site_url": "http://localhost:3000",
+            "uri_allow_list": "",
+            "jwt_exp": 3600,
+            "disable_signup": false,
+            "external_email_enabled": true,
+            "external_google_enabled": false,
+            "mfa_max_enrolled_factors": 10,
+            "smtp_host": null,
+            "smtp_port": null,
+            "smtp_user": null,
+            "smtp_pass": null,
+            "smtp_admin_email": null,
+            "smtp_sender_name": null,
+            "security_captcha_secret": null
+        }),
+        "/postgrest" => json!({
+            "db_schema": "public,graphql_public",
+            "max_rows": 1000,
+            "db_extra_search_path": "public,extensions",
+            "db_pool": null,
+            "jwt_secret": "0f4c2b4d4e6b1c9e2f2b7f2a1c3d5e7f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d"
+        }),
+        "/config/realtime" => json!({
+            "private_only": false,
+            "max_concurrent_users": 200,
+            "max_events_per_second": 100,
+            "suspend": false
+        }),
+        "/config/storage" => json!({
+            "fileSizeLimit": 52428800,
+            "features": {"imageTransformation": {"enabled": true}, "s3Protocol": {"enabled": true}},
+            "capabilities": {"list_v2": true, "iceberg_catalog": false}
+        }),
+        _ => Value::Null,
+    }
+}
+
+/// A secret-looking settings key, answered as a digest.
+fn settings_key_is_secret(key: &str) -> bool {
+    let upper = key.to_ascii_uppercase();
+    key.ends_with("_pass")
+        || ["KEY", "TOKEN", "SECRET", "PASSWORD"]
+            .iter()
+            .any(|p| upper.contains(p))
+}
+
+/// `GET`/`PATCH` of `/config/auth`, `/postgrest`, `/config/realtime` and
+/// `/config/storage`: the section's object; a `PATCH` merges the keys given
+/// (400 for a key the section does not have) and answers the new object.
+fn project_settings(
+    state: &mut State,
+    project: &str,
+    request: &Request,
+    rest: &[&str],
+) -> Option<ResponseTemplate> {
+    let path = format!("/{}", rest.join("/"));
+    if default_settings(&path).is_null() {
+        return None;
+    }
+    let key = (project.to_string(), path.clone());
+    let current = state
+        .project_settings
+        .get(&key)
+        .cloned()
+        .unwrap_or_else(|| default_settings(&path));
+    match request.method.as_str() {
+        "GET" => Some(ResponseTemplate::new(200).set_body_json(current)),
+        "PATCH" => {
+            let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&request.body) else {
+                return Some(
+                    ResponseTemplate::new(400)
+                        .set_body_json(json!({"message": "body must be an object"})),
+                );
+            };
+            let mut merged = current.as_object().cloned().unwrap_or_default();
+            let mut recorded = serde_json::Map::new();
+            for (k, v) in body {
+                if !merged.contains_key(&k) {
+                    return Some(ResponseTemplate::new(400).set_body_json(
+                        json!({"message": format!("property {k} should not exist")}),
+                    ));
+                }
+                let stored = match (&v, settings_key_is_secret(&k)) {
+                    (Value::String(s), true) => Value::String(sha256_hex(s)),
+                    _ => v,
+                };
+                recorded.insert(k.clone(), stored.clone());
+                merged.insert(k, stored);
+            }
+            state
+                .settings_patches
+                .push((project.to_string(), path, Value::Object(recorded)));
+            state
+                .project_settings
+                .insert(key, Value::Object(merged.clone()));
+            Some(ResponseTemplate::new(200).set_body_json(Value::Object(merged)))
+        }
+        _ => None,
+    }
 }

@@ -1,0 +1,76 @@
+//! Project settings through the Management API: the sections `config` can
+//! read and change (`[project_settings.<section>]`), each a JSON object read
+//! with `GET` and changed with `PATCH` of only the keys given.
+
+use reqwest::Method;
+use serde_json::{Map, Value};
+
+use super::{ApiError, ManagementClient};
+
+/// A section of a project's settings the Management API reads and patches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SettingsSection {
+    /// `/config/auth`: Auth (GoTrue): URLs, SMTP, providers, MFA, limits.
+    Auth,
+    /// `/postgrest`: the Data API: exposed schemas, max rows, search path.
+    Postgrest,
+    /// `/config/realtime`: Realtime limits.
+    Realtime,
+    /// `/config/storage`: Storage limits and features.
+    Storage,
+}
+
+impl SettingsSection {
+    /// Every section, in the order they are applied.
+    pub const ALL: [SettingsSection; 4] = [
+        SettingsSection::Auth,
+        SettingsSection::Postgrest,
+        SettingsSection::Realtime,
+        SettingsSection::Storage,
+    ];
+
+    /// The manifest's name (`[project_settings.<name>]`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SettingsSection::Auth => "auth",
+            SettingsSection::Postgrest => "postgrest",
+            SettingsSection::Realtime => "realtime",
+            SettingsSection::Storage => "storage",
+        }
+    }
+
+    /// The path below `/v1/projects/{ref}`.
+    pub fn path(self) -> &'static str {
+        match self {
+            SettingsSection::Auth => "/config/auth",
+            SettingsSection::Postgrest => "/postgrest",
+            SettingsSection::Realtime => "/config/realtime",
+            SettingsSection::Storage => "/config/storage",
+        }
+    }
+}
+
+impl ManagementClient {
+    /// `GET /v1/projects/{ref}<section path>`: the section as the API
+    /// answers it (secrets only as digests).
+    pub async fn settings(
+        &self,
+        project: &str,
+        section: SettingsSection,
+    ) -> Result<Map<String, Value>, ApiError> {
+        let path = format!("/v1/projects/{project}{}", section.path());
+        self.json(Method::GET, &path, None::<&()>).await
+    }
+
+    /// `PATCH /v1/projects/{ref}<section path>` with only `changes`.
+    pub async fn patch_settings(
+        &self,
+        project: &str,
+        section: SettingsSection,
+        changes: &Map<String, Value>,
+    ) -> Result<(), ApiError> {
+        let path = format!("/v1/projects/{project}{}", section.path());
+        // Some sections answer the new settings, some nothing: either is fine.
+        self.no_content(Method::PATCH, &path, changes).await
+    }
+}

@@ -196,6 +196,13 @@ async fn by_default_the_source_secrets_are_named_in_a_warning() {
         summary.contains("2 Vault secrets not moved: stripe_key, webhook_secret"),
         "{summary}"
     );
+    // The platform tables with rows are named, each with what moves it.
+    assert!(
+        summary.contains(
+            "| vault.secrets | encrypted with the source's root key: moved by [vault] mode |"
+        ),
+        "{summary}"
+    );
     assert_eq!(decrypted(&pair.target).await, "");
 }
 

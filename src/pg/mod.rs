@@ -16,6 +16,7 @@ pub mod ledger;
 pub mod lints;
 pub mod locks;
 pub mod migrate;
+pub mod platform_tables;
 pub mod release;
 pub mod replication;
 pub mod restore;

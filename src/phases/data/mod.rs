@@ -40,8 +40,68 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     if let Some(plan) = vault_plan.filter(|_| !key_failed && !report.has_failures()) {
         vault::apply(ctx, plan, &mut report).await?;
     }
+    if let Some(table) = left_out_table(ctx).await? {
+        report.tables.push(table);
+    }
     report.conclude_from_checks();
     Ok(report)
+}
+
+/// Why `data` does not copy a platform table, and what moves it instead.
+fn left_out_reason(ctx: &Context, table: &QualifiedName) -> Option<&'static str> {
+    let name = table.to_string();
+    let data = &ctx.manifest.data;
+    let explicit = data
+        .tables
+        .iter()
+        .any(|t| QualifiedName::parse(t).is_ok_and(|q| &q == table));
+    if explicit || data.copies_auth_table(table) {
+        return None;
+    }
+    Some(match (table.schema.as_str(), table.name.as_str()) {
+        (_, "migrations" | "schema_migrations") => {
+            "the platform's own migration history: each project keeps its own"
+        }
+        ("auth", _) if crate::manifest::AUTH_LOGIN_TABLES.contains(&name.as_str()) => {
+            "logins: copied with [data] include_auth = true"
+        }
+        ("auth", _) if crate::manifest::AUTH_SESSION_TABLES.contains(&name.as_str()) => {
+            "sessions and tokens: copied with include_auth and include_auth_sessions"
+        }
+        ("auth", _) => "GoTrue's own bookkeeping: name it in [data] tables to copy it",
+        ("storage", _) if data.include_storage => return None,
+        ("storage", "objects") => {
+            "object metadata without the files: the `storage` phase copies files and metadata together"
+        }
+        ("storage", _) => "Storage's own rows: buckets come with the `storage` phase",
+        ("vault", _) => "encrypted with the source's root key: moved by [vault] mode",
+        ("pgsodium", _) => "key material: moved only by [vault] mode = \"move-root-key\"",
+        ("cron", "job") => {
+            "pg_cron jobs come from the migration files (`schema` holds them until `cutover`)"
+        }
+        ("cron", _) => "pg_cron's run history of the source",
+        ("net", _) => "pg_net's queue of the source's HTTP requests in flight",
+        ("realtime", _) => {
+            "Realtime's own state (subscriptions, broadcast messages), rebuilt by the platform"
+        }
+        ("supabase_functions", _) => "Database Webhooks' request history of the source",
+        _ => "the platform's own table",
+    })
+}
+
+/// The platform tables holding rows on the source that this run does not
+/// copy, each with why; `None` when there are none.
+async fn left_out_table(ctx: &mut Context) -> Result<Option<ReportTable>, PhaseError> {
+    let source = ctx.source("data").await?;
+    let mut table = ReportTable::new("Not copied, on purpose", &["Table", "Why"]);
+    for t in source.platform_tables_with_rows().await? {
+        if let Some(reason) = left_out_reason(ctx, &t) {
+            table.push([t.to_string(), reason.to_string()]);
+        }
+    }
+    Ok((!table.rows.is_empty()).then(|| {
+        table.with_note("platform tables that hold rows on the source; the data copy leaves them out, and each line says what moves it instead")
+    }))
 }
 
 /// The indexes and constraints of the copied tables that stay in place

@@ -34,6 +34,10 @@ pub struct Context {
     /// The monitoring baseline `cutover` took before its switch, for a
     /// `monitor` later in the same run.
     pub monitor_baseline: Option<crate::phases::monitor::Poll>,
+    /// The target project's URL and client keys once read from the
+    /// Management API (`supabase.url`, `supabase.anon_key`, ...): what
+    /// `${supabase.*}` in `[frontend.env]` expands to.
+    pub project_values: std::collections::BTreeMap<String, String>,
     env: Box<dyn EnvSource + Send + Sync>,
     source: Option<Database>,
     source_writable: Option<Database>,
@@ -62,6 +66,7 @@ impl Context {
             run_id: Uuid::new_v4(),
             sides_distinct: false,
             monitor_baseline: None,
+            project_values: std::collections::BTreeMap::new(),
             env,
             source: None,
             source_writable: None,

@@ -424,10 +424,19 @@ fn finish(settings: &Settings, redactor: &Redactor, console: &Console, run: RunR
             ),
             ("backup-path", backup_paths.join("\n")),
         ];
-        let outputs: Vec<(&str, String)> = outputs
+        let mut outputs: Vec<(&str, String)> = outputs
             .into_iter()
             .map(|(k, v)| (k, redactor.redact(&v)))
             .collect();
+        // Values phases set (the target's URL and keys): masked in the log
+        // by the phase, kept whole here so later steps can use them; the
+        // last phase that set one wins.
+        for phase in &run.phases {
+            for (name, value) in &phase.outputs {
+                outputs.retain(|(k, _)| k != name);
+                outputs.push((name.as_str(), value.clone()));
+            }
+        }
         if let Err(e) = write_outputs(output, &outputs) {
             io_errors.push(format!(
                 "cannot write step outputs to {}: {e}",

@@ -513,3 +513,58 @@ async fn pitr_off_on_the_target_with_it_on_the_source_fails_preflight_with_the_f
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(row_of(&files).contains("PITR on for both projects"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_targets_url_and_client_keys_become_masked_outputs_never_the_secret_key() {
+    use crate::fake_supabase::{FakeApi, SOURCE, TARGET, TOKEN};
+    let api = FakeApi::start().await;
+    let pair = Pair::from_example("ops-portal").await;
+    let files = ActionsFiles::new();
+    let mut env = actions_env(&files, &pair, "preflight");
+    env.extend([
+        ("INPUT_SOURCE-PROJECT-REF".to_string(), SOURCE.to_string()),
+        ("INPUT_TARGET-PROJECT-REF".to_string(), TARGET.to_string()),
+        ("INPUT_SUPABASE-ACCESS-TOKEN".to_string(), TOKEN.to_string()),
+        ("INPUT_SUPABASE-API-URL".to_string(), api.url()),
+    ]);
+    let out = run_checked(&files, &env, &pair);
+    let anon = format!("anon-key-of-{TARGET}-0123456789");
+    let publishable = format!("sb_publishable-key-of-{TARGET}-0123456789");
+    let outputs = parse_outputs(&files.read("output.txt"));
+    assert_eq!(
+        outputs.get("target-url").map(String::as_str),
+        Some(format!("https://{TARGET}.supabase.co").as_str()),
+        "{outputs:?}\n{}",
+        text(&out)
+    );
+    assert_eq!(outputs.get("target-anon-key"), Some(&anon));
+    assert_eq!(outputs.get("target-publishable-key"), Some(&publishable));
+    let log = text(&out);
+    assert!(log.contains(&format!("::add-mask::{anon}")), "{log}");
+    assert!(log.contains(&format!("::add-mask::{publishable}")), "{log}");
+    // Masked: nowhere else, and the service-role key is never read in.
+    let report = std::fs::read_to_string(files.dir.path().join("cutover-report.json")).unwrap();
+    let unmasked_log: String = log
+        .lines()
+        .filter(|l| !l.starts_with("::add-mask::"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for key in [anon.as_str(), publishable.as_str()] {
+        assert!(!unmasked_log.contains(key), "{unmasked_log}");
+        assert!(!files.read("summary.md").contains(key));
+        assert!(!report.contains(key));
+    }
+    let everything = format!(
+        "{log}{}{}",
+        files.read("summary.md"),
+        files.read("output.txt")
+    );
+    assert!(!everything.contains("service-role-key-of"), "{everything}");
+    assert!(
+        files
+            .read("summary.md")
+            .contains("Target URL and client keys read"),
+        "{}",
+        files.read("summary.md")
+    );
+}

@@ -329,3 +329,54 @@ async fn a_migration_waiting_on_an_apps_lock_gives_up_naming_the_transaction() {
         Some("1")
     );
 }
+
+#[tokio::test]
+async fn frontend_variables_naming_the_targets_keys_are_filled_from_the_api() {
+    use crate::fake_supabase::{FakeApi, TARGET, TOKEN};
+    let api = FakeApi::start().await;
+    let pair = pair("keys").await;
+    let work = work_dir("");
+    let manifest = work.path().join("cutover.toml");
+    let text_before = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        format!(
+            "{text_before}\n[frontend]\nprovider = \"vercel\"\nproject = \"app\"\n\n[frontend.env]\nVITE_SUPABASE_URL = \"${{supabase.url}}\"\nVITE_SUPABASE_ANON_KEY = \"${{supabase.anon_key}}\"\nVITE_SENTRY_DSN = \"${{SENTRY_DSN_UNSET}}\"\n"
+        ),
+    )
+    .unwrap();
+    let api_url = api.url();
+    let out = run(
+        work.path(),
+        "schema,cutover",
+        &pair,
+        &[
+            ("CUTOVER_TARGET_PROJECT_REF", TARGET),
+            ("CUTOVER_SUPABASE_ACCESS_TOKEN", TOKEN),
+            ("CUTOVER_SUPABASE_API_URL", api_url.as_str()),
+            ("CUTOVER_VERCEL_TOKEN", "vercel-token-for-keys-test-1"),
+        ],
+    );
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    // Only the job's own unset variable is missing: the ${supabase.*} names
+    // were read from GET /api-keys.
+    assert!(
+        log.contains("[frontend.env] references variables that are not set: SENTRY_DSN_UNSET;"),
+        "{log}"
+    );
+    assert!(!log.contains("not set: supabase."), "{log}");
+    let summary = std::fs::read_to_string(work.path().join("summary.md")).unwrap();
+    assert!(
+        summary.contains("Target URL and client keys read"),
+        "{summary}"
+    );
+    assert!(
+        !summary.contains(&format!("anon-key-of-{TARGET}")),
+        "{summary}"
+    );
+    assert_eq!(
+        api.with(|s| s.log.iter().filter(|l| l.contains("/api-keys")).count()),
+        1
+    );
+}

@@ -12,6 +12,7 @@ pub mod lints;
 pub mod monitor;
 pub mod plan;
 pub mod preflight;
+pub mod project_keys;
 pub mod project_settings;
 pub mod readiness;
 pub mod rollback;

@@ -287,6 +287,24 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     for item in backup_checks(ctx).await {
         report.check(item);
     }
+    // The target's URL and client keys, for `[frontend.env]` and the
+    // step's outputs, whenever the Management API inputs are given.
+    if ctx.settings.target_project_ref.is_some() && ctx.settings.supabase_access_token.is_some() {
+        if let Err(e) = super::project_keys::load(ctx, &mut report).await {
+            let mut item = CheckItem::new(
+                "target-keys",
+                "Target URL and client keys read",
+                if super::project_keys::referenced(ctx) {
+                    Status::Fail
+                } else {
+                    Status::Warn
+                },
+                e.message,
+            );
+            item.hint = e.hint;
+            report.check(item);
+        }
+    }
     report.check(functions_present(ctx)?);
     report.check(environment_protection(ctx).await);
 
@@ -644,7 +662,14 @@ pub(crate) fn required_values(ctx: &Context, scope: RequiredValues) -> CheckItem
     if let (Some(frontend), true) = (&ctx.manifest.frontend, scope.frontend) {
         for (name, value) in &frontend.env {
             if let Err(vars) = expand(value, lookup) {
-                missing.push(format!("[frontend] {name} (from ${})", vars.join(", $")));
+                // `${supabase.*}` comes from the Management API, not the job.
+                let vars: Vec<String> = vars
+                    .into_iter()
+                    .filter(|v| !v.starts_with("supabase."))
+                    .collect();
+                if !vars.is_empty() {
+                    missing.push(format!("[frontend] {name} (from ${})", vars.join(", $")));
+                }
             }
         }
     }

@@ -141,6 +141,15 @@ pub async fn run(ctx: &mut Context, phases: &[Phase]) -> Result<PhaseReport, Pha
 
     if (has(Phase::Cutover) || has(Phase::Rollback)) && ctx.manifest.frontend.is_some() {
         let title = "Frontend provider token and variables";
+        if super::project_keys::referenced(ctx) && ctx.project_values.is_empty() {
+            if let Err(e) = super::project_keys::load(ctx, &mut report).await {
+                report.check(failed_row(
+                    "target-keys",
+                    "Target URL and client keys read",
+                    e,
+                ));
+            }
+        }
         report.check(match super::cutover::frontend_plan(ctx) {
             Ok(_) => CheckItem::new(
                 "frontend-inputs",

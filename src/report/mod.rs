@@ -273,6 +273,10 @@ pub struct PhaseReport {
     /// Files the phase wrote (backups), relative to the workspace.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub artifacts: Vec<String>,
+    /// Step outputs the phase sets (name, value), e.g. the target's keys:
+    /// never in the JSON report (they are masked in the log instead).
+    #[serde(skip)]
+    pub outputs: Vec<(String, String)>,
     /// Who approved this run for the release environment (`cutover`'s
     /// gate), GitHub logins: the sign-off's "verified by".
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
@@ -314,6 +318,7 @@ impl PhaseReport {
             errors: Vec::new(),
             row_count_mismatches: None,
             artifacts: Vec::new(),
+            outputs: Vec::new(),
             approvers: Vec::new(),
             charts: Vec::new(),
         }

@@ -403,6 +403,26 @@ impl Respond for Responder {
                 state.root_keys.insert(project, key.clone());
                 ResponseTemplate::new(200).set_body_json(json!({"root_key": key}))
             }
+            ("GET", ["api-keys"]) => {
+                let reveal = request
+                    .url
+                    .query_pairs()
+                    .any(|(k, v)| k == "reveal" && v == "true");
+                let key = |kind: &str| format!("{kind}-key-of-{project}-0123456789");
+                let hidden = |k: String| {
+                    if reveal {
+                        json!(k)
+                    } else {
+                        json!(format!("{}...", &k[..6]))
+                    }
+                };
+                ResponseTemplate::new(200).set_body_json(json!([
+                    {"name": "anon", "type": "legacy", "id": "anon", "api_key": key("anon")},
+                    {"name": "service_role", "type": "legacy", "id": "service_role", "api_key": key("service-role")},
+                    {"name": "default", "type": "publishable", "id": "p1", "api_key": key("sb_publishable")},
+                    {"name": "default", "type": "secret", "id": "s1", "api_key": hidden(key("sb_secret"))}
+                ]))
+            }
             ("GET", ["database", "backups"]) => {
                 let answer = state.backups.get(&project).cloned().unwrap_or_else(|| {
                     json!({"region": "eu-central-1", "walg_enabled": false, "pitr_enabled": false,

@@ -143,7 +143,14 @@ pub(crate) fn frontend_plan(ctx: &Context) -> Result<Option<FrontendPlan>, Phase
     let mut values = BTreeMap::new();
     let mut missing = Vec::new();
     for (name, value) in &section.env {
-        match expand(value, |n| ctx.env_var(n)) {
+        // `${supabase.*}`: the target's URL and keys, read by project_keys.
+        let lookup = |n: &str| {
+            ctx.project_values
+                .get(n)
+                .cloned()
+                .or_else(|| ctx.env_var(n))
+        };
+        match expand(value, lookup) {
             Ok(v) => {
                 values.insert(name.clone(), v);
             }
@@ -279,6 +286,9 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
 
     // Everything that can be refused is refused before the first change.
     let table = switch_table(ctx)?;
+    if super::project_keys::referenced(ctx) {
+        super::project_keys::load(ctx, &mut report).await?;
+    }
     let frontend = frontend_plan(ctx)?;
     let (smoke_checks, smoke_problems) = smoke::plan(ctx);
     if let Some(p) = smoke_problems.first() {

@@ -607,6 +607,38 @@ async fn live_whatsapp_send() -> (FakeApi, MockServer) {
     (api, functions_host)
 }
 
+/// [`live_whatsapp_send`] with a target database for the ledger, the ops
+/// portal's workspace, and the environment of a run against both.
+struct RollbackSetup {
+    api: FakeApi,
+    functions_host: MockServer,
+    target: TestDb,
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+async fn rollback_setup(label: &str) -> RollbackSetup {
+    let (api, functions_host) = live_whatsapp_send().await;
+    let target = TestDb::new(label).await;
+    let dir = workspace("ops-portal", ROLLBACK_MANIFEST);
+    let env = env_for(
+        dir.path(),
+        &api.url(),
+        TOKEN,
+        &[
+            ("FUNCTIONS_URL", &functions_host.uri()),
+            ("CUTOVER_TARGET_DB_URL", &target.url()),
+        ],
+    );
+    RollbackSetup {
+        api,
+        functions_host,
+        target,
+        dir,
+        env,
+    }
+}
+
 fn served(api: &FakeApi, slug: &str) -> (i64, Vec<u8>) {
     api.with(|s| {
         (
@@ -618,19 +650,13 @@ fn served(api: &FakeApi, slug: &str) -> (i64, Vec<u8>) {
 
 #[tokio::test]
 async fn rollback_redeploys_the_saved_bundle_byte_for_byte_and_only_the_function_named() {
-    let (api, functions_host) = live_whatsapp_send().await;
-    let target = TestDb::new("fnrb").await;
-    let dir = workspace("ops-portal", ROLLBACK_MANIFEST);
-    let target_url = target.url();
-    let env = env_for(
-        dir.path(),
-        &api.url(),
-        TOKEN,
-        &[
-            ("FUNCTIONS_URL", &functions_host.uri()),
-            ("CUTOVER_TARGET_DB_URL", &target_url),
-        ],
-    );
+    let RollbackSetup {
+        api,
+        functions_host,
+        target,
+        dir,
+        env,
+    } = rollback_setup("fnrb").await;
     let out = run_cutover(dir.path(), &["functions"], &env);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let (version, body) = served(&api, "whatsapp-send");
@@ -720,19 +746,13 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 
 #[tokio::test]
 async fn rollback_of_a_function_never_saved_or_a_bad_name_changes_nothing() {
-    let (api, functions_host) = live_whatsapp_send().await;
-    let target = TestDb::new("fnrbbad").await;
-    let dir = workspace("ops-portal", ROLLBACK_MANIFEST);
-    let target_url = target.url();
-    let env = env_for(
-        dir.path(),
-        &api.url(),
-        TOKEN,
-        &[
-            ("FUNCTIONS_URL", &functions_host.uri()),
-            ("CUTOVER_TARGET_DB_URL", &target_url),
-        ],
-    );
+    let RollbackSetup {
+        api,
+        functions_host: _functions_host,
+        target: _target,
+        dir,
+        env,
+    } = rollback_setup("fnrbbad").await;
     let out = run_cutover(dir.path(), &["functions"], &env);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     // google-drive-token was deployed for the first time: nothing to go back to.
@@ -757,7 +777,13 @@ async fn rollback_of_a_function_never_saved_or_a_bad_name_changes_nothing() {
 
 #[tokio::test]
 async fn a_function_whose_bundle_cannot_be_saved_is_not_replaced() {
-    let (api, functions_host) = live_whatsapp_send().await;
+    let RollbackSetup {
+        api,
+        functions_host: _functions_host,
+        target: _target,
+        dir,
+        env,
+    } = rollback_setup("fnsave").await;
     for _ in 0..8 {
         api.fault(
             "GET",
@@ -767,22 +793,7 @@ async fn a_function_whose_bundle_cannot_be_saved_is_not_replaced() {
             r#"{"message":"Failed to retrieve function body with given slug"}"#,
         );
     }
-    let target = TestDb::new("fnsave").await;
-    let dir = workspace("ops-portal", ROLLBACK_MANIFEST);
-    let target_url = target.url();
-    let out = run_cutover(
-        dir.path(),
-        &["functions"],
-        &env_for(
-            dir.path(),
-            &api.url(),
-            TOKEN,
-            &[
-                ("FUNCTIONS_URL", &functions_host.uri()),
-                ("CUTOVER_TARGET_DB_URL", &target_url),
-            ],
-        ),
-    );
+    let out = run_cutover(dir.path(), &["functions"], &env);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
     assert!(
@@ -803,9 +814,13 @@ async fn a_function_whose_bundle_cannot_be_saved_is_not_replaced() {
 
 #[tokio::test]
 async fn rollback_to_a_git_ref_deploys_that_refs_function_files() {
-    let (api, functions_host) = live_whatsapp_send().await;
-    let target = TestDb::new("fnref").await;
-    let dir = workspace("ops-portal", ROLLBACK_MANIFEST);
+    let RollbackSetup {
+        api,
+        functions_host: _functions_host,
+        target: _target,
+        dir,
+        env,
+    } = rollback_setup("fnref").await;
     let git = |args: &[&str]| {
         let out = std::process::Command::new("git")
             .args(["-c", "user.email=t@example.com", "-c", "user.name=t"])
@@ -826,16 +841,6 @@ async fn rollback_to_a_git_ref_deploys_that_refs_function_files() {
     let entry = dir.path().join("supabase/functions/whatsapp-send/index.ts");
     let original = std::fs::read_to_string(&entry).unwrap();
     std::fs::write(&entry, format!("{original}\n// v1.5.0: a broken change\n")).unwrap();
-    let target_url = target.url();
-    let env = env_for(
-        dir.path(),
-        &api.url(),
-        TOKEN,
-        &[
-            ("FUNCTIONS_URL", &functions_host.uri()),
-            ("CUTOVER_TARGET_DB_URL", &target_url),
-        ],
-    );
     let out = run_cutover(dir.path(), &["functions"], &env);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let mut e = env.clone();

@@ -51,21 +51,18 @@ pub(super) async fn save_deployments(
     let mut problems = Vec::new();
     let mut sums = String::new();
     for f in replaced {
-        let current = match client.get_function(target, &f.slug).await {
-            Ok(Some(current)) => current,
-            Ok(None) => continue, // removed meanwhile: nothing to save
-            Err(e) => {
-                unsaved.push(f.slug.clone());
-                problems.push(format!(
-                    "{}: {}",
-                    f.slug,
-                    ctx.redactor.redact(&e.to_string())
-                ));
-                continue;
-            }
+        // Settings and bundle together: both, or the function is not saved.
+        let read = async {
+            let current = client.get_function(target, &f.slug).await?;
+            let body = match &current {
+                Some(_) => Some(client.function_body(target, &f.slug).await?),
+                None => None,
+            };
+            Ok::<_, crate::supabase::ApiError>(current.zip(body))
         };
-        let body = match client.function_body(target, &f.slug).await {
-            Ok(body) => body,
+        let (current, body) = match read.await {
+            Ok(Some(read)) => read,
+            Ok(None) => continue, // removed meanwhile: nothing to save
             Err(e) => {
                 unsaved.push(f.slug.clone());
                 problems.push(format!(

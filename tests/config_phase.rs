@@ -374,4 +374,58 @@ max_rows = 500
             assert_eq!(api.with(|s| s.settings_patches.len()), 0, "nothing patched");
         }
     }
+
+    #[tokio::test]
+    async fn a_rate_limited_patch_is_retried_and_a_forbidden_read_names_the_fix() {
+        let api = FakeApi::start().await;
+        api.fault(
+            "PATCH",
+            "/config/auth",
+            429,
+            Some("1"),
+            r#"{"message":"Too many requests"}"#,
+        );
+        let files = ActionsFiles::new();
+        let manifest = settings_manifest(
+            files.dir.path(),
+            "[project_settings.auth]\nsite_url = \"https://app.example.com\"\n",
+        );
+        let out = run(&files, &api, &manifest, &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert_eq!(
+            api.with(|s| s.log.iter().filter(|l| l.starts_with("PATCH")).count()),
+            2,
+            "the 429 was retried"
+        );
+
+        let api = FakeApi::start().await;
+        api.fault(
+            "GET",
+            "/postgrest",
+            403,
+            None,
+            r#"{"message":"Forbidden resource"}"#,
+        );
+        let files = ActionsFiles::new();
+        let manifest = settings_manifest(
+            files.dir.path(),
+            "[project_settings.auth]\nsite_url = \"https://app.example.com\"\n[project_settings.postgrest]\nmax_rows = 10\n",
+        );
+        let out = run(&files, &api, &manifest, &[]);
+        let all = format!("{}{}", text(&out), files.read("summary.md"));
+        assert_eq!(out.status.code(), Some(1), "{all}");
+        assert!(all.contains("403"), "{all}");
+        assert!(all.contains("Owner or Administrator for settings"), "{all}");
+        assert_eq!(
+            api.with(|s| s.settings_patches.len()),
+            0,
+            "auth was not patched either"
+        );
+        assert_no_leak(
+            TOKEN,
+            &out,
+            &files,
+            &files.dir.path().join("cutover-report.json"),
+        );
+    }
 }

@@ -122,7 +122,7 @@ pub(crate) fn api_hint(ctx: &Context, error: &ApiError, project_input: &str) -> 
             s.label("supabase-access-token")
         ),
         ApiErrorKind::Forbidden => format!(
-            "the owner of {} needs a role on the project named by {} that may change Edge Functions and secrets",
+            "the owner of {} needs a role on the project named by {} that allows this call (Owner or Administrator for settings, keys and Vault; Developer for Edge Functions and secrets); a plan without the feature answers 403 too",
             s.label("supabase-access-token"),
             s.label(project_input)
         ),

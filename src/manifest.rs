@@ -107,6 +107,8 @@ pub struct Manifest {
     pub vault: VaultSection,
     /// `[project_settings]`: project settings `config` sets through the API.
     pub project_settings: ProjectSettingsSection,
+    /// `[parity]`: the project settings comparison's exceptions.
+    pub parity: ParitySection,
     /// `[monitor]`: the monitoring window after the switch.
     pub monitor: MonitorSection,
 }
@@ -697,6 +699,30 @@ impl Default for LintsSection {
     }
 }
 
+/// `[parity]`: how `preflight`, `validate` and the cutover gate compare the
+/// two projects' settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ParitySection {
+    /// Settings (`auth.jwt_exp`, `postgrest.max_rows`, ...) allowed to
+    /// differ, each with the reason shown in the summary.
+    pub accept: Vec<ParityAcceptance>,
+    /// The target's SMTP password as `${VAR}`: checked against the digest
+    /// `GET /config/auth` answers, never printed.
+    pub smtp_password: Option<String>,
+}
+
+/// `[[parity.accept]]`: one project setting allowed to differ.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ParityAcceptance {
+    /// `section.key`, e.g. `auth.jwt_exp`.
+    pub setting: String,
+    /// Why the difference is intended; required, shown in the summary.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
 /// `[[lints.accept]]`: one finding accepted by lint id and object.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -971,6 +997,20 @@ impl Manifest {
                 return Err(invalid(format!(
                     "[[lints.accept]] reason is missing for lint = {:?}, object = {:?}: an accepted finding needs reason = \"why it is acceptable\" (shown in the summary)",
                     a.lint, a.object
+                )));
+            }
+        }
+        for a in &self.parity.accept {
+            if a.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+                return Err(invalid(format!(
+                    "[[parity.accept]] reason is missing for setting = {:?}: an accepted difference needs reason = \"why it is intended\" (shown in the summary)",
+                    a.setting
+                )));
+            }
+            if !a.setting.contains('.') {
+                return Err(invalid(format!(
+                    "[[parity.accept]] setting {:?} names no section: write it as section.key, e.g. \"auth.jwt_exp\" or \"postgrest.max_rows\"",
+                    a.setting
                 )));
             }
         }

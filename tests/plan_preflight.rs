@@ -508,6 +508,7 @@ async fn pitr_off_on_the_target_with_it_on_the_source_fails_preflight_with_the_f
     api.with(|s| {
         s.backups.insert(TARGET.into(), backups(true));
     });
+    api.ready_ops_portal_target();
     let files = ActionsFiles::new();
     let out = run_checked(&files, &env_with_api(&files), &pair);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));

@@ -18,6 +18,7 @@ mod github_environment;
 mod hosted;
 mod lints;
 mod monitor;
+mod parity;
 mod pg_compare;
 mod pg_cron;
 mod plan_preflight;

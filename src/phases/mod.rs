@@ -10,6 +10,7 @@ pub mod data;
 pub mod functions;
 pub mod lints;
 pub mod monitor;
+pub mod parity;
 pub mod plan;
 pub mod preflight;
 pub mod project_keys;

@@ -287,6 +287,13 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     for item in backup_checks(ctx).await {
         report.check(item);
     }
+    super::parity::check(
+        ctx,
+        "preflight",
+        &mut report,
+        super::parity::ParityUse::Preflight,
+    )
+    .await?;
     // The target's URL and client keys, for `[frontend.env]` and the
     // step's outputs, whenever the Management API inputs are given.
     if ctx.settings.target_project_ref.is_some() && ctx.settings.supabase_access_token.is_some() {

@@ -270,6 +270,15 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     }
     report.tables.extend(super::lints::table(&lints));
 
+    // Project settings: shown as warnings; the cutover gate blocks on them.
+    super::parity::check(
+        ctx,
+        "validate",
+        &mut report,
+        super::parity::ParityUse::Validate,
+    )
+    .await?;
+
     report.conclude_from_checks();
     let passed = !report.has_failures();
     let recorded = if passed && !ctx.settings.dry_run {

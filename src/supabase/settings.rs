@@ -74,3 +74,12 @@ impl ManagementClient {
         self.no_content(Method::PATCH, &path, changes).await
     }
 }
+
+impl ManagementClient {
+    /// `GET /v1/projects/{ref}/network-restrictions`: the CIDRs allowed to
+    /// reach the database (`config.dbAllowedCidrs`, `dbAllowedCidrsV6`).
+    pub async fn network_restrictions(&self, project: &str) -> Result<Value, ApiError> {
+        let path = format!("/v1/projects/{project}/network-restrictions");
+        self.json(Method::GET, &path, None::<&()>).await
+    }
+}

@@ -102,6 +102,8 @@ pub struct State {
     /// settings; unset sections answer [`default_settings`]. Secret keys are
     /// kept as the API answers them: hex sha-256 digests.
     pub project_settings: BTreeMap<(String, String), Value>,
+    /// project → `GET /network-restrictions` answer (default: everyone).
+    pub network_restrictions: BTreeMap<String, Value>,
     /// Settings `PATCH` bodies received: (project, path, body), secret
     /// values replaced by their digest.
     pub settings_patches: Vec<(String, String, Value)>,
@@ -403,6 +405,13 @@ impl Respond for Responder {
                 state.root_keys.insert(project, key.clone());
                 ResponseTemplate::new(200).set_body_json(json!({"root_key": key}))
             }
+            ("GET", ["network-restrictions"]) => {
+                let answer = state.network_restrictions.get(&project).cloned().unwrap_or_else(|| {
+                    json!({"entitlement": "allowed", "status": "applied",
+                           "config": {"dbAllowedCidrs": ["0.0.0.0/0"], "dbAllowedCidrsV6": ["::/0"]}})
+                });
+                ResponseTemplate::new(200).set_body_json(answer)
+            }
             ("GET", ["api-keys"]) => {
                 let reveal = request
                     .url
@@ -603,6 +612,33 @@ impl FakeApi {
     /// Runs `f` on the state.
     pub fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
         f(&mut self.state.lock().unwrap())
+    }
+
+    /// Sets keys of a project's settings section (e.g. `/config/auth`).
+    pub fn set_settings(&self, project: &str, path: &str, keys: Value) {
+        self.with(|s| {
+            let key = (project.to_string(), path.to_string());
+            let mut now = s
+                .project_settings
+                .get(&key)
+                .cloned()
+                .unwrap_or_else(|| default_settings(path));
+            for (k, v) in keys.as_object().cloned().unwrap_or_default() {
+                now[k] = v;
+            }
+            s.project_settings.insert(key, now);
+        });
+    }
+
+    /// The target named as the ops-portal example's frontend
+    /// (`https://ops.aamodha.example`), as a ready target is.
+    pub fn ready_ops_portal_target(&self) {
+        self.set_settings(
+            TARGET,
+            "/config/auth",
+            json!({"site_url": "https://ops.aamodha.example",
+                   "uri_allow_list": "https://ops.aamodha.example/**"}),
+        );
     }
 
     /// Adds a scripted fault.

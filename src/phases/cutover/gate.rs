@@ -242,6 +242,15 @@ pub async fn check(ctx: &mut Context, report: &mut PhaseReport) -> Result<Gate, 
     // 6. No security lint at ERROR level the manifest did not accept.
     lints_rows(ctx, report).await?;
 
+    // 7. The project settings that must match do.
+    super::super::parity::check(
+        ctx,
+        "cutover",
+        report,
+        super::super::parity::ParityUse::Gate,
+    )
+    .await?;
+
     gate.open = !report.checks[rows_before..]
         .iter()
         .any(|c| c.status == Status::Fail);

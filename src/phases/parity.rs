@@ -1,0 +1,768 @@
+//! Project parity: the source's and the target's Supabase project settings
+//! compared through the Management API, for `preflight`, `validate` and the
+//! cutover gate. A database copy leaves these behind, and users find out
+//! after the switch (logins redirect to the old app, emails stop, the Data
+//! API exposes other schemas).
+//!
+//! Every compared setting has a rule:
+//! - *must match*: the same on both (exposed schemas, `max_rows`, JWT
+//!   expiry, MFA, sign-up, Realtime and Storage limits);
+//! - *must name the target*: Auth's `site_url` and redirect allow list name
+//!   the target's frontend (`[frontend] url`), not the source's or
+//!   localhost;
+//! - *source feature on the target*: each sign-in provider and custom SMTP
+//!   the source has, the target has too (with the callback URL to register);
+//! - the target's network restrictions let the runner in.
+//!
+//! A failing row carries its fix; `[[parity.accept]]` accepts one setting
+//! with a reason. The comparison itself ([`compare`]) is pure.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::context::Context;
+use crate::redact::{MASK, name_looks_secret};
+use crate::report::{CheckItem, PhaseReport, ReportTable, Status, count};
+use crate::supabase::settings::SettingsSection;
+use crate::supabase::{ApiErrorKind, digest_matches};
+
+use super::PhaseError;
+use super::functions::management_client;
+
+/// How a setting is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rule {
+    /// The same on both projects.
+    MustMatch,
+    /// Names the target's frontend, not the source's.
+    MustNameTarget,
+    /// What the source has, the target has too.
+    SourceFeature,
+    /// The target lets the runner connect.
+    Reachable,
+}
+
+impl Rule {
+    fn words(self) -> &'static str {
+        match self {
+            Rule::MustMatch => "must match",
+            Rule::MustNameTarget => "must name the target",
+            Rule::SourceFeature => "source's feature on the target",
+            Rule::Reachable => "runner can connect",
+        }
+    }
+}
+
+/// One compared setting.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SettingRow {
+    /// `section.key`.
+    pub setting: String,
+    /// How it is judged.
+    pub rule: Rule,
+    /// The source's value as shown (secrets masked).
+    pub source: String,
+    /// The target's value as shown.
+    pub target: String,
+    /// Pass, Warn or Fail (a Fail blocks the cutover gate).
+    pub status: Status,
+    /// What to do, or a note (a provider's callback URL).
+    pub fix: Option<String>,
+}
+
+/// What is known besides the settings.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Facts {
+    /// The target's project ref.
+    pub target_ref: String,
+    /// `[frontend] url`.
+    pub frontend_url: Option<String>,
+    /// The SMTP password supplied for the target, to check its digest.
+    pub smtp_password: Option<String>,
+}
+
+/// Auth keys that must be equal on both projects (when either answers them).
+const AUTH_MUST_MATCH: &[&str] = &[
+    "jwt_exp",
+    "disable_signup",
+    "external_anonymous_users_enabled",
+    "mfa_max_enrolled_factors",
+    "mfa_totp_enroll_enabled",
+    "mfa_totp_verify_enabled",
+    "mfa_phone_enroll_enabled",
+    "mfa_phone_verify_enabled",
+    "password_min_length",
+    "password_required_characters",
+    "sessions_timebox",
+    "sessions_inactivity_timeout",
+    "security_captcha_enabled",
+    "mailer_autoconfirm",
+];
+
+/// PostgREST keys that must be equal.
+const POSTGREST_MUST_MATCH: &[&str] = &["db_schema", "max_rows", "db_extra_search_path"];
+
+fn show(key: &str, value: Option<&Value>) -> String {
+    match value {
+        None | Some(Value::Null) => "(unset)".into(),
+        Some(Value::String(s)) if s.is_empty() => "(empty)".into(),
+        Some(_) if name_looks_secret(key) || key.ends_with("_pass") => MASK.into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+    }
+}
+
+fn set(value: Option<&Value>) -> bool {
+    match value {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+        Some(Value::String(s)) => !s.trim().is_empty(),
+        Some(_) => true,
+    }
+}
+
+/// `scheme://host` of a URL-ish text, lower-case.
+fn origin(url: &str) -> String {
+    url::Url::parse(url.trim())
+        .ok()
+        .map(|u| {
+            format!(
+                "{}://{}",
+                u.scheme(),
+                u.host_str().unwrap_or_default().to_ascii_lowercase()
+            )
+        })
+        .unwrap_or_else(|| url.trim().trim_end_matches('/').to_ascii_lowercase())
+}
+
+fn row(
+    setting: String,
+    rule: Rule,
+    source: String,
+    target: String,
+    status: Status,
+    fix: Option<String>,
+) -> SettingRow {
+    SettingRow {
+        setting,
+        rule,
+        source,
+        target,
+        status,
+        fix,
+    }
+}
+
+/// Compares the settings both projects answered. `source`/`target` map a
+/// section to its answer; a section missing from either is not compared.
+pub(crate) fn compare(
+    source: &BTreeMap<SettingsSection, Map<String, Value>>,
+    target: &BTreeMap<SettingsSection, Map<String, Value>>,
+    network: Option<&Value>,
+    facts: &Facts,
+) -> Vec<SettingRow> {
+    let mut rows = Vec::new();
+    let dashboard = format!(
+        "https://supabase.com/dashboard/project/{}",
+        facts.target_ref
+    );
+    if let (Some(s), Some(t)) = (
+        source.get(&SettingsSection::Auth),
+        target.get(&SettingsSection::Auth),
+    ) {
+        auth_rows(s, t, facts, &dashboard, &mut rows);
+    }
+    let must_match: [(SettingsSection, Option<&[&str]>); 3] = [
+        (SettingsSection::Postgrest, Some(POSTGREST_MUST_MATCH)),
+        (SettingsSection::Realtime, None),
+        (SettingsSection::Storage, None),
+    ];
+    for (section, keys) in must_match {
+        let (Some(s), Some(t)) = (source.get(&section), target.get(&section)) else {
+            continue;
+        };
+        let mut all: Vec<&String> = s.keys().chain(t.keys()).collect();
+        all.sort();
+        all.dedup();
+        for key in all {
+            if keys.is_some_and(|k| !k.contains(&key.as_str())) || name_looks_secret(key) {
+                continue;
+            }
+            rows.push(must_match_row(
+                section,
+                key,
+                s.get(key),
+                t.get(key),
+                &dashboard,
+            ));
+        }
+    }
+    if let Some(n) = network {
+        rows.push(network_row(n, &dashboard));
+    }
+    rows
+}
+
+fn must_match_row(
+    section: SettingsSection,
+    key: &str,
+    s: Option<&Value>,
+    t: Option<&Value>,
+    dashboard: &str,
+) -> SettingRow {
+    let equal = s == t;
+    row(
+        format!("{}.{key}", section.name()),
+        Rule::MustMatch,
+        show(key, s),
+        show(key, t),
+        if equal { Status::Pass } else { Status::Fail },
+        (!equal).then(|| {
+            format!(
+                "set it to the source's value on the target ([project_settings.{}] {key} in the manifest makes `config` do it, or {dashboard}/settings)",
+                section.name()
+            )
+        }),
+    )
+}
+
+fn auth_rows(
+    s: &Map<String, Value>,
+    t: &Map<String, Value>,
+    facts: &Facts,
+    dashboard: &str,
+    rows: &mut Vec<SettingRow>,
+) {
+    let url_fix =
+        format!("{dashboard}/auth/url-configuration, or [project_settings.auth] in the manifest");
+    // Site URL: the target's frontend, never the source's or localhost.
+    let (s_site, t_site) = (
+        s.get("site_url").and_then(Value::as_str).unwrap_or(""),
+        t.get("site_url").and_then(Value::as_str).unwrap_or(""),
+    );
+    let local = |u: &str| u.contains("localhost") || u.contains("127.0.0.1");
+    let site_ok = match &facts.frontend_url {
+        Some(front) => origin(t_site) == origin(front),
+        None => !t_site.is_empty() && !local(t_site) && origin(t_site) != origin(s_site),
+    };
+    rows.push(row(
+        "auth.site_url".into(),
+        Rule::MustNameTarget,
+        s_site.to_string(),
+        t_site.to_string(),
+        if site_ok { Status::Pass } else { Status::Fail },
+        (!site_ok).then(|| match &facts.frontend_url {
+            Some(front) => format!("set the target's Site URL to {front} ({url_fix})"),
+            None => format!(
+                "set the target's Site URL to its own frontend, not the source's or localhost ({url_fix}); [frontend] url lets cutover check the exact value"
+            ),
+        }),
+    ));
+    // Redirect allow list: includes the target's frontend, not the source's.
+    let (s_list, t_list) = (
+        s.get("uri_allow_list")
+            .and_then(Value::as_str)
+            .unwrap_or(""),
+        t.get("uri_allow_list")
+            .and_then(Value::as_str)
+            .unwrap_or(""),
+    );
+    let entries: Vec<String> = t_list
+        .split(',')
+        .map(|e| origin(e))
+        .filter(|e| !e.is_empty())
+        .collect();
+    let names_front = facts
+        .frontend_url
+        .as_ref()
+        .is_none_or(|f| entries.contains(&origin(f)));
+    let source_origin = origin(s_site);
+    let names_source = !s_site.is_empty()
+        && facts
+            .frontend_url
+            .as_ref()
+            .is_none_or(|f| origin(f) != source_origin)
+        && entries.contains(&source_origin);
+    let list_ok = names_front && !names_source;
+    rows.push(row(
+        "auth.uri_allow_list".into(),
+        Rule::MustNameTarget,
+        if s_list.is_empty() {
+            "(empty)".into()
+        } else {
+            s_list.to_string()
+        },
+        if t_list.is_empty() {
+            "(empty)".into()
+        } else {
+            t_list.to_string()
+        },
+        if list_ok { Status::Pass } else { Status::Fail },
+        (!list_ok).then(|| {
+            let mut what = Vec::new();
+            if !names_front {
+                what.push(format!(
+                    "add {}/** to the target's redirect URLs",
+                    facts
+                        .frontend_url
+                        .as_deref()
+                        .unwrap_or_default()
+                        .trim_end_matches('/')
+                ));
+            }
+            if names_source {
+                what.push(format!("remove the source's {source_origin}"));
+            }
+            format!("{} ({url_fix})", what.join(" and "))
+        }),
+    ));
+    // Sign-in providers the source has.
+    let callback = format!("https://{}.supabase.co/auth/v1/callback", facts.target_ref);
+    for (key, value) in s {
+        let Some(provider) = key
+            .strip_prefix("external_")
+            .and_then(|k| k.strip_suffix("_enabled"))
+        else {
+            continue;
+        };
+        if provider == "anonymous_users" || !set(Some(value)) {
+            continue;
+        }
+        let on = set(t.get(key));
+        rows.push(row(
+            format!("auth.{key}"),
+            Rule::SourceFeature,
+            "on".into(),
+            if on { "on" } else { "off" }.into(),
+            if on { Status::Pass } else { Status::Fail },
+            provider_fix(provider, on, &callback, dashboard),
+        ));
+    }
+    // Custom SMTP: without it the platform sends 2 emails an hour.
+    let (s_smtp, t_smtp) = (set(s.get("smtp_host")), set(t.get("smtp_host")));
+    let password = match (
+        &facts.smtp_password,
+        t.get("smtp_pass").and_then(Value::as_str),
+    ) {
+        (Some(given), Some(digest)) => Some(digest_matches(digest, given)),
+        (Some(_), None) => Some(false),
+        _ => None,
+    };
+    let (status, fix) = match (s_smtp, t_smtp, password) {
+        (_, true, Some(false)) => (
+            Status::Fail,
+            Some("the target's SMTP password is not the one given in [parity] smtp_password: set it on the target (or [project_settings.auth] smtp_pass)".to_string()),
+        ),
+        (_, true, _) => (Status::Pass, None),
+        (true, false, _) => (
+            Status::Fail,
+            Some(format!(
+                "set custom SMTP on the target ({dashboard}/auth/smtp, or [project_settings.auth] smtp_host, smtp_user, smtp_pass = \"${{VAR}}\"): without it Supabase sends 2 emails an hour, so sign-ups and password resets fail"
+            )),
+        ),
+        (false, false, _) => (
+            Status::Warn,
+            Some("neither project has custom SMTP: Supabase sends 2 emails an hour; set it before real users arrive".to_string()),
+        ),
+    };
+    rows.push(row(
+        "auth.smtp_host".into(),
+        Rule::SourceFeature,
+        show("smtp_host", s.get("smtp_host")),
+        format!(
+            "{}{}",
+            show("smtp_host", t.get("smtp_host")),
+            match password {
+                Some(true) => " (password matches)",
+                Some(false) => " (password differs)",
+                None => "",
+            }
+        ),
+        status,
+        fix,
+    ));
+    for key in AUTH_MUST_MATCH {
+        if s.contains_key(*key) || t.contains_key(*key) {
+            rows.push(must_match_row(
+                SettingsSection::Auth,
+                key,
+                s.get(*key),
+                t.get(*key),
+                dashboard,
+            ));
+        }
+    }
+}
+
+/// The fix (or, when on, the callback note) for a sign-in provider.
+fn provider_fix(provider: &str, on: bool, callback: &str, dashboard: &str) -> Option<String> {
+    let builtin = provider == "email" || provider == "phone";
+    match (on, builtin) {
+        (true, true) => None,
+        (true, false) => Some(format!(
+            "{provider}'s app must list {callback} as a callback URL"
+        )),
+        (false, true) => Some(format!(
+            "enable {provider} sign-in on the target ({dashboard}/auth/providers)"
+        )),
+        (false, false) => Some(format!(
+            "enable {provider} on the target with its client id and secret ({dashboard}/auth/providers), and register {callback} as a callback URL at {provider}"
+        )),
+    }
+}
+
+fn network_row(n: &Value, dashboard: &str) -> SettingRow {
+    let cidrs = |k: &str| -> Vec<String> {
+        n["config"][k]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (v4, v6) = (cidrs("dbAllowedCidrs"), cidrs("dbAllowedCidrsV6"));
+    let restricted = n["entitlement"].as_str() == Some("allowed")
+        && !(v4.is_empty() && v6.is_empty())
+        && !v4.iter().any(|c| c == "0.0.0.0/0");
+    let shown = if v4.is_empty() && v6.is_empty() {
+        "everyone".to_string()
+    } else {
+        v4.iter().chain(&v6).cloned().collect::<Vec<_>>().join(", ")
+    };
+    row(
+        "network.db_allowed_cidrs".into(),
+        Rule::Reachable,
+        String::new(),
+        shown,
+        if restricted { Status::Fail } else { Status::Pass },
+        restricted.then(|| format!(
+            "the target's database only admits these addresses, and a GitHub-hosted runner's address is not known in advance (cutover cannot see it either): allow the runner's egress address, or 0.0.0.0/0 for the cutover window and restore it after ({dashboard}/settings/database → Network restrictions, or PATCH /v1/projects/{{ref}}/network-restrictions); accept it with [[parity.accept]] setting = \"network.db_allowed_cidrs\" when a self-hosted runner's address is listed"
+        )),
+    )
+}
+
+/// Where the comparison is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ParityUse {
+    /// A checklist row per failing setting, failing the phase.
+    Preflight,
+    /// The same rows as warnings: `validate` compares data, and the gate is
+    /// where settings block (as with the security lints).
+    Validate,
+    /// One gate row that blocks `cutover` while a must-fix setting differs.
+    Gate,
+}
+
+/// Adds the comparison's rows and table to `report`: a row per failing
+/// setting (so each shows with its fix) and one summary row; at the gate,
+/// only the summary row, which blocks on failures. Without the Management
+/// API inputs, a skip row says what is missing.
+pub(crate) async fn check(
+    ctx: &mut Context,
+    phase: &str,
+    report: &mut PhaseReport,
+    mode: ParityUse,
+) -> Result<(), PhaseError> {
+    let gate = mode == ParityUse::Gate;
+    let failing_status = if mode == ParityUse::Validate {
+        Status::Warn
+    } else {
+        Status::Fail
+    };
+    let (id, title) = if gate {
+        ("gate-project-settings", "Project settings that must match")
+    } else {
+        ("project-parity", "Project settings: source vs target")
+    };
+    let s = &ctx.settings;
+    if s.source_project_ref.is_none()
+        || s.target_project_ref.is_none()
+        || s.supabase_access_token.is_none()
+    {
+        report.check(CheckItem::new(
+            id,
+            title,
+            Status::Skip,
+            "needs source-project-ref, target-project-ref and supabase-access-token (read from the Management API)",
+        ));
+        return Ok(());
+    }
+    let (client, target_ref, source_ref) = management_client(ctx, phase, true)?;
+    let source_ref = source_ref.unwrap_or_default();
+    let mut sections = (BTreeMap::new(), BTreeMap::new());
+    let mut unavailable = Vec::new();
+    for section in SettingsSection::ALL {
+        let (a, b) = tokio::join!(
+            client.settings(&source_ref, section),
+            client.settings(&target_ref, section)
+        );
+        match (a, b) {
+            (Ok(a), Ok(b)) => {
+                sections.0.insert(section, a);
+                sections.1.insert(section, b);
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                if matches!(e.kind, ApiErrorKind::Unauthorized) {
+                    return Err(super::functions::api_stop(ctx, e, "target-project-ref"));
+                }
+                unavailable.push(format!(
+                    "{} ({})",
+                    section.name(),
+                    e.status.map_or("no answer".into(), |s| format!("HTTP {s}"))
+                ));
+            }
+        }
+    }
+    let network = match client.network_restrictions(&target_ref).await {
+        Ok(n) => Some(n),
+        Err(e) => {
+            unavailable.push(format!(
+                "network restrictions ({})",
+                e.status.map_or("no answer".into(), |s| format!("HTTP {s}"))
+            ));
+            None
+        }
+    };
+    let smtp_password = match &ctx.manifest.parity.smtp_password {
+        Some(raw) => match crate::manifest::expand(raw, |n| ctx.env_var(n)) {
+            Ok(v) => {
+                if ctx.redactor.add(&v) {
+                    ctx.console.add_mask(&v);
+                }
+                Some(v)
+            }
+            Err(missing) => {
+                return Err(PhaseError::new(format!(
+                    "[parity] smtp_password uses unset variables: {}",
+                    missing.join(", ")
+                ))
+                .hint("set it in the step's `env:` from the environment's secrets"));
+            }
+        },
+        None => None,
+    };
+    let facts = Facts {
+        target_ref: target_ref.clone(),
+        frontend_url: ctx.manifest.frontend.as_ref().and_then(|f| f.url.clone()),
+        smtp_password,
+    };
+    let mut rows = compare(&sections.0, &sections.1, network.as_ref(), &facts);
+    // Accepted differences pass, with their reason.
+    let accepted: BTreeMap<&str, &str> = ctx
+        .manifest
+        .parity
+        .accept
+        .iter()
+        .map(|a| (a.setting.as_str(), a.reason.as_deref().unwrap_or_default()))
+        .collect();
+    for r in &mut rows {
+        if let (Status::Fail | Status::Warn, Some(reason)) =
+            (r.status, accepted.get(r.setting.as_str()))
+        {
+            r.status = Status::Pass;
+            r.fix = Some(format!("accepted: {reason}"));
+        }
+    }
+    let failing: Vec<&SettingRow> = rows.iter().filter(|r| r.status == Status::Fail).collect();
+    if !gate {
+        for r in &failing {
+            let mut item = CheckItem::new(
+                &format!("parity:{}", r.setting),
+                &format!("Project setting {}", r.setting),
+                failing_status,
+                format!(
+                    "{}: source {}, target {}",
+                    r.rule.words(),
+                    if r.source.is_empty() {
+                        "—"
+                    } else {
+                        &r.source
+                    },
+                    r.target
+                ),
+            );
+            item.hint = r.fix.clone();
+            report.check(item);
+        }
+    }
+    let compared = rows.len();
+    let mut summary = CheckItem::new(
+        id,
+        title,
+        if failing.is_empty() {
+            Status::Pass
+        } else {
+            failing_status
+        },
+        format!(
+            "{} compared, {}{}",
+            count(compared, "setting", "settings"),
+            if failing.is_empty() {
+                "none differs where it must not".to_string()
+            } else {
+                format!(
+                    "must fix: {}",
+                    failing
+                        .iter()
+                        .map(|r| r.setting.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            },
+            if unavailable.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; not available to this token or plan: {}",
+                    unavailable.join(", ")
+                )
+            }
+        ),
+    );
+    if !failing.is_empty() {
+        summary.hint = Some(if gate {
+            "fix each on the target (the table gives the fix), or accept one with [[parity.accept]] setting = \"...\" reason = \"...\"; nothing was changed".into()
+        } else {
+            "each failing setting has its own row with the fix; `cutover` blocks until they are fixed or accepted".into()
+        });
+    }
+    report.check(summary);
+    let mut table = ReportTable::new(
+        "Project settings: source vs target",
+        &["Setting", "Rule", "Source", "Target", "", "Fix"],
+    );
+    // Failures first, then warnings, then the rest.
+    rows.sort_by_key(|r| match r.status {
+        Status::Fail => 0,
+        Status::Warn => 1,
+        _ => 2,
+    });
+    for r in rows {
+        table.push([
+            r.setting,
+            r.rule.words().into(),
+            r.source,
+            r.target,
+            r.status.icon().into(),
+            r.fix.unwrap_or_default(),
+        ]);
+    }
+    report.tables.push(table.with_note(
+        "read with GET /config/auth, /postgrest, /config/realtime, /config/storage and /network-restrictions of both projects; secrets are compared by digest and never shown",
+    ));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sections(auth: Value, postgrest: Value) -> BTreeMap<SettingsSection, Map<String, Value>> {
+        let mut m = BTreeMap::new();
+        m.insert(SettingsSection::Auth, auth.as_object().unwrap().clone());
+        m.insert(
+            SettingsSection::Postgrest,
+            postgrest.as_object().unwrap().clone(),
+        );
+        m
+    }
+
+    fn facts() -> Facts {
+        Facts {
+            target_ref: "tgtprojectrefaaaaaaa".into(),
+            frontend_url: Some("https://app.example.com".into()),
+            smtp_password: None,
+        }
+    }
+
+    fn status_of<'a>(rows: &'a [SettingRow], setting: &str) -> &'a SettingRow {
+        rows.iter()
+            .find(|r| r.setting == setting)
+            .unwrap_or_else(|| panic!("no {setting} in {rows:?}"))
+    }
+
+    #[test]
+    fn the_target_must_name_its_own_frontend_and_keep_the_sources_features() {
+        let source = sections(
+            json!({"site_url": "https://dev.example.com", "uri_allow_list": "https://dev.example.com/**",
+                   "external_google_enabled": true, "smtp_host": "smtp.example.com", "jwt_exp": 3600}),
+            json!({"db_schema": "public,api", "max_rows": 1000, "jwt_secret": "a"}),
+        );
+        let target = sections(
+            json!({"site_url": "http://localhost:3000", "uri_allow_list": "https://dev.example.com/**",
+                   "external_google_enabled": false, "smtp_host": null, "jwt_exp": 3600}),
+            json!({"db_schema": "public", "max_rows": 1000, "jwt_secret": "b"}),
+        );
+        let rows = compare(&source, &target, None, &facts());
+        assert_eq!(status_of(&rows, "auth.site_url").status, Status::Fail);
+        let list = status_of(&rows, "auth.uri_allow_list");
+        assert_eq!(list.status, Status::Fail);
+        let fix = list.fix.as_deref().unwrap();
+        assert!(
+            fix.contains("add https://app.example.com/**")
+                && fix.contains("remove the source's https://dev.example.com"),
+            "{fix}"
+        );
+        let google = status_of(&rows, "auth.external_google_enabled");
+        assert_eq!(google.status, Status::Fail);
+        assert!(
+            google
+                .fix
+                .as_deref()
+                .unwrap()
+                .contains("https://tgtprojectrefaaaaaaa.supabase.co/auth/v1/callback")
+        );
+        assert_eq!(status_of(&rows, "auth.smtp_host").status, Status::Fail);
+        assert_eq!(status_of(&rows, "postgrest.db_schema").status, Status::Fail);
+        assert_eq!(status_of(&rows, "postgrest.max_rows").status, Status::Pass);
+        assert_eq!(status_of(&rows, "auth.jwt_exp").status, Status::Pass);
+        assert!(
+            rows.iter().all(|r| r.setting != "postgrest.jwt_secret"),
+            "per-project secrets are not compared"
+        );
+    }
+
+    #[test]
+    fn a_fixed_target_passes_and_the_smtp_password_is_checked_by_digest() {
+        let digest = crate::supabase::sha256_hex("smtp-pw-1");
+        let source = sections(
+            json!({"site_url": "https://dev.example.com", "smtp_host": "smtp.example.com"}),
+            json!({"db_schema": "public"}),
+        );
+        let target = sections(
+            json!({"site_url": "https://app.example.com/", "uri_allow_list": "https://app.example.com/**",
+                   "smtp_host": "smtp.example.com", "smtp_pass": digest}),
+            json!({"db_schema": "public"}),
+        );
+        let mut f = facts();
+        f.smtp_password = Some("smtp-pw-1".into());
+        let rows = compare(&source, &target, None, &f);
+        assert!(rows.iter().all(|r| r.status == Status::Pass), "{rows:?}");
+        assert!(
+            status_of(&rows, "auth.smtp_host")
+                .target
+                .contains("password matches")
+        );
+        f.smtp_password = Some("wrong".into());
+        let rows = compare(&source, &target, None, &f);
+        assert_eq!(status_of(&rows, "auth.smtp_host").status, Status::Fail);
+    }
+
+    #[test]
+    fn network_restrictions_that_shut_out_the_runner_fail() {
+        let open = json!({"entitlement": "allowed", "config": {"dbAllowedCidrs": ["0.0.0.0/0"]}, "status": "applied"});
+        let shut = json!({"entitlement": "allowed", "config": {"dbAllowedCidrs": ["203.0.113.0/24"]}, "status": "applied"});
+        let none = BTreeMap::new();
+        let f = facts();
+        assert_eq!(
+            compare(&none, &none, Some(&open), &f)[0].status,
+            Status::Pass
+        );
+        let r = &compare(&none, &none, Some(&shut), &f)[0];
+        assert_eq!(r.status, Status::Fail);
+        assert!(r.fix.as_deref().unwrap().contains("0.0.0.0/0"));
+    }
+}

@@ -269,7 +269,7 @@ fn auth_rows(
     );
     let entries: Vec<String> = t_list
         .split(',')
-        .map(|e| origin(e))
+        .map(origin)
         .filter(|e| !e.is_empty())
         .collect();
     let names_front = facts

@@ -100,6 +100,27 @@ async fn an_identical_target_passes_and_is_recorded_for_the_gate() {
 }
 
 #[tokio::test]
+async fn an_extension_switched_on_by_hand_on_the_source_is_a_warning_with_the_fix() {
+    let (pair, _work) = migrated().await;
+    pair.source
+        .exec("create extension if not exists citext with schema extensions")
+        .await;
+    let files = ActionsFiles::new();
+    let out = validate_in_actions(&pair, &files);
+    let summary = files.read("summary.md");
+    let row = summary
+        .lines()
+        .find(|l| l.contains("Extensions and pg_cron jobs of the source on the target"))
+        .unwrap_or_else(|| panic!("no features row in\n{summary}"));
+    assert!(
+        row.contains("⚠️") && row.contains("extensions missing on the target: citext"),
+        "{row}\n{}",
+        text(&out)
+    );
+    assert!(summary.contains("Database → Extensions"), "{summary}");
+}
+
+#[tokio::test]
 async fn a_configuration_value_changed_on_the_target_fails_without_showing_it() {
     let (pair, _work) = migrated().await;
     pair.target

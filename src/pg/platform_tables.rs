@@ -1,6 +1,7 @@
-//! The platform's own tables that hold rows on a database: what `data`
+//! The platform's own tables that hold rows on a database (what `data`
 //! leaves out on purpose, so the summary can name each with the reason and
-//! the way it moves instead (a manifest switch, another phase, or never).
+//! the way it moves instead) and the database features switched on outside
+//! the migrations (extensions), which `validate` compares.
 
 use sqlx::Row;
 
@@ -60,5 +61,18 @@ impl Database {
             }
         }
         Ok(with_rows)
+    }
+}
+
+impl Database {
+    /// The installed extensions as `name version`, sorted (PL/pgSQL left
+    /// out: every database has it).
+    pub async fn extensions(&self) -> Result<Vec<String>, PgError> {
+        sqlx::query_scalar(
+            "select extname::text from pg_extension where extname <> 'plpgsql' order by 1",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.error("listing extensions", e))
     }
 }

@@ -17,7 +17,9 @@ use crate::pg::ledger::StepRecord;
 use crate::pg::replication::hold_at_fence;
 use crate::pg::table_diff::{TableComparison, compare_tables};
 use crate::pg::{Database, Side};
-use crate::report::{CheckItem, PhaseReport, ROW_COUNTS, ReportTable, Status, TextDiff, thousands};
+use crate::report::{
+    CheckItem, PhaseReport, ROW_COUNTS, ReportTable, Status, TextDiff, count, thousands,
+};
 
 use super::{Phase, PhaseError, select_tables};
 
@@ -269,6 +271,9 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         report.check(row);
     }
     report.tables.extend(super::lints::table(&lints));
+
+    // Features switched on outside the tables: extensions and pg_cron jobs.
+    report.check(features_row(&source, &target).await?);
 
     // Project settings: shown as warnings; the cutover gate blocks on them.
     super::parity::check(
@@ -730,4 +735,68 @@ mod tests {
         );
         assert_eq!(first_lines("x", &[]), "");
     }
+}
+
+/// Extensions and pg_cron jobs the source has and the target lacks (or has
+/// with another schedule): a warning with the fix, since a dashboard switch
+/// or a job created by hand is in no migration file.
+async fn features_row(source: &Database, target: &Database) -> Result<CheckItem, PhaseError> {
+    let (src_ext, tgt_ext) = (source.extensions().await?, target.extensions().await?);
+    let missing_ext: Vec<&String> = src_ext.iter().filter(|e| !tgt_ext.contains(e)).collect();
+    let jobs = |list: Option<Vec<crate::pg::cron::CronJob>>| -> Vec<(String, String)> {
+        list.unwrap_or_default()
+            .into_iter()
+            .map(|j| (j.label(), j.schedule))
+            .collect()
+    };
+    let (src_jobs, tgt_jobs) = (
+        jobs(source.list_cron_jobs().await?),
+        jobs(target.list_cron_jobs().await?),
+    );
+    let missing_jobs: Vec<String> = src_jobs
+        .iter()
+        .filter(|j| !tgt_jobs.contains(j))
+        .map(
+            |(name, schedule)| match tgt_jobs.iter().find(|(n, _)| n == name) {
+                Some((_, other)) => {
+                    format!("{name} ({schedule} on the source, {other} on the target)")
+                }
+                None => format!("{name} ({schedule})"),
+            },
+        )
+        .collect();
+    const ID: &str = "features";
+    const TITLE: &str = "Extensions and pg_cron jobs of the source on the target";
+    if missing_ext.is_empty() && missing_jobs.is_empty() {
+        return Ok(CheckItem::new(
+            ID,
+            TITLE,
+            Status::Pass,
+            format!(
+                "{} and {} of the source present on the target",
+                count(src_ext.len(), "extension", "extensions"),
+                count(src_jobs.len(), "pg_cron job", "pg_cron jobs")
+            ),
+        ));
+    }
+    let mut what = Vec::new();
+    if !missing_ext.is_empty() {
+        what.push(format!(
+            "extensions missing on the target: {}",
+            missing_ext
+                .iter()
+                .map(|e| e.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if !missing_jobs.is_empty() {
+        what.push(format!(
+            "pg_cron jobs missing or scheduled differently: {}",
+            missing_jobs.join(", ")
+        ));
+    }
+    Ok(CheckItem::new(ID, TITLE, Status::Warn, what.join("; ")).with_hint(
+        "switched on by hand on the source, so in no migration file: add `create extension ...` or `select cron.schedule(...)` to a migration (then `schema`), or enable it on the target's dashboard (Database → Extensions)",
+    ))
 }

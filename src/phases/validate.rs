@@ -701,42 +701,6 @@ fn schema_hint(only_source: &[String], only_target: &[String]) -> &'static str {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_key_not_valid_only_on_the_target_points_at_the_missing_rows() {
-        let source = vec![
-            "constraint public.p p_fkey FOREIGN KEY (id) REFERENCES auth.users(id)".to_string(),
-        ];
-        let target = vec![
-            "constraint public.p p_fkey FOREIGN KEY (id) REFERENCES auth.users(id) NOT VALID"
-                .to_string(),
-        ];
-        assert!(schema_hint(&source, &target).contains("include_auth = true"));
-        let other = vec![
-            "index public.p p_idx CREATE INDEX p_idx ON public.p USING btree (id)".to_string(),
-        ];
-        assert!(schema_hint(&other, &[]).contains("missing migrations"));
-    }
-
-    #[test]
-    fn differing_lines_are_named_three_at_most() {
-        let lines: Vec<String> = (1..=5).map(|i| format!("index i{i}")).collect();
-        let text = first_lines("only on the source", &lines);
-        assert!(
-            text.contains("`index i1`") && text.contains("`index i3`"),
-            "{text}"
-        );
-        assert!(
-            !text.contains("i4`") && text.ends_with("and 2 more"),
-            "{text}"
-        );
-        assert_eq!(first_lines("x", &[]), "");
-    }
-}
-
 /// Extensions and pg_cron jobs the source has and the target lacks (or has
 /// with another schedule): a warning with the fix, since a dashboard switch
 /// or a job created by hand is in no migration file.
@@ -799,4 +763,40 @@ async fn features_row(source: &Database, target: &Database) -> Result<CheckItem,
     Ok(CheckItem::new(ID, TITLE, Status::Warn, what.join("; ")).with_hint(
         "switched on by hand on the source, so in no migration file: add `create extension ...` or `select cron.schedule(...)` to a migration (then `schema`), or enable it on the target's dashboard (Database → Extensions)",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_not_valid_only_on_the_target_points_at_the_missing_rows() {
+        let source = vec![
+            "constraint public.p p_fkey FOREIGN KEY (id) REFERENCES auth.users(id)".to_string(),
+        ];
+        let target = vec![
+            "constraint public.p p_fkey FOREIGN KEY (id) REFERENCES auth.users(id) NOT VALID"
+                .to_string(),
+        ];
+        assert!(schema_hint(&source, &target).contains("include_auth = true"));
+        let other = vec![
+            "index public.p p_idx CREATE INDEX p_idx ON public.p USING btree (id)".to_string(),
+        ];
+        assert!(schema_hint(&other, &[]).contains("missing migrations"));
+    }
+
+    #[test]
+    fn differing_lines_are_named_three_at_most() {
+        let lines: Vec<String> = (1..=5).map(|i| format!("index i{i}")).collect();
+        let text = first_lines("only on the source", &lines);
+        assert!(
+            text.contains("`index i1`") && text.contains("`index i3`"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("i4`") && text.ends_with("and 2 more"),
+            "{text}"
+        );
+        assert_eq!(first_lines("x", &[]), "");
+    }
 }

@@ -103,6 +103,39 @@ pub struct Manifest {
     pub ledger: LedgerSection,
     /// `[lints]`: the security lints checked before `cutover`.
     pub lints: LintsSection,
+    /// `[storage]`: Storage buckets and objects copied by the `storage`
+    /// phase (opt-in: without it `migrate` leaves storage alone).
+    pub storage: Option<StorageSection>,
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    /// Buckets to copy by id: `["*"]` (the default) for every bucket of the
+    /// source, or names.
+    pub buckets: Vec<String>,
+    /// Buckets never copied.
+    pub exclude: Vec<String>,
+    /// Objects copied at once.
+    pub parallel: u16,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        Self {
+            buckets: vec!["*".into()],
+            exclude: Vec::new(),
+            parallel: 4,
+        }
+    }
+}
+
+impl StorageSection {
+    /// Whether `buckets` takes every bucket (`"*"`, or empty).
+    pub fn all_buckets(&self) -> bool {
+        self.buckets.is_empty() || self.buckets.iter().any(|b| b.trim() == "*")
+    }
 }
 
 /// `[project]`
@@ -811,6 +844,20 @@ impl Manifest {
                     "[[lints.accept]] reason is missing for lint = {:?}, object = {:?}: an accepted finding needs reason = \"why it is acceptable\" (shown in the summary)",
                     a.lint, a.object
                 )));
+            }
+        }
+        if let Some(storage) = &self.storage {
+            if storage.parallel == 0 {
+                return Err(invalid(
+                    "[storage] parallel must be at least 1 (objects copied at once)".into(),
+                ));
+            }
+            for name in storage.buckets.iter().chain(&storage.exclude) {
+                if name.trim().is_empty() || (name.contains('*') && name.trim() != "*") {
+                    return Err(invalid(format!(
+                        "[storage] bucket {name:?} is not a bucket id: list ids, e.g. buckets = [\"avatars\", \"invoices\"], or [\"*\"] for every bucket"
+                    )));
+                }
             }
         }
         for (name, var) in &self.secrets.required {

@@ -125,6 +125,14 @@ pub async fn run(settings: Settings, env: Box<dyn EnvSource + Send + Sync>) -> i
         Ok(m) => m,
         Err(e) => return manifest_failure(&settings, &redactor, &console, e, started_at),
     };
+    // `migrate` brings `storage` in only for a manifest with `[storage]`.
+    let mut settings = settings;
+    let phases_text = settings.phases_text.clone();
+    crate::phase::drop_unconfigured(
+        &mut settings.phases,
+        &phases_text,
+        manifest.storage.is_some(),
+    );
     let mut ctx = Context::new(settings, manifest, redactor, env);
     let mut reports: Vec<PhaseReport> = Vec::new();
     let mut stop = false;

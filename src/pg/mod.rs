@@ -12,6 +12,7 @@ pub mod dump;
 pub mod freeze;
 pub mod guards;
 pub mod ledger;
+pub mod ledger_storage;
 pub mod lints;
 pub mod locks;
 pub mod migrate;

@@ -1,5 +1,5 @@
-//! The Supabase Management API (functions, secrets, api keys), and function
-//! invocations ([`invoke`]).
+//! The Supabase Management API (functions, secrets, api keys), function
+//! invocations ([`invoke`]) and the Storage API ([`storage`]).
 //!
 //! One [`ManagementClient`] per run: `Authorization: Bearer <token>`, base URL
 //! from `--supabase-api-url`. The API allows about 60 requests a minute per
@@ -10,6 +10,7 @@
 //! message; the token is scrubbed from anything the API echoes back.
 
 pub mod invoke;
+pub mod storage;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -59,7 +60,7 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// The jittered back-off before attempt `attempt + 1` (attempt counts from 1).
-    fn backoff(&self, attempt: u32) -> Duration {
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         let exp = self
             .base_delay
             .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
@@ -653,7 +654,7 @@ impl ManagementClient {
 }
 
 /// The `Retry-After` header as a delay: seconds, or an HTTP date.
-fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+pub(crate) fn retry_after(response: &reqwest::Response) -> Option<Duration> {
     let value = response
         .headers()
         .get(reqwest::header::RETRY_AFTER)?
@@ -684,7 +685,7 @@ fn api_message(body: &[u8]) -> String {
 }
 
 /// The first 200 characters of a body, on one line.
-fn snippet(body: &[u8]) -> String {
+pub(crate) fn snippet(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     let mut out: String = one_line.chars().take(200).collect();
@@ -695,7 +696,7 @@ fn snippet(body: &[u8]) -> String {
 }
 
 /// An error and its causes on one line (reqwest's Display omits the cause).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts = vec![e.to_string()];
     let mut source = e.source();
     while let Some(s) = source {

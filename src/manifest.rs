@@ -1034,6 +1034,25 @@ mod tests {
     }
 
     #[test]
+    fn storage_section_is_opt_in_and_strict() {
+        let path = Path::new("cutover.toml");
+        let m = Manifest::parse("[project]\nname = \"x\"\n", path).unwrap();
+        assert!(m.storage.is_none());
+        let m = Manifest::parse("[storage]\n", path).unwrap();
+        let s = m.storage.unwrap();
+        assert!(s.all_buckets());
+        assert_eq!(s.parallel, 4);
+        let m = Manifest::parse("[storage]\nbuckets = [\"a\"]\nexclude = [\"b\"]\n", path).unwrap();
+        assert!(!m.storage.unwrap().all_buckets());
+        let err = Manifest::parse("[storage]\nbucket = [\"a\"]\n", path).unwrap_err();
+        assert_eq!(err.position(), Some((2, 1)), "{err}");
+        let err = Manifest::parse("[storage]\nparallel = 0\n", path).unwrap_err();
+        assert!(err.to_string().contains("[storage] parallel"), "{err}");
+        let err = Manifest::parse("[storage]\nbuckets = [\"av*\"]\n", path).unwrap_err();
+        assert!(err.to_string().contains("not a bucket id"), "{err}");
+    }
+
+    #[test]
     fn minimal_manifest_gets_defaults() {
         let m = Manifest::parse("[project]\nname = \"x\"\n", Path::new("cutover.toml")).unwrap();
         assert_eq!(m.project.name, "x");

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use crate::phase::{Phase, parse_phase_list};
+use crate::redact::SecretText;
 
 const AFTER_HELP: &str = "\
 PHASES (one, or a comma list, run in the order given):
@@ -28,7 +29,9 @@ PHASES (one, or a comma list, run in the order given):
   smoke       HTTP checks of routes and function endpoints
   monitor     watch the target's 5xx rate, function errors and route latency for a window
   rollback    frontend back to the source, guards restored, optional target restore
-  migrate     = preflight,backup,schema,data,functions,secrets,config,validate
+  storage     create the Storage buckets on the target and copy their objects ([storage])
+  migrate     = preflight,backup,schema,data,storage,functions,secrets,config,validate
+              (storage only when the manifest has a [storage] section)
 
 Every option is also read from CUTOVER_<NAME> (e.g. CUTOVER_SOURCE_DB_URL), or in
 GitHub Actions from the action input INPUT_<NAME> (e.g. INPUT_SOURCE-DB-URL).
@@ -92,6 +95,18 @@ pub struct Cli {
     /// `rollback`: deploy the functions of this git ref instead of the saved bundles
     #[arg(long, value_name = "REF")]
     pub rollback_functions_ref: Option<String>,
+    /// Storage API base of the source project [default: https://<source-project-ref>.supabase.co]
+    #[arg(long, value_name = "URL")]
+    pub source_storage_url: Option<String>,
+    /// Storage API base of the target project [default: https://<target-project-ref>.supabase.co]
+    #[arg(long, value_name = "URL")]
+    pub target_storage_url: Option<String>,
+    /// The source project's service_role key (`storage` reads its buckets and objects)
+    #[arg(long, value_name = "KEY")]
+    pub source_service_role_key: Option<String>,
+    /// The target project's service_role key (`storage` writes its buckets and objects)
+    #[arg(long, value_name = "KEY")]
+    pub target_service_role_key: Option<String>,
     /// Vercel API token (frontend provider `vercel`)
     #[arg(long, value_name = "TOKEN")]
     pub vercel_token: Option<String>,
@@ -114,6 +129,8 @@ pub const SECRET_INPUTS: &[&str] = &[
     "github-token",
     "vercel-token",
     "cloudflare-api-token",
+    "source-service-role-key",
+    "target-service-role-key",
 ];
 
 /// Everything the run needs from its invocation, resolved and checked.
@@ -155,6 +172,16 @@ pub struct Settings {
     pub rollback_functions: Option<String>,
     /// Git ref whose functions `rollback` deploys instead of the saved bundles.
     pub rollback_functions_ref: Option<String>,
+    /// Storage API base of the source (`https://<ref>.supabase.co` when
+    /// not given and the source project ref is).
+    pub source_storage_url: Option<String>,
+    /// Storage API base of the target (`https://<ref>.supabase.co` when
+    /// not given and the target project ref is).
+    pub target_storage_url: Option<String>,
+    /// The source project's service_role key (never printed).
+    pub source_service_role_key: Option<SecretText>,
+    /// The target project's service_role key (never printed).
+    pub target_service_role_key: Option<SecretText>,
     /// Vercel token.
     pub vercel_token: Option<String>,
     /// Cloudflare token.
@@ -309,6 +336,8 @@ impl Settings {
             )
             .or_else(|| github_var("GITHUB_STEP_SUMMARY"))
             .map(PathBuf::from);
+        let source_ref = r.text(cli.source_project_ref, "source-project-ref");
+        let target_ref = r.text(cli.target_project_ref, "target-project-ref");
         let settings = Settings {
             phases,
             phases_text,
@@ -318,8 +347,8 @@ impl Settings {
                 .into(),
             source_db_url: r.text(cli.source_db_url, "source-db-url"),
             target_db_url: r.text(cli.target_db_url, "target-db-url"),
-            source_project_ref: r.text(cli.source_project_ref, "source-project-ref"),
-            target_project_ref: r.text(cli.target_project_ref, "target-project-ref"),
+            source_project_ref: source_ref.clone(),
+            target_project_ref: target_ref.clone(),
             supabase_access_token: r.text(cli.supabase_access_token, "supabase-access-token"),
             supabase_api_url: r
                 .text(cli.supabase_api_url, "supabase-api-url")
@@ -345,6 +374,18 @@ impl Settings {
                 .map(PathBuf::from),
             rollback_functions: r.text(cli.rollback_functions, "rollback-functions"),
             rollback_functions_ref: r.text(cli.rollback_functions_ref, "rollback-functions-ref"),
+            source_storage_url: r
+                .text(cli.source_storage_url, "source-storage-url")
+                .or_else(|| source_ref.as_deref().map(project_url)),
+            target_storage_url: r
+                .text(cli.target_storage_url, "target-storage-url")
+                .or_else(|| target_ref.as_deref().map(project_url)),
+            source_service_role_key: r
+                .text(cli.source_service_role_key, "source-service-role-key")
+                .map(SecretText::new),
+            target_service_role_key: r
+                .text(cli.target_service_role_key, "target-service-role-key")
+                .map(SecretText::new),
             vercel_token: r.text(cli.vercel_token, "vercel-token"),
             cloudflare_api_token: r.text(cli.cloudflare_api_token, "cloudflare-api-token"),
             summary_file,
@@ -386,18 +427,24 @@ impl Settings {
     /// The secret-bearing input values that are set.
     pub fn secret_values(&self) -> Vec<(&'static str, &str)> {
         let values = [
-            &self.source_db_url,
-            &self.target_db_url,
-            &self.supabase_access_token,
-            &self.github_token,
-            &self.vercel_token,
-            &self.cloudflare_api_token,
+            self.source_db_url.as_deref(),
+            self.target_db_url.as_deref(),
+            self.supabase_access_token.as_deref(),
+            self.github_token.as_deref(),
+            self.vercel_token.as_deref(),
+            self.cloudflare_api_token.as_deref(),
+            self.source_service_role_key
+                .as_ref()
+                .map(SecretText::expose),
+            self.target_service_role_key
+                .as_ref()
+                .map(SecretText::expose),
         ];
         SECRET_INPUTS
             .iter()
             .copied()
             .zip(values)
-            .filter_map(|(n, v)| v.as_deref().map(|v| (n, v)))
+            .filter_map(|(n, v)| v.map(|v| (n, v)))
             .collect()
     }
 
@@ -423,6 +470,11 @@ impl Settings {
             )
         }
     }
+}
+
+/// A project's own API base, `https://<ref>.supabase.co`.
+pub fn project_url(project_ref: &str) -> String {
+    format!("https://{project_ref}.supabase.co")
 }
 
 /// Checks that a URL is a PostgreSQL connection URL; the reason never repeats

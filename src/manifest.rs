@@ -111,6 +111,39 @@ pub struct Manifest {
     pub parity: ParitySection,
     /// `[monitor]`: the monitoring window after the switch.
     pub monitor: MonitorSection,
+    /// `[storage]`: Storage buckets and objects copied by the `storage`
+    /// phase (opt-in: without it `migrate` leaves storage alone).
+    pub storage: Option<StorageSection>,
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    /// Buckets to copy by id: `["*"]` (the default) for every bucket of the
+    /// source, or names.
+    pub buckets: Vec<String>,
+    /// Buckets never copied.
+    pub exclude: Vec<String>,
+    /// Objects copied at once.
+    pub parallel: u16,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        Self {
+            buckets: vec!["*".into()],
+            exclude: Vec::new(),
+            parallel: 4,
+        }
+    }
+}
+
+impl StorageSection {
+    /// Whether `buckets` takes every bucket (`"*"`, or empty).
+    pub fn all_buckets(&self) -> bool {
+        self.buckets.is_empty() || self.buckets.iter().any(|b| b.trim() == "*")
+    }
 }
 
 /// `[project]`
@@ -1017,6 +1050,20 @@ impl Manifest {
         if let Some(message) = self.monitor.problem() {
             return Err(invalid(message));
         }
+        if let Some(storage) = &self.storage {
+            if storage.parallel == 0 {
+                return Err(invalid(
+                    "[storage] parallel must be at least 1 (objects copied at once)".into(),
+                ));
+            }
+            for name in storage.buckets.iter().chain(&storage.exclude) {
+                if name.trim().is_empty() || (name.contains('*') && name.trim() != "*") {
+                    return Err(invalid(format!(
+                        "[storage] bucket {name:?} is not a bucket id: list ids, e.g. buckets = [\"avatars\", \"invoices\"], or [\"*\"] for every bucket"
+                    )));
+                }
+            }
+        }
         for (name, var) in &self.secrets.required {
             if var.trim().is_empty() {
                 return Err(invalid(format!(
@@ -1188,6 +1235,25 @@ mod tests {
             in_user_words("invalid type: integer `1`, expected a boolean"),
             "invalid type: a whole number `1`, expected true or false"
         );
+    }
+
+    #[test]
+    fn storage_section_is_opt_in_and_strict() {
+        let path = Path::new("cutover.toml");
+        let m = Manifest::parse("[project]\nname = \"x\"\n", path).unwrap();
+        assert!(m.storage.is_none());
+        let m = Manifest::parse("[storage]\n", path).unwrap();
+        let s = m.storage.unwrap();
+        assert!(s.all_buckets());
+        assert_eq!(s.parallel, 4);
+        let m = Manifest::parse("[storage]\nbuckets = [\"a\"]\nexclude = [\"b\"]\n", path).unwrap();
+        assert!(!m.storage.unwrap().all_buckets());
+        let err = Manifest::parse("[storage]\nbucket = [\"a\"]\n", path).unwrap_err();
+        assert_eq!(err.position(), Some((2, 1)), "{err}");
+        let err = Manifest::parse("[storage]\nparallel = 0\n", path).unwrap_err();
+        assert!(err.to_string().contains("[storage] parallel"), "{err}");
+        let err = Manifest::parse("[storage]\nbuckets = [\"av*\"]\n", path).unwrap_err();
+        assert!(err.to_string().contains("not a bucket id"), "{err}");
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub enum Phase {
     Schema,
     /// Rows copied source → target.
     Data,
+    /// Storage buckets created and their objects copied (opt-in: `[storage]`).
+    Storage,
     /// Edge Functions deployed.
     Functions,
     /// Edge Function secrets set.
@@ -35,12 +37,13 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, in design order.
-    pub const ALL: [Phase; 13] = [
+    pub const ALL: [Phase; 14] = [
         Phase::Plan,
         Phase::Preflight,
         Phase::Backup,
         Phase::Schema,
         Phase::Data,
+        Phase::Storage,
         Phase::Functions,
         Phase::Secrets,
         Phase::Config,
@@ -51,12 +54,15 @@ impl Phase {
         Phase::Rollback,
     ];
 
-    /// What `migrate` expands to.
-    pub const MIGRATE: [Phase; 8] = [
+    /// What `migrate` expands to. [`Phase::Storage`] is opt-in: a run drops
+    /// it again when the manifest has no `[storage]` section and the phase
+    /// list did not name `storage` itself (see [`drop_unconfigured`]).
+    pub const MIGRATE: [Phase; 9] = [
         Phase::Preflight,
         Phase::Backup,
         Phase::Schema,
         Phase::Data,
+        Phase::Storage,
         Phase::Functions,
         Phase::Secrets,
         Phase::Config,
@@ -71,6 +77,7 @@ impl Phase {
             Phase::Backup => "backup",
             Phase::Schema => "schema",
             Phase::Data => "data",
+            Phase::Storage => "storage",
             Phase::Functions => "functions",
             Phase::Secrets => "secrets",
             Phase::Config => "config",
@@ -124,6 +131,21 @@ pub fn parse_phase_list(text: &str) -> Result<Vec<Phase>, String> {
     Ok(phases)
 }
 
+/// Removes the opt-in phases `migrate` brought in but the manifest does not
+/// configure: [`Phase::Storage`] without a `[storage]` section, unless the
+/// list (`phases_text`) names `storage` itself (then the phase runs and says
+/// what is missing).
+pub fn drop_unconfigured(phases: &mut Vec<Phase>, phases_text: &str, storage_configured: bool) {
+    let named = |p: Phase| {
+        phases_text
+            .split(',')
+            .any(|w| w.trim().eq_ignore_ascii_case(p.name()))
+    };
+    if !storage_configured && !named(Phase::Storage) {
+        phases.retain(|p| *p != Phase::Storage);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,7 +161,25 @@ mod tests {
             parse_phase_list("migrate").unwrap(),
             Phase::MIGRATE.to_vec()
         );
-        assert_eq!(parse_phase_list("plan,migrate").unwrap().len(), 9);
+        assert_eq!(parse_phase_list("plan,migrate").unwrap().len(), 10);
+    }
+
+    #[test]
+    fn storage_is_part_of_migrate_only_when_configured() {
+        let mut phases = parse_phase_list("migrate").unwrap();
+        drop_unconfigured(&mut phases, "migrate", false);
+        assert!(!phases.contains(&Phase::Storage));
+        assert_eq!(phases.len(), 8);
+        let mut phases = parse_phase_list("migrate").unwrap();
+        drop_unconfigured(&mut phases, "migrate", true);
+        assert_eq!(phases[4], Phase::Storage);
+        let mut phases = parse_phase_list("Storage").unwrap();
+        drop_unconfigured(&mut phases, "Storage", false);
+        assert_eq!(
+            phases,
+            vec![Phase::Storage],
+            "named: runs and says what is missing"
+        );
     }
 
     #[test]

@@ -97,6 +97,30 @@ fn urlencoding_decode(s: &str) -> Result<String, std::string::FromUtf8Error> {
     String::from_utf8(plus_safe)
 }
 
+/// A secret value held by the program (a service role key): it has no
+/// `Display`, its `Debug` shows [`MASK`], and the value is reached only
+/// through [`SecretText::expose`], where it is sent (a request header).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretText(String);
+
+impl SecretText {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretText({MASK})")
+    }
+}
+
 /// A database URL shown to humans: `host:port/database`, never credentials.
 pub fn display_db_url(url: &str) -> String {
     match url::Url::parse(url.trim()) {
@@ -122,6 +146,13 @@ pub fn name_looks_secret(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_text_never_prints() {
+        let key = SecretText::new("eyJhbGciOiJIUzI1NiJ9.service-role");
+        assert!(!format!("{key:?}").contains("eyJ"));
+        assert_eq!(key.expose(), "eyJhbGciOiJIUzI1NiJ9.service-role");
+    }
 
     #[test]
     fn urls_and_passwords_are_redacted() {

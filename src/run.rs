@@ -127,6 +127,13 @@ pub async fn run(settings: Settings, env: Box<dyn EnvSource + Send + Sync>) -> i
     };
     let mut settings = settings;
     settings.phases = with_monitor_after_cutover(&settings.phases, &manifest);
+    // `migrate` brings `storage` in only for a manifest with `[storage]`.
+    let phases_text = settings.phases_text.clone();
+    crate::phase::drop_unconfigured(
+        &mut settings.phases,
+        &phases_text,
+        manifest.storage.is_some(),
+    );
     let mut ctx = Context::new(settings, manifest, redactor, env);
     let mut reports: Vec<PhaseReport> = Vec::new();
     let mut stop = false;

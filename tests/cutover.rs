@@ -1378,7 +1378,7 @@ async fn a_ledger_made_by_0_1_is_upgraded_in_place_and_its_validation_still_open
         .target
         .exec(
             "drop table cutover._sqlx_migrations; drop table cutover.freezes; drop table cutover.replications;
-             drop table cutover.seeded_tables; drop table cutover.function_snapshots;
+             drop table cutover.seeded_tables; drop table cutover.function_snapshots; drop table cutover.storage_objects;
              alter table cutover.deferred_objects drop column follow_up, drop column referenced_table,
                drop constraint deferred_objects_status_check,
                add constraint deferred_objects_status_check check (status in ('dropped', 'restored'));
@@ -1411,7 +1411,7 @@ async fn a_ledger_made_by_0_1_is_upgraded_in_place_and_its_validation_still_open
             .scalar("select string_agg(version::text || ':' || success::text, ',' order by version) from cutover._sqlx_migrations")
             .await
             .as_deref(),
-        Some("1:true,2:true,3:true,4:true,5:true,6:true")
+        Some("1:true,2:true,3:true,4:true,5:true,6:true,7:true")
     );
     let kinds = s
         .pair

@@ -5,6 +5,7 @@
 
 mod common;
 mod fake_github;
+mod fake_storage;
 mod fake_supabase;
 
 mod backup;
@@ -27,6 +28,7 @@ mod replicate;
 mod schema;
 mod secrets_phase;
 mod smoke;
+mod storage_phase;
 mod summary_render;
 mod supabase_api;
 mod validate;

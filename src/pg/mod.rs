@@ -13,6 +13,7 @@ pub mod freeze;
 pub mod function_snapshots;
 pub mod guards;
 pub mod ledger;
+pub mod ledger_storage;
 pub mod lints;
 pub mod locks;
 pub mod migrate;

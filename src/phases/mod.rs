@@ -20,6 +20,7 @@ pub mod rollback;
 pub mod schema;
 pub mod secrets;
 pub mod smoke;
+pub mod storage;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -90,6 +91,7 @@ pub async fn run(phase: Phase, ctx: &mut Context) -> Result<PhaseReport, PhaseEr
         Phase::Backup => backup::run(ctx).await,
         Phase::Schema => schema::run(ctx).await,
         Phase::Data => data::run(ctx).await,
+        Phase::Storage => storage::run(ctx).await,
         Phase::Validate => validate::run(ctx).await,
         Phase::Cutover => cutover::run(ctx).await,
         Phase::Smoke => smoke::run(ctx).await,

@@ -149,6 +149,11 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         ]);
     }
 
+    // --- storage
+    let (line, storage_table) = super::storage::plan_line(ctx).await;
+    actions.push(["storage".to_string(), line]);
+    report.tables.extend(storage_table);
+
     // --- functions
     let mut function_table = ReportTable::new(
         "Edge Functions",

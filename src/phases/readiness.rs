@@ -139,6 +139,19 @@ pub async fn run(ctx: &mut Context, phases: &[Phase]) -> Result<PhaseReport, Pha
         }
     }
 
+    if has(Phase::Storage) {
+        let title = "Storage API inputs for `storage`";
+        report.check(match super::storage::storage_clients(ctx) {
+            Ok(_) => CheckItem::new(
+                "storage-inputs",
+                title,
+                Status::Pass,
+                "both projects' Storage URLs and service_role keys set (keys not shown)",
+            ),
+            Err(e) => failed_row("storage-inputs", title, e),
+        });
+    }
+
     if (has(Phase::Cutover) || has(Phase::Rollback)) && ctx.manifest.frontend.is_some() {
         let title = "Frontend provider token and variables";
         if super::project_keys::referenced(ctx) && ctx.project_values.is_empty() {

@@ -1,6 +1,6 @@
-//! The Supabase Management API (functions, secrets, api keys, and the
-//! analytics endpoints in [`analytics`]), and function invocations
-//! ([`invoke`]).
+//! The Supabase Management API (functions, secrets, api keys, project
+//! settings in [`settings`], the analytics endpoints in [`analytics`]),
+//! function invocations ([`invoke`]) and the Storage API ([`storage`]).
 //!
 //! One [`ManagementClient`] per run: `Authorization: Bearer <token>`, base URL
 //! from `--supabase-api-url`. The API allows about 60 requests a minute per
@@ -13,6 +13,7 @@
 pub mod analytics;
 pub mod invoke;
 pub mod settings;
+pub mod storage;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -62,7 +63,7 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// The jittered back-off before attempt `attempt + 1` (attempt counts from 1).
-    fn backoff(&self, attempt: u32) -> Duration {
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         let exp = self
             .base_delay
             .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
@@ -783,7 +784,7 @@ impl ManagementClient {
 }
 
 /// The `Retry-After` header as a delay: seconds, or an HTTP date.
-fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+pub(crate) fn retry_after(response: &reqwest::Response) -> Option<Duration> {
     let value = response
         .headers()
         .get(reqwest::header::RETRY_AFTER)?
@@ -814,7 +815,7 @@ fn api_message(body: &[u8]) -> String {
 }
 
 /// The first 200 characters of a body, on one line.
-fn snippet(body: &[u8]) -> String {
+pub(crate) fn snippet(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     let mut out: String = one_line.chars().take(200).collect();
@@ -825,7 +826,7 @@ fn snippet(body: &[u8]) -> String {
 }
 
 /// An error and its causes on one line (reqwest's Display omits the cause).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts = vec![e.to_string()];
     let mut source = e.source();
     while let Some(s) = source {

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use crate::common;
 use crate::fake_github;
+use crate::fake_storage::FakeStorage;
 use crate::fake_supabase;
 
 use common::*;
@@ -113,10 +114,30 @@ fn row<'a>(summary: &'a str, needle: &str) -> &'a str {
 #[tokio::test]
 async fn preflight_shows_each_difference_with_its_fix_and_cutover_blocks() {
     let api = two_projects().await;
-    let (pair, work) = work("").await;
-    let (code, summary, out, _) = run("preflight", &api, &pair, work.path(), &[]).await;
+    // One bucket public on the source and private on the target.
+    const SOURCE_KEY: &str = "source-service-role-parity-0042";
+    const TARGET_KEY: &str = "target-service-role-parity-0043";
+    let (source_storage, target_storage) = tokio::join!(
+        FakeStorage::start(SOURCE_KEY),
+        FakeStorage::start(TARGET_KEY)
+    );
+    source_storage.bucket("avatars", true, None, None);
+    target_storage.bucket("avatars", false, None, None);
+    let (pair, work) = work("[storage]\nbuckets = [\"*\"]\n").await;
+    let (source_url, target_url) = (source_storage.url(), target_storage.url());
+    let storage_env = [
+        ("INPUT_SOURCE-STORAGE-URL", source_url.as_str()),
+        ("INPUT_TARGET-STORAGE-URL", target_url.as_str()),
+        ("INPUT_SOURCE-SERVICE-ROLE-KEY", SOURCE_KEY),
+        ("INPUT_TARGET-SERVICE-ROLE-KEY", TARGET_KEY),
+    ];
+    let (code, summary, out, _) = run("preflight", &api, &pair, work.path(), &storage_env).await;
     assert_eq!(code, Some(1), "{}\n{summary}", text(&out));
     for (setting, fix) in [
+        (
+            "storage.buckets.avatars.public",
+            "the `storage` phase creates and updates",
+        ),
         (
             "auth.site_url",
             "set the target's Site URL to https://app.example.com",
@@ -150,11 +171,15 @@ async fn preflight_shows_each_difference_with_its_fix_and_cutover_blocks() {
         "{summary}"
     );
 
-    let (code, summary, out, _) = run("cutover", &api, &pair, work.path(), &[]).await;
+    let t = row(&summary, "| storage.buckets.avatars.public | must match |");
+    assert!(t.contains("| true | false |"), "{t}");
+
+    let (code, summary, out, _) = run("cutover", &api, &pair, work.path(), &storage_env).await;
     assert_eq!(code, Some(3), "{}\n{summary}", text(&out));
     let gate = row(&summary, "Project settings that must match");
     assert!(
-        gate.contains("must fix: ")
+        gate.contains("storage.buckets.avatars.public")
+            && gate.contains("must fix: ")
             && gate.contains("auth.site_url")
             && gate.contains("network.db_allowed_cidrs"),
         "{gate}"

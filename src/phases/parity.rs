@@ -25,6 +25,7 @@ use crate::context::Context;
 use crate::redact::{MASK, name_looks_secret};
 use crate::report::{CheckItem, PhaseReport, ReportTable, Status, count};
 use crate::supabase::settings::SettingsSection;
+use crate::supabase::storage::Bucket;
 use crate::supabase::{ApiErrorKind, digest_matches};
 
 use super::PhaseError;
@@ -443,6 +444,56 @@ fn network_row(n: &Value, dashboard: &str) -> SettingRow {
     )
 }
 
+/// The Storage buckets: each of the source's exists on the target with the
+/// same `public` flag, size limit and MIME types (Storage API, with the
+/// service-role keys; `storage` creates and updates them).
+pub(crate) fn bucket_rows(source: &[Bucket], target: &[Bucket]) -> Vec<SettingRow> {
+    let fix = "the `storage` phase creates and updates the target's buckets with the source's settings (or dashboard → Storage)";
+    let mut rows = Vec::new();
+    for s in source {
+        let Some(t) = target.iter().find(|t| t.id == s.id) else {
+            rows.push(row(
+                format!("storage.buckets.{}", s.id),
+                Rule::MustMatch,
+                "present".into(),
+                "(missing)".into(),
+                Status::Fail,
+                Some(fix.into()),
+            ));
+            continue;
+        };
+        let types = |b: &Bucket| {
+            let mut t = b.allowed_mime_types.clone().unwrap_or_default();
+            t.sort();
+            if t.is_empty() {
+                "any".to_string()
+            } else {
+                t.join(", ")
+            }
+        };
+        let limit = |b: &Bucket| {
+            b.file_size_limit
+                .map_or("project's".to_string(), |l| l.to_string())
+        };
+        for (what, a, b) in [
+            ("public", s.public.to_string(), t.public.to_string()),
+            ("file_size_limit", limit(s), limit(t)),
+            ("allowed_mime_types", types(s), types(t)),
+        ] {
+            let equal = a == b;
+            rows.push(row(
+                format!("storage.buckets.{}.{what}", s.id),
+                Rule::MustMatch,
+                a,
+                b,
+                if equal { Status::Pass } else { Status::Fail },
+                (!equal).then(|| fix.to_string()),
+            ));
+        }
+    }
+    rows
+}
+
 /// Where the comparison is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ParityUse {
@@ -549,6 +600,24 @@ pub(crate) async fn check(
         smtp_password,
     };
     let mut rows = compare(&sections.0, &sections.1, network.as_ref(), &facts);
+    // Buckets, when `[storage]` is configured and its keys are given.
+    if ctx.manifest.storage.is_some() {
+        match super::storage::storage_clients(ctx) {
+            Ok((_, source_storage, target_storage)) => {
+                match tokio::join!(source_storage.list_buckets(), target_storage.list_buckets()) {
+                    (Ok(a), Ok(b)) => rows.extend(bucket_rows(&a, &b)),
+                    (Err(e), _) | (_, Err(e)) => unavailable.push(format!(
+                        "storage buckets ({})",
+                        ctx.redactor.redact(&e.to_string())
+                    )),
+                }
+            }
+            Err(_) => unavailable.push(
+                "storage buckets (needs source-service-role-key and target-service-role-key)"
+                    .into(),
+            ),
+        }
+    }
     // Accepted differences pass, with their reason.
     let accepted: BTreeMap<&str, &str> = ctx
         .manifest
@@ -749,6 +818,33 @@ mod tests {
         f.smtp_password = Some("wrong".into());
         let rows = compare(&source, &target, None, &f);
         assert_eq!(status_of(&rows, "auth.smtp_host").status, Status::Fail);
+    }
+
+    #[test]
+    fn a_bucket_with_another_public_flag_or_missing_fails() {
+        let bucket = |id: &str, public: bool| Bucket {
+            id: id.into(),
+            name: id.into(),
+            public,
+            file_size_limit: None,
+            allowed_mime_types: None,
+        };
+        let rows = bucket_rows(
+            &[bucket("avatars", true), bucket("invoices", false)],
+            &[bucket("avatars", false)],
+        );
+        assert_eq!(
+            status_of(&rows, "storage.buckets.avatars.public").status,
+            Status::Fail
+        );
+        assert_eq!(
+            status_of(&rows, "storage.buckets.avatars.file_size_limit").status,
+            Status::Pass
+        );
+        assert_eq!(
+            status_of(&rows, "storage.buckets.invoices").status,
+            Status::Fail
+        );
     }
 
     #[test]

@@ -122,6 +122,13 @@ async fn preflight_shows_each_difference_with_its_fix_and_cutover_blocks() {
         FakeStorage::start(TARGET_KEY)
     );
     source_storage.bucket("avatars", true, None, None);
+    // The target's pooler in session mode, the source's in transaction mode.
+    let mut pooler = default_settings("/config/database/pooler");
+    pooler[0]["pool_mode"] = json!("session");
+    api.with(|s| {
+        s.project_settings
+            .insert((TARGET.into(), "/config/database/pooler".into()), pooler);
+    });
     target_storage.bucket("avatars", false, None, None);
     let (pair, work) = work("[storage]\nbuckets = [\"*\"]\n").await;
     let (source_url, target_url) = (source_storage.url(), target_storage.url());
@@ -147,6 +154,7 @@ async fn preflight_shows_each_difference_with_its_fix_and_cutover_blocks() {
             "set it to the source's value on the target",
         ),
         ("auth.smtp_host", "2 emails an hour"),
+        ("pooler.pool_mode", "Connection pooling"),
         (
             "network.db_allowed_cidrs",
             "0.0.0.0/0 for the cutover window",
@@ -159,6 +167,11 @@ async fn preflight_shows_each_difference_with_its_fix_and_cutover_blocks() {
             "{setting}: no fix {fix:?} in\n{summary}"
         );
     }
+    // The target has room for the source's database.
+    assert!(
+        row(&summary, "| disk.headroom |").contains("✅"),
+        "{summary}"
+    );
     // The diff table, source vs target.
     let t = row(&summary, "| postgrest.db_schema | must match |");
     assert!(

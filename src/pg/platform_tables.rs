@@ -76,3 +76,13 @@ impl Database {
         .map_err(|e| self.error("listing extensions", e))
     }
 }
+
+impl Database {
+    /// `pg_database_size` of the connected database, in bytes.
+    pub async fn database_size(&self) -> Result<i64, PgError> {
+        sqlx::query_scalar("select pg_database_size(current_database())")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.error("reading the database size", e))
+    }
+}

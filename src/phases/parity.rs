@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 use crate::context::Context;
 use crate::redact::{MASK, name_looks_secret};
 use crate::report::{CheckItem, PhaseReport, ReportTable, Status, count};
-use crate::supabase::settings::SettingsSection;
+use crate::supabase::settings::{SERVICE_ENDPOINTS, SettingsSection};
 use crate::supabase::storage::Bucket;
 use crate::supabase::{ApiErrorKind, digest_matches};
 
@@ -494,6 +494,124 @@ pub(crate) fn bucket_rows(source: &[Bucket], target: &[Bucket]) -> Vec<SettingRo
     rows
 }
 
+/// The service settings: pooler mode, SSL enforcement, the PITR and IPv4
+/// add-ons, Postgres settings, and the target's free disk against the
+/// source's database size. `source`/`target` map a name of
+/// [`SERVICE_ENDPOINTS`] to its answer; missing ones are not compared.
+pub(crate) fn service_rows(
+    source: &BTreeMap<&str, Value>,
+    target: &BTreeMap<&str, Value>,
+    source_database_bytes: Option<i64>,
+    dashboard: &str,
+) -> Vec<SettingRow> {
+    let mut rows = Vec::new();
+    let both = |name: &str| source.get(name).zip(target.get(name));
+    let settings_fix = format!("{dashboard}/settings/database");
+    // Pooler: the primary's pool mode.
+    if let Some((s, t)) = both("pooler") {
+        let mode = |v: &Value| -> Option<Value> {
+            let list = v.as_array().cloned().unwrap_or_else(|| vec![v.clone()]);
+            list.iter()
+                .find(|p| p["database_type"].as_str() != Some("READ_REPLICA"))
+                .map(|p| p["pool_mode"].clone())
+        };
+        let (a, b) = (mode(s), mode(t));
+        rows.push(must_match_with(
+            "pooler.pool_mode",
+            a.as_ref(),
+            b.as_ref(),
+            Status::Fail,
+            &format!("set the pooler's mode on the target ({settings_fix} → Connection pooling)"),
+        ));
+    }
+    if let Some((s, t)) = both("ssl") {
+        rows.push(must_match_with(
+            "ssl.enforced",
+            Some(&s["currentConfig"]["database"]),
+            Some(&t["currentConfig"]["database"]),
+            Status::Fail,
+            &format!("set SSL enforcement on the target as on the source ({settings_fix} → SSL configuration)"),
+        ));
+    }
+    if let Some((s, t)) = both("addons") {
+        let has = |v: &Value, kind: &str| {
+            v["selected_addons"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x["type"].as_str() == Some(kind)))
+        };
+        for kind in ["pitr", "ipv4"] {
+            if has(s, kind) {
+                let on = has(t, kind);
+                rows.push(row(
+                    format!("addons.{kind}"),
+                    Rule::SourceFeature,
+                    "on".into(),
+                    if on { "on" } else { "off" }.into(),
+                    if on { Status::Pass } else { Status::Fail },
+                    (!on).then(|| {
+                        format!("add the {kind} add-on to the target ({dashboard}/settings/addons)")
+                    }),
+                ));
+            }
+        }
+    }
+    // Postgres settings: differences are warnings (a bigger compute may be
+    // tuned on purpose).
+    if let (Some(Value::Object(s)), Some(Value::Object(t))) =
+        (source.get("postgres"), target.get("postgres"))
+    {
+        let mut keys: Vec<&String> = s.keys().chain(t.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        for key in keys {
+            rows.push(must_match_with(
+                &format!("postgres.{key}"),
+                s.get(key),
+                t.get(key),
+                Status::Warn,
+                &format!("PUT /v1/projects/{{ref}}/config/database/postgres on the target, or accept it when the target's compute is tuned on purpose"),
+            ));
+        }
+    }
+    // Disk headroom: the target must hold the source's database with room.
+    if let (Some(t), Some(size)) = (target.get("disk"), source_database_bytes) {
+        if let Some(avail) = t["metrics"]["fs_avail_bytes"].as_f64() {
+            let needed = size as f64 * 1.2;
+            let ok = avail >= needed;
+            rows.push(row(
+                "disk.headroom".into(),
+                Rule::Reachable,
+                format!("{} MB in the database", size / 1_000_000),
+                format!("{} MB free", (avail / 1_000_000.0) as i64),
+                if ok { Status::Pass } else { Status::Fail },
+                (!ok).then(|| format!(
+                    "the target needs at least the source's size and 20 % more free before the load: grow its disk ({dashboard}/settings/compute-and-disk)"
+                )),
+            ));
+        }
+    }
+    rows
+}
+
+fn must_match_with(
+    setting: &str,
+    s: Option<&Value>,
+    t: Option<&Value>,
+    differing: Status,
+    fix: &str,
+) -> SettingRow {
+    let key = setting.rsplit('.').next().unwrap_or(setting);
+    let equal = s == t;
+    row(
+        setting.to_string(),
+        Rule::MustMatch,
+        show(key, s),
+        show(key, t),
+        if equal { Status::Pass } else { differing },
+        (!equal).then(|| fix.to_string()),
+    )
+}
+
 /// Where the comparison is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ParityUse {
@@ -566,6 +684,28 @@ pub(crate) async fn check(
             }
         }
     }
+    let mut services = (BTreeMap::new(), BTreeMap::new());
+    for (path, name) in SERVICE_ENDPOINTS {
+        let (a, b) = tokio::join!(
+            client.project_answer(&source_ref, path),
+            client.project_answer(&target_ref, path)
+        );
+        match (a, b) {
+            (Ok(a), Ok(b)) => {
+                services.0.insert(name, a);
+                services.1.insert(name, b);
+            }
+            (Err(e), _) | (_, Err(e)) => unavailable.push(format!(
+                "{name} ({})",
+                e.status.map_or("no answer".into(), |s| format!("HTTP {s}"))
+            )),
+        }
+    }
+    let source_database_bytes = if ctx.has_url(crate::pg::Side::Source) {
+        ctx.source(phase).await?.database_size().await.ok()
+    } else {
+        None
+    };
     let network = match client.network_restrictions(&target_ref).await {
         Ok(n) => Some(n),
         Err(e) => {
@@ -600,6 +740,12 @@ pub(crate) async fn check(
         smtp_password,
     };
     let mut rows = compare(&sections.0, &sections.1, network.as_ref(), &facts);
+    rows.extend(service_rows(
+        &services.0,
+        &services.1,
+        source_database_bytes,
+        &format!("https://supabase.com/dashboard/project/{target_ref}"),
+    ));
     // Buckets, when `[storage]` is configured and its keys are given.
     if ctx.manifest.storage.is_some() {
         match super::storage::storage_clients(ctx) {
@@ -845,6 +991,48 @@ mod tests {
             status_of(&rows, "storage.buckets.invoices").status,
             Status::Fail
         );
+    }
+
+    #[test]
+    fn service_settings_add_ons_and_disk_headroom() {
+        let source: BTreeMap<&str, Value> = [
+            (
+                "pooler",
+                json!([{"database_type": "PRIMARY", "pool_mode": "transaction"}]),
+            ),
+            (
+                "ssl",
+                json!({"currentConfig": {"database": true}, "appliedSuccessfully": true}),
+            ),
+            (
+                "addons",
+                json!({"selected_addons": [{"type": "pitr"}, {"type": "ipv4"}]}),
+            ),
+            ("postgres", json!({"statement_timeout": "8s"})),
+        ]
+        .into_iter()
+        .collect();
+        let target: BTreeMap<&str, Value> = [
+            ("pooler", json!([{"database_type": "PRIMARY", "pool_mode": "session"}])),
+            ("ssl", json!({"currentConfig": {"database": true}, "appliedSuccessfully": true})),
+            ("addons", json!({"selected_addons": [{"type": "pitr"}]})),
+            ("postgres", json!({"statement_timeout": "30s"})),
+            ("disk", json!({"metrics": {"fs_avail_bytes": 1.0e9, "fs_size_bytes": 8.0e9, "fs_used_bytes": 7.0e9}})),
+        ]
+        .into_iter()
+        .collect();
+        let rows = service_rows(&source, &target, Some(2_000_000_000), "https://d");
+        assert_eq!(status_of(&rows, "pooler.pool_mode").status, Status::Fail);
+        assert_eq!(status_of(&rows, "ssl.enforced").status, Status::Pass);
+        assert_eq!(status_of(&rows, "addons.pitr").status, Status::Pass);
+        assert_eq!(status_of(&rows, "addons.ipv4").status, Status::Fail);
+        assert_eq!(
+            status_of(&rows, "postgres.statement_timeout").status,
+            Status::Warn
+        );
+        assert_eq!(status_of(&rows, "disk.headroom").status, Status::Fail);
+        let rows = service_rows(&source, &target, Some(500_000_000), "https://d");
+        assert_eq!(status_of(&rows, "disk.headroom").status, Status::Pass);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! One [`ManagementClient`] per run: `Authorization: Bearer <token>`, base URL
 //! from `--supabase-api-url`. The API allows about 60 requests a minute per
 //! user and answers 429 past that, so the client paces itself (a sliding
-//! one-minute window), honours `Retry-After`, and backs off with jitter on
+//! one-minute window, shared by every client of the same token in the
+//! process), honours `Retry-After`, and backs off with jitter on
 //! 429, 5xx and connection errors, within a bounded number of attempts and a
 //! bounded total time. Errors name the endpoint, the status and the API's own
 //! message; the token is scrubbed from anything the API echoes back.
@@ -384,12 +385,13 @@ impl ManagementClient {
                 kind: ApiErrorKind::Network,
                 message: e.to_string(),
             })?;
+        let window = shared_window(base_url, token, policy.requests_per_minute);
         Ok(Self {
             http,
             base: base_url.trim_end_matches('/').to_string(),
             token: token.to_string(),
             policy,
-            window: Arc::new(Mutex::new(VecDeque::new())),
+            window,
         })
     }
 
@@ -783,6 +785,29 @@ impl ManagementClient {
     }
 }
 
+/// The one sliding window of every client for the same API and token in
+/// this process: the limit is per user, so the phases' clients (preflight's
+/// backups and project settings, functions, secrets, the gate) pace
+/// together, not each from zero.
+fn shared_window(base_url: &str, token: &str, per_minute: usize) -> Arc<Mutex<VecDeque<Instant>>> {
+    type Windows =
+        std::collections::HashMap<(String, String, usize), Arc<Mutex<VecDeque<Instant>>>>;
+    static WINDOWS: std::sync::OnceLock<std::sync::Mutex<Windows>> = std::sync::OnceLock::new();
+    let key = (
+        base_url.trim_end_matches('/').to_string(),
+        // Kept by digest: the token itself is held only by the client.
+        sha256_hex(token),
+        per_minute,
+    );
+    WINDOWS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(key)
+        .or_default()
+        .clone()
+}
+
 /// The `Retry-After` header as a delay: seconds, or an HTTP date.
 pub(crate) fn retry_after(response: &reqwest::Response) -> Option<Duration> {
     let value = response
@@ -888,6 +913,15 @@ mod tests {
             assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
             assert!(p.backoff(10) <= Duration::from_millis(350));
         }
+    }
+
+    #[test]
+    fn clients_of_one_token_share_their_pacing_window() {
+        let a = ManagementClient::new("http://api.test/", "tok-a", RetryPolicy::default()).unwrap();
+        let b = ManagementClient::new("http://api.test", "tok-a", RetryPolicy::default()).unwrap();
+        let c = ManagementClient::new("http://api.test", "tok-b", RetryPolicy::default()).unwrap();
+        assert!(Arc::ptr_eq(&a.window, &b.window));
+        assert!(!Arc::ptr_eq(&a.window, &c.window));
     }
 
     #[test]

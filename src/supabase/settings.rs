@@ -83,3 +83,22 @@ impl ManagementClient {
         self.json(Method::GET, &path, None::<&()>).await
     }
 }
+
+/// The read-only project answers parity compares besides the settable
+/// sections: path below `/v1/projects/{ref}` and the name rows use.
+pub const SERVICE_ENDPOINTS: [(&str, &str); 5] = [
+    ("/config/database/pooler", "pooler"),
+    ("/ssl-enforcement", "ssl"),
+    ("/billing/addons", "addons"),
+    ("/config/database/postgres", "postgres"),
+    ("/config/disk/util", "disk"),
+];
+
+impl ManagementClient {
+    /// `GET /v1/projects/{ref}<path>` as JSON, for the read-only answers of
+    /// [`SERVICE_ENDPOINTS`].
+    pub async fn project_answer(&self, project: &str, path: &str) -> Result<Value, ApiError> {
+        let path = format!("/v1/projects/{project}{path}");
+        self.json(Method::GET, &path, None::<&()>).await
+    }
+}

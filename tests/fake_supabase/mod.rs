@@ -772,6 +772,19 @@ pub fn default_settings(path: &str) -> Value {
             "features": {"imageTransformation": {"enabled": true}, "s3Protocol": {"enabled": true}},
             "capabilities": {"list_v2": true, "iceberg_catalog": false}
         }),
+        "/config/database/pooler" => json!([{
+            "identifier": "primary", "database_type": "PRIMARY", "is_using_scram_auth": true,
+            "db_user": "postgres", "db_host": "pooler.example", "db_port": 6543, "db_name": "postgres",
+            "connection_string": "postgres://postgres.ref:[YOUR-PASSWORD]@pooler.example:6543/postgres",
+            "default_pool_size": 15, "max_client_conn": 200, "pool_mode": "transaction"
+        }]),
+        "/ssl-enforcement" => {
+            json!({"currentConfig": {"database": false}, "appliedSuccessfully": true})
+        }
+        "/billing/addons" => json!({"selected_addons": [], "available_addons": []}),
+        "/config/database/postgres" => json!({"statement_timeout": "8s", "max_connections": 60}),
+        "/config/disk/util" => json!({"timestamp": "2026-12-03T00:00:00Z",
+            "metrics": {"fs_size_bytes": 8.0e9, "fs_avail_bytes": 7.0e9, "fs_used_bytes": 1.0e9}}),
         _ => Value::Null,
     }
 }

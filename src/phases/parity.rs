@@ -569,7 +569,7 @@ pub(crate) fn service_rows(
                 s.get(key),
                 t.get(key),
                 Status::Warn,
-                &format!("PUT /v1/projects/{{ref}}/config/database/postgres on the target, or accept it when the target's compute is tuned on purpose"),
+                "PUT /v1/projects/{ref}/config/database/postgres on the target, or accept it when the target's compute is tuned on purpose",
             ));
         }
     }

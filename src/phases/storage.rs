@@ -11,7 +11,6 @@
 //! per bucket: object counts and bytes must match.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use futures_util::StreamExt;
 
@@ -20,11 +19,10 @@ use crate::manifest::StorageSection;
 use crate::pg::ledger::Ledger;
 use crate::pg::ledger_storage::CopiedObject;
 use crate::report::{CheckItem, PhaseReport, ReportTable, Status, count, thousands};
+use crate::supabase::ApiErrorKind;
 use crate::supabase::storage::{Bucket, StorageClient, StorageError, StoredObject, copy_object};
-use crate::supabase::{ApiErrorKind, RetryPolicy};
 
 use super::PhaseError;
-use super::functions::{RETRY_BASE_ENV, RETRY_MAX_DELAY_ENV};
 
 /// The two Storage clients a run needs, or an error naming every missing
 /// input (and the `[storage]` section, when absent).
@@ -92,16 +90,7 @@ pub(crate) fn storage_clients(
         ))
         .hint("set target-storage-url (or target-project-ref) to the target project"));
     }
-    let mut policy = RetryPolicy::default();
-    if let Some(ms) = ctx.env_var(RETRY_BASE_ENV).and_then(|v| v.parse().ok()) {
-        policy.base_delay = Duration::from_millis(ms);
-    }
-    if let Some(ms) = ctx
-        .env_var(RETRY_MAX_DELAY_ENV)
-        .and_then(|v| v.parse().ok())
-    {
-        policy.max_delay = Duration::from_millis(ms);
-    }
+    let policy = super::functions::retry_policy(ctx);
     let client = |side: &'static str, url: &Option<String>, key: &Option<_>| {
         StorageClient::new(
             side,

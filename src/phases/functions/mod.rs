@@ -81,16 +81,7 @@ pub(crate) fn management_client(
             }
         }
     }
-    let mut policy = RetryPolicy::default();
-    if let Some(ms) = ctx.env_var(RETRY_BASE_ENV).and_then(|v| v.parse().ok()) {
-        policy.base_delay = Duration::from_millis(ms);
-    }
-    if let Some(ms) = ctx
-        .env_var(RETRY_MAX_DELAY_ENV)
-        .and_then(|v| v.parse().ok())
-    {
-        policy.max_delay = Duration::from_millis(ms);
-    }
+    let policy = retry_policy(ctx);
     let client = ManagementClient::new(
         &s.supabase_api_url,
         s.supabase_access_token.as_deref().unwrap_or_default(),
@@ -102,6 +93,22 @@ pub(crate) fn management_client(
         s.target_project_ref.clone().unwrap_or_default(),
         s.source_project_ref.clone(),
     ))
+}
+
+/// The retry policy of the API clients, with the waits the environment
+/// shortens (tests).
+pub(crate) fn retry_policy(ctx: &Context) -> RetryPolicy {
+    let mut policy = RetryPolicy::default();
+    if let Some(ms) = ctx.env_var(RETRY_BASE_ENV).and_then(|v| v.parse().ok()) {
+        policy.base_delay = Duration::from_millis(ms);
+    }
+    if let Some(ms) = ctx
+        .env_var(RETRY_MAX_DELAY_ENV)
+        .and_then(|v| v.parse().ok())
+    {
+        policy.max_delay = Duration::from_millis(ms);
+    }
+    policy
 }
 
 /// Opens the ledger when the target database is given (not with dry-run),

@@ -69,6 +69,28 @@ pub(super) fn choice(ctx: &Context) -> Result<Option<FunctionChoice>, PhaseError
     Ok(Some(FunctionChoice::Named(names)))
 }
 
+/// Checks, before `rollback` changes anything, what Level 2 needs: the
+/// Management API inputs, and (without `rollback-functions-ref`) a saved
+/// deployment of every function named. A git ref is checked when read.
+pub(super) async fn check_inputs(
+    ctx: &mut Context,
+    choice: &FunctionChoice,
+) -> Result<(), PhaseError> {
+    let (_, target, _) = management_client(ctx, "rollback", false)?;
+    let by_ref = ctx
+        .settings
+        .rollback_functions_ref
+        .as_deref()
+        .is_some_and(|r| !r.trim().is_empty());
+    if !by_ref {
+        let db = ctx.target("rollback", false).await?;
+        let schema = ctx.manifest.ledger.schema.clone();
+        let saved = latest_function_snapshots(&db, &schema, &target).await?;
+        pick(ctx, &saved, choice, &target)?;
+    }
+    Ok(())
+}
+
 /// Runs Level 2 and adds its rows to `report`. Every name is checked
 /// against what can be put back before anything is deployed.
 pub(super) async fn roll_back(

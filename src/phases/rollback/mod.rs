@@ -146,6 +146,9 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     let dry = ctx.settings.dry_run;
     // Every input is read before anything changes.
     let mut function_choice = functions::choice(ctx)?;
+    if let Some(choice) = &function_choice {
+        functions::check_inputs(ctx, choice).await?;
+    }
     let target = ctx.target("rollback", !dry).await?;
     let schema = ctx.manifest.ledger.schema.clone();
     let target_name = ctx.display(Side::Target).unwrap_or_default();

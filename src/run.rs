@@ -16,7 +16,7 @@ use crate::pg::ledger::StepRecord;
 use crate::phases::{self, Phase};
 use crate::redact::{Redactor, display_db_url};
 use crate::report::actions::{Console, write_outputs};
-use crate::report::{self, ErrorReport, Outcome, PhaseReport, RunContext, RunReport};
+use crate::report::{self, Cell, ErrorReport, Outcome, PhaseReport, RunContext, RunReport};
 
 /// Exit code: everything succeeded.
 pub const EXIT_SUCCESS: i32 = 0;
@@ -327,7 +327,13 @@ fn redact_report(report: &mut PhaseReport, redactor: &Redactor) {
     for table in &mut report.tables {
         for row in &mut table.rows {
             for cell in row.iter_mut() {
-                *cell = redactor.redact(cell);
+                match cell {
+                    Cell::Text(text) => *text = redactor.redact(text),
+                    Cell::Verdict {
+                        note: Some(note), ..
+                    } => *note = redactor.redact(note),
+                    _ => {}
+                }
             }
         }
     }

@@ -15,9 +15,10 @@
 use std::fmt::Write;
 
 use super::{
-    CheckItem, Outcome, PhaseReport, ReportTable, RunReport, Status, count, human_duration, noun,
-    split_emphasis,
+    Cell, CheckItem, Outcome, PhaseReport, ReportTable, RunReport, Status, count, human_duration,
+    noun, split_emphasis,
 };
+use crate::cells;
 
 /// GitHub's limit for one step summary is 1 MiB; stay below it with room for the note.
 pub const MAX_SUMMARY_BYTES: usize = 1024 * 1024 - 4 * 1024;
@@ -201,12 +202,7 @@ fn needs_attention(out: &mut String, run: &RunReport, checklist: &[(String, Chec
         if let Some(hint) = &item.hint {
             let _ = write!(evidence, "<br>↳ **fix:** {}", cell(hint));
         }
-        table.rows.push(vec![
-            icon.to_string(),
-            cell(phase),
-            cell(&item.title),
-            evidence,
-        ]);
+        table.push([icon.to_string(), cell(phase), cell(&item.title), evidence]);
     }
     if !table.rows.is_empty() {
         write_rows(out, &table, "the JSON report");
@@ -267,21 +263,21 @@ fn checklist_section(out: &mut String, checklist: &[(String, CheckItem)]) {
         count(checklist.len(), "item", "items"),
         said.join(", ")
     );
-    let row = |(phase, item): &(String, CheckItem)| {
-        vec![
-            item.status.icon().to_string(),
+    let row = |(phase, item): &(String, CheckItem)| -> Vec<Cell> {
+        cells![
+            item.status.icon(),
             cell(phase),
             cell(&item.title),
             cell(&item.evidence),
         ]
     };
     let columns = ["", "Phase", "Item", "Evidence"];
-    let skipped: Vec<Vec<String>> = checklist
+    let skipped: Vec<Vec<Cell>> = checklist
         .iter()
         .filter(|(_, c)| c.status == Status::Skip)
         .map(row)
         .collect();
-    let passed: Vec<Vec<String>> = checklist
+    let passed: Vec<Vec<Cell>> = checklist
         .iter()
         .filter(|(_, c)| c.status == Status::Pass)
         .map(row)
@@ -321,7 +317,7 @@ fn phases_table(out: &mut String, run: &RunReport) {
         } else {
             human_duration(phase.duration_ms).replace(' ', "\u{a0}")
         };
-        table.rows.push(vec![
+        table.push([
             cell(&phase.phase),
             format!("{} {}", phase.outcome.icon(), phase.outcome.word()),
             took,
@@ -402,7 +398,7 @@ fn merged_tables(run: &RunReport) -> Vec<ReportTable> {
                         into.columns.push(name.clone());
                         origins.push(phase.to_string());
                         for row in &mut into.rows {
-                            row.push(String::new());
+                            row.push(Cell::from(""));
                         }
                         into.columns.len() - 1
                     }
@@ -414,7 +410,7 @@ fn merged_tables(run: &RunReport) -> Vec<ReportTable> {
             let at = match into.rows.iter().position(|r| &r[0] == key) {
                 Some(at) => at,
                 None => {
-                    let mut fresh = vec![String::new(); into.columns.len()];
+                    let mut fresh = vec![Cell::from(""); into.columns.len()];
                     fresh[0] = key.clone();
                     into.rows.push(fresh);
                     into.rows.len() - 1
@@ -444,12 +440,13 @@ fn merged_tables(run: &RunReport) -> Vec<ReportTable> {
             drop_repeated_columns(&mut table, origins);
             for row in &mut table.rows {
                 for value in row.iter_mut() {
+                    let shown = value.to_string();
                     if value.is_empty() {
                         *value = "—".into();
-                    } else if value.chars().count() <= SHORT_CELL {
+                    } else if shown.chars().count() <= SHORT_CELL {
                         // A short figure ("481 B in 48 ms") broken over two
                         // lines doubles the row; a wide table scrolls instead.
-                        *value = value.replace(' ', "\u{a0}");
+                        *value = shown.replace(' ', "\u{a0}").into();
                     }
                 }
             }
@@ -641,7 +638,7 @@ fn write_table(out: &mut String, table: &ReportTable, report_path: &str) {
         escaped.rows = table
             .rows
             .iter()
-            .map(|row| row.iter().map(|c| cell(c)).collect())
+            .map(|row| row.iter().map(|c| markdown_cell(c).into()).collect())
             .collect();
         write_rows(out, &escaped, report_path);
     }
@@ -665,7 +662,8 @@ fn write_rows(out: &mut String, table: &ReportTable, report_path: &str) {
     );
     let _ = writeln!(out, "|{}", "---|".repeat(table.columns.len()));
     for row in table.rows.iter().take(MAX_TABLE_ROWS) {
-        let _ = writeln!(out, "| {} |", row.join(" | "));
+        let shown: Vec<String> = row.iter().map(Cell::to_string).collect();
+        let _ = writeln!(out, "| {} |", shown.join(" | "));
     }
     let _ = writeln!(out);
     if table.rows.len() > MAX_TABLE_ROWS {
@@ -675,6 +673,18 @@ fn write_rows(out: &mut String, table: &ReportTable, report_path: &str) {
             table.rows.len() - MAX_TABLE_ROWS,
             code_text(report_path)
         );
+    }
+}
+
+/// A report cell as Markdown: text through [`cell`], a verdict's reason too.
+fn markdown_cell(value: &Cell) -> String {
+    match value {
+        Cell::Text(text) => cell(text),
+        Cell::Verdict {
+            status,
+            note: Some(note),
+        } => format!("{} {}", status.icon(), cell(note)),
+        other => other.to_string(),
     }
 }
 

@@ -128,7 +128,7 @@ pub struct ReportTable {
     /// Column headings.
     pub columns: Vec<String>,
     /// Cells, one `Vec` per row, as many as `columns`.
-    pub rows: Vec<Vec<String>>,
+    pub rows: Vec<Vec<Cell>>,
     /// A sentence under the table (e.g. how counts were taken).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -152,11 +152,12 @@ impl ReportTable {
         }
     }
 
-    /// Appends a row.
+    /// Appends a row of cells of one kind (all text, or all counts); a
+    /// mixed row is a `Vec<Cell>` built with [`Cell::from`] or [`cells!`](crate::cells).
     pub fn push<I, S>(&mut self, cells: I)
     where
         I: IntoIterator<Item = S>,
-        S: Into<String>,
+        S: Into<Cell>,
     {
         self.rows.push(cells.into_iter().map(Into::into).collect());
     }
@@ -172,6 +173,122 @@ impl ReportTable {
         self.merge_as = Some(title.into());
         self
     }
+}
+
+/// One cell of a [`ReportTable`]. Phases say what a cell is (a count, a
+/// verdict, text); only the renderers decide how it looks, so the JSON report
+/// keeps a count as a number and a verdict as a status word, where the summary
+/// shows `1,234` and `❌ missing`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Cell {
+    /// A whole number (rows, objects, bytes): a JSON number; shown with
+    /// thousands separators.
+    Count(i64),
+    /// A verdict on the row, with an optional reason: a JSON object
+    /// `{"status": "fail", "note": "missing"}`; shown as `❌ missing`.
+    Verdict {
+        /// How the row came out.
+        status: Status,
+        /// Why, when there is more to say than the status.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        note: Option<String>,
+    },
+    /// Anything else, as written (an [`emphasis`] marks it for the eye).
+    Text(String),
+}
+
+impl Cell {
+    /// A verdict with no reason: `✅`, `❌`.
+    pub fn verdict(status: Status) -> Self {
+        Cell::Verdict { status, note: None }
+    }
+
+    /// A verdict with its reason: `❌ table missing on target`.
+    pub fn verdict_because(status: Status, note: impl Into<String>) -> Self {
+        Cell::Verdict {
+            status,
+            note: Some(note.into()),
+        }
+    }
+
+    /// Pass when `ok`, fail otherwise.
+    pub fn pass_if(ok: bool) -> Self {
+        Cell::verdict(if ok { Status::Pass } else { Status::Fail })
+    }
+
+    /// Whether the cell says nothing (an empty text).
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Cell::Text(t) if t.is_empty())
+    }
+
+    /// The count, when the cell is one.
+    pub fn as_count(&self) -> Option<i64> {
+        match self {
+            Cell::Count(n) => Some(*n),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Cell {
+    /// The cell as shown to a reader: counts with separators, verdicts
+    /// with their icon.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cell::Count(n) => f.write_str(&thousands(*n)),
+            Cell::Verdict { status, note: None } => f.write_str(status.icon()),
+            Cell::Verdict {
+                status,
+                note: Some(note),
+            } => write!(f, "{} {note}", status.icon()),
+            Cell::Text(text) => f.write_str(text),
+        }
+    }
+}
+
+impl From<String> for Cell {
+    fn from(text: String) -> Self {
+        Cell::Text(text)
+    }
+}
+
+impl From<&String> for Cell {
+    fn from(text: &String) -> Self {
+        Cell::Text(text.clone())
+    }
+}
+
+impl From<&str> for Cell {
+    fn from(text: &str) -> Self {
+        Cell::Text(text.to_string())
+    }
+}
+
+impl From<Status> for Cell {
+    fn from(status: Status) -> Self {
+        Cell::verdict(status)
+    }
+}
+
+macro_rules! count_cell_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Cell {
+            fn from(n: $t) -> Self {
+                Cell::Count(i64::try_from(n).unwrap_or(i64::MAX))
+            }
+        }
+    )*};
+}
+count_cell_from!(i32, i64, u32, u64, usize);
+
+/// A row of mixed cells: `cells![name, rows, Cell::pass_if(ok)]`, each
+/// value through [`Cell::from`].
+#[macro_export]
+macro_rules! cells {
+    ($($value:expr),* $(,)?) => {
+        vec![$($crate::report::Cell::from($value)),*]
+    };
 }
 
 /// The summary table every phase's per-table row counts join.

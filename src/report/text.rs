@@ -13,7 +13,8 @@ use std::io::IsTerminal;
 use anstyle::{AnsiColor, Style};
 
 use super::{
-    Outcome, PhaseReport, ReportTable, RunReport, Status, TextDiff, human_duration, split_emphasis,
+    Cell, Outcome, PhaseReport, ReportTable, RunReport, Status, TextDiff, human_duration,
+    split_emphasis,
 };
 
 /// Lines of a diff shown on the terminal before the rest is left to the
@@ -275,10 +276,11 @@ fn push_wrapped(out: &mut String, lead: &str, text: &str, indent: &str, style: &
 /// narrowing the widest columns and wrapping their cells.
 fn write_table(out: &mut String, table: &ReportTable, style: &TerminalStyle) {
     const INDENT: &str = "    ";
-    let cells = |row: &[String]| -> Vec<(String, bool)> {
+    let cells = |row: &[Cell]| -> Vec<(String, bool)> {
         (0..table.columns.len())
             .map(|i| {
-                let (text, bold) = split_emphasis(row.get(i).map(String::as_str).unwrap_or(""));
+                let shown = row.get(i).map(Cell::to_string).unwrap_or_default();
+                let (text, bold) = split_emphasis(&shown);
                 (text.replace('\n', " "), bold)
             })
             .collect()

@@ -31,20 +31,14 @@ fn run_backup(
     manifest: &Path,
     extra: &[(&str, &str)],
 ) -> std::process::Output {
-    let mut env = files.github_env();
-    env.extend([
-        ("INPUT_PHASE".to_string(), "backup".to_string()),
-        ("INPUT_MANIFEST".to_string(), manifest.display().to_string()),
-        (
-            "INPUT_SOURCE-DB-URL".to_string(),
+    let env = ActionsRun::new(files, "backup")
+        .manifest(manifest)
+        .databases(
             pair.source.url_with_password(SOURCE_PW),
-        ),
-        (
-            "INPUT_TARGET-DB-URL".to_string(),
             pair.target.url_with_password(TARGET_PW),
-        ),
-    ]);
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        )
+        .vars(extra.iter().copied())
+        .env();
     let identity = env
         .iter()
         .find(|(k, _)| k == "CUTOVER_AGE_IDENTITY")

@@ -20,17 +20,11 @@ fn run_config(
     manifest: &std::path::Path,
     extra: &[(&str, &str)],
 ) -> std::process::Output {
-    let mut env = files.github_env();
-    env.extend([
-        ("INPUT_PHASE".to_string(), "config".to_string()),
-        ("INPUT_MANIFEST".to_string(), manifest.display().to_string()),
-        (
-            "INPUT_TARGET-DB-URL".to_string(),
-            db.url_with_password("cfg-db-pw-31"),
-        ),
-    ]);
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    run_cutover(files.dir.path(), &[], &env)
+    ActionsRun::new(files, "config")
+        .manifest(manifest)
+        .input("target-db-url", db.url_with_password("cfg-db-pw-31"))
+        .vars(extra.iter().copied())
+        .run(files.dir.path())
 }
 
 async fn value(db: &TestDb, key: &str) -> Option<String> {
@@ -259,17 +253,16 @@ mod project_settings {
         manifest: &std::path::Path,
         extra: &[(&str, &str)],
     ) -> std::process::Output {
-        let mut env = files.github_env();
-        env.extend([
-            ("INPUT_PHASE".to_string(), "config".to_string()),
-            ("INPUT_MANIFEST".to_string(), manifest.display().to_string()),
-            ("INPUT_TARGET-PROJECT-REF".to_string(), TARGET.to_string()),
-            ("INPUT_SUPABASE-ACCESS-TOKEN".to_string(), TOKEN.to_string()),
-            ("INPUT_SUPABASE-API-URL".to_string(), api.url()),
-            ("CUTOVER_API_RETRY_BASE_MS".to_string(), "2".to_string()),
-        ]);
-        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        run_cutover(files.dir.path(), &[], &env)
+        ActionsRun::new(files, "config")
+            .manifest(manifest)
+            .inputs([
+                ("target-project-ref", TARGET.to_string()),
+                ("supabase-access-token", TOKEN.to_string()),
+                ("supabase-api-url", api.url()),
+            ])
+            .var("CUTOVER_API_RETRY_BASE_MS", "2")
+            .vars(extra.iter().copied())
+            .run(files.dir.path())
     }
 
     const BODY: &str = r#"

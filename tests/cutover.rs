@@ -213,30 +213,23 @@ impl Setup {
         github_url: &str,
         unset: &[&str],
     ) -> std::process::Output {
-        let mut env = files.github_env();
-        env.extend(
-            [
-                ("GITHUB_API_URL", github_url.to_string()),
-                ("INPUT_PHASE", phase.to_string()),
-                (
-                    "INPUT_MANIFEST",
-                    self.work.path().join("cutover.toml").display().to_string(),
-                ),
-                ("INPUT_SOURCE-DB-URL", self.pair.source.url()),
-                ("INPUT_TARGET-DB-URL", self.pair.target.url()),
-                ("INPUT_GITHUB-TOKEN", GH_TOKEN.to_string()),
-                ("INPUT_VERCEL-TOKEN", VERCEL_TOKEN.to_string()),
-                (
-                    "TARGET_SUPABASE_URL",
-                    "https://target.supabase.co".to_string(),
-                ),
-                ("TARGET_SUPABASE_ANON_KEY", TARGET_ANON.to_string()),
-                ("SOURCE_SUPABASE_ANON_KEY", SOURCE_ANON.to_string()),
-            ]
-            .map(|(k, v)| (k.to_string(), v)),
-        );
-        env.retain(|(k, _)| !unset.contains(&k.as_str()));
-        run_cutover(self.work.path(), &[], &env)
+        self.actions(files, phase, github_url)
+            .input("vercel-token", VERCEL_TOKEN)
+            .var("SOURCE_SUPABASE_ANON_KEY", SOURCE_ANON)
+            .without(unset)
+            .run(self.work.path())
+    }
+
+    /// The run every test here starts from: the pair, the manifest, the
+    /// GitHub token and the target's Supabase settings.
+    fn actions(&self, files: &ActionsFiles, phase: &str, github_url: &str) -> ActionsRun {
+        ActionsRun::new(files, phase)
+            .var("GITHUB_API_URL", github_url)
+            .manifest(self.work.path().join("cutover.toml"))
+            .databases(self.pair.source.url(), self.pair.target.url())
+            .input("github-token", GH_TOKEN)
+            .var("TARGET_SUPABASE_URL", "https://target.supabase.co")
+            .var("TARGET_SUPABASE_ANON_KEY", TARGET_ANON)
     }
 
     pub(crate) async fn guards(&self, db: &TestDb) -> (String, String) {
@@ -782,31 +775,11 @@ async fn dry_run_checks_the_gate_and_changes_nothing() {
         s.pair.target.fingerprint().await,
     );
     let files = ActionsFiles::new();
-    let out = {
-        let mut env = files.github_env();
-        env.push(("INPUT_DRY-RUN".into(), "true".into()));
-        env.extend(
-            [
-                ("GITHUB_API_URL", gh.uri()),
-                ("INPUT_PHASE", "cutover,rollback".to_string()),
-                (
-                    "INPUT_MANIFEST",
-                    s.work.path().join("cutover.toml").display().to_string(),
-                ),
-                ("INPUT_SOURCE-DB-URL", s.pair.source.url()),
-                ("INPUT_TARGET-DB-URL", s.pair.target.url()),
-                ("INPUT_GITHUB-TOKEN", GH_TOKEN.to_string()),
-                ("INPUT_VERCEL-TOKEN", VERCEL_TOKEN.to_string()),
-                (
-                    "TARGET_SUPABASE_URL",
-                    "https://target.supabase.co".to_string(),
-                ),
-                ("TARGET_SUPABASE_ANON_KEY", TARGET_ANON.to_string()),
-            ]
-            .map(|(k, v)| (k.to_string(), v)),
-        );
-        run_cutover(s.work.path(), &[], &env)
-    };
+    let out = s
+        .actions(&files, "cutover,rollback", &gh.uri())
+        .input("dry-run", "true")
+        .input("vercel-token", VERCEL_TOKEN)
+        .run(s.work.path());
     let summary = files.read("summary.md");
     assert!(
         row(&summary, "This run was approved").starts_with("| ✅"),
@@ -937,28 +910,9 @@ async fn cloudflare_pages_cutover_and_rollback() {
     let s = setup_with(false, &frontend).await;
     let source_before = s.guards(&s.pair.source).await;
     let run_cf = |phase: &str, files: &ActionsFiles| {
-        let mut env = files.github_env();
-        env.extend(
-            [
-                ("GITHUB_API_URL", gh.uri()),
-                ("INPUT_PHASE", phase.to_string()),
-                (
-                    "INPUT_MANIFEST",
-                    s.work.path().join("cutover.toml").display().to_string(),
-                ),
-                ("INPUT_SOURCE-DB-URL", s.pair.source.url()),
-                ("INPUT_TARGET-DB-URL", s.pair.target.url()),
-                ("INPUT_GITHUB-TOKEN", GH_TOKEN.to_string()),
-                ("INPUT_CLOUDFLARE-API-TOKEN", CF_TOKEN.to_string()),
-                (
-                    "TARGET_SUPABASE_URL",
-                    "https://target.supabase.co".to_string(),
-                ),
-                ("TARGET_SUPABASE_ANON_KEY", TARGET_ANON.to_string()),
-            ]
-            .map(|(k, v)| (k.to_string(), v)),
-        );
-        run_cutover(s.work.path(), &[], &env)
+        s.actions(files, phase, &gh.uri())
+            .input("cloudflare-api-token", CF_TOKEN)
+            .run(s.work.path())
     };
     let files = ActionsFiles::new();
     let out = run_cf("cutover", &files);

@@ -146,22 +146,13 @@ async fn preflight_checks_the_release_environment() {
 
     for (environment_name, ok) in [("production", false), ("uat", true)] {
         let files = ActionsFiles::new();
-        let mut env = files.github_env();
-        env.extend([
-            ("GITHUB_API_URL".to_string(), server.uri()),
-            ("INPUT_PHASE".to_string(), "preflight".to_string()),
-            (
-                "INPUT_MANIFEST".to_string(),
-                work.path().join("cutover.toml").display().to_string(),
-            ),
-            ("INPUT_SOURCE-DB-URL".to_string(), source.url()),
-            ("INPUT_TARGET-DB-URL".to_string(), target.url()),
-            ("INPUT_GITHUB-TOKEN".to_string(), TOKEN.to_string()),
-            (
-                "INPUT_ENVIRONMENT".to_string(),
-                environment_name.to_string(),
-            ),
-        ]);
+        let env = ActionsRun::new(&files, "preflight")
+            .var("GITHUB_API_URL", server.uri())
+            .manifest(work.path().join("cutover.toml"))
+            .databases(source.url(), target.url())
+            .input("github-token", TOKEN)
+            .input("environment", environment_name)
+            .env();
         let out = run_and_check_leaks(work.path(), &[], &env, &[TOKEN], &[&target]);
         let summary = files.read("summary.md");
         let row = summary

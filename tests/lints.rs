@@ -63,22 +63,12 @@ async fn cutover_run(pair: &Pair, work: &Path) -> (Option<i32>, String, std::pro
     )
     .await;
     let files = ActionsFiles::new();
-    let mut env = files.github_env();
-    env.extend(
-        [
-            ("GITHUB_API_URL", gh.uri()),
-            ("INPUT_PHASE", "cutover".to_string()),
-            (
-                "INPUT_MANIFEST",
-                work.join("cutover.toml").display().to_string(),
-            ),
-            ("INPUT_SOURCE-DB-URL", pair.source.url()),
-            ("INPUT_TARGET-DB-URL", pair.target.url()),
-            ("INPUT_GITHUB-TOKEN", GH_TOKEN.to_string()),
-        ]
-        .map(|(k, v)| (k.to_string(), v)),
-    );
-    let out = run_cutover(work, &[], &env);
+    let out = ActionsRun::new(&files, "cutover")
+        .var("GITHUB_API_URL", gh.uri())
+        .manifest(work.join("cutover.toml"))
+        .databases(pair.source.url(), pair.target.url())
+        .input("github-token", GH_TOKEN)
+        .run(work);
     let summary = files.read("summary.md");
     (out.status.code(), summary, out)
 }

@@ -65,24 +65,20 @@ fn run(
     api: &str,
     extra: &[(&str, &str)],
 ) -> std::process::Output {
-    let mut env = files.github_env();
-    env.extend(
-        [
-            ("INPUT_PHASE", "monitor"),
-            ("INPUT_MANIFEST", dir.join("cutover.toml").to_str().unwrap()),
-            ("INPUT_TARGET-PROJECT-REF", TARGET),
-            ("INPUT_SUPABASE-ACCESS-TOKEN", TOKEN),
-            ("INPUT_SUPABASE-API-URL", api),
+    ActionsRun::new(files, "monitor")
+        .manifest(dir.join("cutover.toml"))
+        .inputs([
+            ("target-project-ref", TARGET),
+            ("supabase-access-token", TOKEN),
+            ("supabase-api-url", api),
+        ])
+        .vars([
             ("CUTOVER_MONITOR_INTERVAL_MS", "0"),
             ("CUTOVER_API_RETRY_BASE_MS", "2"),
             ("CUTOVER_API_MAX_DELAY_MS", "50"),
-        ]
-        .iter()
-        .chain(extra)
-        .map(|(k, v)| (k.to_string(), v.to_string())),
-    );
-    env.dedup_by(|a, b| a.0 == b.0);
-    run_cutover(dir, &[], &env)
+        ])
+        .vars(extra.iter().copied())
+        .run(dir)
 }
 
 fn workspace(site: &str, monitor: &str) -> tempfile::TempDir {
@@ -368,27 +364,24 @@ async fn a_failed_window_after_cutover_rolls_back_when_asked() {
     std::fs::write(&manifest, text_of).unwrap();
 
     let files = ActionsFiles::new();
-    let mut env = files.github_env();
-    env.extend(
-        [
-            ("GITHUB_API_URL", gh.uri()),
-            ("INPUT_PHASE", "cutover".into()),
-            ("INPUT_MANIFEST", manifest.display().to_string()),
-            ("INPUT_SOURCE-DB-URL", s.pair.source.url()),
-            ("INPUT_TARGET-DB-URL", s.pair.target.url()),
-            ("INPUT_GITHUB-TOKEN", GH_TOKEN.into()),
-            ("INPUT_VERCEL-TOKEN", VERCEL_TOKEN.into()),
-            ("TARGET_SUPABASE_URL", "https://target.supabase.co".into()),
-            ("TARGET_SUPABASE_ANON_KEY", TARGET_ANON.into()),
-            ("SOURCE_SUPABASE_ANON_KEY", SOURCE_ANON.into()),
-            ("INPUT_TARGET-PROJECT-REF", TARGET.into()),
-            ("INPUT_SUPABASE-ACCESS-TOKEN", TOKEN.into()),
-            ("INPUT_SUPABASE-API-URL", api.url()),
-            ("CUTOVER_MONITOR_INTERVAL_MS", "0".into()),
-        ]
-        .map(|(k, v)| (k.to_string(), v)),
-    );
-    let out = run_cutover(s.work.path(), &[], &env);
+    let out = ActionsRun::new(&files, "cutover")
+        .var("GITHUB_API_URL", gh.uri())
+        .manifest(&manifest)
+        .databases(s.pair.source.url(), s.pair.target.url())
+        .inputs([
+            ("github-token", GH_TOKEN.to_string()),
+            ("vercel-token", VERCEL_TOKEN.to_string()),
+            ("target-project-ref", TARGET.to_string()),
+            ("supabase-access-token", TOKEN.to_string()),
+            ("supabase-api-url", api.url()),
+        ])
+        .vars([
+            ("TARGET_SUPABASE_URL", "https://target.supabase.co"),
+            ("TARGET_SUPABASE_ANON_KEY", TARGET_ANON),
+            ("SOURCE_SUPABASE_ANON_KEY", SOURCE_ANON),
+            ("CUTOVER_MONITOR_INTERVAL_MS", "0"),
+        ])
+        .run(s.work.path());
     let summary = files.read("summary.md");
     assert_eq!(out.status.code(), Some(1), "{}\n{summary}", text(&out));
     // `after_cutover` ran the window after the switch, against a baseline

@@ -78,28 +78,20 @@ async fn run(
     )
     .await;
     let files = ActionsFiles::new();
-    let mut env = files.github_env();
-    env.extend(
-        [
-            ("GITHUB_API_URL", gh.uri()),
-            ("INPUT_PHASE", phase.to_string()),
-            (
-                "INPUT_MANIFEST",
-                work.join("cutover.toml").display().to_string(),
-            ),
-            ("INPUT_SOURCE-DB-URL", pair.source.url()),
-            ("INPUT_TARGET-DB-URL", pair.target.url()),
-            ("INPUT_GITHUB-TOKEN", GH_TOKEN.to_string()),
-            ("INPUT_SOURCE-PROJECT-REF", SOURCE.to_string()),
-            ("INPUT_TARGET-PROJECT-REF", TARGET.to_string()),
-            ("INPUT_SUPABASE-ACCESS-TOKEN", TOKEN.to_string()),
-            ("INPUT_SUPABASE-API-URL", api.url()),
-            ("CUTOVER_API_RETRY_BASE_MS", "2".to_string()),
-        ]
-        .map(|(k, v)| (k.to_string(), v)),
-    );
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let out = run_cutover(work, &[], &env);
+    let out = ActionsRun::new(&files, phase)
+        .var("GITHUB_API_URL", gh.uri())
+        .manifest(work.join("cutover.toml"))
+        .databases(pair.source.url(), pair.target.url())
+        .inputs([
+            ("github-token", GH_TOKEN.to_string()),
+            ("source-project-ref", SOURCE.to_string()),
+            ("target-project-ref", TARGET.to_string()),
+            ("supabase-access-token", TOKEN.to_string()),
+            ("supabase-api-url", api.url()),
+        ])
+        .var("CUTOVER_API_RETRY_BASE_MS", "2")
+        .vars(extra.iter().copied())
+        .run(work);
     let summary = files.read("summary.md");
     (out.status.code(), summary, out, files)
 }

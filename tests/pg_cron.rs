@@ -71,29 +71,20 @@ fn run(
     github_url: &str,
 ) -> (i32, String) {
     let files = ActionsFiles::new();
-    let mut env = files.github_env();
     let with_password = |url: String| {
         let mut url = url::Url::parse(&url).unwrap();
         url.set_password(Some(URL_PASSWORD)).unwrap();
         url.to_string()
     };
-    env.extend(
-        [
-            ("GITHUB_API_URL", github_url.to_string()),
-            ("INPUT_PHASE", phase.to_string()),
-            (
-                "INPUT_MANIFEST",
-                work.path().join("cutover.toml").display().to_string(),
-            ),
-            ("INPUT_SOURCE-DB-URL", with_password(source.to_string())),
-            (
-                "INPUT_TARGET-DB-URL",
-                with_password(target.url_as_postgres()),
-            ),
-            ("INPUT_GITHUB-TOKEN", GH_TOKEN.to_string()),
-        ]
-        .map(|(k, v)| (k.to_string(), v)),
-    );
+    let env = ActionsRun::new(&files, phase)
+        .var("GITHUB_API_URL", github_url)
+        .manifest(work.path().join("cutover.toml"))
+        .databases(
+            with_password(source.to_string()),
+            with_password(target.url_as_postgres()),
+        )
+        .input("github-token", GH_TOKEN)
+        .env();
     let out = run_cutover(files.dir.path(), &[], &env);
     check_leaks(
         &out,

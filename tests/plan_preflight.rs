@@ -55,29 +55,23 @@ fn run_checked(
     )
 }
 
-fn actions_env(files: &ActionsFiles, pair: &Pair, phase: &str) -> Vec<(String, String)> {
-    let mut env = files.github_env();
-    env.extend(ops_portal_secrets());
-    let manifest = repo_root().join("examples/ops-portal/cutover.toml");
-    env.extend([
-        ("INPUT_PHASE".to_string(), phase.to_string()),
-        ("INPUT_MANIFEST".to_string(), manifest.display().to_string()),
-        (
-            "INPUT_SOURCE-DB-URL".to_string(),
+fn actions_run(files: &ActionsFiles, pair: &Pair, phase: &str) -> ActionsRun {
+    ActionsRun::new(files, phase)
+        .vars(ops_portal_secrets())
+        .manifest(repo_root().join("examples/ops-portal/cutover.toml"))
+        .databases(
             pair.source.url_with_password(DB_PASSWORD),
-        ),
-        (
-            "INPUT_TARGET-DB-URL".to_string(),
             pair.target.url_with_password(DB_PASSWORD),
-        ),
-        ("INPUT_ENVIRONMENT".to_string(), "production".to_string()),
-        ("INPUT_DRY-RUN".to_string(), "false".to_string()),
-        (
-            "INPUT_REPORT-FILE".to_string(),
-            "cutover-report.json".to_string(),
-        ),
-    ]);
-    env
+        )
+        .inputs([
+            ("environment", "production"),
+            ("dry-run", "false"),
+            ("report-file", "cutover-report.json"),
+        ])
+}
+
+fn actions_env(files: &ActionsFiles, pair: &Pair, phase: &str) -> Vec<(String, String)> {
+    actions_run(files, pair, phase).env()
 }
 
 #[tokio::test]
@@ -261,13 +255,13 @@ async fn plan_leaves_the_target_unchanged() {
 async fn source_equal_to_target_fails_preflight_naming_the_problem() {
     let pair = Pair::from_example("ops-portal").await;
     let files = ActionsFiles::new();
-    let mut env = actions_env(&files, &pair, "preflight");
-    for (k, v) in env.iter_mut() {
-        if k == "INPUT_TARGET-DB-URL" {
-            // Same database through another host name.
-            *v = pair.source.url().replace("127.0.0.1", "localhost");
-        }
-    }
+    let env = actions_run(&files, &pair, "preflight")
+        // Same database through another host name.
+        .input(
+            "target-db-url",
+            pair.source.url().replace("127.0.0.1", "localhost"),
+        )
+        .env();
     let out = run_checked(&files, &env, &pair);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let summary = files.read("summary.md");
@@ -288,15 +282,10 @@ async fn source_equal_to_target_fails_preflight_naming_the_problem() {
 async fn same_project_ref_is_refused() {
     let pair = Pair::from_example("ops-portal").await;
     let files = ActionsFiles::new();
-    let mut env = actions_env(&files, &pair, "preflight");
-    env.push((
-        "INPUT_SOURCE-PROJECT-REF".into(),
-        "wadhydemushqqtcrrlwm".into(),
-    ));
-    env.push((
-        "INPUT_TARGET-PROJECT-REF".into(),
-        "wadhydemushqqtcrrlwm".into(),
-    ));
+    let env = actions_run(&files, &pair, "preflight")
+        .input("source-project-ref", "wadhydemushqqtcrrlwm")
+        .input("target-project-ref", "wadhydemushqqtcrrlwm")
+        .env();
     let out = run_checked(&files, &env, &pair);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -310,12 +299,11 @@ async fn same_project_ref_is_refused() {
 async fn missing_secret_and_forbidden_setting_fail_preflight_by_name() {
     let pair = Pair::from_example("ops-portal").await;
     let files = ActionsFiles::new();
-    let mut env: Vec<(String, String)> = actions_env(&files, &pair, "preflight")
-        .into_iter()
-        .filter(|(k, _)| k != "TARGET_GOOGLE_CLIENT_SECRET")
-        .collect();
-    env.push(("TARGET_RESEND_API_KEY".into(), "   ".into()));
-    env.push(("VITE_USE_MOCK_DATA".into(), "TRUE".into()));
+    let env = actions_run(&files, &pair, "preflight")
+        .without(&["TARGET_GOOGLE_CLIENT_SECRET"])
+        .var("TARGET_RESEND_API_KEY", "   ")
+        .var("VITE_USE_MOCK_DATA", "TRUE")
+        .env();
     let out = run_checked(&files, &env, &pair);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let summary = files.read("summary.md");
@@ -361,16 +349,10 @@ async fn bad_migration_files_and_unknown_tables_fail_preflight() {
     )
     .unwrap();
     let files = ActionsFiles::new();
-    let mut env = files.github_env();
-    env.extend([
-        ("INPUT_PHASE".to_string(), "preflight".to_string()),
-        (
-            "INPUT_MANIFEST".to_string(),
-            work.path().join("cutover.toml").display().to_string(),
-        ),
-        ("INPUT_SOURCE-DB-URL".to_string(), pair.source.url()),
-        ("INPUT_TARGET-DB-URL".to_string(), pair.target.url()),
-    ]);
+    let env = ActionsRun::new(&files, "preflight")
+        .manifest(work.path().join("cutover.toml"))
+        .databases(pair.source.url(), pair.target.url())
+        .env();
     let out = run_checked(&files, &env, &pair);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let summary = files.read("summary.md");
@@ -411,9 +393,9 @@ async fn source_history_without_local_file_blocks_like_the_cli() {
 async fn dry_run_preflight_writes_no_ledger() {
     let pair = Pair::from_example("ops-portal").await;
     let files = ActionsFiles::new();
-    let mut env = actions_env(&files, &pair, "preflight");
-    env.retain(|(k, _)| k != "INPUT_DRY-RUN");
-    env.push(("INPUT_DRY-RUN".into(), "true".into()));
+    let env = actions_run(&files, &pair, "preflight")
+        .input("dry-run", "true")
+        .env();
     let out = run_checked(&files, &env, &pair);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(
@@ -473,14 +455,14 @@ async fn pitr_off_on_the_target_with_it_on_the_source_fails_preflight_with_the_f
             .unwrap_or_else(|| files.read("summary.md"))
     };
     let env_with_api = |files: &ActionsFiles| {
-        let mut env = actions_env(files, &pair, "preflight");
-        env.extend([
-            ("INPUT_SOURCE-PROJECT-REF".to_string(), SOURCE.to_string()),
-            ("INPUT_TARGET-PROJECT-REF".to_string(), TARGET.to_string()),
-            ("INPUT_SUPABASE-ACCESS-TOKEN".to_string(), TOKEN.to_string()),
-            ("INPUT_SUPABASE-API-URL".to_string(), api.url()),
-        ]);
-        env
+        actions_run(files, &pair, "preflight")
+            .inputs([
+                ("source-project-ref", SOURCE.to_string()),
+                ("target-project-ref", TARGET.to_string()),
+                ("supabase-access-token", TOKEN.to_string()),
+                ("supabase-api-url", api.url()),
+            ])
+            .env()
     };
 
     let files = ActionsFiles::new();
@@ -521,13 +503,14 @@ async fn the_targets_url_and_client_keys_become_masked_outputs_never_the_secret_
     let api = FakeApi::start().await;
     let pair = Pair::from_example("ops-portal").await;
     let files = ActionsFiles::new();
-    let mut env = actions_env(&files, &pair, "preflight");
-    env.extend([
-        ("INPUT_SOURCE-PROJECT-REF".to_string(), SOURCE.to_string()),
-        ("INPUT_TARGET-PROJECT-REF".to_string(), TARGET.to_string()),
-        ("INPUT_SUPABASE-ACCESS-TOKEN".to_string(), TOKEN.to_string()),
-        ("INPUT_SUPABASE-API-URL".to_string(), api.url()),
-    ]);
+    let env = actions_run(&files, &pair, "preflight")
+        .inputs([
+            ("source-project-ref", SOURCE.to_string()),
+            ("target-project-ref", TARGET.to_string()),
+            ("supabase-access-token", TOKEN.to_string()),
+            ("supabase-api-url", api.url()),
+        ])
+        .env();
     let out = run_checked(&files, &env, &pair);
     let anon = format!("anon-key-of-{TARGET}-0123456789");
     let publishable = format!("sb_publishable-key-of-{TARGET}-0123456789");

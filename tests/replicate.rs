@@ -490,23 +490,13 @@ async fn run_action_with(
     let phase = phase.to_string();
     tokio::task::spawn_blocking(move || {
         let files = ActionsFiles::new();
-        let mut env = files.github_env();
-        env.extend(
-            [
-                ("GITHUB_API_URL", github_url),
-                ("INPUT_PHASE", phase),
-                (
-                    "INPUT_MANIFEST",
-                    work.join("cutover.toml").display().to_string(),
-                ),
-                ("INPUT_SOURCE-DB-URL", source_url),
-                ("INPUT_TARGET-DB-URL", target_url),
-                ("INPUT_GITHUB-TOKEN", GH_TOKEN.to_string()),
-            ]
-            .map(|(k, v)| (k.to_string(), v)),
-        );
-        env.extend(extra);
-        let out = run_cutover(&work, &[], &env);
+        let out = ActionsRun::new(&files, &phase)
+            .var("GITHUB_API_URL", github_url)
+            .manifest(work.join("cutover.toml"))
+            .databases(source_url, target_url)
+            .input("github-token", GH_TOKEN)
+            .vars(extra)
+            .run(&work);
         let summary = std::fs::read_to_string(files.path("summary.md")).unwrap_or_default();
         (out, summary)
     })

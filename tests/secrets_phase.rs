@@ -32,33 +32,25 @@ fn actions_env(
     extra: &[(&str, &str)],
 ) -> Vec<(String, String)> {
     std::fs::write(files.path("cutover.toml"), MANIFEST).unwrap();
-    let mut env = files.github_env();
-    for (k, v) in [
-        ("INPUT_PHASE", "secrets".to_string()),
-        (
-            "INPUT_MANIFEST",
-            files.path("cutover.toml").display().to_string(),
-        ),
-        (
-            "INPUT_REPORT-FILE",
-            files.path("report.json").display().to_string(),
-        ),
-        (
-            "INPUT_TARGET-DB-URL",
-            target_db.url_with_password("Db-Pa55-word-9x"),
-        ),
-        ("INPUT_TARGET-PROJECT-REF", TARGET.to_string()),
-        ("INPUT_SOURCE-PROJECT-REF", SOURCE.to_string()),
-        ("INPUT_SUPABASE-ACCESS-TOKEN", TOKEN.to_string()),
-        ("INPUT_SUPABASE-API-URL", api.url()),
-        ("CUTOVER_API_RETRY_BASE_MS", "2".to_string()),
-    ] {
-        env.push((k.to_string(), v));
-    }
-    for (k, v) in values.iter().chain(extra) {
-        env.push((k.to_string(), v.to_string()));
-    }
-    env
+    ActionsRun::new(files, "secrets")
+        .manifest(files.path("cutover.toml"))
+        .inputs([
+            (
+                "report-file",
+                files.path("report.json").display().to_string(),
+            ),
+            (
+                "target-db-url",
+                target_db.url_with_password("Db-Pa55-word-9x"),
+            ),
+            ("target-project-ref", TARGET.to_string()),
+            ("source-project-ref", SOURCE.to_string()),
+            ("supabase-access-token", TOKEN.to_string()),
+            ("supabase-api-url", api.url()),
+        ])
+        .var("CUTOVER_API_RETRY_BASE_MS", "2")
+        .vars(values.iter().chain(extra).copied())
+        .env()
 }
 
 async fn assert_nowhere(

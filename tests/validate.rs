@@ -28,29 +28,14 @@ async fn migrated() -> (Pair, tempfile::TempDir) {
 }
 
 fn validate_in_actions(pair: &Pair, files: &ActionsFiles) -> std::process::Output {
-    let mut env = files.github_env();
-    env.extend([
-        ("INPUT_PHASE".to_string(), "validate".to_string()),
-        (
-            "INPUT_MANIFEST".to_string(),
-            repo_root()
-                .join("examples/ops-portal/cutover.toml")
-                .display()
-                .to_string(),
-        ),
-        (
-            "INPUT_SOURCE-DB-URL".to_string(),
+    let env = ActionsRun::new(files, "validate")
+        .manifest(repo_root().join("examples/ops-portal/cutover.toml"))
+        .databases(
             pair.source.url_with_password(SECRET),
-        ),
-        (
-            "INPUT_TARGET-DB-URL".to_string(),
             pair.target.url_with_password(SECRET),
-        ),
-        (
-            "TARGET_WHATSAPP_API_KEY".to_string(),
-            WHATSAPP_KEY.to_string(),
-        ),
-    ]);
+        )
+        .var("TARGET_WHATSAPP_API_KEY", WHATSAPP_KEY)
+        .env();
     run_and_check_leaks(files.dir.path(), &[], &env, &[SECRET], &[&pair.target])
 }
 

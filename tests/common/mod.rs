@@ -304,6 +304,86 @@ impl ActionsFiles {
     }
 }
 
+/// The environment of one action run, built input by input: GitHub's
+/// variables for an [`ActionsFiles`] workspace, the action's `INPUT_*`
+/// values (named as in `action.yml`, e.g. `source-db-url`) and any other
+/// variable (secrets the manifest names). Later values replace earlier ones.
+#[derive(Clone)]
+pub struct ActionsRun {
+    env: Vec<(String, String)>,
+}
+
+impl ActionsRun {
+    /// A run of `phase` in the `files` workspace.
+    pub fn new(files: &ActionsFiles, phase: &str) -> ActionsRun {
+        ActionsRun {
+            env: files.github_env(),
+        }
+        .input("phase", phase)
+    }
+
+    /// Sets the action input `name` (as in `action.yml`).
+    pub fn input(self, name: &str, value: impl Into<String>) -> ActionsRun {
+        self.var(&format!("INPUT_{}", name.to_uppercase()), value)
+    }
+
+    /// Sets the action inputs, `(name, value)` each.
+    pub fn inputs<V: Into<String>>(
+        mut self,
+        inputs: impl IntoIterator<Item = (&'static str, V)>,
+    ) -> ActionsRun {
+        for (name, value) in inputs {
+            self = self.input(name, value);
+        }
+        self
+    }
+
+    /// Sets the manifest input.
+    pub fn manifest(self, path: impl AsRef<Path>) -> ActionsRun {
+        self.input("manifest", path.as_ref().display().to_string())
+    }
+
+    /// Sets the two database URL inputs.
+    pub fn databases(self, source: impl Into<String>, target: impl Into<String>) -> ActionsRun {
+        self.input("source-db-url", source)
+            .input("target-db-url", target)
+    }
+
+    /// Sets any other variable (a secret the manifest names, `GITHUB_API_URL`).
+    pub fn var(mut self, name: &str, value: impl Into<String>) -> ActionsRun {
+        self.env.retain(|(k, _)| k != name);
+        self.env.push((name.to_string(), value.into()));
+        self
+    }
+
+    /// Sets several other variables.
+    pub fn vars<K: AsRef<str>, V: Into<String>>(
+        mut self,
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> ActionsRun {
+        for (name, value) in vars {
+            self = self.var(name.as_ref(), value);
+        }
+        self
+    }
+
+    /// Leaves out variables (e.g. `INPUT_GITHUB-TOKEN`), to test their absence.
+    pub fn without(mut self, names: &[&str]) -> ActionsRun {
+        self.env.retain(|(k, _)| !names.contains(&k.as_str()));
+        self
+    }
+
+    /// The environment, as [`run_cutover`] takes it.
+    pub fn env(&self) -> Vec<(String, String)> {
+        self.env.clone()
+    }
+
+    /// Runs the binary in `cwd` with this environment.
+    pub fn run(&self, cwd: &Path) -> Output {
+        run_cutover(cwd, &[], &self.env)
+    }
+}
+
 /// Parses `$GITHUB_OUTPUT` heredoc blocks.
 pub fn parse_outputs(text: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();

@@ -180,9 +180,23 @@ async fn plan_and_preflight_in_actions_pass_with_a_full_summary_and_no_leaks() {
 
     let report: serde_json::Value =
         serde_json::from_str(&files.read("cutover-report.json")).expect("JSON report");
-    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["schema_version"], 2);
     assert_eq!(report["outcome"], "success");
     assert_eq!(report["phases"][1]["phase"], "preflight");
+    // Row counts are numbers in the JSON, not "1,234" text.
+    let counts = report["phases"][1]["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["title"] == "Source row counts")
+        .expect("preflight's row counts table");
+    let customers = counts["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r[0] == "public.customers")
+        .expect("a customers row");
+    assert_eq!(customers[1], 300, "{customers}");
 
     // The ledger holds the run, its steps and the source snapshot.
     let ledger = ledger_dump(&pair.target, "cutover").await;

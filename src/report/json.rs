@@ -7,8 +7,10 @@ use serde::Serialize;
 use super::RunReport;
 
 /// The JSON report's shape version: raised when a field changes meaning or
-/// goes away (new fields do not raise it), so a consumer can tell.
-pub const SCHEMA_VERSION: u32 = 1;
+/// goes away (new fields do not raise it), so a consumer can tell. 2: table
+/// cells are typed (counts are numbers, verdicts are objects), where 1 had
+/// every cell as displayed text.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The report as written: its shape version first, then the run's fields.
 #[derive(Serialize)]

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::cells;
 use crate::context::Context;
 use crate::github::GithubClient;
 use crate::manifest::{QualifiedName, expand};
@@ -165,7 +166,7 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         let mut table =
             ReportTable::new("Source row counts", &["Table", "Source"]).merged_as(ROW_COUNTS);
         for (name, n) in &counts {
-            table.push([name.to_string(), thousands(*n)]);
+            table.push(cells![name.to_string(), *n]);
         }
         report
             .tables

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::cells;
 use crate::context::Context;
 use crate::manifest::DataMode;
 use crate::manifest::QualifiedName;
@@ -18,7 +19,7 @@ use crate::pg::replication::hold_at_fence;
 use crate::pg::table_diff::{TableComparison, compare_tables};
 use crate::pg::{Database, Side};
 use crate::report::{
-    CheckItem, PhaseReport, ROW_COUNTS, ReportTable, Status, TextDiff, count, thousands,
+    Cell, CheckItem, PhaseReport, ROW_COUNTS, ReportTable, Status, TextDiff, count, thousands,
 };
 
 use super::{Phase, PhaseError, select_tables};
@@ -95,13 +96,13 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         source_counts.insert(table.clone(), src);
         let Some(tgt) = c.target_rows else {
             mismatches += 1;
-            diff_table.push([
+            diff_table.push(cells![
                 table.to_string(),
-                thousands(src),
-                "missing".into(),
-                "—".into(),
-                "—".into(),
-                "❌ table missing on target".into(),
+                src,
+                "missing",
+                "—",
+                "—",
+                Cell::verdict_because(Status::Fail, "table missing on target"),
             ]);
             continue;
         };
@@ -142,17 +143,13 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         if src != tgt {
             mismatches += 1;
         }
-        diff_table.push([
+        diff_table.push(cells![
             table.to_string(),
-            thousands(src),
-            thousands(tgt),
-            format!("{:+}", tgt - src),
+            src,
+            tgt,
+            Cell::Delta(tgt - src),
             checksum_cell,
-            if c.equal() {
-                "✅".into()
-            } else {
-                "❌".into()
-            },
+            Cell::pass_if(c.equal()),
         ]);
     }
     let content_mismatches = tables

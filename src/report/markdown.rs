@@ -469,7 +469,12 @@ fn drop_repeated_columns(table: &mut ReportTable, mut origins: Vec<String>) {
                     && table
                         .rows
                         .iter()
-                        .all(|row| !row[column].is_empty() && row[column] == row[earlier])
+                        // Compared as shown: a count equals the same
+                        // figure another phase gave as text.
+                        .all(|row| {
+                            !row[column].is_empty()
+                                && row[column].to_string() == row[earlier].to_string()
+                        })
             });
         if repeats {
             origins.remove(column);

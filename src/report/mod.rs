@@ -185,6 +185,9 @@ pub enum Cell {
     /// A whole number (rows, objects, bytes): a JSON number; shown with
     /// thousands separators.
     Count(i64),
+    /// A signed change (target minus source): a JSON number; shown with its
+    /// sign, `+0`, `-3`.
+    Delta(i64),
     /// A verdict on the row, with an optional reason: a JSON object
     /// `{"status": "fail", "note": "missing"}`; shown as `❌ missing`.
     Verdict {
@@ -222,10 +225,10 @@ impl Cell {
         matches!(self, Cell::Text(t) if t.is_empty())
     }
 
-    /// The count, when the cell is one.
+    /// The number, when the cell is a count or a change.
     pub fn as_count(&self) -> Option<i64> {
         match self {
-            Cell::Count(n) => Some(*n),
+            Cell::Count(n) | Cell::Delta(n) => Some(*n),
             _ => None,
         }
     }
@@ -237,6 +240,8 @@ impl std::fmt::Display for Cell {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Cell::Count(n) => f.write_str(&thousands(*n)),
+            Cell::Delta(n) if *n >= 0 => write!(f, "+{}", thousands(*n)),
+            Cell::Delta(n) => f.write_str(&thousands(*n)),
             Cell::Verdict { status, note: None } => f.write_str(status.icon()),
             Cell::Verdict {
                 status,
@@ -790,6 +795,38 @@ mod tests {
         assert_eq!(count(1204, "row", "rows"), "1,204 rows");
         assert_eq!(noun(1u64, "is", "are"), "is");
         assert_eq!(noun(2usize, "is", "are"), "are");
+    }
+
+    #[test]
+    fn cells_are_typed_in_json_and_formatted_for_people() {
+        let row = crate::cells![
+            "public.orders",
+            1234u64,
+            Cell::Delta(0),
+            Cell::Delta(-3),
+            Cell::verdict_because(Status::Fail, "missing"),
+            Cell::pass_if(true),
+        ];
+        let json = serde_json::to_value(&row).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!([
+                "public.orders",
+                1234,
+                0,
+                -3,
+                {"status": "fail", "note": "missing"},
+                {"status": "pass"}
+            ])
+        );
+        let shown: Vec<String> = row.iter().map(Cell::to_string).collect();
+        assert_eq!(
+            shown,
+            ["public.orders", "1,234", "+0", "-3", "❌ missing", "✅"]
+        );
+        let back: Vec<Cell> = serde_json::from_value(json).unwrap();
+        assert_eq!(back[1], Cell::Count(1234));
+        assert_eq!(back[4], row[4]);
     }
 
     #[test]

@@ -516,13 +516,59 @@ fn slowest_text(poll: &Poll) -> String {
     }
 }
 
+/// What the window will do, decided before it opens.
+struct WindowPlan {
+    /// The target project's ref.
+    project: String,
+    /// The routes polled each time.
+    route_count: usize,
+    /// The thresholds in words, for the dry-run row.
+    limits_text: String,
+}
+
+/// What a window saw.
+struct WindowOutcome {
+    baseline: Poll,
+    polls: Vec<Poll>,
+    totals: Totals,
+    breaches: Vec<Breach>,
+    opened: DateTime<Utc>,
+    schedule: Schedule,
+    watched: Vec<String>,
+    /// How the logs endpoint answered, once probed.
+    probed: Option<String>,
+}
+
 /// Runs `monitor`.
 pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     let mut report = PhaseReport::new("monitor");
     let m = ctx.manifest.monitor.clone();
-    let limits = Thresholds::from(&m);
-    // Everything the window needs is checked before it opens: an hour of
-    // watching must not end in "cannot roll back".
+    let plan = plan(ctx, &m)?;
+    if ctx.settings.dry_run {
+        report.check(dry_run_row(&plan, &m));
+        report.summary = "Dry run: the monitoring window is planned; nothing was polled.".into();
+        return Ok(report);
+    }
+    let window = watch(ctx, &m).await?;
+    report.check(plan_row(&window));
+    rows(&mut report, &window, &m);
+    report.tables.push(figures_table(
+        &window.baseline,
+        &window.polls,
+        &Thresholds::from(&m),
+    ));
+    charts(&mut report, &window.polls, &m);
+    report.summary = summary(&window);
+    if !window.breaches.is_empty() && m.rollback_on_failure {
+        roll_back(ctx, &mut report).await;
+    }
+    report.conclude_from_checks();
+    Ok(report)
+}
+
+/// Checks every input the window needs before it opens (an hour of
+/// watching must not end in "cannot roll back") and decides what it watches.
+fn plan(ctx: &Context, m: &MonitorSection) -> Result<WindowPlan, PhaseError> {
     let (_, project, _) = super::functions::management_client(ctx, "monitor", false)?;
     if m.rollback_on_failure {
         let missing: Vec<String> = [
@@ -542,7 +588,7 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
             .hint("pass target-db-url and source-db-url as for `rollback`, or set rollback_on_failure = false"));
         }
     }
-    let routes = route_checks(ctx)?;
+    let route_count = route_checks(ctx)?.len();
     let limits_text = format!(
         "API error rate ≤ {} (judged from {}), Edge Function 5xx ≤ {}, routes within {} ms unless their own budget says otherwise",
         percent(m.max_api_error_rate_percent),
@@ -550,35 +596,46 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         m.max_function_5xx,
         m.max_route_latency_ms
     );
+    Ok(WindowPlan {
+        project,
+        route_count,
+        limits_text,
+    })
+}
 
-    if ctx.settings.dry_run {
-        let planned = schedule(
-            m.window_seconds,
-            m.interval_seconds,
-            1,
-            API_BUDGET_PER_MINUTE,
-        );
-        report.check(CheckItem::new(
-            "monitor-plan",
-            "Monitoring window planned",
-            Status::Skip,
-            format!(
-                "dry run: would watch project {project} for {} ({} polls every {} s or more, plus a baseline), {} route(s); {limits_text}{}; no API call made",
-                crate::report::human_duration(m.window_seconds * 1000),
-                planned.polls,
-                planned.interval_seconds,
-                routes.len(),
-                if m.rollback_on_failure {
-                    "; would roll back when a threshold is passed"
-                } else {
-                    ""
-                }
-            ),
-        ));
-        report.summary = "Dry run: the monitoring window is planned; nothing was polled.".into();
-        return Ok(report);
-    }
+/// The dry run's one row: what the window would do.
+fn dry_run_row(plan: &WindowPlan, m: &MonitorSection) -> CheckItem {
+    let planned = schedule(
+        m.window_seconds,
+        m.interval_seconds,
+        1,
+        API_BUDGET_PER_MINUTE,
+    );
+    CheckItem::new(
+        "monitor-plan",
+        "Monitoring window planned",
+        Status::Skip,
+        format!(
+            "dry run: would watch project {} for {} ({} polls every {} s or more, plus a baseline), {} route(s); {}{}; no API call made",
+            plan.project,
+            crate::report::human_duration(m.window_seconds * 1000),
+            planned.polls,
+            planned.interval_seconds,
+            plan.route_count,
+            plan.limits_text,
+            if m.rollback_on_failure {
+                "; would roll back when a threshold is passed"
+            } else {
+                ""
+            }
+        ),
+    )
+}
 
+/// Takes the baseline (or cutover's) and polls until the window ends or a
+/// threshold is passed.
+async fn watch(ctx: &mut Context, m: &MonitorSection) -> Result<WindowOutcome, PhaseError> {
+    let limits = Thresholds::from(m);
     let mut watcher = watcher(ctx).await?;
     let plan = schedule(
         m.window_seconds,
@@ -591,7 +648,6 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_millis)
         .unwrap_or(Duration::from_secs(plan.interval_seconds));
-
     // The baseline: cutover's, from before the switch, or one now.
     let baseline = match ctx.monitor_baseline.take() {
         Some(b) => b,
@@ -603,51 +659,6 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
             .await
             .map_err(|e| analytics_stop(ctx, e))?,
     };
-    let watched: Vec<String> = watcher.functions.iter().map(|f| f.slug.clone()).collect();
-    let mut plan_evidence = format!(
-        "{} polls every {} s over {}, after a baseline {}; {} per poll (logs{}); {}",
-        plan.polls,
-        plan.interval_seconds,
-        crate::report::human_duration(plan.polls * plan.interval_seconds * 1000),
-        if baseline.before_switch {
-            "taken by cutover before the switch"
-        } else {
-            "taken when the window opened"
-        },
-        count(plan.calls_per_poll, "API call", "API calls"),
-        if watched.is_empty() {
-            ", no Edge Function deployed".to_string()
-        } else {
-            format!(" + combined stats of {}", watched.join(", "))
-        },
-        watcher
-            .probed
-            .clone()
-            .unwrap_or_else(|| "logs endpoint not probed yet".into()),
-    );
-    if plan.stretched() {
-        plan_evidence.push_str(&format!(
-            "; the interval was stretched from the manifest's {} s to {} s so {} calls a poll stay within {} of the Management API's 60 requests a minute",
-            plan.asked_interval_seconds, plan.interval_seconds, plan.calls_per_poll, API_BUDGET_PER_MINUTE
-        ));
-    }
-    let mut plan_row = CheckItem::new(
-        "monitor-plan",
-        "Monitoring window within the API's rate limit",
-        if plan.stretched() {
-            Status::Warn
-        } else {
-            Status::Pass
-        },
-        plan_evidence,
-    );
-    if plan.stretched() {
-        plan_row = plan_row.with_hint(
-            "raise [monitor] interval_seconds, or list fewer [monitor] functions, to poll as often as asked",
-        );
-    }
-
-    // The window.
     let opened = Utc::now();
     let mut polls: Vec<Poll> = Vec::new();
     let mut totals = Totals::default();
@@ -667,65 +678,96 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
             break;
         }
     }
-    if let Some(probed) = &watcher.probed {
-        if !plan_row.evidence.contains(probed.as_str()) {
-            plan_row.evidence = plan_row
-                .evidence
-                .replace("logs endpoint not probed yet", probed);
-        }
-    }
-    report.check(plan_row);
+    Ok(WindowOutcome {
+        baseline,
+        polls,
+        totals,
+        breaches,
+        opened,
+        schedule: plan,
+        watched: watcher.functions.iter().map(|f| f.slug.clone()).collect(),
+        probed: watcher.probed.clone(),
+    })
+}
 
-    rows(
-        &mut report,
-        &baseline,
-        &polls,
-        &totals,
-        &breaches,
-        &m,
-        &watched,
+/// The row on the window's plan: its polls, and whether the interval had to
+/// be stretched to stay within the Management API's rate limit.
+fn plan_row(w: &WindowOutcome) -> CheckItem {
+    let plan = &w.schedule;
+    let mut evidence = format!(
+        "{} polls every {} s over {}, after a baseline {}; {} per poll (logs{}); {}",
+        plan.polls,
+        plan.interval_seconds,
+        crate::report::human_duration(plan.polls * plan.interval_seconds * 1000),
+        if w.baseline.before_switch {
+            "taken by cutover before the switch"
+        } else {
+            "taken when the window opened"
+        },
+        count(plan.calls_per_poll, "API call", "API calls"),
+        if w.watched.is_empty() {
+            ", no Edge Function deployed".to_string()
+        } else {
+            format!(" + combined stats of {}", w.watched.join(", "))
+        },
+        w.probed
+            .clone()
+            .unwrap_or_else(|| "logs endpoint not probed yet".into()),
     );
-    report
-        .tables
-        .push(figures_table(&baseline, &polls, &limits));
-    charts(&mut report, &polls, &m);
-
-    let failed = !breaches.is_empty();
-    let measured = breaches
-        .iter()
-        .map(|b| b.text.clone())
-        .collect::<Vec<_>>()
-        .join("; ");
-    report.summary = if failed {
-        format!(
-            "Monitoring failed at poll {} of {}: {measured}.",
-            polls.len(),
-            plan.polls
-        )
-    } else {
-        format!(
-            "Watched the target for {} polls over {}: API error rate {}, {} Edge Function 5xx, slowest route {}.",
-            polls.len(),
-            crate::report::human_duration((Utc::now() - opened).num_milliseconds().max(0) as u64),
-            totals
-                .error_rate()
-                .map(percent)
-                .unwrap_or_else(|| "not measured (no request)".into()),
-            totals.function_5xx,
-            polls
-                .iter()
-                .filter_map(|p| p.slowest())
-                .max_by_key(|r| r.latency_ms)
-                .map(|r| format!("{} {} ms", r.path, r.latency_ms))
-                .unwrap_or_else(|| "— (no [[frontend.routes]])".into())
-        )
-    };
-
-    if failed && m.rollback_on_failure {
-        roll_back(ctx, &mut report).await;
+    if !plan.stretched() {
+        return CheckItem::new(
+            "monitor-plan",
+            "Monitoring window within the API's rate limit",
+            Status::Pass,
+            evidence,
+        );
     }
-    report.conclude_from_checks();
-    Ok(report)
+    evidence.push_str(&format!(
+        "; the interval was stretched from the manifest's {} s to {} s so {} calls a poll stay within {} of the Management API's 60 requests a minute",
+        plan.asked_interval_seconds, plan.interval_seconds, plan.calls_per_poll, API_BUDGET_PER_MINUTE
+    ));
+    CheckItem::new(
+        "monitor-plan",
+        "Monitoring window within the API's rate limit",
+        Status::Warn,
+        evidence,
+    )
+    .with_hint(
+        "raise [monitor] interval_seconds, or list fewer [monitor] functions, to poll as often as asked",
+    )
+}
+
+/// The phase's one sentence: where it failed, or what it saw.
+fn summary(w: &WindowOutcome) -> String {
+    if !w.breaches.is_empty() {
+        let measured = w
+            .breaches
+            .iter()
+            .map(|b| b.text.clone())
+            .collect::<Vec<_>>()
+            .join("; ");
+        return format!(
+            "Monitoring failed at poll {} of {}: {measured}.",
+            w.polls.len(),
+            w.schedule.polls
+        );
+    }
+    format!(
+        "Watched the target for {} polls over {}: API error rate {}, {} Edge Function 5xx, slowest route {}.",
+        w.polls.len(),
+        crate::report::human_duration((Utc::now() - w.opened).num_milliseconds().max(0) as u64),
+        w.totals
+            .error_rate()
+            .map(percent)
+            .unwrap_or_else(|| "not measured (no request)".into()),
+        w.totals.function_5xx,
+        w.polls
+            .iter()
+            .filter_map(|p| p.slowest())
+            .max_by_key(|r| r.latency_ms)
+            .map(|r| format!("{} {} ms", r.path, r.latency_ms))
+            .unwrap_or_else(|| "— (no [[frontend.routes]])".into())
+    )
 }
 
 /// `rollback`, after a failed window; its rows and tables join the report.
@@ -772,21 +814,31 @@ async fn roll_back(ctx: &mut Context, report: &mut PhaseReport) {
 }
 
 /// The three checklist rows: API error rate, function 5xx, routes.
-fn rows(
-    report: &mut PhaseReport,
-    baseline: &Poll,
-    polls: &[Poll],
-    totals: &Totals,
-    breaches: &[Breach],
-    m: &MonitorSection,
-    watched: &[String],
-) {
-    let breach = |id: &str| breaches.iter().find(|b| b.id == id);
-    let hint = if m.rollback_on_failure {
+fn rows(report: &mut PhaseReport, w: &WindowOutcome, m: &MonitorSection) {
+    let hint = failure_hint(m);
+    let breach = |id: &str| w.breaches.iter().find(|b| b.id == id);
+    report.check(api_row(w, m, breach("monitor-api-error-rate"), hint));
+    report.check(function_row(w, m, breach("monitor-function-5xx"), hint));
+    report.check(route_row(w, m, breach("monitor-routes"), hint));
+}
+
+/// The fix a failed row gives: where to look, and whether rollback ran.
+fn failure_hint(m: &MonitorSection) -> &'static str {
+    if m.rollback_on_failure {
         "the figures over time are in the table; rollback ran (see its rows); read the target's API gateway and Edge Function logs in the dashboard before the next attempt"
     } else {
         "the figures over time are in the table; read the target's API gateway and Edge Function logs in the dashboard, and run `rollback` if the release is at fault (or set [monitor] rollback_on_failure = true)"
-    };
+    }
+}
+
+/// The API error rate row.
+fn api_row(
+    w: &WindowOutcome,
+    m: &MonitorSection,
+    breach: Option<&Breach>,
+    hint: &str,
+) -> CheckItem {
+    let (baseline, polls, totals) = (&w.baseline, &w.polls, &w.totals);
     let base_api = match (baseline.api, &baseline.api_problem) {
         (Some(c), _) if c.requests > 0 => format!(
             "baseline {} ({} of {})",
@@ -798,7 +850,7 @@ fn rows(
         (None, _) => "baseline: logs not readable".into(),
     };
     let blind_api = polls.iter().filter(|p| p.api.is_none()).count();
-    let api_row = if let Some(b) = breach("monitor-api-error-rate") {
+    if let Some(b) = breach {
         CheckItem::new(
             "monitor-api-error-rate",
             &format!("API error rate ≤ {}", percent(m.max_api_error_rate_percent)),
@@ -855,23 +907,31 @@ fn rows(
                 }
             ),
         )
-    };
-    report.check(api_row);
+    }
+}
 
+/// The Edge Function 5xx row.
+fn function_row(
+    w: &WindowOutcome,
+    m: &MonitorSection,
+    breach: Option<&Breach>,
+    hint: &str,
+) -> CheckItem {
+    let (baseline, polls, totals, watched) = (&w.baseline, &w.polls, &w.totals, &w.watched);
     let blind_functions: Vec<&String> = polls.iter().flat_map(|p| &p.function_problems).collect();
     let title = format!("Edge Function 5xx ≤ {}", m.max_function_5xx);
     let base_fn = baseline
         .function_5xx
         .map(|n| format!("baseline: {n} in the 15 minutes before"))
         .unwrap_or_else(|| "baseline: not readable".into());
-    let fn_row = if watched.is_empty() {
+    if watched.is_empty() {
         CheckItem::new(
             "monitor-function-5xx",
             &title,
             Status::Skip,
             "the target lists no active Edge Function",
         )
-    } else if let Some(b) = breach("monitor-function-5xx") {
+    } else if let Some(b) = breach {
         CheckItem::new(
             "monitor-function-5xx",
             &title,
@@ -899,18 +959,26 @@ fn rows(
                     .unwrap_or_default()
             ),
         )
-    };
-    report.check(fn_row);
+    }
+}
 
+/// The frontend routes row.
+fn route_row(
+    w: &WindowOutcome,
+    m: &MonitorSection,
+    breach: Option<&Breach>,
+    hint: &str,
+) -> CheckItem {
+    let (baseline, polls) = (&w.baseline, &w.polls);
     let title = format!("Frontend routes within {} ms", m.max_route_latency_ms);
-    let route_row = if baseline.routes.is_empty() {
+    if baseline.routes.is_empty() {
         CheckItem::new(
             "monitor-routes",
             &title,
             Status::Skip,
             "no [[frontend.routes]] in the manifest",
         )
-    } else if let Some(b) = breach("monitor-routes") {
+    } else if let Some(b) = breach {
         CheckItem::new(
             "monitor-routes",
             &title,
@@ -936,8 +1004,7 @@ fn rows(
                 slowest_text(baseline)
             ),
         )
-    };
-    report.check(route_row);
+    }
 }
 
 /// The figures over time, baseline first.
@@ -1099,6 +1166,55 @@ mod tests {
         assert!(s.interval_seconds * 50 >= 101 * 60);
         // A window shorter than one stretched interval still polls once.
         assert_eq!(schedule(5, 1, 100, 50).polls, 1);
+    }
+
+    fn window(polls: Vec<Poll>, schedule: Schedule) -> WindowOutcome {
+        let mut totals = Totals::default();
+        polls.iter().for_each(|p| totals.add(p));
+        let breaches = polls
+            .last()
+            .map(|last| judge(&totals, last, &LIMITS))
+            .unwrap_or_default();
+        WindowOutcome {
+            baseline: poll(10, 0, 0),
+            polls,
+            totals,
+            breaches,
+            opened: Utc::now(),
+            schedule,
+            watched: vec!["hello".into()],
+            probed: Some("logs from /analytics/endpoints/logs".into()),
+        }
+    }
+
+    #[test]
+    fn a_stretched_window_warns_and_a_breach_names_the_poll() {
+        let calm = window(
+            vec![poll(100, 0, 0)],
+            schedule(60, 60, 2, API_BUDGET_PER_MINUTE),
+        );
+        let row = plan_row(&calm);
+        assert_eq!(row.status, Status::Pass, "{row:?}");
+        assert!(row.evidence.contains("logs from /analytics"), "{row:?}");
+        assert!(summary(&calm).starts_with("Watched the target for 1 polls"));
+
+        let stretched = window(
+            vec![poll(100, 0, 0)],
+            schedule(60, 1, 10, API_BUDGET_PER_MINUTE),
+        );
+        let row = plan_row(&stretched);
+        assert_eq!(row.status, Status::Warn);
+        assert!(row.hint.is_some() && row.evidence.contains("stretched from the manifest's 1 s"));
+
+        let failing = window(
+            vec![poll(100, 0, 0), poll(100, 50, 0)],
+            schedule(600, 60, 2, API_BUDGET_PER_MINUTE),
+        );
+        assert!(
+            summary(&failing).starts_with("Monitoring failed at poll 2 of 10:"),
+            "{}",
+            summary(&failing)
+        );
     }
 
     #[test]

@@ -214,26 +214,7 @@ pub(crate) async fn survey(
         .map(|b| (b.id.clone(), b))
         .collect();
     let known: BTreeSet<&str> = source_buckets.iter().map(|b| b.id.as_str()).collect();
-    if !section.all_buckets() {
-        let missing: Vec<&str> = section
-            .buckets
-            .iter()
-            .map(|b| b.trim())
-            .filter(|b| !known.contains(b))
-            .collect();
-        if !missing.is_empty() {
-            return Err(PhaseError::new(format!(
-                "[storage] buckets names buckets the source does not have: {}; the source has {}",
-                missing.join(", "),
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.iter().copied().collect::<Vec<_>>().join(", ")
-                }
-            ))
-            .hint("fix the ids in [storage] buckets (bucket ids, as in the dashboard's Storage page), or use [\"*\"]"));
-        }
-    }
+    refuse_unknown_buckets(section, &known)?;
     let mut out = Survey {
         unknown_excludes: section
             .exclude
@@ -244,57 +225,123 @@ pub(crate) async fn survey(
         ..Survey::default()
     };
     for bucket in source_buckets {
-        let listed = section.all_buckets() || section.buckets.iter().any(|b| b.trim() == bucket.id);
-        if !listed {
-            continue;
-        }
-        if section.exclude.iter().any(|e| e.trim() == bucket.id) {
-            out.excluded.push(bucket.id);
-            continue;
-        }
-        let source_objects = source
-            .list_objects(&bucket.id)
-            .await
-            .map_err(|e| storage_stop(ctx, e))?;
-        let target_bucket = target_buckets.get(&bucket.id).cloned();
-        let target_objects = if target_bucket.is_some() {
-            target
-                .list_objects(&bucket.id)
-                .await
-                .map_err(|e| storage_stop(ctx, e))?
-        } else {
-            Vec::new()
-        };
-        let recorded = match ledger {
-            Some(l) => l.copied_objects(&bucket.id).await?,
-            None => BTreeMap::new(),
-        };
-        let on_target: BTreeMap<&str, &StoredObject> = target_objects
-            .iter()
-            .map(|o| (o.path.as_str(), o))
-            .collect();
-        let mut to_copy = Vec::new();
-        let mut skipped = 0;
-        for object in &source_objects {
-            let done = on_target
-                .get(object.path.as_str())
-                .is_some_and(|t| already_copied(object, t, recorded.get(&object.path)));
-            if done {
-                skipped += 1;
-            } else {
-                to_copy.push(object.clone());
+        match selection(section, &bucket.id) {
+            Selection::NotListed => {}
+            Selection::Excluded => out.excluded.push(bucket.id),
+            Selection::Copied => {
+                let target_bucket = target_buckets.get(&bucket.id).cloned();
+                let plan = plan_bucket(ctx, source, target, ledger, bucket, target_bucket).await?;
+                out.buckets.push(plan);
             }
         }
-        out.buckets.push(BucketPlan {
-            bucket,
-            target: target_bucket,
-            source_objects,
-            target_objects,
-            to_copy,
-            skipped,
-        });
     }
     Ok(out)
+}
+
+/// Refuses `[storage] buckets` naming buckets the source does not have.
+fn refuse_unknown_buckets(
+    section: &StorageSection,
+    known: &BTreeSet<&str>,
+) -> Result<(), PhaseError> {
+    if section.all_buckets() {
+        return Ok(());
+    }
+    let missing: Vec<&str> = section
+        .buckets
+        .iter()
+        .map(|b| b.trim())
+        .filter(|b| !known.contains(b))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(PhaseError::new(format!(
+        "[storage] buckets names buckets the source does not have: {}; the source has {}",
+        missing.join(", "),
+        if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.iter().copied().collect::<Vec<_>>().join(", ")
+        }
+    ))
+    .hint("fix the ids in [storage] buckets (bucket ids, as in the dashboard's Storage page), or use [\"*\"]"))
+}
+
+/// What `[storage]` says of one source bucket.
+#[derive(Debug, PartialEq, Eq)]
+enum Selection {
+    /// Not named in `buckets`.
+    NotListed,
+    /// Named in `exclude`.
+    Excluded,
+    /// Copied.
+    Copied,
+}
+
+fn selection(section: &StorageSection, id: &str) -> Selection {
+    let listed = section.all_buckets() || section.buckets.iter().any(|b| b.trim() == id);
+    if !listed {
+        Selection::NotListed
+    } else if section.exclude.iter().any(|e| e.trim() == id) {
+        Selection::Excluded
+    } else {
+        Selection::Copied
+    }
+}
+
+/// Lists one bucket's objects on both sides and decides which to copy.
+async fn plan_bucket(
+    ctx: &Context,
+    source: &StorageClient,
+    target: &StorageClient,
+    ledger: Option<&Ledger>,
+    bucket: Bucket,
+    target_bucket: Option<Bucket>,
+) -> Result<BucketPlan, PhaseError> {
+    let source_objects = source
+        .list_objects(&bucket.id)
+        .await
+        .map_err(|e| storage_stop(ctx, e))?;
+    let target_objects = if target_bucket.is_some() {
+        target
+            .list_objects(&bucket.id)
+            .await
+            .map_err(|e| storage_stop(ctx, e))?
+    } else {
+        Vec::new()
+    };
+    let recorded = match ledger {
+        Some(l) => l.copied_objects(&bucket.id).await?,
+        None => BTreeMap::new(),
+    };
+    let (to_copy, skipped) = objects_to_copy(&source_objects, &target_objects, &recorded);
+    Ok(BucketPlan {
+        bucket,
+        target: target_bucket,
+        source_objects,
+        target_objects,
+        to_copy,
+        skipped,
+    })
+}
+
+/// The source's objects the target does not hold yet, and how many it does.
+fn objects_to_copy(
+    source_objects: &[StoredObject],
+    target_objects: &[StoredObject],
+    recorded: &BTreeMap<String, CopiedObject>,
+) -> (Vec<StoredObject>, usize) {
+    let on_target: BTreeMap<&str, &StoredObject> = target_objects
+        .iter()
+        .map(|o| (o.path.as_str(), o))
+        .collect();
+    let (done, to_copy): (Vec<&StoredObject>, Vec<&StoredObject>) =
+        source_objects.iter().partition(|object| {
+            on_target
+                .get(object.path.as_str())
+                .is_some_and(|t| already_copied(object, t, recorded.get(&object.path)))
+        });
+    (to_copy.into_iter().cloned().collect(), done.len())
 }
 
 fn bytes_of(objects: &[StoredObject]) -> u64 {
@@ -393,46 +440,89 @@ fn preview_table(s: &Survey, title: &str) -> ReportTable {
     table
 }
 
-/// Runs `storage`.
+/// Runs `storage`: survey both sides, then (unless dry-run) buckets, then
+/// objects, then both sides listed again and compared.
 pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
-    let mut report = PhaseReport::new("storage");
     let (section, source, target) = storage_clients(ctx)?;
+    let parallel = usize::from(section.parallel.max(1));
     let section = section.clone();
     super::functions::open_ledger(ctx, "storage").await?;
     let ledger = ctx.open_ledger().cloned();
     let survey = survey(ctx, &section, &source, &target, ledger.as_ref()).await?;
-    if !survey.unknown_excludes.is_empty() {
-        report.check(
-            CheckItem::new(
-                "storage-excludes",
-                "[storage] exclude names source buckets",
-                Status::Warn,
-                format!(
-                    "no such bucket on the source: {}",
-                    survey.unknown_excludes.join(", ")
-                ),
-            )
-            .with_hint("fix the bucket ids in [storage] exclude (probably misspelt)"),
-        );
-    }
-
     if ctx.settings.dry_run {
-        report
-            .tables
-            .push(preview_table(&survey, "Storage (dry-run: nothing copied)"));
-        report.summary = format!(
-            "Dry-run: would {}; nothing was created or copied.",
-            survey_line(&survey)
-        );
-        return Ok(report);
+        return Ok(dry_run_report(&survey));
     }
+    let buckets = apply_buckets(ctx, &target, &survey).await;
+    let objects = copy_objects(
+        ctx,
+        &source,
+        &target,
+        ledger.as_ref(),
+        &survey,
+        &buckets,
+        parallel,
+    )
+    .await;
+    let mut after = Vec::new();
+    for plan in &survey.buckets {
+        let listed = list_after(ctx, &target, ledger.as_ref(), plan, &buckets, &objects).await?;
+        after.push(listed);
+    }
+    Ok(report(&StorageOutcome {
+        survey,
+        buckets,
+        objects,
+        after,
+    }))
+}
 
-    // Buckets first, with the source's settings.
-    let mut bucket_table = ReportTable::new(
-        "Storage buckets",
-        &["Bucket", "Settings (source)", "On the target"],
+/// A warning for `[storage] exclude` names that match no source bucket.
+fn excludes_check(survey: &Survey) -> Option<CheckItem> {
+    if survey.unknown_excludes.is_empty() {
+        return None;
+    }
+    Some(
+        CheckItem::new(
+            "storage-excludes",
+            "[storage] exclude names source buckets",
+            Status::Warn,
+            format!(
+                "no such bucket on the source: {}",
+                survey.unknown_excludes.join(", ")
+            ),
+        )
+        .with_hint("fix the bucket ids in [storage] exclude (probably misspelt)"),
+    )
+}
+
+/// What a dry-run shows: each bucket's counts and what would be copied.
+fn dry_run_report(survey: &Survey) -> PhaseReport {
+    let mut report = PhaseReport::new("storage");
+    report.checks.extend(excludes_check(survey));
+    report
+        .tables
+        .push(preview_table(survey, "Storage (dry-run: nothing copied)"));
+    report.summary = format!(
+        "Dry-run: would {}; nothing was created or copied.",
+        survey_line(survey)
     );
-    let mut bucket_failures = Vec::new();
+    report
+}
+
+/// What creating or updating the buckets did, in the survey's order.
+#[derive(Debug, Default)]
+struct BucketsOutcome {
+    /// Each bucket: id, the source's settings, what happened on the target.
+    rows: Vec<[String; 3]>,
+    /// The rows of buckets that could not be made: their objects are not copied.
+    failures: Vec<CheckItem>,
+    /// Their ids.
+    failed: Vec<String>,
+}
+
+/// Creates or updates each bucket on the target with the source's settings.
+async fn apply_buckets(ctx: &Context, target: &StorageClient, survey: &Survey) -> BucketsOutcome {
+    let mut outcome = BucketsOutcome::default();
     for plan in &survey.buckets {
         let action = match &plan.target {
             Some(t) if t.same_settings(&plan.bucket) => Ok("unchanged".to_string()),
@@ -445,56 +535,56 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
                 .await
                 .map(|created| if created { "created" } else { "updated" }.to_string()),
         };
+        let id = plan.bucket.id.clone();
         let cell = match action {
             Ok(a) => a,
             Err(e) => {
-                let hint = storage_hint(ctx, &e);
                 let message = ctx.redactor.redact(&e.to_string());
-                bucket_failures.push(plan.bucket.id.clone());
-                report.check(
+                outcome.failures.push(
                     CheckItem::new(
-                        &format!("storage-bucket:{}", plan.bucket.id),
-                        &format!("Bucket {} on the target", plan.bucket.id),
+                        &format!("storage-bucket:{id}"),
+                        &format!("Bucket {id} on the target"),
                         Status::Fail,
                         message.clone(),
                     )
-                    .with_hint(hint),
+                    .with_hint(storage_hint(ctx, &e)),
                 );
+                outcome.failed.push(id.clone());
                 format!("failed: {message}")
             }
         };
-        bucket_table.push([plan.bucket.id.clone(), settings_text(&plan.bucket), cell]);
+        outcome.rows.push([id, settings_text(&plan.bucket), cell]);
     }
-    if bucket_failures.is_empty() {
-        report.check(CheckItem::new(
-            "storage-buckets",
-            "Buckets on the target with the source's settings",
-            Status::Pass,
-            format!(
-                "{}: public, file_size_limit and allowed_mime_types as on the source",
-                count(survey.buckets.len(), "bucket", "buckets")
-            ),
-        ));
-    }
+    outcome
+}
 
-    // Objects, `parallel` at a time, across buckets.
+/// One object's copy: bucket, path, bytes or why it failed (redacted).
+type ObjectCopy = (String, String, Result<u64, String>);
+
+/// Copies the objects of the buckets the target has, `parallel` at a time
+/// across buckets, each recorded in the ledger.
+async fn copy_objects(
+    ctx: &Context,
+    source: &StorageClient,
+    target: &StorageClient,
+    ledger: Option<&Ledger>,
+    survey: &Survey,
+    buckets: &BucketsOutcome,
+    parallel: usize,
+) -> Vec<ObjectCopy> {
     let jobs: Vec<(&str, &StoredObject)> = survey
         .buckets
         .iter()
-        .filter(|b| !bucket_failures.contains(&b.bucket.id))
+        .filter(|b| !buckets.failed.contains(&b.bucket.id))
         .flat_map(|b| b.to_copy.iter().map(move |o| (b.bucket.id.as_str(), o)))
         .collect();
     let total = jobs.len();
-    let parallel = usize::from(section.parallel.max(1));
-    let (source_ref, target_ref, ledger_ref, run_id) =
-        (&source, &target, ledger.as_ref(), ctx.run_id);
     let done = std::sync::atomic::AtomicUsize::new(0);
-    let done_ref = &done;
-    let console = &ctx.console;
-    let outcomes: Vec<(String, String, Result<u64, String>)> = futures_util::stream::iter(jobs)
+    let (done, console, run_id) = (&done, &ctx.console, ctx.run_id);
+    futures_util::stream::iter(jobs)
         .map(|(bucket, object)| async move {
-            let result = match copy_object(source_ref, target_ref, bucket, object).await {
-                Ok(bytes) => match ledger_ref {
+            let result = match copy_object(source, target, bucket, object).await {
+                Ok(bytes) => match ledger {
                     Some(l) => l
                         .record_copied_object(
                             run_id,
@@ -510,29 +600,226 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
                 },
                 Err(e) => Err(e.to_string()),
             };
-            let n = done_ref.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             if n % 500 == 0 && n < total {
                 console.progress(&format!("storage: {n} of {total} objects copied"));
             }
+            let result = result.map_err(|e| ctx.redactor.redact(&e));
             (bucket.to_string(), object.path.clone(), result)
         })
         .buffer_unordered(parallel)
         .collect()
-        .await;
+        .await
+}
 
-    let mut copied: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut failed: BTreeMap<&str, Vec<(String, String)>> = BTreeMap::new();
-    for (bucket, path, result) in &outcomes {
-        match result {
-            Ok(_) => *copied.entry(bucket.as_str()).or_default() += 1,
-            Err(e) => failed
-                .entry(bucket.as_str())
-                .or_default()
-                .push((path.clone(), ctx.redactor.redact(e))),
+/// The target's objects of one bucket after the copy (as before it when the
+/// bucket could not be made), with the ETags of the objects copied now
+/// confirmed in the ledger.
+async fn list_after(
+    ctx: &Context,
+    target: &StorageClient,
+    ledger: Option<&Ledger>,
+    plan: &BucketPlan,
+    buckets: &BucketsOutcome,
+    objects: &[ObjectCopy],
+) -> Result<Vec<StoredObject>, PhaseError> {
+    let id = plan.bucket.id.as_str();
+    let after = if buckets.failed.contains(&plan.bucket.id) {
+        plan.target_objects.clone()
+    } else {
+        target
+            .list_objects(id)
+            .await
+            .map_err(|e| storage_stop(ctx, e))?
+    };
+    if let Some(l) = ledger {
+        l.confirm_copied_objects(ctx.run_id, id, &copied_etags(id, objects, &after))
+            .await?;
+    }
+    Ok(after)
+}
+
+/// The target's ETags of the objects copied into bucket `id` now.
+fn copied_etags(
+    id: &str,
+    objects: &[ObjectCopy],
+    after: &[StoredObject],
+) -> BTreeMap<String, String> {
+    let copied_here: BTreeSet<&str> = objects
+        .iter()
+        .filter(|(b, _, r)| b == id && r.is_ok())
+        .map(|(_, p, _)| p.as_str())
+        .collect();
+    after
+        .iter()
+        .filter(|o| copied_here.contains(o.path.as_str()))
+        .filter_map(|o| o.etag.clone().map(|e| (o.path.clone(), e)))
+        .collect()
+}
+
+/// What `storage` did, for [`report`].
+struct StorageOutcome {
+    survey: Survey,
+    buckets: BucketsOutcome,
+    objects: Vec<ObjectCopy>,
+    /// Each surveyed bucket's objects on the target after the copy.
+    after: Vec<Vec<StoredObject>>,
+}
+
+impl StorageOutcome {
+    /// Objects copied, by bucket.
+    fn copied(&self) -> BTreeMap<&str, usize> {
+        let mut copied: BTreeMap<&str, usize> = BTreeMap::new();
+        for (bucket, _, result) in &self.objects {
+            if result.is_ok() {
+                *copied.entry(bucket.as_str()).or_default() += 1;
+            }
+        }
+        copied
+    }
+
+    /// Failed copies: bucket, path, error; by bucket, in the order they ended.
+    fn failed(&self) -> Vec<(&str, &str, &str)> {
+        let mut failed: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
+        for (bucket, path, result) in &self.objects {
+            if let Err(e) = result {
+                failed.entry(bucket.as_str()).or_default().push((path, e));
+            }
+        }
+        failed
+            .into_iter()
+            .flat_map(|(b, list)| list.into_iter().map(move |(p, e)| (b, p, e)))
+            .collect()
+    }
+}
+
+/// One bucket's objects on both sides after the copy.
+struct Comparison<'a> {
+    source_n: usize,
+    source_bytes: u64,
+    target_n: usize,
+    target_bytes: u64,
+    /// Source objects missing on the target or of another size there.
+    absent_or_different: Vec<&'a str>,
+}
+
+impl<'a> Comparison<'a> {
+    fn new(plan: &'a BucketPlan, after: &[StoredObject]) -> Self {
+        let by_path: BTreeMap<&str, &StoredObject> =
+            after.iter().map(|o| (o.path.as_str(), o)).collect();
+        Comparison {
+            source_n: plan.source_objects.len(),
+            source_bytes: bytes_of(&plan.source_objects),
+            target_n: after.len(),
+            target_bytes: bytes_of(after),
+            absent_or_different: plan
+                .source_objects
+                .iter()
+                .filter(|o| {
+                    by_path
+                        .get(o.path.as_str())
+                        .is_none_or(|t| t.size != o.size)
+                })
+                .map(|o| o.path.as_str())
+                .collect(),
         }
     }
 
-    // Both sides compared after the copy.
+    fn matches(&self) -> bool {
+        self.source_n == self.target_n
+            && self.source_bytes == self.target_bytes
+            && self.absent_or_different.is_empty()
+    }
+
+    /// Why the bucket does not match: counts, the first objects missing,
+    /// or the objects only the target holds.
+    fn mismatch(&self) -> String {
+        let missing = &self.absent_or_different;
+        let extra = self
+            .target_n
+            .saturating_sub(self.source_n - missing.len().min(self.source_n));
+        let mut why = format!(
+            "source {} ({} bytes), target {} ({} bytes)",
+            count(self.source_n, "object", "objects"),
+            thousands(self.source_bytes as i64),
+            count(self.target_n, "object", "objects"),
+            thousands(self.target_bytes as i64),
+        );
+        if !missing.is_empty() {
+            let first: Vec<&str> = missing.iter().take(5).copied().collect();
+            why.push_str(&format!(
+                "; missing or of another size on the target: {}{}",
+                first.join(", "),
+                if missing.len() > 5 {
+                    format!(" and {} more", missing.len() - 5)
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        if extra > 0 && missing.is_empty() {
+            why.push_str(&format!(
+                "; the target holds {} the source does not (cutover never deletes)",
+                count(extra, "object", "objects")
+            ));
+        }
+        why
+    }
+}
+
+/// The report: buckets, each bucket compared, the objects' row, failures.
+fn report(outcome: &StorageOutcome) -> PhaseReport {
+    let mut report = PhaseReport::new("storage");
+    let survey = &outcome.survey;
+    report.checks.extend(excludes_check(survey));
+    report
+        .checks
+        .extend(outcome.buckets.failures.iter().cloned());
+    if outcome.buckets.failures.is_empty() {
+        report.check(CheckItem::new(
+            "storage-buckets",
+            "Buckets on the target with the source's settings",
+            Status::Pass,
+            format!(
+                "{}: public, file_size_limit and allowed_mime_types as on the source",
+                count(survey.buckets.len(), "bucket", "buckets")
+            ),
+        ));
+    }
+    let (table, mismatches) = objects_table(outcome);
+    let mismatched = !mismatches.is_empty();
+    report.checks.extend(mismatches);
+    let failed = outcome.failed();
+    let copied_total: usize = outcome.copied().values().sum();
+    let skipped_total: usize = survey.buckets.iter().map(|b| b.skipped).sum();
+    report.check(objects_check(
+        &failed,
+        outcome.objects.len(),
+        copied_total,
+        skipped_total,
+    ));
+    if !mismatched && !survey.buckets.is_empty() {
+        report.check(CheckItem::new(
+            "storage-counts",
+            "Storage objects and bytes match per bucket",
+            Status::Pass,
+            format!(
+                "{}: every bucket holds as many objects and bytes on the target as on the source",
+                count(survey.buckets.len(), "bucket", "buckets")
+            ),
+        ));
+    }
+    report.tables.push(table);
+    report.tables.push(buckets_table(&outcome.buckets));
+    report.tables.extend(failures_table(&failed));
+    report.conclude_from_checks();
+    report.summary = summary(survey, copied_total, skipped_total, failed.len());
+    report
+}
+
+/// Each bucket's objects and bytes on both sides, and a failing row for
+/// each bucket that does not match.
+fn objects_table(outcome: &StorageOutcome) -> (ReportTable, Vec<CheckItem>) {
     let mut table = ReportTable::new(
         "Storage objects",
         &[
@@ -548,92 +835,31 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         ],
     )
     .with_note("Counts and bytes of every object in each bucket, listed on both sides after the copy; skipped objects were already on the target with the same size, ETag, content type and cache control.");
-    let mut mismatched = Vec::new();
-    for plan in &survey.buckets {
+    let copied = outcome.copied();
+    let failed = outcome.failed();
+    let mut mismatches = Vec::new();
+    for (plan, after) in outcome.survey.buckets.iter().zip(&outcome.after) {
         let id = plan.bucket.id.as_str();
-        let after = if bucket_failures.contains(&plan.bucket.id) {
-            plan.target_objects.clone()
-        } else {
-            target
-                .list_objects(id)
-                .await
-                .map_err(|e| storage_stop(ctx, e))?
-        };
-        if let Some(l) = &ledger {
-            let copied_here: BTreeSet<&str> = outcomes
-                .iter()
-                .filter(|(b, _, r)| b == id && r.is_ok())
-                .map(|(_, p, _)| p.as_str())
-                .collect();
-            let etags: BTreeMap<String, String> = after
-                .iter()
-                .filter(|o| copied_here.contains(o.path.as_str()))
-                .filter_map(|o| o.etag.clone().map(|e| (o.path.clone(), e)))
-                .collect();
-            l.confirm_copied_objects(run_id, id, &etags).await?;
-        }
-        let (source_n, source_bytes) = (plan.source_objects.len(), bytes_of(&plan.source_objects));
-        let (target_n, target_bytes) = (after.len(), bytes_of(&after));
-        let fails = failed.get(id).map_or(0, Vec::len);
-        let by_path: BTreeMap<&str, &StoredObject> =
-            after.iter().map(|o| (o.path.as_str(), o)).collect();
-        let absent_or_different: Vec<&str> = plan
-            .source_objects
-            .iter()
-            .filter(|o| {
-                by_path
-                    .get(o.path.as_str())
-                    .is_none_or(|t| t.size != o.size)
-            })
-            .map(|o| o.path.as_str())
-            .collect();
-        let matches =
-            source_n == target_n && source_bytes == target_bytes && absent_or_different.is_empty();
+        let c = Comparison::new(plan, after);
+        let fails = failed.iter().filter(|(b, _, _)| *b == id).count();
         table.push([
             id.to_string(),
-            thousands(source_n as i64),
-            thousands(source_bytes as i64),
-            thousands(target_n as i64),
-            thousands(target_bytes as i64),
+            thousands(c.source_n as i64),
+            thousands(c.source_bytes as i64),
+            thousands(c.target_n as i64),
+            thousands(c.target_bytes as i64),
             thousands(copied.get(id).copied().unwrap_or(0) as i64),
             thousands(plan.skipped as i64),
             thousands(fails as i64),
-            if matches { "✅" } else { "❌" }.to_string(),
+            if c.matches() { "✅" } else { "❌" }.to_string(),
         ]);
-        if !matches {
-            let extra = target_n.saturating_sub(source_n - absent_or_different.len().min(source_n));
-            let mut why = format!(
-                "source {} ({} bytes), target {} ({} bytes)",
-                count(source_n, "object", "objects"),
-                thousands(source_bytes as i64),
-                count(target_n, "object", "objects"),
-                thousands(target_bytes as i64),
-            );
-            if !absent_or_different.is_empty() {
-                let first: Vec<&str> = absent_or_different.iter().take(5).copied().collect();
-                why.push_str(&format!(
-                    "; missing or of another size on the target: {}{}",
-                    first.join(", "),
-                    if absent_or_different.len() > 5 {
-                        format!(" and {} more", absent_or_different.len() - 5)
-                    } else {
-                        String::new()
-                    }
-                ));
-            }
-            if extra > 0 && absent_or_different.is_empty() {
-                why.push_str(&format!(
-                    "; the target holds {} the source does not (cutover never deletes)",
-                    count(extra, "object", "objects")
-                ));
-            }
-            mismatched.push(id.to_string());
-            report.check(
+        if !c.matches() {
+            mismatches.push(
                 CheckItem::new(
                     &format!("storage-counts:{id}"),
                     &format!("Bucket {id}: objects and bytes match"),
                     Status::Fail,
-                    why,
+                    c.mismatch(),
                 )
                 .with_hint(if fails > 0 {
                     "see the failed copies below; re-run `storage` (objects already copied are skipped)"
@@ -643,93 +869,85 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
             );
         }
     }
-    let all_failed: Vec<(String, String, String)> = failed
-        .iter()
-        .flat_map(|(b, list)| {
-            list.iter()
-                .map(|(p, e)| (b.to_string(), p.clone(), e.clone()))
-        })
-        .collect();
-    let copied_total: usize = copied.values().sum();
-    let skipped_total: usize = survey.buckets.iter().map(|b| b.skipped).sum();
-    report.check(if all_failed.is_empty() {
-        CheckItem::new(
+    (table, mismatches)
+}
+
+/// The objects' row: all copied, or how many failed and the first.
+fn objects_check(
+    failed: &[(&str, &str, &str)],
+    total: usize,
+    copied: usize,
+    skipped: usize,
+) -> CheckItem {
+    let Some((bucket, path, error)) = failed.first() else {
+        return CheckItem::new(
             "storage-objects",
             "Storage objects copied",
             Status::Pass,
             format!(
                 "{} copied, {} already on the target",
-                count(copied_total, "object", "objects"),
-                thousands(skipped_total as i64)
+                count(copied, "object", "objects"),
+                thousands(skipped as i64)
             ),
-        )
-    } else {
-        let first = &all_failed[0];
-        CheckItem::new(
-            "storage-objects",
-            "Storage objects copied",
-            Status::Fail,
-            format!(
-                "{} of {} failed; first: {}/{}: {}",
-                thousands(all_failed.len() as i64),
-                count(total, "object", "objects"),
-                first.0,
-                first.1,
-                first.2
-            ),
-        )
-        .with_hint("re-run `storage`: objects already copied are skipped")
-    });
-    if mismatched.is_empty() && !survey.buckets.is_empty() {
-        report.check(CheckItem::new(
-            "storage-counts",
-            "Storage objects and bytes match per bucket",
-            Status::Pass,
-            format!(
-                "{}: every bucket holds as many objects and bytes on the target as on the source",
-                count(survey.buckets.len(), "bucket", "buckets")
-            ),
+        );
+    };
+    CheckItem::new(
+        "storage-objects",
+        "Storage objects copied",
+        Status::Fail,
+        format!(
+            "{} of {} failed; first: {bucket}/{path}: {error}",
+            thousands(failed.len() as i64),
+            count(total, "object", "objects"),
+        ),
+    )
+    .with_hint("re-run `storage`: objects already copied are skipped")
+}
+
+fn buckets_table(buckets: &BucketsOutcome) -> ReportTable {
+    let mut table = ReportTable::new(
+        "Storage buckets",
+        &["Bucket", "Settings (source)", "On the target"],
+    );
+    for row in &buckets.rows {
+        table.push(row.clone());
+    }
+    table
+}
+
+/// The first 50 failed copies; `None` when none failed.
+fn failures_table(failed: &[(&str, &str, &str)]) -> Option<ReportTable> {
+    if failed.is_empty() {
+        return None;
+    }
+    let mut table = ReportTable::new("Storage copies that failed", &["Bucket", "Object", "Error"]);
+    for (b, p, e) in failed.iter().take(50) {
+        table.push([*b, *p, *e]);
+    }
+    if failed.len() > 50 {
+        table = table.with_note(format!(
+            "The first 50 of {}; the JSON report's checklist has the count.",
+            thousands(failed.len() as i64)
         ));
     }
-    report.tables.push(table);
-    report.tables.push(bucket_table);
-    if !all_failed.is_empty() {
-        let mut failures =
-            ReportTable::new("Storage copies that failed", &["Bucket", "Object", "Error"]);
-        for (b, p, e) in all_failed.iter().take(50) {
-            failures.push([b.clone(), p.clone(), e.clone()]);
-        }
-        if all_failed.len() > 50 {
-            failures = failures.with_note(format!(
-                "The first 50 of {}; the JSON report's checklist has the count.",
-                thousands(all_failed.len() as i64)
-            ));
-        }
-        report.tables.push(failures);
-    }
-    report.conclude_from_checks();
-    report.summary = format!(
+    Some(table)
+}
+
+fn summary(survey: &Survey, copied: usize, skipped: usize, failed: usize) -> String {
+    let objects: usize = survey.buckets.iter().map(|b| b.source_objects.len()).sum();
+    format!(
         "{} in {}: {} copied, {} already on the target, {} failed{}.",
-        count(
-            survey
-                .buckets
-                .iter()
-                .map(|b| b.source_objects.len())
-                .sum::<usize>(),
-            "object",
-            "objects"
-        ),
+        count(objects, "object", "objects"),
         count(survey.buckets.len(), "bucket", "buckets"),
-        thousands(copied_total as i64),
-        thousands(skipped_total as i64),
-        thousands(all_failed.len() as i64),
+        thousands(copied as i64),
+        thousands(skipped as i64),
+        thousands(failed as i64),
         if survey.excluded.is_empty() {
             String::new()
         } else {
             format!("; never copied (excluded): {}", survey.excluded.join(", "))
         }
-    );
-    Ok(report)
+    )
 }
 
 #[cfg(test)]
@@ -770,5 +988,152 @@ mod tests {
             &object(10, "abc-2"),
             Some(&recorded)
         ));
+    }
+
+    fn at(path: &str, size: u64) -> StoredObject {
+        StoredObject {
+            path: path.into(),
+            ..object(size, path)
+        }
+    }
+
+    fn bucket(id: &str) -> Bucket {
+        Bucket {
+            id: id.into(),
+            name: id.into(),
+            public: false,
+            file_size_limit: None,
+            allowed_mime_types: None,
+        }
+    }
+
+    fn section(buckets: &[&str], exclude: &[&str]) -> StorageSection {
+        StorageSection {
+            buckets: buckets.iter().map(|b| b.to_string()).collect(),
+            exclude: exclude.iter().map(|b| b.to_string()).collect(),
+            parallel: 4,
+        }
+    }
+
+    fn plan(id: &str, source: Vec<StoredObject>) -> BucketPlan {
+        BucketPlan {
+            bucket: bucket(id),
+            target: None,
+            to_copy: source.clone(),
+            source_objects: source,
+            target_objects: Vec::new(),
+            skipped: 0,
+        }
+    }
+
+    #[test]
+    fn buckets_are_copied_when_listed_and_not_excluded() {
+        let all = section(&["*"], &[" logs "]);
+        assert_eq!(selection(&all, "avatars"), Selection::Copied);
+        assert_eq!(selection(&all, "logs"), Selection::Excluded);
+        let some = section(&["avatars"], &[]);
+        assert_eq!(selection(&some, "docs"), Selection::NotListed);
+    }
+
+    #[test]
+    fn named_buckets_the_source_lacks_are_refused() {
+        let known = BTreeSet::from(["avatars"]);
+        assert!(refuse_unknown_buckets(&section(&["*"], &[]), &known).is_ok());
+        let refused =
+            refuse_unknown_buckets(&section(&["avatars", "docs"], &[]), &known).unwrap_err();
+        assert_eq!(
+            refused.message,
+            "[storage] buckets names buckets the source does not have: docs; the source has avatars"
+        );
+    }
+
+    #[test]
+    fn objects_already_on_the_target_are_skipped() {
+        let source = [at("a", 1), at("b", 2), at("c", 3)];
+        let target = [at("a", 1), at("b", 5)];
+        let (to_copy, skipped) = objects_to_copy(&source, &target, &BTreeMap::new());
+        let paths: Vec<&str> = to_copy.iter().map(|o| o.path.as_str()).collect();
+        assert_eq!(paths, ["b", "c"]);
+        assert_eq!(skipped, 1);
+    }
+
+    #[test]
+    fn a_bucket_compares_counts_bytes_and_each_object() {
+        let p = plan("docs", vec![at("a", 1), at("b", 2)]);
+        assert!(Comparison::new(&p, &[at("a", 1), at("b", 2)]).matches());
+        let short = Comparison::new(&p, &[at("a", 1)]);
+        assert!(!short.matches());
+        assert_eq!(
+            short.mismatch(),
+            "source 2 objects (3 bytes), target 1 object (1 bytes); missing or of another size on the target: b"
+        );
+        let extra = Comparison::new(&p, &[at("a", 1), at("b", 2), at("z", 9)]);
+        assert!(
+            extra.mismatch().ends_with(
+                "; the target holds 1 object the source does not (cutover never deletes)"
+            )
+        );
+    }
+
+    #[test]
+    fn failed_copies_fail_the_objects_row_and_are_listed() {
+        let outcome = StorageOutcome {
+            survey: Survey {
+                buckets: vec![
+                    plan("b", vec![at("x", 1)]),
+                    plan("a", vec![at("y", 1), at("z", 2)]),
+                ],
+                excluded: vec!["logs".into()],
+                unknown_excludes: Vec::new(),
+            },
+            buckets: BucketsOutcome::default(),
+            objects: vec![
+                ("b".into(), "x".into(), Err("boom".into())),
+                ("a".into(), "z".into(), Ok(2)),
+                ("a".into(), "y".into(), Err("refused".into())),
+            ],
+            after: vec![Vec::new(), vec![at("z", 2)]],
+        };
+        assert_eq!(
+            outcome.failed(),
+            [("a", "y", "refused"), ("b", "x", "boom")]
+        );
+        assert_eq!(outcome.copied(), BTreeMap::from([("a", 1)]));
+        assert_eq!(
+            copied_etags("a", &outcome.objects, &outcome.after[1]),
+            BTreeMap::from([("z".to_string(), "z".to_string())])
+        );
+        let report = report(&outcome);
+        let rows: Vec<(&str, Status)> = report
+            .checks
+            .iter()
+            .map(|c| (c.id.as_str(), c.status))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("storage-buckets", Status::Pass),
+                ("storage-counts:b", Status::Fail),
+                ("storage-counts:a", Status::Fail),
+                ("storage-objects", Status::Fail),
+            ]
+        );
+        assert_eq!(
+            report.checks[3].evidence,
+            "2 of 3 objects failed; first: a/y: refused"
+        );
+        assert_eq!(report.tables.len(), 3);
+        assert_eq!(
+            report.summary,
+            "3 objects in 2 buckets: 1 copied, 0 already on the target, 2 failed; never copied (excluded): logs."
+        );
+    }
+
+    #[test]
+    fn only_the_first_fifty_failures_are_listed() {
+        let failed: Vec<(&str, &str, &str)> = (0..51).map(|_| ("a", "p", "e")).collect();
+        let table = failures_table(&failed).unwrap();
+        assert_eq!(table.rows.len(), 50);
+        assert!(failures_table(&[]).is_none());
     }
 }

@@ -7,6 +7,8 @@
 //! the target has each of them with every column the source has.
 
 pub mod copy;
+mod pipeline;
+mod rebuild;
 pub mod replicate;
 mod vault;
 

@@ -387,7 +387,7 @@ async fn replicate_with_lock(
     // Deferred indexes, now that every table's rows are in.
     let owed: Vec<DeferredObject> = copy_ledger.dropped_objects().await?;
     if !owed.is_empty() {
-        let rebuilt = super::copy::rebuild_all(
+        let rebuilt = super::rebuild::rebuild_all(
             ctx,
             target,
             &copy_ledger,
@@ -397,7 +397,7 @@ async fn replicate_with_lock(
         )
         .await;
         match rebuilt {
-            Ok(super::copy::RebuildOutcome { took, .. }) => report.check(CheckItem::new(
+            Ok(super::rebuild::RebuildOutcome { took, .. }) => report.check(CheckItem::new(
                 "rebuild",
                 "Indexes deferred during the sync rebuilt",
                 Status::Pass,

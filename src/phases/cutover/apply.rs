@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 
 use crate::context::Context;
 use crate::manifest::QualifiedName;
+use crate::pg::Database;
 use crate::pg::guards::{GuardLedger, SwitchTable};
 use crate::pg::ledger::{Ledger, ReplicationRecord};
 use crate::pg::release::FrontendLedger;
-use crate::pg::Database;
 use crate::report::{CheckItem, PhaseReport, ReportTable, Status, human_duration};
 
 use super::super::{PhaseError, smoke};
@@ -121,8 +121,12 @@ impl<'a> Cutover<'a> {
             }
             SwitchStop::Failed { error, .. } => {
                 let why = error.message.clone();
-                let mut item =
-                    CheckItem::new("database-switch", "Database switched", Status::Fail, why.clone());
+                let mut item = CheckItem::new(
+                    "database-switch",
+                    "Database switched",
+                    Status::Fail,
+                    why.clone(),
+                );
                 if let Some(h) = error.hint {
                     item = item.with_hint(h);
                 }
@@ -137,9 +141,14 @@ impl<'a> Cutover<'a> {
     }
 
     async fn replication_health(&mut self) -> Applied<Undo> {
-        let ready =
-            database::replication_ready(self.ctx, &self.ledger, &self.source, &self.target, &self.copied)
-                .await;
+        let ready = database::replication_ready(
+            self.ctx,
+            &self.ledger,
+            &self.source,
+            &self.target,
+            &self.copied,
+        )
+        .await;
         match ready {
             Ok(r) => {
                 self.replication = Some(r);
@@ -176,14 +185,8 @@ impl<'a> Cutover<'a> {
     async fn guards(&mut self, on: bool) -> Applied<Undo> {
         let clock = Instant::now();
         let db = if on { &self.target } else { &self.source };
-        let result = guards::step(
-            self.ctx,
-            db,
-            self.switches.as_ref(),
-            &self.guard_ledger,
-            on,
-        )
-        .await;
+        let result =
+            guards::step(self.ctx, db, self.switches.as_ref(), &self.guard_ledger, on).await;
         match result {
             Ok((item, undo)) => {
                 self.push(item, clock.elapsed());
@@ -220,7 +223,12 @@ impl<'a> Cutover<'a> {
         }
         self.report.tables.extend(smoke_report.tables);
         let item = if passed {
-            CheckItem::new("smoke", "Smoke checks", Status::Pass, format!("{sent} check(s) passed"))
+            CheckItem::new(
+                "smoke",
+                "Smoke checks",
+                Status::Pass,
+                format!("{sent} check(s) passed"),
+            )
         } else {
             CheckItem::new(
                 "smoke",
@@ -312,13 +320,17 @@ impl Reversible for Cutover<'_> {
                     .await
             }
             Undo::Frontend(before) => {
-                frontend::undo(self.ctx, &self.frontend_ledger, self.frontend.as_ref(), before)
-                    .await
+                frontend::undo(
+                    self.ctx,
+                    &self.frontend_ledger,
+                    self.frontend.as_ref(),
+                    before,
+                )
+                .await
             }
             Undo::TargetGuards(before, released) => {
                 let ledger = &self.guard_ledger;
-                guards::undo_target(self.ctx, &self.target, table, ledger, &before, &released)
-                    .await
+                guards::undo_target(self.ctx, &self.target, table, ledger, &before, &released).await
             }
         };
         let title = item.title.clone();

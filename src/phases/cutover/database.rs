@@ -22,8 +22,8 @@ use crate::manifest::{DataMode, QualifiedName};
 use crate::pg::freeze::FreezeOutcome;
 use crate::pg::ledger::{FreezeRecord, Ledger, ReplicationRecord, StepRecord};
 use crate::pg::replication::{SlotState, SubscriptionState, wait_for_fence};
-use crate::pg::{Database, PgError};
 use crate::pg::table_diff::{TableComparison, compare_tables};
+use crate::pg::{Database, PgError};
 use crate::report::{CheckItem, ReportTable, Status, human_duration, thousands};
 
 use super::super::PhaseError;
@@ -98,7 +98,7 @@ impl SwitchStop {
 }
 
 /// Blocks with nothing changed: the replication is not ready.
-fn not_ready(evidence: String, hint: &str) -> SwitchStop {
+fn not_ready((evidence, hint): (String, &str)) -> SwitchStop {
     SwitchStop::Blocked {
         item: CheckItem::new(
             "replication-health",
@@ -204,25 +204,24 @@ pub async fn replication_ready(
     target: &Database,
     tables: &[QualifiedName],
 ) -> Result<(ReplicationRecord, Duration), SwitchStop> {
-    let block = |(evidence, hint): (String, &str)| Err(not_ready(evidence, hint));
     let failed = |e: PgError| SwitchStop::failed(e, false);
     let Some(record) = ledger.active_replication().await.map_err(failed)? else {
-        return block((
+        return Err(not_ready((
             "[data] mode = \"replicate\" but the ledger names no replication".into(),
             "run `data` (replicate mode) first, then `validate`",
-        ));
+        )));
     };
     if let Some(problem) = record_problem(&record, tables) {
-        return block(problem);
+        return Err(not_ready(problem));
     }
     let name = &record.subscription;
     let state = target.subscription_state(name).await.map_err(failed)?;
     if let Some(problem) = subscription_problem(name, state.as_ref()) {
-        return block(problem);
+        return Err(not_ready(problem));
     }
     let slot = source_w.slot_state(name).await.map_err(failed)?;
     if let Some(problem) = slot_problem(name, slot.as_ref()) {
-        return block(problem);
+        return Err(not_ready(problem));
     }
     let max_lag = Duration::from_secs(ctx.manifest.data.max_lag_seconds.max(1));
     let schema = &ctx.manifest.ledger.schema;
@@ -230,7 +229,7 @@ pub async fn replication_ready(
         .await
         .map_err(failed)?;
     if let Some(problem) = lag_problem(lag, max_lag) {
-        return block(problem);
+        return Err(not_ready(problem));
     }
     Ok((record, lag))
 }
@@ -277,7 +276,14 @@ pub async fn switch(
         .await
         .map_err(|e| SwitchStop::failed(e, true))?;
     timings.verify = verify_clock.elapsed();
-    let verified = verified_row(&comparisons, replication.is_some())?;
+    let (verified, differing) = verified_row(&comparisons, replication.is_some());
+    if let Some(table) = differing {
+        return Err(SwitchStop::Blocked {
+            item: verified,
+            froze: true,
+            table: Some(table),
+        });
+    }
     rows.push((verified, verify_started.elapsed()));
 
     // 3. Sequences from the frozen source.
@@ -389,19 +395,20 @@ async fn fence(
     Ok((item, fenced.elapsed()))
 }
 
-/// The comparison's row, or the block when a table differs (the source is
-/// frozen, so a difference is a write the target does not hold).
-fn verified_row(comparisons: &[TableComparison], replicating: bool) -> Result<CheckItem, SwitchStop> {
+/// The comparison's row, and the table of the tables that differ, if any:
+/// then the row blocks (the source is frozen, so a difference is a write
+/// the target does not hold).
+fn verified_row(
+    comparisons: &[TableComparison],
+    replicating: bool,
+) -> (CheckItem, Option<ReportTable>) {
     let differing: Vec<&TableComparison> = comparisons.iter().filter(|c| !c.equal()).collect();
     if !differing.is_empty() {
-        return Err(SwitchStop::Blocked {
-            item: differing_row(&differing, replicating),
-            froze: true,
-            table: Some(differing_table(&differing)),
-        });
+        let item = differing_row(&differing, replicating);
+        return (item, Some(differing_table(&differing)));
     }
     let rows_total: i64 = comparisons.iter().map(|c| c.source_rows).sum();
-    Ok(CheckItem::new(
+    let item = CheckItem::new(
         "source-unchanged",
         if replicating {
             "Row counts equal at the fence"
@@ -419,7 +426,8 @@ fn verified_row(comparisons: &[TableComparison], replicating: bool) -> Result<Ch
                 "counts and checksums equal"
             }
         ),
-    ))
+    );
+    (item, None)
 }
 
 /// The row that blocks on tables that differ.
@@ -619,14 +627,17 @@ mod tests {
     }
 
     fn names(list: &[&str]) -> Vec<QualifiedName> {
-        list.iter().map(|n| QualifiedName::parse(n).unwrap()).collect()
+        list.iter()
+            .map(|n| QualifiedName::parse(n).unwrap())
+            .collect()
     }
 
     #[test]
     fn a_replication_not_streaming_or_with_other_tables_is_not_the_one_to_switch() {
         let tables = names(&["public.a", "public.b"]);
         assert!(record_problem(&record("streaming", &["public.b", "public.a"]), &tables).is_none());
-        let (why, _) = record_problem(&record("syncing", &["public.a", "public.b"]), &tables).unwrap();
+        let (why, _) =
+            record_problem(&record("syncing", &["public.a", "public.b"]), &tables).unwrap();
         assert_eq!(why, "replication cutover_sub is `syncing`, not streaming");
         let (why, _) = record_problem(&record("streaming", &["public.a"]), &tables).unwrap();
         assert!(why.starts_with("the manifest's table list changed"));
@@ -668,16 +679,18 @@ mod tests {
     }
 
     #[test]
-    fn equal_tables_pass_and_a_difference_blocks_with_the_freeze_to_lift() {
+    fn equal_tables_pass_and_a_difference_blocks_naming_the_tables() {
         let same = [comparison("public.a", 3, Some(3))];
-        let item = verified_row(&same, true).ok().unwrap();
+        let (item, differing) = verified_row(&same, true);
+        assert!(differing.is_none());
         assert_eq!(item.title, "Row counts equal at the fence");
-        assert_eq!(item.evidence, "1 tables, 3 rows, exact counts equal on both sides");
+        assert_eq!(
+            item.evidence,
+            "1 tables, 3 rows, exact counts equal on both sides"
+        );
         let moved = [comparison("public.a", 4, Some(3))];
-        let Err(SwitchStop::Blocked { item, froze, table }) = verified_row(&moved, false) else {
-            panic!("a difference blocks");
-        };
-        assert!(froze);
+        let (item, table) = verified_row(&moved, false);
+        assert_eq!(item.status, Status::Fail);
         assert_eq!(
             item.evidence,
             "the source changed after the copy: public.a (+1 rows on the source)"

@@ -244,13 +244,12 @@ pub(super) async fn undo_target(
     before: &[GuardValue],
     released: &[ReleasedHold],
 ) -> CheckItem {
-    let restored =
-        match restore_guards(ctx, target, table, ledger, Side::Target, before).await {
-            Ok(d) => rehold(ctx, target, ledger, released)
-                .await
-                .map(|held| format!("{d}{held}")),
-            Err(e) => Err(e),
-        };
+    let restored = match restore_guards(ctx, target, table, ledger, Side::Target, before).await {
+        Ok(d) => rehold(ctx, target, ledger, released)
+            .await
+            .map(|held| format!("{d}{held}")),
+        Err(e) => Err(e),
+    };
     undo_row(
         ("undo-guards-target", "Undo: target guards restored"),
         restored,
@@ -306,7 +305,14 @@ mod tests {
             value: Some("off".into()),
             ..g.clone()
         };
-        let item = switched_row("i", "t", &[g], &[off], &[], &["cron job x not found".into()]);
+        let item = switched_row(
+            "i",
+            "t",
+            &[g],
+            &[off],
+            &[],
+            &["cron job x not found".into()],
+        );
         assert_eq!(item.status, Status::Warn);
         assert_eq!(
             item.evidence,

@@ -36,8 +36,8 @@ use super::{PhaseError, smoke};
 use deployment::Deployment;
 use gate::Gate;
 
-pub(crate) use frontend::{FrontendPlan, frontend_plan, provider_token};
 pub use frontend::save_frontend;
+pub(crate) use frontend::{FrontendPlan, frontend_plan, provider_token};
 pub use guards::restore_guards;
 
 /// Per-request timeout of provider API calls.
@@ -139,7 +139,14 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     let frontend = frontend_plan(ctx)?;
     let smoke_checks = smoke_plan(ctx)?;
     if ctx.settings.dry_run {
-        dry_run(ctx, &mut report, table.as_ref(), frontend.as_ref(), smoke_checks).await?;
+        dry_run(
+            ctx,
+            &mut report,
+            table.as_ref(),
+            frontend.as_ref(),
+            smoke_checks,
+        )
+        .await?;
         report.summary =
             format!("Dry run: the gate is open (approved by {approvers}); nothing was changed.");
         return Ok(report);
@@ -190,7 +197,13 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         .as_ref()
         .map(|d| (d.tables, d.freeze_started.elapsed()));
     let target_name = ctx.display(Side::Target).unwrap_or_default();
-    report.summary = summary(&target_name, &approvers, freeze, run.failure.as_deref(), &undone);
+    report.summary = summary(
+        &target_name,
+        &approvers,
+        freeze,
+        run.failure.as_deref(),
+        &undone,
+    );
     if blocked {
         report.outcome = Outcome::Blocked;
     } else if run.failure.is_some() {
@@ -352,7 +365,10 @@ fn dry_run_rows(f: &DryRunFacts) -> Vec<CheckItem> {
         (
             "guards-target-on",
             "Guards on in the target",
-            format!("would switch on in the target; now: {}{holds}", f.target_guards),
+            format!(
+                "would switch on in the target; now: {}{holds}",
+                f.target_guards
+            ),
         ),
         (
             "smoke",
@@ -373,7 +389,10 @@ mod tests {
 
     #[test]
     fn the_summary_names_what_was_undone_in_order() {
-        let undone = ["Undo: frontend restored".to_string(), "Undo: write freeze lifted".to_string()];
+        let undone = [
+            "Undo: frontend restored".to_string(),
+            "Undo: write freeze lifted".to_string(),
+        ];
         assert_eq!(
             summary("t", "@a", None, Some("boom"), &undone),
             "Cutover failed (boom) and was undone in reverse order: Undo: frontend restored, then Undo: write freeze lifted."
@@ -403,7 +422,13 @@ mod tests {
         let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(
             ids,
-            ["write-freeze", "guards-source-off", "frontend-switch", "guards-target-on", "smoke"]
+            [
+                "write-freeze",
+                "guards-source-off",
+                "frontend-switch",
+                "guards-target-on",
+                "smoke"
+            ]
         );
         assert!(rows.iter().all(|r| r.status == Status::Skip));
         assert_eq!(

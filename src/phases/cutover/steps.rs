@@ -213,8 +213,8 @@ pub(crate) async fn restore_frontend(
     let notes = client.restore(snapshot).await?;
     let ids: Vec<i64> = match saved {
         SavedStates::These(ids) => ids.to_vec(),
-        // Unreadable states leave nothing to mark: the undo row says what
-        // was put back, and `rollback` finds what stayed open.
+        // A ledger that cannot be read leaves the states open: the values
+        // are back either way, and `rollback` finds what stayed open.
         SavedStates::ThisRun => match ledger.open_states().await {
             Ok(states) => states
                 .into_iter()
@@ -237,7 +237,8 @@ pub(crate) async fn retire_replication(
     target: &Database,
     record: &ReplicationRecord,
 ) -> Result<String, PhaseError> {
-    let removed = super::super::data::replicate::retire(ctx, ledger, source, target, record).await?;
+    let removed =
+        super::super::data::replicate::retire(ctx, ledger, source, target, record).await?;
     Ok(format!("removed {}", removed.join(", ")))
 }
 
@@ -321,7 +322,9 @@ mod tests {
         let (log, _) = run(Some(3), true);
         assert_eq!(
             log,
-            ["apply 1", "apply 2", "apply 3", "undo 3", "undo 2", "undo 1"]
+            [
+                "apply 1", "apply 2", "apply 3", "undo 3", "undo 2", "undo 1"
+            ]
         );
     }
 
@@ -351,7 +354,13 @@ mod tests {
         use CutoverStep::*;
         assert_eq!(
             plan(false),
-            [Database, SourceGuardsOff, FrontendSwitch, TargetGuardsOn, Smoke]
+            [
+                Database,
+                SourceGuardsOff,
+                FrontendSwitch,
+                TargetGuardsOn,
+                Smoke
+            ]
         );
         assert_eq!(
             plan(true),

@@ -60,48 +60,14 @@ pub async fn check(ctx: &mut Context, report: &mut PhaseReport) -> Result<Gate, 
         environment: environment.clone(),
     };
     let rows_before = report.checks.len();
-    let gh = &ctx.settings.github;
-    let client = match (&ctx.settings.github_token, &gh.repository, gh.run_id) {
-        (Some(token), Some(repo), Some(_)) => Some(GithubClient::new(
-            &ctx.settings.github_api_url,
-            token,
-            repo,
-        )?),
-        _ => None,
-    };
-    let Some(client) = client else {
-        report.check(block(
-            "gate-github",
-            "Running in a GitHub Actions run with a token",
-            format!(
-                "the gate reads this run's approvals, but {} ",
-                [
-                    ctx.settings
-                        .github_token
-                        .is_none()
-                        .then(|| format!("{} is not set", ctx.settings.label("github-token"))),
-                    gh.repository
-                        .is_none()
-                        .then(|| "GITHUB_REPOSITORY is not set".to_string()),
-                    gh.run_id
-                        .is_none()
-                        .then(|| "GITHUB_RUN_ID is not set".to_string()),
-                ]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .join(", ")
-            )
-            .trim_end()
-            .to_string(),
-            "run `cutover` in a workflow job bound to the protected environment (`environment: production`) with `github-token: ${{ github.token }}`",
-        ));
+    let Some(client) = github_client(ctx)? else {
+        report.check(no_github_row(ctx));
         gate.open = false;
         validation_row(ctx, report).await?;
         lints_rows(ctx, report).await?;
         return Ok(gate);
     };
-    let run_id = gh.run_id.unwrap_or_default();
+    let run_id = ctx.settings.github.run_id.unwrap_or_default();
 
     // 1. The environment exists and has enough required reviewers.
     let env = client.environment(&environment).await.map_err(permission)?;
@@ -114,130 +80,32 @@ pub async fn check(ctx: &mut Context, report: &mut PhaseReport) -> Result<Gate, 
         .filter(|a| a.covers(&environment))
         .collect();
     let seen_at = Utc::now();
-    let mut table = ReportTable::new("Approvals", &["Reviewer", "State", "Time", "Comment"])
-        .with_note(format!(
-            "From GET /repos/{}/actions/runs/{run_id}/approvals. GitHub's review log gives no review time: the time shown is when cutover read the approval, which the review preceded.",
-            gh.repository.as_deref().unwrap_or_default()
-        ));
-    for a in &mine {
-        table.push([
-            format!("@{}", a.user.login),
-            a.state.clone(),
-            seen_at.format("≤ %Y-%m-%d %H:%M:%S UTC").to_string(),
-            if a.comment.is_empty() {
-                "—".to_string()
-            } else {
-                a.comment.clone()
-            },
-        ]);
-    }
-    let rejected: Vec<&&Approval> = mine.iter().filter(|a| a.state == "rejected").collect();
-    let approved: Vec<&&Approval> = mine.iter().filter(|a| a.state == "approved").collect();
-    gate.approvers = approved
+    gate.approvers = mine
         .iter()
+        .filter(|a| a.state == "approved")
         .map(|a| Approver {
             login: a.user.login.clone(),
             comment: a.comment.clone(),
             seen_at,
         })
         .collect();
-    let describe = |list: &[&&Approval]| {
-        list.iter()
-            .map(|a| {
-                if a.comment.is_empty() {
-                    format!("@{}", a.user.login)
-                } else {
-                    format!("@{} (\"{}\")", a.user.login, a.comment)
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    report.check(if !rejected.is_empty() {
-        block(
-            "gate-approval",
-            "This run was approved for the environment",
-            format!("run {run_id} was rejected for {environment} by {}", describe(&rejected)),
-            "a reviewer rejected this deployment: start a new run once the reason is resolved",
-        )
-    } else if approved.is_empty() {
-        block(
-            "gate-approval",
-            "This run was approved for the environment",
-            format!(
-                "run {run_id} has no approval for {environment} ({} review(s) of other environments)",
-                approvals.len() - mine.len()
-            ),
-            "bind the cutover job to the environment (`environment: production` in the workflow) so a required reviewer must approve it before it starts",
-        )
-    } else {
-        CheckItem::new(
-            "gate-approval",
-            "This run was approved for the environment",
-            Status::Pass,
-            format!("approved for {environment} by {}", describe(&approved)),
-        )
-    });
+    let others = approvals.len() - mine.len();
+    report.check(approval_row(run_id, &environment, &mine, others));
     if !mine.is_empty() {
-        report.tables.push(table);
+        report
+            .tables
+            .push(approvals_table(ctx, run_id, &mine, seen_at));
     }
 
     // 3. Four eyes: an approver other than whoever started the run.
-    if ctx.manifest.gate.four_eyes {
-        let run = client.workflow_run(run_id).await.map_err(permission)?;
-        let initiator = run.initiator().map(str::to_string);
-        let others: Vec<&Approver> = gate
-            .approvers
-            .iter()
-            .filter(|a| Some(a.login.as_str()) != initiator.as_deref())
-            .collect();
-        report.check(match (&initiator, approved.is_empty(), others.is_empty()) {
-            (_, true, _) => block(
-                "gate-four-eyes",
-                "Approved by someone other than who started the run",
-                "no approval to compare",
-                "see the approval row",
-            ),
-            (None, _, _) => block(
-                "gate-four-eyes",
-                "Approved by someone other than who started the run",
-                format!("run {run_id} names no triggering_actor or actor"),
-                "re-run the workflow; GitHub should name who started it",
-            ),
-            (Some(who), false, true) => block(
-                "gate-four-eyes",
-                "Approved by someone other than who started the run",
-                format!("@{who} started run {run_id} and approved it themself ([gate] four_eyes = true)"),
-                "ask another required reviewer to approve; turn on \"Prevent self-review\" in the environment's settings so GitHub enforces it too",
-            ),
-            (Some(who), false, false) => CheckItem::new(
-                "gate-four-eyes",
-                "Approved by someone other than who started the run",
-                Status::Pass,
-                format!(
-                    "started by @{who}, approved by {}",
-                    others
-                        .iter()
-                        .map(|a| format!("@{}", a.login))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ),
-        });
-    } else {
-        report.check(CheckItem::new(
-            "gate-four-eyes",
-            "Approved by someone other than who started the run",
-            Status::Skip,
-            "not required ([gate] four_eyes = false)",
-        ));
-    }
+    report.check(four_eyes_row(ctx, &client, run_id, &gate.approvers).await?);
 
     // 4. A recent passing validate covering the same migrations.
     validation_row(ctx, report).await?;
 
     // 5. The deployment-branch policy admits the ref.
-    report.check(branch_policy_row(ctx, env.as_ref(), !approved.is_empty()));
+    let approved = !gate.approvers.is_empty();
+    report.check(branch_policy_row(ctx, env.as_ref(), approved));
 
     // 6. No security lint at ERROR level the manifest did not accept.
     lints_rows(ctx, report).await?;
@@ -255,6 +123,180 @@ pub async fn check(ctx: &mut Context, report: &mut PhaseReport) -> Result<Gate, 
         .iter()
         .any(|c| c.status == Status::Fail);
     Ok(gate)
+}
+
+/// The GitHub client of this Actions run, or `None` outside of one.
+fn github_client(ctx: &Context) -> Result<Option<GithubClient>, PhaseError> {
+    let gh = &ctx.settings.github;
+    Ok(
+        match (&ctx.settings.github_token, &gh.repository, gh.run_id) {
+            (Some(token), Some(repo), Some(_)) => Some(GithubClient::new(
+                &ctx.settings.github_api_url,
+                token,
+                repo,
+            )?),
+            _ => None,
+        },
+    )
+}
+
+/// The row that blocks outside a GitHub Actions run with a token.
+fn no_github_row(ctx: &Context) -> CheckItem {
+    let gh = &ctx.settings.github;
+    let missing = [
+        ctx.settings
+            .github_token
+            .is_none()
+            .then(|| format!("{} is not set", ctx.settings.label("github-token"))),
+        gh.repository
+            .is_none()
+            .then(|| "GITHUB_REPOSITORY is not set".to_string()),
+        gh.run_id
+            .is_none()
+            .then(|| "GITHUB_RUN_ID is not set".to_string()),
+    ];
+    let missing: Vec<String> = missing.into_iter().flatten().collect();
+    block(
+        "gate-github",
+        "Running in a GitHub Actions run with a token",
+        format!(
+            "the gate reads this run's approvals, but {} ",
+            missing.join(", ")
+        )
+        .trim_end()
+        .to_string(),
+        "run `cutover` in a workflow job bound to the protected environment (`environment: production`) with `github-token: ${{ github.token }}`",
+    )
+}
+
+/// The reviews of this run for the environment, as a table.
+fn approvals_table(
+    ctx: &Context,
+    run_id: u64,
+    mine: &[&Approval],
+    seen_at: chrono::DateTime<Utc>,
+) -> ReportTable {
+    let mut table = ReportTable::new("Approvals", &["Reviewer", "State", "Time", "Comment"])
+        .with_note(format!(
+            "From GET /repos/{}/actions/runs/{run_id}/approvals. GitHub's review log gives no review time: the time shown is when cutover read the approval, which the review preceded.",
+            ctx.settings.github.repository.as_deref().unwrap_or_default()
+        ));
+    for a in mine {
+        table.push([
+            format!("@{}", a.user.login),
+            a.state.clone(),
+            seen_at.format("≤ %Y-%m-%d %H:%M:%S UTC").to_string(),
+            if a.comment.is_empty() {
+                "—".to_string()
+            } else {
+                a.comment.clone()
+            },
+        ]);
+    }
+    table
+}
+
+/// The approval row: rejected by anyone blocks, and so does no approval;
+/// `others` is how many reviews were for other environments.
+fn approval_row(run_id: u64, environment: &str, mine: &[&Approval], others: usize) -> CheckItem {
+    let (id, title) = ("gate-approval", "This run was approved for the environment");
+    let by = |state: &str| {
+        mine.iter()
+            .filter(|a| a.state == state)
+            .map(|a| {
+                if a.comment.is_empty() {
+                    format!("@{}", a.user.login)
+                } else {
+                    format!("@{} (\"{}\")", a.user.login, a.comment)
+                }
+            })
+            .collect::<Vec<_>>()
+    };
+    let (rejected, approved) = (by("rejected"), by("approved"));
+    if !rejected.is_empty() {
+        return block(
+            id,
+            title,
+            format!(
+                "run {run_id} was rejected for {environment} by {}",
+                rejected.join(", ")
+            ),
+            "a reviewer rejected this deployment: start a new run once the reason is resolved",
+        );
+    }
+    if approved.is_empty() {
+        return block(
+            id,
+            title,
+            format!(
+                "run {run_id} has no approval for {environment} ({others} review(s) of other environments)"
+            ),
+            "bind the cutover job to the environment (`environment: production` in the workflow) so a required reviewer must approve it before it starts",
+        );
+    }
+    CheckItem::new(
+        id,
+        title,
+        Status::Pass,
+        format!("approved for {environment} by {}", approved.join(", ")),
+    )
+}
+
+/// The four-eyes row, when `[gate] four_eyes` asks for it.
+async fn four_eyes_row(
+    ctx: &Context,
+    client: &GithubClient,
+    run_id: u64,
+    approvers: &[Approver],
+) -> Result<CheckItem, PhaseError> {
+    if !ctx.manifest.gate.four_eyes {
+        return Ok(CheckItem::new(
+            FOUR_EYES.0,
+            FOUR_EYES.1,
+            Status::Skip,
+            "not required ([gate] four_eyes = false)",
+        ));
+    }
+    let run = client.workflow_run(run_id).await.map_err(permission)?;
+    Ok(four_eyes_verdict(run_id, run.initiator(), approvers))
+}
+
+const FOUR_EYES: (&str, &str) = (
+    "gate-four-eyes",
+    "Approved by someone other than who started the run",
+);
+
+/// Whether someone other than `initiator` approved.
+fn four_eyes_verdict(run_id: u64, initiator: Option<&str>, approvers: &[Approver]) -> CheckItem {
+    let (id, title) = FOUR_EYES;
+    let others: Vec<String> = approvers
+        .iter()
+        .filter(|a| Some(a.login.as_str()) != initiator)
+        .map(|a| format!("@{}", a.login))
+        .collect();
+    match (initiator, approvers.is_empty(), others.is_empty()) {
+        (_, true, _) => block(id, title, "no approval to compare", "see the approval row"),
+        (None, _, _) => block(
+            id,
+            title,
+            format!("run {run_id} names no triggering_actor or actor"),
+            "re-run the workflow; GitHub should name who started it",
+        ),
+        (Some(who), false, true) => block(
+            id,
+            title,
+            format!(
+                "@{who} started run {run_id} and approved it themself ([gate] four_eyes = true)"
+            ),
+            "ask another required reviewer to approve; turn on \"Prevent self-review\" in the environment's settings so GitHub enforces it too",
+        ),
+        (Some(who), false, false) => CheckItem::new(
+            id,
+            title,
+            Status::Pass,
+            format!("started by @{who}, approved by {}", others.join(", ")),
+        ),
+    }
 }
 
 /// The security lints' rows and table: the target linted (and the source,
@@ -503,4 +545,73 @@ async fn validation_row(ctx: &mut Context, report: &mut PhaseReport) -> Result<(
         )
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn approval(login: &str, state: &str, comment: &str) -> Approval {
+        serde_json::from_value(serde_json::json!({
+            "state": state,
+            "comment": comment,
+            "user": {"login": login},
+            "environments": [{"name": "production"}],
+        }))
+        .unwrap()
+    }
+
+    fn approver(login: &str) -> Approver {
+        Approver {
+            login: login.into(),
+            comment: String::new(),
+            seen_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_rejection_blocks_even_with_approvals() {
+        let (a, r) = (
+            approval("ann", "approved", ""),
+            approval("bob", "rejected", "not now"),
+        );
+        let item = approval_row(7, "production", &[&a, &r], 0);
+        assert_eq!(item.status, Status::Fail);
+        assert_eq!(
+            item.evidence,
+            "run 7 was rejected for production by @bob (\"not now\")"
+        );
+    }
+
+    #[test]
+    fn no_approval_blocks_and_counts_the_other_reviews() {
+        let item = approval_row(7, "production", &[], 2);
+        assert_eq!(item.status, Status::Fail);
+        assert_eq!(
+            item.evidence,
+            "run 7 has no approval for production (2 review(s) of other environments)"
+        );
+        let a = approval("ann", "approved", "ship it");
+        let item = approval_row(7, "production", &[&a], 0);
+        assert_eq!(item.status, Status::Pass);
+        assert_eq!(
+            item.evidence,
+            "approved for production by @ann (\"ship it\")"
+        );
+    }
+
+    #[test]
+    fn four_eyes_needs_an_approver_who_did_not_start_the_run() {
+        let ann = [approver("ann")];
+        assert_eq!(four_eyes_verdict(7, Some("ann"), &ann).status, Status::Fail);
+        assert_eq!(four_eyes_verdict(7, None, &ann).status, Status::Fail);
+        assert_eq!(
+            four_eyes_verdict(7, Some("ann"), &[]).evidence,
+            "no approval to compare"
+        );
+        let both = [approver("ann"), approver("bob")];
+        let item = four_eyes_verdict(7, Some("ann"), &both);
+        assert_eq!(item.status, Status::Pass);
+        assert_eq!(item.evidence, "started by @ann, approved by @bob");
+    }
 }

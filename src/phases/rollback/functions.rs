@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use crate::context::Context;
 use crate::pg::function_snapshots::{FunctionSnapshot, latest_function_snapshots};
 use crate::report::{CheckItem, PhaseReport, ReportTable, Status, count};
-use crate::supabase::BundleSettings;
+use crate::supabase::{BundleSettings, Function, ManagementClient};
 
 use super::super::PhaseError;
 use super::super::functions::{api_stop, bundle_sha256, management_client, run_smoke, short_sha};
@@ -147,15 +147,17 @@ fn pick<'a>(
     }
 }
 
+const ID: &str = "rollback-functions";
+const TITLE: &str = "Edge Functions back to the saved versions";
+
+/// Level 2 from the ledger: each chosen function's saved bundle redeployed
+/// and proven served.
 async fn from_saved(
     ctx: &mut Context,
     choice: &FunctionChoice,
     report: &mut PhaseReport,
 ) -> Result<(), PhaseError> {
-    const ID: &str = "rollback-functions";
-    const TITLE: &str = "Edge Functions back to the saved versions";
     let (client, target, _) = management_client(ctx, "rollback", false)?;
-    let dry = ctx.settings.dry_run;
     let db = ctx.target("rollback", false).await?;
     let schema = ctx.manifest.ledger.schema.clone();
     let saved = latest_function_snapshots(&db, &schema, &target).await?;
@@ -179,146 +181,73 @@ async fn from_saved(
             "Served sha-256",
         ],
     );
-    if dry {
-        for s in &chosen {
-            table.push([
-                s.slug.clone(),
-                "(now)".into(),
-                format!("v{} · {}", s.version, short_sha(&s.body_sha256)),
-                "(would be redeployed)".into(),
-                String::new(),
-            ]);
-        }
-        report.check(CheckItem::new(
-            ID,
-            TITLE,
-            Status::Skip,
-            format!(
-                "dry run: would redeploy {} saved in the ledger",
-                count(chosen.len(), "bundle", "bundles")
-            ),
-        ));
-        report
-            .tables
-            .push(table.with_note("planned, not done (dry run)"));
+    if ctx.settings.dry_run {
+        planned(&chosen, table, report);
         return Ok(());
     }
     let ledger = ctx
         .ledger("rollback")
         .await?
         .ok_or_else(|| PhaseError::new("the ledger is not open"))?;
+    let put_back = PutBack {
+        ctx,
+        client: &client,
+        target: &target,
+    };
     let mut done = Vec::new();
     let mut failures = Vec::new();
     for s in &chosen {
-        let before = client
-            .get_function(&target, &s.slug)
-            .await
-            .map_err(|e| api_stop(ctx, e, "target-project-ref"))?;
-        let before_sha = match &before {
-            Some(_) => Some(bundle_sha256(
-                &client
-                    .function_body(&target, &s.slug)
-                    .await
-                    .map_err(|e| api_stop(ctx, e, "target-project-ref"))?,
-            )),
-            None => None,
-        };
-        let before_cell = before.as_ref().map_or("not deployed".to_string(), |f| {
-            format!(
-                "v{} · {}",
-                f.version,
-                short_sha(before_sha.as_deref().unwrap_or_default())
-            )
-        });
-        let saved_cell = format!("v{} · {}", s.version, short_sha(&s.body_sha256));
-        if before_sha.as_deref() == Some(s.body_sha256.as_str()) {
-            table.push([
-                s.slug.clone(),
-                before_cell,
-                saved_cell,
-                "unchanged: already serves the saved bundle".into(),
-                short_sha(&s.body_sha256),
-            ]);
-            done.push(s.slug.clone());
-            continue;
-        }
-        let settings = BundleSettings {
-            verify_jwt: s.verify_jwt,
-            import_map: s.import_map,
-            entrypoint_path: s.entrypoint_path.clone(),
-            import_map_path: s.import_map_path.clone(),
-        };
-        if let Err(e) = client
-            .redeploy_function_body(&target, &s.slug, &settings, &s.body)
-            .await
-        {
-            failures.push(format!(
-                "{}: {}",
-                s.slug,
-                ctx.redactor.redact(&e.to_string())
-            ));
-            table.push([
-                s.slug.clone(),
-                before_cell,
-                saved_cell,
-                "❌ redeploy failed".into(),
-                String::new(),
-            ]);
-            continue;
-        }
-        let after = client
-            .get_function(&target, &s.slug)
-            .await
-            .map_err(|e| api_stop(ctx, e, "target-project-ref"))?;
-        let served = bundle_sha256(
-            &client
-                .function_body(&target, &s.slug)
-                .await
-                .map_err(|e| api_stop(ctx, e, "target-project-ref"))?,
-        );
-        let after_cell = after.as_ref().map_or("missing".to_string(), |f| {
-            format!("v{} {}", f.version, f.status)
-        });
-        let moved_on = match (&before, &after) {
-            (Some(b), Some(a)) => a.version > b.version,
-            (None, Some(_)) => true,
-            _ => false,
-        };
-        let active = after.as_ref().is_some_and(|f| f.status == "ACTIVE");
-        let same = served == s.body_sha256;
-        table.push([
-            s.slug.clone(),
-            before_cell,
-            saved_cell,
-            after_cell.clone(),
-            format!(
-                "{}{}",
-                short_sha(&served),
-                if same { " (same)" } else { " (differs)" }
-            ),
-        ]);
-        if moved_on && active && same {
-            ledger.mark_function_restored(s.id, ctx.run_id).await?;
-            done.push(s.slug.clone());
-        } else {
-            let mut why = Vec::new();
-            if !moved_on {
-                why.push("the version did not move on".to_string());
+        match put_back.redeploy(s, &mut table).await? {
+            Redeployed::AlreadyServed => done.push(s.slug.clone()),
+            Redeployed::Proven => {
+                ledger.mark_function_restored(s.id, ctx.run_id).await?;
+                done.push(s.slug.clone());
             }
-            if !active {
-                why.push(format!("the function is {after_cell}"));
-            }
-            if !same {
-                why.push(format!(
-                    "the API serves sha-256 {} instead of the saved {}",
-                    short_sha(&served),
-                    short_sha(&s.body_sha256)
-                ));
-            }
-            failures.push(format!("{}: {}", s.slug, why.join(", ")));
+            Redeployed::Failed(why) => failures.push(format!("{}: {why}", s.slug)),
         }
     }
-    report.check(if failures.is_empty() {
+    report.check(verdict_row(&done, &failures));
+    report.tables.push(table.with_note(
+        "redeployed byte for byte from the ledger (PATCH /functions/{slug} with the saved eszip); sha-256 shortened to 12 digits",
+    ));
+    if !done.is_empty() {
+        run_smoke(ctx, &target, report, Some(&done)).await;
+    }
+    Ok(())
+}
+
+/// Dry run: the bundles that would be redeployed.
+fn planned(chosen: &[&FunctionSnapshot], mut table: ReportTable, report: &mut PhaseReport) {
+    for s in chosen {
+        table.push([
+            s.slug.clone(),
+            "(now)".into(),
+            saved_cell(s),
+            "(would be redeployed)".into(),
+            String::new(),
+        ]);
+    }
+    report.check(CheckItem::new(
+        ID,
+        TITLE,
+        Status::Skip,
+        format!(
+            "dry run: would redeploy {} saved in the ledger",
+            count(chosen.len(), "bundle", "bundles")
+        ),
+    ));
+    report
+        .tables
+        .push(table.with_note("planned, not done (dry run)"));
+}
+
+fn saved_cell(s: &FunctionSnapshot) -> String {
+    format!("v{} · {}", s.version, short_sha(&s.body_sha256))
+}
+
+/// The Level 2 row: every function back, or what went wrong with each.
+fn verdict_row(done: &[String], failures: &[String]) -> CheckItem {
+    if failures.is_empty() {
         CheckItem::new(
             ID,
             TITLE,
@@ -333,14 +262,146 @@ async fn from_saved(
         CheckItem::new(ID, TITLE, Status::Fail, failures.join("; ")).with_hint(
             "re-run rollback with the same rollback-functions: a function already back is left as it is",
         )
-    });
-    report.tables.push(table.with_note(
-        "redeployed byte for byte from the ledger (PATCH /functions/{slug} with the saved eszip); sha-256 shortened to 12 digits",
-    ));
-    if !done.is_empty() {
-        run_smoke(ctx, &target, report, Some(&done)).await;
     }
-    Ok(())
+}
+
+/// What became of one saved bundle.
+enum Redeployed {
+    /// The target already served it: nothing deployed.
+    AlreadyServed,
+    /// Redeployed, and served as saved.
+    Proven,
+    /// Why it is not back.
+    Failed(String),
+}
+
+/// What is wrong after a redeploy: the version must have moved on from
+/// `before`, the function be `ACTIVE`, and the API serve the saved bundle.
+fn problems(
+    before: Option<i64>,
+    after: Option<(i64, &str)>,
+    served: &str,
+    saved: &str,
+) -> Vec<String> {
+    let moved_on = match (before, after) {
+        (Some(b), Some((a, _))) => a > b,
+        (None, Some(_)) => true,
+        _ => false,
+    };
+    let mut why = Vec::new();
+    if !moved_on {
+        why.push("the version did not move on".to_string());
+    }
+    if after.is_none_or(|(_, status)| status != "ACTIVE") {
+        why.push(format!("the function is {}", after_cell(after)));
+    }
+    if served != saved {
+        why.push(format!(
+            "the API serves sha-256 {} instead of the saved {}",
+            short_sha(served),
+            short_sha(saved)
+        ));
+    }
+    why
+}
+
+fn after_cell(after: Option<(i64, &str)>) -> String {
+    after.map_or("missing".to_string(), |(version, status)| {
+        format!("v{version} {status}")
+    })
+}
+
+/// The target's Management API, to put saved bundles back.
+struct PutBack<'a> {
+    ctx: &'a Context,
+    client: &'a ManagementClient,
+    target: &'a str,
+}
+
+impl PutBack<'_> {
+    /// The function as deployed now.
+    async fn function(&self, slug: &str) -> Result<Option<Function>, PhaseError> {
+        self.client
+            .get_function(self.target, slug)
+            .await
+            .map_err(|e| api_stop(self.ctx, e, "target-project-ref"))
+    }
+
+    /// The sha-256 of the bundle the API serves.
+    async fn served(&self, slug: &str) -> Result<String, PhaseError> {
+        let body = self
+            .client
+            .function_body(self.target, slug)
+            .await
+            .map_err(|e| api_stop(self.ctx, e, "target-project-ref"))?;
+        Ok(bundle_sha256(&body))
+    }
+
+    /// Redeploys saved bundle `s` unless it is served already, with its row
+    /// in `table`.
+    async fn redeploy(
+        &self,
+        s: &FunctionSnapshot,
+        table: &mut ReportTable,
+    ) -> Result<Redeployed, PhaseError> {
+        let before = self.function(&s.slug).await?;
+        let before_sha = match &before {
+            Some(_) => Some(self.served(&s.slug).await?),
+            None => None,
+        };
+        let before_cell = before.as_ref().map_or("not deployed".to_string(), |f| {
+            format!(
+                "v{} · {}",
+                f.version,
+                short_sha(before_sha.as_deref().unwrap_or_default())
+            )
+        });
+        let mut row = |after: String, served: String| {
+            table.push([
+                s.slug.clone(),
+                before_cell.clone(),
+                saved_cell(s),
+                after,
+                served,
+            ]);
+        };
+        if before_sha.as_deref() == Some(s.body_sha256.as_str()) {
+            row(
+                "unchanged: already serves the saved bundle".into(),
+                short_sha(&s.body_sha256),
+            );
+            return Ok(Redeployed::AlreadyServed);
+        }
+        let settings = BundleSettings {
+            verify_jwt: s.verify_jwt,
+            import_map: s.import_map,
+            entrypoint_path: s.entrypoint_path.clone(),
+            import_map_path: s.import_map_path.clone(),
+        };
+        let redeployed = self
+            .client
+            .redeploy_function_body(self.target, &s.slug, &settings, &s.body)
+            .await;
+        if let Err(e) = redeployed {
+            row("❌ redeploy failed".into(), String::new());
+            return Ok(Redeployed::Failed(self.ctx.redactor.redact(&e.to_string())));
+        }
+        let after = self.function(&s.slug).await?;
+        let served = self.served(&s.slug).await?;
+        let after = after.as_ref().map(|f| (f.version, f.status.as_str()));
+        let same = if served == s.body_sha256 {
+            " (same)"
+        } else {
+            " (differs)"
+        };
+        row(after_cell(after), format!("{}{same}", short_sha(&served)));
+        let why = problems(before.map(|f| f.version), after, &served, &s.body_sha256);
+        Ok(if why.is_empty() {
+            Redeployed::Proven
+        } else {
+            Redeployed::Failed(why.join(", "))
+        })
+    }
 }
 
 /// The folder of the repository `path` is in, and `path` relative to it.
@@ -491,4 +552,43 @@ async fn from_git_ref(
     report.tables.extend(deployed.tables);
     report.artifacts.extend(deployed.artifacts);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redeploy_is_proven_by_version_status_and_served_bundle() {
+        assert!(problems(Some(3), Some((4, "ACTIVE")), "abc", "abc").is_empty());
+        assert!(problems(None, Some((1, "ACTIVE")), "abc", "abc").is_empty());
+        assert_eq!(
+            problems(
+                Some(4),
+                Some((4, "THROTTLED")),
+                "abcdef0123456789",
+                "0123456789abcdef"
+            ),
+            [
+                "the version did not move on",
+                "the function is v4 THROTTLED",
+                "the API serves sha-256 abcdef012345 instead of the saved 0123456789ab"
+            ]
+        );
+        assert_eq!(
+            problems(Some(4), None, "abc", "abc"),
+            ["the version did not move on", "the function is missing"]
+        );
+    }
+
+    #[test]
+    fn the_row_fails_when_any_function_is_not_back() {
+        let done = ["a".to_string(), "b".to_string()];
+        let item = verdict_row(&done, &[]);
+        assert_eq!(item.status, Status::Pass);
+        assert!(item.evidence.ends_with("saved sha-256: a, b"));
+        let item = verdict_row(&done, &["c: the version did not move on".into()]);
+        assert_eq!(item.status, Status::Fail);
+        assert_eq!(item.evidence, "c: the version did not move on");
+    }
 }

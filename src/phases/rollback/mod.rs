@@ -21,159 +21,129 @@
 //! Everything else is left as it is for forensics (the target's data,
 //! functions, secrets and the ledger itself), and the summary says so.
 //! "Nothing to roll back to" (no cutover in the ledger) is a failure.
+//!
+//! The writes are `cutover`'s own undo operations
+//! ([`super::cutover::steps`]), run from the states the ledger saved.
 
-use std::collections::BTreeMap;
+use std::path::PathBuf;
 
-use sha2::{Digest, Sha256};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 use crate::context::{Context, name_looks_secret};
-use crate::frontend::{DeploymentRef, EnvValue, Frontend, Snapshot};
-use crate::pg::Side;
-use crate::pg::guards::{GuardLedger, GuardValue, SavedGuard};
-use crate::pg::ledger::active_replication;
+use crate::manifest::QualifiedName;
+use crate::pg::guards::{GuardLedger, SavedGuard};
+use crate::pg::ledger::{ReplicationRecord, active_replication};
 use crate::pg::release::{FrontendItem, FrontendLedger, SavedFrontend, last_cutover, live_since};
+use crate::pg::{Database, Side};
 use crate::report::{CheckItem, Outcome, PhaseReport, ReportTable, Status};
 
 use super::PhaseError;
+use super::cutover::steps::{lift_freeze, retire_replication};
+use super::cutover::{guard_value, switch_table};
 
+mod frontend;
 mod functions;
-use super::cutover::{PROVIDER_TIMEOUT, describe_guards, guard_value, read_guards, switch_table};
+mod guards;
 
-/// Puts back the values of secret-looking variables, which the ledger does
-/// not keep, from `[frontend.source_env]`, each only if its sha-256 is the one
-/// `cutover` recorded. Returns a note per variable left as it is.
-fn fill_secret_values(
-    ctx: &Context,
-    snapshot: &mut Snapshot,
-    saved: &[&SavedFrontend],
-) -> Vec<String> {
-    let mut notes = Vec::new();
-    let source_env = ctx
-        .manifest
-        .frontend
-        .as_ref()
-        .map(|f| f.source_env.clone())
-        .unwrap_or_default();
-    for e in snapshot.env.iter_mut() {
-        let Some(state) = saved
+use functions::FunctionChoice;
+
+/// What `cutover` left open: the states it saved, the source's freeze, a
+/// replication still running, and when the target went live.
+struct Saved {
+    guards: Vec<SavedGuard>,
+    fronts: Vec<SavedFrontend>,
+    frozen: Vec<QualifiedName>,
+    replication: Option<ReplicationRecord>,
+    live: Option<(Uuid, DateTime<Utc>)>,
+}
+
+impl Saved {
+    /// Reads what is open; secret-looking previous values are masked in
+    /// every output from here on.
+    async fn read(
+        ctx: &mut Context,
+        target: &Database,
+        guard_ledger: &GuardLedger,
+        frontend_ledger: &FrontendLedger,
+    ) -> Result<Saved, PhaseError> {
+        let schema = ctx.manifest.ledger.schema.clone();
+        let guards = guard_ledger.open_states().await?;
+        let fronts = frontend_ledger.open_states().await?;
+        for f in &fronts {
+            if let (FrontendItem::Env, Some(v)) = (f.item, &f.previous) {
+                if name_looks_secret(&f.name) {
+                    ctx.redactor.add(v);
+                    ctx.console.add_mask(v);
+                }
+            }
+        }
+        let frozen = if ctx.has_url(Side::Source) {
+            ctx.source("rollback").await?.frozen_tables().await?
+        } else {
+            Vec::new()
+        };
+        Ok(Saved {
+            guards,
+            fronts,
+            frozen,
+            replication: active_replication(target, &schema).await?,
+            live: live_since(target, &schema).await?,
+        })
+    }
+
+    /// Nothing open: no cutover to undo.
+    fn is_empty(&self) -> bool {
+        self.guards.is_empty()
+            && self.fronts.is_empty()
+            && self.frozen.is_empty()
+            && self.replication.is_none()
+            && self.live.is_none()
+    }
+
+    /// The cutover runs whose states are open (else the one live).
+    fn cutover_runs(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .guards
             .iter()
-            .find(|s| s.item == FrontendItem::Env && s.name == e.name)
-        else {
-            continue;
-        };
-        if state
-            .detail
-            .get("secret_not_kept")
-            .and_then(serde_json::Value::as_bool)
-            != Some(true)
-        {
-            continue;
+            .map(|g| g.run_id.to_string())
+            .chain(self.fronts.iter().map(|f| f.run_id.to_string()))
+            .collect();
+        if let (true, Some((run, _))) = (ids.is_empty(), &self.live) {
+            ids.push(run.to_string());
         }
-        let Some(recorded) = state
-            .detail
-            .get("sha256")
-            .and_then(serde_json::Value::as_str)
-        else {
-            continue;
-        };
-        let value = source_env
-            .get(&e.name)
-            .and_then(|raw| crate::manifest::expand(raw, |n| ctx.env_var(n)).ok());
-        match value {
-            None => notes.push(format!(
-                "{}: its old value is a secret the ledger does not keep; set [frontend.source_env] {} = \"${{VAR}}\" to restore it by value",
-                e.name, e.name
-            )),
-            Some(v) if hex::encode(Sha256::digest(v.as_bytes())) != recorded => notes.push(format!(
-                "{}: the value given in [frontend.source_env] is not the one live before cutover (sha-256 differs); left as it is",
-                e.name
-            )),
-            Some(v) => {
-                e.value = Some(v);
-                e.readable = true;
-            }
-        }
+        ids.sort();
+        ids.dedup();
+        ids
     }
-    notes
-}
 
-fn snapshot_from(saved: &[&SavedFrontend]) -> Snapshot {
-    let mut snapshot = Snapshot::default();
-    for s in saved {
-        match s.item {
-            FrontendItem::Deployment => {
-                snapshot.deployment = Some(DeploymentRef {
-                    id: s.name.clone(),
-                    url: s.previous.clone(),
-                })
-            }
-            FrontendItem::Env => snapshot.env.push(EnvValue {
-                name: s.name.clone(),
-                value: s.previous.clone(),
-                present: s
-                    .detail
-                    .get("present")
-                    .and_then(serde_json::Value::as_bool)
-                    .unwrap_or(s.previous.is_some() || !s.readable),
-                readable: s.readable,
-                id: s
-                    .detail
-                    .get("id")
-                    .and_then(serde_json::Value::as_str)
-                    .map(str::to_string),
-                kind: s
-                    .detail
-                    .get("type")
-                    .and_then(serde_json::Value::as_str)
-                    .map(str::to_string),
-            }),
-        }
-    }
-    snapshot
-}
-
-fn show_value(name: &str, value: Option<&str>) -> String {
-    match value {
-        None => "(absent)".into(),
-        Some(_) if name_looks_secret(name) => crate::redact::MASK.into(),
-        Some(v) => v.to_string(),
+    /// The row naming what is saved, by which runs.
+    fn state_row(&self, runs: &[String]) -> CheckItem {
+        CheckItem::new(
+            "rollback-state",
+            "Saved cutover state to restore",
+            Status::Pass,
+            format!(
+                "{} guard state(s) and {} frontend setting(s) saved by cutover run {}",
+                self.guards.len(),
+                self.fronts
+                    .iter()
+                    .filter(|f| f.item == FrontendItem::Env)
+                    .count(),
+                runs.join(", ")
+            ),
+        )
     }
 }
 
-/// Runs `rollback`.
-pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
-    let mut report = PhaseReport::new("rollback");
-    let dry = ctx.settings.dry_run;
-    // Every input is read before anything changes.
-    let mut function_choice = functions::choice(ctx)?;
-    if let Some(choice) = &function_choice {
-        functions::check_inputs(ctx, choice).await?;
-    }
-    let target = ctx.target("rollback", !dry).await?;
-    let schema = ctx.manifest.ledger.schema.clone();
-    let target_name = ctx.display(Side::Target).unwrap_or_default();
-    let guard_ledger = GuardLedger::new(&target, &schema);
-    let frontend_ledger = FrontendLedger::new(&target, &schema);
-    let guards = guard_ledger.open_states().await?;
-    let fronts = frontend_ledger.open_states().await?;
-    // Secret-looking previous values never reach any output.
-    for f in &fronts {
-        if let (FrontendItem::Env, Some(v)) = (f.item, &f.previous) {
-            if name_looks_secret(&f.name) {
-                ctx.redactor.add(v);
-                ctx.console.add_mask(v);
-            }
-        }
-    }
-    let backup = ctx.settings.backup_file.clone();
-    let mut restored = ReportTable::new("Restored", &["What", "Before rollback", "After rollback"]);
-    let forensics = ReportTable::new("Left as it is, for forensics", &["What", "Why"])
+/// The table of what rollback leaves as it is.
+fn forensics_table(backup: bool) -> ReportTable {
+    let mut forensics = ReportTable::new("Left as it is, for forensics", &["What", "Why"])
         .with_note("rollback never writes the target's data back to the source; the ledger keeps every step of cutover and rollback");
-    let mut forensics = forensics;
     for (what, why) in [
         (
             "target database rows",
-            if backup.is_some() {
+            if backup {
                 "restored only by the backup step below"
             } else {
                 "kept: compare with the source, or restore with backup-file"
@@ -190,397 +160,64 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     ] {
         forensics.push([what.to_string(), why.to_string()]);
     }
+    forensics
+}
 
-    // The source's write freeze and a replication still running.
-    let frozen = if ctx.has_url(Side::Source) {
-        ctx.source("rollback").await?.frozen_tables().await?
-    } else {
-        Vec::new()
-    };
-    let replication = active_replication(&target, &schema).await?;
-    let live = live_since(&target, &schema).await?;
-    if guards.is_empty()
-        && fronts.is_empty()
-        && frozen.is_empty()
-        && replication.is_none()
-        && live.is_none()
-    {
-        let last = last_cutover(&target, &schema).await?;
-        if let Some(choice) = function_choice.take() {
-            // Level 2 alone: functions back, nothing else to undo.
-            functions::roll_back(ctx, &choice, &mut report).await?;
-            if backup.is_none() {
-                report.conclude_from_checks();
-                report.summary = if report.has_failures() {
-                    "Edge Function rollback incomplete: see the failed rows; re-running it is safe."
-                        .into()
-                } else if dry {
-                    "Dry run: the Edge Function rollback is planned; nothing was changed.".into()
-                } else {
-                    "Edge Functions rolled back; no cutover state was open, so nothing else changed."
-                        .into()
-                };
-                return Ok(report);
-            }
-        }
-        match (&last, &backup) {
-            (None, None) => {
-                return Err(PhaseError::new(format!(
-                    "nothing to roll back to: the ledger (schema {schema}) of {target_name} records no cutover"
-                ))
-                .hint("rollback undoes a `cutover` of this target; to restore the target's database from a backup instead, pass backup-file"));
-            }
-            (Some((run, at)), None) => {
-                let restored_at = guard_ledger.last_restored().await?;
-                report.check(CheckItem::new(
-                    "rollback-state",
-                    "Saved cutover state to restore",
-                    Status::Skip,
-                    format!(
-                        "nothing left to restore: cutover run {run} ({}) left no open state{}",
-                        at.format("%Y-%m-%d %H:%M UTC"),
-                        restored_at
-                            .map(|(t, by)| format!(
-                                "; already restored at {}{}",
-                                t.format("%Y-%m-%d %H:%M UTC"),
-                                by.map(|b| format!(" by run {b}")).unwrap_or_default()
-                            ))
-                            .unwrap_or_default()
-                    ),
-                ));
-                report.summary =
-                    "Nothing left to roll back: the last cutover's state was already restored."
-                        .into();
-                report.tables.push(forensics);
-                return Ok(report);
-            }
-            _ => {}
+/// Runs `rollback`.
+pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
+    let mut report = PhaseReport::new("rollback");
+    let dry = ctx.settings.dry_run;
+    // Every input is read before anything changes.
+    let mut function_choice = functions::choice(ctx)?;
+    if let Some(choice) = &function_choice {
+        functions::check_inputs(ctx, choice).await?;
+    }
+    let target = ctx.target("rollback", !dry).await?;
+    let schema = ctx.manifest.ledger.schema.clone();
+    let guard_ledger = GuardLedger::new(&target, &schema);
+    let frontend_ledger = FrontendLedger::new(&target, &schema);
+    let saved = Saved::read(ctx, &target, &guard_ledger, &frontend_ledger).await?;
+    let backup = ctx.settings.backup_file.clone();
+    let mut forensics = forensics_table(backup.is_some());
+    if saved.is_empty() {
+        let functions = function_choice.take();
+        let alone = nothing_open(
+            ctx,
+            &mut report,
+            functions,
+            &target,
+            &guard_ledger,
+            &forensics,
+        );
+        if alone.await? {
+            return Ok(report);
         }
     }
-
-    let cutover_runs: Vec<String> = {
-        let mut ids: Vec<String> = guards
-            .iter()
-            .map(|g| g.run_id.to_string())
-            .chain(fronts.iter().map(|f| f.run_id.to_string()))
-            .collect();
-        if let (true, Some((run, _))) = (ids.is_empty(), &live) {
-            ids.push(run.to_string());
-        }
-        ids.sort();
-        ids.dedup();
-        ids
-    };
+    let cutover_runs = saved.cutover_runs();
     if !cutover_runs.is_empty() {
-        report.check(CheckItem::new(
-            "rollback-state",
-            "Saved cutover state to restore",
-            Status::Pass,
-            format!(
-                "{} guard state(s) and {} frontend setting(s) saved by cutover run {}",
-                guards.len(),
-                fronts
-                    .iter()
-                    .filter(|f| f.item == FrontendItem::Env)
-                    .count(),
-                cutover_runs.join(", ")
-            ),
-        ));
+        report.check(saved.state_row(&cutover_runs));
     }
-
+    let mut restored = ReportTable::new("Restored", &["What", "Before rollback", "After rollback"]);
     if dry {
         if let Some(choice) = function_choice.take() {
             functions::roll_back(ctx, &choice, &mut report).await?;
         }
-        for f in fronts.iter().filter(|f| f.item == FrontendItem::Env) {
-            restored.push([
-                format!("frontend {}", f.name),
-                "(target value)".into(),
-                if f.readable {
-                    show_value(&f.name, f.previous.as_deref())
-                } else {
-                    "unreadable: not restorable by value".into()
-                },
-            ]);
-        }
-        for g in &guards {
-            restored.push([
-                format!("{} {} {}", g.side.name(), g.kind.word(), g.name),
-                g.applied.clone(),
-                match g.side {
-                    Side::Source => g.previous.clone().unwrap_or_else(|| "(absent)".into()),
-                    Side::Target => guard_value(ctx, g.kind, &g.name, false),
-                },
-            ]);
-        }
-        for job in target.list_cron_jobs().await?.unwrap_or_default() {
-            if job.active {
-                restored.push([
-                    format!("target cron job {}", job.label()),
-                    "active".into(),
-                    if job.alterable {
-                        "paused (held until the next cutover)".into()
-                    } else {
-                        format!(
-                            "left active: owned by {}",
-                            job.owner.as_deref().unwrap_or("another role")
-                        )
-                    },
-                ]);
-            }
-        }
-        report.check(CheckItem::new(
-            "rollback-plan",
-            "Rollback planned",
-            Status::Skip,
-            "dry run: would restore the rows of the Restored table; nothing was changed",
-        ));
-        if let Some(path) = &backup {
-            report.check(CheckItem::new(
-                "restore-target-db",
-                "Target database restored from the backup",
-                Status::Skip,
-                format!("dry run: would restore from {}", path.display()),
-            ));
-        }
-        report
-            .tables
-            .push(restored.with_note("planned, not done (dry run)"));
-        report.tables.push(forensics);
-        report.summary = "Dry run: the rollback is planned; nothing was changed.".into();
+        plan(ctx, &saved, &target, &mut restored).await?;
+        dry_run_rows(&mut report, backup.as_ref(), restored, forensics);
         return Ok(report);
     }
-
-    if let Some(ledger) = ctx.ledger("rollback").await? {
-        if let Some((run, at)) = ledger.latest_restore_point().await? {
-            forensics.push([
-                "the target's data, if it must go back too".to_string(),
-                format!(
-                    "break-glass: a point-in-time restore of the target to {at}, recorded when cutover run {run} froze the source; manual (dashboard → Database → Backups), in place, with downtime, and the app's writes after it are lost"
-                ),
-            ]);
-        }
+    if let Some(row) = restore_point_row(ctx).await? {
+        forensics.push(row);
     }
-    let table = switch_table(ctx)?;
-
-    // 1. Frontend back to the source.
-    let env_fronts: Vec<&SavedFrontend> = fronts.iter().collect();
-    if env_fronts.is_empty() {
-        report.check(CheckItem::new(
-            "rollback-frontend",
-            "Frontend back to the source",
-            Status::Skip,
-            "cutover saved no frontend settings",
-        ));
-    } else {
-        report.check(rollback_frontend(ctx, &frontend_ledger, &env_fronts, &mut restored).await);
-    }
-
-    // Level 2: Edge Functions, when asked.
-    if let Some(choice) = function_choice.take() {
-        functions::roll_back(ctx, &choice, &mut report).await?;
-    }
-
-    // 2. Target guards off (before the source's come back: never both on).
-    let target_saved: Vec<&SavedGuard> = guards.iter().filter(|g| g.side == Side::Target).collect();
-    let target_db = ctx.target("rollback", true).await?;
-    let now = read_guards(ctx, &target_db, table.as_ref()).await?;
-    let mut off = Vec::new();
-    let mut result: Result<(), PhaseError> = Ok(());
-    for g in now.iter().filter(|g| g.value.is_some()) {
-        let value = guard_value(ctx, g.kind, &g.name, false);
-        if let Err(e) = target_db
-            .set_guard(table.as_ref(), g.kind, &g.name, &value)
-            .await
-        {
-            result = Err(e.into());
-            break;
-        }
-        restored.push([
-            format!("target {} {}", g.kind.word(), g.name),
-            g.value.clone().unwrap_or_default(),
-            value.clone(),
-        ]);
-        off.push(GuardValue {
-            kind: g.kind,
-            name: g.name.clone(),
-            value: Some(value),
-        });
-    }
-    report.check(match result {
-        Ok(()) => {
-            guard_ledger
-                .mark_restored(
-                    &target_saved.iter().map(|g| g.id).collect::<Vec<_>>(),
-                    ctx.run_id,
-                )
-                .await?;
-            CheckItem::new(
-                "rollback-guards-target",
-                "Guards off in the target",
-                if now.is_empty() {
-                    Status::Skip
-                } else {
-                    Status::Pass
-                },
-                if now.is_empty() {
-                    "no [guards] in the manifest".into()
-                } else {
-                    format!("{} → {}", describe_guards(&now), describe_guards(&off))
-                },
-            )
-        }
-        Err(e) => CheckItem::new(
-            "rollback-guards-target",
-            "Guards off in the target",
-            Status::Fail,
-            e.message,
-        )
-        .with_hint(
-            "switch them off by hand before the source's guards come back, then re-run rollback",
-        ),
-    });
-    let guards_failed = report
-        .checks
-        .last()
-        .is_some_and(|c| c.status == Status::Fail);
-    let cron = hold_target_jobs(ctx, &target_db, &guard_ledger, &schema, &mut restored).await;
-    let target_failed = guards_failed || cron.status == Status::Fail;
-    report.check(cron);
-
-    // 3. The source takes writes again; a replication still running is
-    // removed (the target no longer follows the source after a rollback).
-    if !frozen.is_empty() || replication.is_some() {
-        let source = ctx.source_writable("rollback").await?;
-        if !frozen.is_empty() {
-            report.check(match source.lift_freeze().await {
-                Ok(lifted) => {
-                    if let Some(ledger) = ctx.open_ledger() {
-                        ledger.mark_freezes_lifted(ctx.run_id).await?;
-                    }
-                    restored.push([
-                        "source write freeze".into(),
-                        format!("{} tables refuse writes", lifted.len()),
-                        "lifted: the source takes writes again".into(),
-                    ]);
-                    CheckItem::new(
-                        "rollback-freeze",
-                        "Write freeze on the source lifted",
-                        Status::Pass,
-                        format!(
-                            "{} tables take writes again: {}",
-                            lifted.len(),
-                            lifted.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
-                        ),
-                    )
-                }
-                Err(e) => CheckItem::new(
-                    "rollback-freeze",
-                    "Write freeze on the source lifted",
-                    Status::Fail,
-                    e.to_string(),
-                )
-                .with_hint("re-run rollback; by hand: drop trigger cutover_write_freeze on each frozen table"),
-            });
-        }
-        if let Some(record) = &replication {
-            let ledger = ctx
-                .ledger("rollback")
-                .await?
-                .ok_or_else(|| PhaseError::new("the ledger is not open"))?;
-            report.check(
-                match super::data::replicate::retire(ctx, &ledger, &source, &target_db, record)
-                    .await
-                {
-                    Ok(removed) => CheckItem::new(
-                        "rollback-replication",
-                        "Replication removed",
-                        Status::Pass,
-                        format!("removed {}", removed.join(", ")),
-                    ),
-                    Err(e) => CheckItem::new(
-                        "rollback-replication",
-                        "Replication removed",
-                        Status::Fail,
-                        e.message,
-                    )
-                    .with_hint("re-run rollback: the ledger still names what is left"),
-                },
-            );
-        }
-    }
-
-    // 4. Source guards restored exactly as saved.
-    let source_saved: Vec<&SavedGuard> = guards.iter().filter(|g| g.side == Side::Source).collect();
-    if target_failed {
-        report.check(CheckItem::new(
-            "rollback-guards-source",
-            "Source guards restored",
-            Status::Skip,
-            "not restored: the target's guards are still on, and both on would send every message twice",
-        ));
-    } else if source_saved.is_empty() {
-        report.check(CheckItem::new(
-            "rollback-guards-source",
-            "Source guards restored",
-            Status::Skip,
-            "cutover saved no source guard state",
-        ));
-    } else {
-        let source = ctx.source_writable("rollback").await?;
-        let mut done = Vec::new();
-        let mut failed = None;
-        for g in &source_saved {
-            let Some(previous) = &g.previous else {
-                done.push(g.id);
-                continue;
-            };
-            match source
-                .set_guard(table.as_ref(), g.kind, &g.name, previous)
-                .await
-            {
-                Ok(_) => {
-                    restored.push([
-                        format!("source {} {}", g.kind.word(), g.name),
-                        g.applied.clone(),
-                        previous.clone(),
-                    ]);
-                    done.push(g.id);
-                }
-                Err(e) => {
-                    failed = Some(e.to_string());
-                    break;
-                }
-            }
-        }
-        guard_ledger.mark_restored(&done, ctx.run_id).await?;
-        let restored_values: Vec<GuardValue> = source_saved
-            .iter()
-            .map(|g| GuardValue {
-                kind: g.kind,
-                name: g.name.clone(),
-                value: g.previous.clone(),
-            })
-            .collect();
-        report.check(match failed {
-            None => CheckItem::new(
-                "rollback-guards-source",
-                "Source guards restored",
-                Status::Pass,
-                format!(
-                    "back to the state saved before cutover: {}",
-                    describe_guards(&restored_values)
-                ),
-            ),
-            Some(e) => CheckItem::new(
-                "rollback-guards-source",
-                "Source guards restored",
-                Status::Fail,
-                e,
-            )
-            .with_hint("re-run rollback: the states not yet restored are still in the ledger"),
-        });
-    }
+    let level1 = Level1 {
+        saved: &saved,
+        guard_ledger: &guard_ledger,
+        frontend_ledger: &frontend_ledger,
+        schema: &schema,
+    };
+    level1
+        .run(ctx, &mut report, function_choice.take(), &mut restored)
+        .await?;
 
     // 5. The target database, only when asked.
     if let Some(path) = &backup {
@@ -606,200 +243,339 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     Ok(report)
 }
 
-/// Pauses the target's active pg_cron jobs and holds them for the next
-/// `cutover`: the target is not live after a rollback.
-async fn hold_target_jobs(
-    ctx: &Context,
-    target: &crate::pg::Database,
-    ledger: &GuardLedger,
-    schema: &str,
-    restored: &mut ReportTable,
-) -> CheckItem {
-    let (id, title) = ("rollback-cron-hold", "pg_cron jobs paused in the target");
-    let outcome = match ledger.create(schema).await {
-        Ok(()) => target.hold_active_cron_jobs(ledger, ctx.run_id, None).await,
-        Err(e) => Err(e),
+/// No cutover state is open: Level 2 alone when asked, or nothing to roll
+/// back. `true` when the rollback is done (a backup still to restore goes
+/// on); an error when there never was a cutover and no backup to restore.
+async fn nothing_open(
+    ctx: &mut Context,
+    report: &mut PhaseReport,
+    functions: Option<FunctionChoice>,
+    target: &Database,
+    guard_ledger: &GuardLedger,
+    forensics: &ReportTable,
+) -> Result<bool, PhaseError> {
+    let schema = ctx.manifest.ledger.schema.clone();
+    let backup = ctx.settings.backup_file.is_some();
+    let last = last_cutover(target, &schema).await?;
+    if let Some(choice) = functions {
+        // Level 2 alone: functions back, nothing else to undo.
+        functions::roll_back(ctx, &choice, report).await?;
+        if !backup {
+            report.conclude_from_checks();
+            report.summary = functions_alone_summary(report.has_failures(), ctx.settings.dry_run);
+            return Ok(true);
+        }
+    }
+    if backup {
+        return Ok(false);
+    }
+    let Some((run, at)) = last else {
+        let target_name = ctx.display(Side::Target).unwrap_or_default();
+        return Err(PhaseError::new(format!(
+            "nothing to roll back to: the ledger (schema {schema}) of {target_name} records no cutover"
+        ))
+        .hint("rollback undoes a `cutover` of this target; to restore the target's database from a backup instead, pass backup-file"));
     };
-    let outcome = match outcome {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            return CheckItem::new(
-                id,
-                title,
-                Status::Skip,
-                "pg_cron is not installed in the target database",
-            );
-        }
-        Err(e) => {
-            return CheckItem::new(id, title, Status::Fail, e.to_string()).with_hint(
-                "pause the target's jobs by hand (`select cron.alter_job(jobid, active := false) from cron.job`) before the source's guards come back, then re-run rollback",
-            );
-        }
-    };
-    if outcome.held.is_empty() && outcome.unheld.is_empty() {
-        return CheckItem::new(
-            id,
-            title,
-            Status::Skip,
-            "no active pg_cron job on the target",
-        );
-    }
-    for job in &outcome.held {
-        restored.push([
-            format!("target cron job {}", job.label()),
-            "active".into(),
-            "paused (held until the next cutover)".into(),
-        ]);
-    }
-    let held: Vec<String> = outcome.held.iter().map(|j| j.label()).collect();
-    let mut evidence = format!(
-        "paused until the next cutover: {}",
-        if held.is_empty() {
-            "none".to_string()
-        } else {
-            held.join(", ")
-        }
-    );
-    if outcome.unheld.is_empty() {
-        return CheckItem::new(id, title, Status::Pass, evidence);
-    }
-    evidence.push_str(&format!("; still active: {}", outcome.unheld_list()));
-    CheckItem::new(id, title, Status::Warn, evidence)
-        .with_hint(format!("pause each by hand {}", outcome.pause_by_hand()))
+    let restored_at = guard_ledger.last_restored().await?;
+    report.check(CheckItem::new(
+        "rollback-state",
+        "Saved cutover state to restore",
+        Status::Skip,
+        format!(
+            "nothing left to restore: cutover run {run} ({}) left no open state{}",
+            at.format("%Y-%m-%d %H:%M UTC"),
+            restored_at
+                .map(|(t, by)| format!(
+                    "; already restored at {}{}",
+                    t.format("%Y-%m-%d %H:%M UTC"),
+                    by.map(|b| format!(" by run {b}")).unwrap_or_default()
+                ))
+                .unwrap_or_default()
+        ),
+    ));
+    report.summary =
+        "Nothing left to roll back: the last cutover's state was already restored.".into();
+    report.tables.push(forensics.clone());
+    Ok(true)
 }
 
-async fn rollback_frontend(
-    ctx: &Context,
-    ledger: &FrontendLedger,
-    saved: &[&SavedFrontend],
-    restored: &mut ReportTable,
-) -> CheckItem {
-    let title = "Frontend back to the source";
-    let Some(section) = &ctx.manifest.frontend else {
-        return CheckItem::new(
-            "rollback-frontend",
-            title,
-            Status::Fail,
-            "the ledger holds frontend settings but the manifest has no [frontend]",
-        )
-        .with_hint("restore the manifest's [frontend] section as it was at cutover");
-    };
-    let token = match section.provider {
-        crate::manifest::FrontendProvider::Vercel => ctx.settings.vercel_token.as_deref(),
-        crate::manifest::FrontendProvider::CloudflarePages => {
-            ctx.settings.cloudflare_api_token.as_deref()
-        }
-    };
-    let input = match section.provider {
-        crate::manifest::FrontendProvider::Vercel => "vercel-token",
-        crate::manifest::FrontendProvider::CloudflarePages => "cloudflare-api-token",
-    };
-    let Some(token) = token else {
-        return CheckItem::new(
-            "rollback-frontend",
-            title,
-            Status::Fail,
-            format!("{} is not set", ctx.settings.label(input)),
-        )
-        .with_hint(format!("pass `{input}` to the rollback run"));
-    };
-    let client = match Frontend::new(section, token, PROVIDER_TIMEOUT) {
-        Ok(c) => c,
-        Err(e) => return CheckItem::new("rollback-frontend", title, Status::Fail, e.to_string()),
-    };
-    let mut by_project: BTreeMap<(String, String), Vec<&SavedFrontend>> = BTreeMap::new();
-    for s in saved {
-        by_project
-            .entry((s.provider.clone(), s.project.clone()))
-            .or_default()
-            .push(s);
+/// The summary of a rollback of Edge Functions alone.
+fn functions_alone_summary(failed: bool, dry: bool) -> String {
+    if failed {
+        "Edge Function rollback incomplete: see the failed rows; re-running it is safe.".into()
+    } else if dry {
+        "Dry run: the Edge Function rollback is planned; nothing was changed.".into()
+    } else {
+        "Edge Functions rolled back; no cutover state was open, so nothing else changed.".into()
     }
-    let mut evidence = Vec::new();
-    let mut status = Status::Pass;
-    for ((provider, project), states) in by_project {
-        if provider != client.provider() || project != section.project {
-            status = Status::Fail;
-            evidence.push(format!(
-                "saved settings are for {provider} project {project}, the manifest names {} project {}",
-                client.provider(),
-                section.project
-            ));
+}
+
+/// Dry run: the rows of the Restored table rollback would write.
+async fn plan(
+    ctx: &Context,
+    saved: &Saved,
+    target: &Database,
+    restored: &mut ReportTable,
+) -> Result<(), PhaseError> {
+    for f in saved.fronts.iter().filter(|f| f.item == FrontendItem::Env) {
+        restored.push(frontend::variable_row(
+            &f.name,
+            f.readable,
+            f.previous.as_deref(),
+            "unreadable: not restorable by value",
+        ));
+    }
+    for g in &saved.guards {
+        restored.push([
+            format!("{} {} {}", g.side.name(), g.kind.word(), g.name),
+            g.applied.clone(),
+            match g.side {
+                Side::Source => g.previous.clone().unwrap_or_else(|| "(absent)".into()),
+                Side::Target => guard_value(ctx, g.kind, &g.name, false),
+            },
+        ]);
+    }
+    for job in target.list_cron_jobs().await?.unwrap_or_default() {
+        if !job.active {
             continue;
         }
-        let mut snapshot = snapshot_from(&states);
-        let secret_notes = fill_secret_values(ctx, &mut snapshot, &states);
-        if !secret_notes.is_empty() {
-            if status == Status::Pass {
-                status = Status::Warn;
-            }
-            evidence.extend(secret_notes);
+        restored.push(if job.alterable {
+            guards::held_row(&job.label())
+        } else {
+            [
+                format!("target cron job {}", job.label()),
+                "active".into(),
+                format!(
+                    "left active: owned by {}",
+                    job.owner.as_deref().unwrap_or("another role")
+                ),
+            ]
+        });
+    }
+    Ok(())
+}
+
+/// Dry run: the plan's rows, its tables and summary.
+fn dry_run_rows(
+    report: &mut PhaseReport,
+    backup: Option<&PathBuf>,
+    restored: ReportTable,
+    forensics: ReportTable,
+) {
+    report.check(CheckItem::new(
+        "rollback-plan",
+        "Rollback planned",
+        Status::Skip,
+        "dry run: would restore the rows of the Restored table; nothing was changed",
+    ));
+    if let Some(path) = backup {
+        report.check(CheckItem::new(
+            "restore-target-db",
+            "Target database restored from the backup",
+            Status::Skip,
+            format!("dry run: would restore from {}", path.display()),
+        ));
+    }
+    report
+        .tables
+        .push(restored.with_note("planned, not done (dry run)"));
+    report.tables.push(forensics);
+    report.summary = "Dry run: the rollback is planned; nothing was changed.".into();
+}
+
+/// The break-glass row of the forensics table: the point-in-time restore
+/// point cutover recorded, if any.
+async fn restore_point_row(ctx: &mut Context) -> Result<Option<[String; 2]>, PhaseError> {
+    let Some(ledger) = ctx.ledger("rollback").await? else {
+        return Ok(None);
+    };
+    Ok(ledger.latest_restore_point().await?.map(|(run, at)| {
+        [
+            "the target's data, if it must go back too".to_string(),
+            format!(
+                "break-glass: a point-in-time restore of the target to {at}, recorded when cutover run {run} froze the source; manual (dashboard → Database → Backups), in place, with downtime, and the app's writes after it are lost"
+            ),
+        ]
+    }))
+}
+
+/// Level 1 (and Level 2 when asked), in the runbook's order.
+struct Level1<'a> {
+    saved: &'a Saved,
+    guard_ledger: &'a GuardLedger,
+    frontend_ledger: &'a FrontendLedger,
+    schema: &'a str,
+}
+
+impl Level1<'_> {
+    async fn run(
+        &self,
+        ctx: &mut Context,
+        report: &mut PhaseReport,
+        functions: Option<FunctionChoice>,
+        restored: &mut ReportTable,
+    ) -> Result<(), PhaseError> {
+        let table = switch_table(ctx)?;
+        // 1. Frontend back to the source.
+        let fronts: Vec<&SavedFrontend> = self.saved.fronts.iter().collect();
+        report.check(if fronts.is_empty() {
+            CheckItem::new(
+                "rollback-frontend",
+                "Frontend back to the source",
+                Status::Skip,
+                "cutover saved no frontend settings",
+            )
+        } else {
+            frontend::rollback_frontend(ctx, self.frontend_ledger, &fronts, restored).await
+        });
+
+        // Level 2: Edge Functions, when asked.
+        if let Some(choice) = functions {
+            functions::roll_back(ctx, &choice, report).await?;
         }
-        match client.restore(&snapshot).await {
-            Ok(notes) => {
-                for e in &snapshot.env {
-                    restored.push([
-                        format!("frontend {}", e.name),
-                        "(target value)".into(),
-                        if e.readable {
-                            show_value(&e.name, e.value.as_deref())
-                        } else {
-                            "not restorable (unreadable)".into()
-                        },
-                    ]);
-                }
-                if let Some(d) = &snapshot.deployment {
-                    restored.push([
-                        "frontend production deployment".into(),
-                        "(cutover's)".into(),
-                        format!(
-                            "{}{}",
-                            d.id,
-                            d.url
-                                .as_deref()
-                                .map(|u| format!(" ({u})"))
-                                .unwrap_or_default()
-                        ),
-                    ]);
-                }
-                if let Err(e) = ledger
-                    .mark_restored(&states.iter().map(|s| s.id).collect::<Vec<_>>(), ctx.run_id)
-                    .await
-                {
-                    status = Status::Fail;
-                    evidence.push(e.to_string());
-                }
-                evidence.push(format!(
-                    "{project}: {} restored{}",
-                    snapshot
-                        .env
-                        .iter()
-                        .filter(|e| e.readable)
-                        .map(|e| e.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    snapshot
-                        .deployment
-                        .as_ref()
-                        .map(|d| format!(", production back on deployment {}", d.id))
-                        .unwrap_or_default()
-                ));
-                if !notes.is_empty() {
-                    if status == Status::Pass {
-                        status = Status::Warn;
-                    }
-                    evidence.extend(notes);
-                }
-            }
-            Err(e) => {
-                status = Status::Fail;
-                evidence.push(e.to_string());
-            }
+
+        // 2. Target guards off (before the source's come back: never both on).
+        let target = ctx.target("rollback", true).await?;
+        let (ledger, saved) = (self.guard_ledger, &self.saved.guards);
+        let off = guards::target_off(ctx, &target, table.as_ref(), ledger, saved, restored);
+        let off = off.await?;
+        let cron = guards::hold_target_jobs(ctx, &target, ledger, self.schema, restored).await;
+        let target_failed = off.status == Status::Fail || cron.status == Status::Fail;
+        report.check(off);
+        report.check(cron);
+
+        // 3. The source takes writes again; a replication still running is
+        // removed (the target no longer follows the source after a rollback).
+        self.source_writes(ctx, report, &target, restored).await?;
+
+        // 4. Source guards restored exactly as saved.
+        let back = guards::source_back(ctx, target_failed, table.as_ref(), ledger, saved, restored);
+        report.check(back.await?);
+        Ok(())
+    }
+
+    /// The source's freeze lifted and a replication still running removed.
+    async fn source_writes(
+        &self,
+        ctx: &mut Context,
+        report: &mut PhaseReport,
+        target: &Database,
+        restored: &mut ReportTable,
+    ) -> Result<(), PhaseError> {
+        let (frozen, replication) = (&self.saved.frozen, &self.saved.replication);
+        if frozen.is_empty() && replication.is_none() {
+            return Ok(());
+        }
+        let source = ctx.source_writable("rollback").await?;
+        if !frozen.is_empty() {
+            report.check(lift(ctx, &source, restored).await?);
+        }
+        let Some(record) = replication else {
+            return Ok(());
+        };
+        let (id, title) = ("rollback-replication", "Replication removed");
+        let ledger = ctx
+            .ledger("rollback")
+            .await?
+            .ok_or_else(|| PhaseError::new("the ledger is not open"))?;
+        report.check(
+            match retire_replication(ctx, &ledger, &source, target, record).await {
+                Ok(removed) => CheckItem::new(id, title, Status::Pass, removed),
+                Err(e) => CheckItem::new(id, title, Status::Fail, e.message)
+                    .with_hint("re-run rollback: the ledger still names what is left"),
+            },
+        );
+        Ok(())
+    }
+}
+
+/// Lifts the source's write freeze, as `cutover`'s undo does.
+async fn lift(
+    ctx: &Context,
+    source: &Database,
+    restored: &mut ReportTable,
+) -> Result<CheckItem, PhaseError> {
+    let (id, title) = ("rollback-freeze", "Write freeze on the source lifted");
+    let (lifted, marked) = match lift_freeze(ctx, source).await {
+        Ok(done) => done,
+        Err(e) => {
+            return Ok(CheckItem::new(id, title, Status::Fail, e.to_string()).with_hint(
+                "re-run rollback; by hand: drop trigger cutover_write_freeze on each frozen table",
+            ));
+        }
+    };
+    marked?;
+    restored.push([
+        "source write freeze".into(),
+        format!("{} tables refuse writes", lifted.len()),
+        "lifted: the source takes writes again".into(),
+    ]);
+    Ok(CheckItem::new(
+        id,
+        title,
+        Status::Pass,
+        format!(
+            "{} tables take writes again: {}",
+            lifted.len(),
+            lifted
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pg::guards::GuardKind;
+
+    fn guard(run: u128) -> SavedGuard {
+        SavedGuard {
+            id: 1,
+            run_id: Uuid::from_u128(run),
+            side: Side::Source,
+            kind: GuardKind::Switch,
+            name: "sms".into(),
+            previous: Some("on".into()),
+            applied: "off".into(),
         }
     }
-    let item = CheckItem::new("rollback-frontend", title, status, evidence.join("; "));
-    if status == Status::Fail {
-        item.with_hint("re-run rollback once the provider answers: the saved settings stay in the ledger until restored")
-    } else {
-        item
+
+    fn saved(guards: Vec<SavedGuard>, live: Option<u128>) -> Saved {
+        Saved {
+            guards,
+            fronts: Vec::new(),
+            frozen: Vec::new(),
+            replication: None,
+            live: live.map(|r| (Uuid::from_u128(r), Utc::now())),
+        }
+    }
+
+    #[test]
+    fn the_runs_to_roll_back_are_those_of_the_open_states_else_the_live_one() {
+        let open = saved(vec![guard(2), guard(1), guard(2)], Some(9));
+        assert_eq!(
+            open.cutover_runs(),
+            [
+                Uuid::from_u128(1).to_string(),
+                Uuid::from_u128(2).to_string()
+            ]
+        );
+        assert!(!open.is_empty());
+        let live = saved(Vec::new(), Some(9));
+        assert_eq!(live.cutover_runs(), [Uuid::from_u128(9).to_string()]);
+        assert!(!live.is_empty());
+        assert!(saved(Vec::new(), None).is_empty());
+    }
+
+    #[test]
+    fn a_functions_only_rollback_says_what_it_did() {
+        assert!(
+            functions_alone_summary(true, true).starts_with("Edge Function rollback incomplete")
+        );
+        assert!(functions_alone_summary(false, true).starts_with("Dry run"));
+        assert!(functions_alone_summary(false, false).starts_with("Edge Functions rolled back"));
     }
 }

@@ -236,12 +236,7 @@ pub(super) async fn undo(
             Status::Pass,
             format!(
                 "previous values of {} put back{}",
-                before
-                    .env
-                    .iter()
-                    .map(|e| e.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                variable_names(&before, false),
                 before
                     .deployment
                     .as_ref()
@@ -254,6 +249,18 @@ pub(super) async fn undo(
             "run `cutover rollback` once the provider answers: the previous values are in the ledger",
         ),
     }
+}
+
+/// `A, B`: the variables of `snapshot`, only the readable ones when
+/// `readable_only`.
+pub(crate) fn variable_names(snapshot: &Snapshot, readable_only: bool) -> String {
+    snapshot
+        .env
+        .iter()
+        .filter(|e| e.readable || !readable_only)
+        .map(|e| e.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Measures the frontend's part of the freeze, from its switch to the end

@@ -9,7 +9,7 @@ use crate::report::{CheckItem, Status};
 
 use super::super::PhaseError;
 use super::steps::{Undo, set_guards};
-use super::{describe_guards, guard_value, read_guards};
+use super::{describe_guards, guard_value, list_or_none, read_guards};
 
 /// The id and title of the row of switching one side's guards.
 pub(super) fn names(on: bool) -> (&'static str, &'static str) {
@@ -153,11 +153,7 @@ fn describe_released(released: &[ReleasedHold]) -> String {
     let (resumed, gone) = (names(true), names(false));
     let mut text = format!(
         "pg_cron jobs held since schema resumed: {}",
-        if resumed.is_empty() {
-            "none".to_string()
-        } else {
-            resumed.join(", ")
-        }
+        list_or_none(&resumed)
     );
     if !gone.is_empty() {
         text.push_str(&format!(" (no longer scheduled: {})", gone.join(", ")));

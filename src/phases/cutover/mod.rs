@@ -37,7 +37,7 @@ use deployment::Deployment;
 use gate::Gate;
 
 pub use frontend::save_frontend;
-pub(crate) use frontend::{FrontendPlan, frontend_plan, provider_token};
+pub(crate) use frontend::{FrontendPlan, frontend_plan, provider_token, variable_names};
 pub use guards::restore_guards;
 
 /// Per-request timeout of provider API calls.
@@ -110,6 +110,18 @@ pub fn describe_guards(guards: &[GuardValue]) -> String {
                 Some(v) => format!("{what} = {v}"),
             }
         })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `a, b`, or `none` for an empty list.
+pub(crate) fn list_or_none<S: AsRef<str>>(items: &[S]) -> String {
+    if items.is_empty() {
+        return "none".into();
+    }
+    items
+        .iter()
+        .map(|s| s.as_ref())
         .collect::<Vec<_>>()
         .join(", ")
 }

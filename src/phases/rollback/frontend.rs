@@ -13,7 +13,7 @@ use crate::pg::release::{FrontendItem, FrontendLedger, SavedFrontend};
 use crate::report::{CheckItem, ReportTable, Status};
 
 use super::super::cutover::steps::{SavedStates, restore_frontend};
-use super::super::cutover::{PROVIDER_TIMEOUT, provider_token};
+use super::super::cutover::{PROVIDER_TIMEOUT, provider_token, variable_names};
 
 const ID: &str = "rollback-frontend";
 const TITLE: &str = "Frontend back to the source";
@@ -290,13 +290,7 @@ fn restored_rows(snapshot: &Snapshot) -> Vec<[String; 3]> {
 fn restored_evidence(project: &str, snapshot: &Snapshot) -> String {
     format!(
         "{project}: {} restored{}",
-        snapshot
-            .env
-            .iter()
-            .filter(|e| e.readable)
-            .map(|e| e.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
+        variable_names(snapshot, true),
         snapshot
             .deployment
             .as_ref()

@@ -10,7 +10,7 @@ use crate::report::{CheckItem, ReportTable, Status};
 
 use super::super::PhaseError;
 use super::super::cutover::steps::set_guards;
-use super::super::cutover::{describe_guards, guard_value, read_guards};
+use super::super::cutover::{describe_guards, guard_value, list_or_none, read_guards};
 
 /// Switches the target's guards off (before the source's come back: never
 /// both on), and closes the target states `cutover` saved.
@@ -112,14 +112,7 @@ pub(super) async fn hold_target_jobs(
         restored.push(held_row(&job.label()));
     }
     let held: Vec<String> = outcome.held.iter().map(|j| j.label()).collect();
-    let mut evidence = format!(
-        "paused until the next cutover: {}",
-        if held.is_empty() {
-            "none".to_string()
-        } else {
-            held.join(", ")
-        }
-    );
+    let mut evidence = format!("paused until the next cutover: {}", list_or_none(&held));
     if outcome.unheld.is_empty() {
         return CheckItem::new(id, title, Status::Pass, evidence);
     }

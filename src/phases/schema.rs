@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use crate::cells;
 use crate::context::Context;
 use crate::manifest::QualifiedName;
 use crate::pg::Database;
@@ -28,7 +29,6 @@ use crate::repo::migrations::{MigrationDir, MigrationFile, compare_versions};
 use crate::repo::sql_split;
 use crate::report::{
     CheckItem, ErrorReport, MIGRATIONS, PhaseReport, ReportTable, Status, count, human_duration,
-    thousands,
 };
 
 use super::PhaseError;
@@ -508,7 +508,7 @@ fn seeded_table(seeded: &BTreeMap<QualifiedName, i64>) -> Option<ReportTable> {
     }
     let mut table = ReportTable::new("Rows the migrations wrote", &["Table", "Rows"]);
     for (name, rows) in seeded {
-        table.push([name.to_string(), thousands(*rows)]);
+        table.push(cells![name.to_string(), *rows]);
     }
     Some(table.with_note(
         "Tables these files created and filled. Recorded in the ledger: `data` replaces exactly these rows with the source's, without --overwrite.",
@@ -830,7 +830,7 @@ mod tests {
         let mut outcome = blocked(&plan.pending);
         outcome.rows.insert("3".into(), cells("pending", 4, "—"));
         let table = migrations_table(&files, &plan.applied, &outcome.rows);
-        let statuses: Vec<&str> = table.rows.iter().map(|r| r[2].as_str()).collect();
+        let statuses: Vec<String> = table.rows.iter().map(|r| r[2].to_string()).collect();
         assert_eq!(
             statuses,
             ["already applied", "pending (blocked)", "pending"]
@@ -916,6 +916,9 @@ mod tests {
             "no job paused; still active, and running before cutover: purge (owned by supabase_admin)"
         );
         let table = held_table(&some_left);
-        assert_eq!(table.rows[0][3], crate::report::emphasis("still active"));
+        assert_eq!(
+            table.rows[0][3].to_string(),
+            crate::report::emphasis("still active")
+        );
     }
 }

@@ -14,11 +14,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use futures_util::StreamExt;
 
+use crate::cells;
 use crate::context::Context;
 use crate::manifest::StorageSection;
 use crate::pg::ledger::Ledger;
 use crate::pg::ledger_storage::CopiedObject;
-use crate::report::{CheckItem, PhaseReport, ReportTable, Status, count, thousands};
+use crate::report::{Cell, CheckItem, PhaseReport, ReportTable, Status, count, thousands};
 use crate::supabase::ApiErrorKind;
 use crate::supabase::storage::{Bucket, StorageClient, StorageError, StoredObject, copy_object};
 
@@ -423,7 +424,7 @@ fn preview_table(s: &Survey, title: &str) -> ReportTable {
         ],
     );
     for b in &s.buckets {
-        table.push([
+        table.push(cells![
             b.bucket.id.clone(),
             settings_text(&b.bucket),
             match &b.target {
@@ -431,10 +432,10 @@ fn preview_table(s: &Survey, title: &str) -> ReportTable {
                 Some(t) if t.same_settings(&b.bucket) => "exists".to_string(),
                 Some(t) => format!("exists, would update ({})", settings_text(t)),
             },
-            thousands(b.source_objects.len() as i64),
-            thousands(bytes_of(&b.source_objects) as i64),
-            thousands(b.to_copy.len() as i64),
-            thousands(b.skipped as i64),
+            b.source_objects.len(),
+            bytes_of(&b.source_objects),
+            b.to_copy.len(),
+            b.skipped,
         ]);
     }
     table
@@ -842,16 +843,16 @@ fn objects_table(outcome: &StorageOutcome) -> (ReportTable, Vec<CheckItem>) {
         let id = plan.bucket.id.as_str();
         let c = Comparison::new(plan, after);
         let fails = failed.iter().filter(|(b, _, _)| *b == id).count();
-        table.push([
-            id.to_string(),
-            thousands(c.source_n as i64),
-            thousands(c.source_bytes as i64),
-            thousands(c.target_n as i64),
-            thousands(c.target_bytes as i64),
-            thousands(copied.get(id).copied().unwrap_or(0) as i64),
-            thousands(plan.skipped as i64),
-            thousands(fails as i64),
-            if c.matches() { "✅" } else { "❌" }.to_string(),
+        table.push(cells![
+            id,
+            c.source_n,
+            c.source_bytes,
+            c.target_n,
+            c.target_bytes,
+            copied.get(id).copied().unwrap_or(0),
+            plan.skipped,
+            fails,
+            Cell::pass_if(c.matches()),
         ]);
         if !c.matches() {
             mismatches.push(

@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use crate::cells;
 use crate::context::Context;
 use crate::manifest::QualifiedName;
 use crate::pg::copy::{
@@ -464,17 +465,13 @@ fn copied_table(outcome: &CopyOutcome) -> ReportTable {
     for job in &outcome.jobs {
         let name = job.table.to_string();
         if let Some(rows) = outcome.start.finished.get(&job.table) {
-            table.push([
-                name,
-                thousands(*rows),
-                "kept from the interrupted run".into(),
-            ]);
+            table.push(cells![name, *rows, "kept from the interrupted run"]);
         } else if let Some(r) = outcome.pipeline.copied.get(&job.table) {
             // The rate is the two figures divided: the checklist gives the
             // whole copy's.
-            table.push([
+            table.push(cells![
                 name,
-                thousands(r.rows as i64),
+                r.rows,
                 format!(
                     "{} in {}",
                     bytes_text(r.bytes),
@@ -482,7 +479,7 @@ fn copied_table(outcome: &CopyOutcome) -> ReportTable {
                 ),
             ]);
         } else {
-            table.push([name, "—".into(), emphasis("not copied")]);
+            table.push(cells![name, "—", emphasis("not copied")]);
         }
     }
     table.with_note(format!(
@@ -502,7 +499,7 @@ fn deferred_table(to_rebuild: &[DeferredObject]) -> ReportTable {
         *by_kind.entry(o.kind).or_default() += 1;
     }
     for (kind, n) in by_kind {
-        table.push([kind.word().to_string(), n.to_string()]);
+        table.push(cells![kind.word(), n]);
     }
     table
 }
@@ -842,10 +839,10 @@ mod tests {
             report.summary,
             "3 tables: 1 copied, 1 kept from an interrupted run, 1 failed; 15 rows."
         );
-        let cells: Vec<&str> = report.tables[0]
+        let cells: Vec<String> = report.tables[0]
             .rows
             .iter()
-            .map(|r| r[2].as_str())
+            .map(|r| r[2].to_string())
             .collect();
         assert_eq!(cells[0], "kept from the interrupted run");
         assert_eq!(cells[2], emphasis("not copied"));

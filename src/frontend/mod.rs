@@ -17,6 +17,7 @@ mod vercel;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::http::segment;
 use crate::manifest::{FrontendProvider, FrontendSection};
 
 pub use cloudflare::CloudflarePages;
@@ -166,14 +167,4 @@ fn with_query(path: &str, pairs: &[(&str, Option<&str>)]) -> String {
     } else {
         path.to_string()
     }
-}
-
-/// A path segment, percent-encoded (project names are user text).
-fn segment(s: &str) -> String {
-    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'~');
-    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
 }

@@ -58,7 +58,7 @@ impl ManagementClient {
         project: &str,
         section: SettingsSection,
     ) -> Result<Map<String, Value>, ApiError> {
-        let path = format!("/v1/projects/{project}{}", section.path());
+        let path = super::project_path(project, section.path());
         self.json(Method::GET, &path, None::<&()>).await
     }
 
@@ -69,7 +69,7 @@ impl ManagementClient {
         section: SettingsSection,
         changes: &Map<String, Value>,
     ) -> Result<(), ApiError> {
-        let path = format!("/v1/projects/{project}{}", section.path());
+        let path = super::project_path(project, section.path());
         // Some sections answer the new settings, some nothing: either is fine.
         self.no_content(Method::PATCH, &path, changes).await
     }
@@ -79,7 +79,7 @@ impl ManagementClient {
     /// `GET /v1/projects/{ref}/network-restrictions`: the CIDRs allowed to
     /// reach the database (`config.dbAllowedCidrs`, `dbAllowedCidrsV6`).
     pub async fn network_restrictions(&self, project: &str) -> Result<Value, ApiError> {
-        let path = format!("/v1/projects/{project}/network-restrictions");
+        let path = super::project_path(project, "/network-restrictions");
         self.json(Method::GET, &path, None::<&()>).await
     }
 }
@@ -98,7 +98,7 @@ impl ManagementClient {
     /// `GET /v1/projects/{ref}<path>` as JSON, for the read-only answers of
     /// [`SERVICE_ENDPOINTS`].
     pub async fn project_answer(&self, project: &str, path: &str) -> Result<Value, ApiError> {
-        let path = format!("/v1/projects/{project}{path}");
+        let path = super::project_path(project, path);
         self.json(Method::GET, &path, None::<&()>).await
     }
 }

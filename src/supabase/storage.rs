@@ -5,50 +5,28 @@
 //! whole object in memory.
 //!
 //! Every request sends the project's service_role key as
-//! `Authorization: Bearer <key>` and `apikey: <key>`. Retries follow the
-//! Management API client's [`RetryPolicy`]: 429 and 5xx (honouring
-//! `Retry-After`), timeouts and connection errors back off with jitter,
-//! within a bounded number of attempts and total time. The Storage API has
-//! no per-minute budget like the Management API's, so requests are not paced.
+//! `Authorization: Bearer <key>` and `apikey: <key>`. Retries are
+//! [`crate::http`]'s, with the Management API client's [`RetryPolicy`]: 429
+//! and 5xx (honouring `Retry-After`), timeouts and connection errors back off
+//! with jitter, within a bounded number of attempts and total time. The
+//! Storage API has no per-minute budget like the Management API's, so
+//! requests are not paced.
 //! Errors name the side, the endpoint, the status and the API's own message
 //! (`{"statusCode":"404","error":"not_found","message":"Object not found"}`);
 //! the key is never part of them.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::TryStreamExt;
-use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiErrorKind, RetryPolicy, error_chain, retry_after, snippet};
+use super::{ApiErrorKind, RetryPolicy};
+use crate::http::{self, BodyError, Failure, segments as encode_path};
 use crate::redact::SecretText;
 
 /// Most entries one `POST /object/list` page holds.
 pub const PAGE_LIMIT: usize = 1000;
-
-/// Characters escaped in one path segment of an object name (`/` separates
-/// segments and is kept).
-const SEGMENT: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'`')
-    .add(b'{')
-    .add(b'}')
-    .add(b'[')
-    .add(b']')
-    .add(b'\\')
-    .add(b'^')
-    .add(b'|')
-    .add(b'+')
-    .add(b'&')
-    .add(b'=')
-    .add(b';');
 
 /// A bucket as `GET /bucket` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,13 +117,6 @@ pub struct StorageError {
     pub message: String,
 }
 
-/// What one attempt came to.
-enum Attempt {
-    Done(reqwest::Response),
-    Retry(StorageError, Duration),
-    Stop(StorageError),
-}
-
 /// The Storage API of one project, with its service_role key.
 #[derive(Clone)]
 pub struct StorageClient {
@@ -177,13 +148,6 @@ pub fn storage_base(project_url: &str) -> String {
     }
 }
 
-fn encode_path(path: &str) -> String {
-    path.split('/')
-        .map(|segment| utf8_percent_encode(segment, SEGMENT).to_string())
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
 impl StorageClient {
     /// A client for the project at `project_url` (`https://<ref>.supabase.co`
     /// or its `/storage/v1`), `side` naming it in errors.
@@ -193,9 +157,7 @@ impl StorageClient {
         key: SecretText,
         policy: RetryPolicy,
     ) -> Result<Self, StorageError> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("cutover/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
+        let http = http::client_builder(Duration::from_secs(10))
             .build()
             .map_err(|e| StorageError {
                 side,
@@ -344,88 +306,13 @@ impl StorageClient {
         .await
     }
 
-    /// Sends with retries; a 2xx answer or the last attempt's error.
+    /// Sends with the shared retries; a 2xx answer or the last attempt's error.
     async fn send(
         &self,
         endpoint: &str,
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, StorageError> {
-        let started = Instant::now();
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            match self.attempt(endpoint, build(), attempt).await {
-                Attempt::Done(response) => return Ok(response),
-                Attempt::Stop(error) => return Err(error),
-                Attempt::Retry(error, wait) => {
-                    if self.give_up(attempt, started, wait) {
-                        return Err(error);
-                    }
-                    tracing::debug!(endpoint, attempt, ?wait, "retrying Storage API call");
-                    tokio::time::sleep(wait).await;
-                }
-            }
-        }
-    }
-
-    fn give_up(&self, attempt: u32, started: Instant, wait: Duration) -> bool {
-        attempt >= self.policy.max_attempts || started.elapsed() + wait > self.policy.max_total
-    }
-
-    /// One attempt: the key added, the answer classified.
-    async fn attempt(
-        &self,
-        endpoint: &str,
-        request: reqwest::RequestBuilder,
-        attempt: u32,
-    ) -> Attempt {
-        let result = request
-            .bearer_auth(self.key.expose())
-            .header("apikey", self.key.expose())
-            .timeout(self.policy.request_timeout)
-            .send()
-            .await;
-        match result {
-            Ok(response) if response.status().is_success() => Attempt::Done(response),
-            Ok(response) => {
-                let status = response.status();
-                let after = retry_after(&response);
-                let body = response.bytes().await.unwrap_or_default();
-                let error = self.status_error(endpoint, status, &body, attempt);
-                if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-                    let wait = match after {
-                        Some(after) => after.min(self.policy.max_delay),
-                        None => self.policy.backoff(attempt),
-                    };
-                    Attempt::Retry(error, wait)
-                } else {
-                    Attempt::Stop(error)
-                }
-            }
-            Err(e) => {
-                let why = if e.is_timeout() {
-                    format!(
-                        "no answer within {} s",
-                        self.policy.request_timeout.as_secs_f64()
-                    )
-                } else if e.is_connect() {
-                    "cannot connect".to_string()
-                } else {
-                    "the request failed".to_string()
-                };
-                let error = StorageError {
-                    side: self.side,
-                    endpoint: endpoint.into(),
-                    status: None,
-                    kind: ApiErrorKind::Network,
-                    message: format!(
-                        "{why} ({}) after {attempt} attempt(s)",
-                        self.scrub(&error_chain(&e))
-                    ),
-                };
-                Attempt::Retry(error, self.policy.backoff(attempt))
-            }
-        }
+        http::send(self, endpoint, build).await
     }
 
     async fn decode<T: serde::de::DeserializeOwned>(
@@ -434,26 +321,59 @@ impl StorageClient {
         response: reqwest::Response,
     ) -> Result<T, StorageError> {
         let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(|e| StorageError {
+        let (kind, message) = match http::json_body(response).await {
+            Ok(value) => return Ok(value),
+            Err(BodyError::Unreadable(e)) => (
+                ApiErrorKind::Network,
+                format!("{status}, but the answer could not be read: {e}"),
+            ),
+            Err(BodyError::NotJson(e, start)) => (
+                ApiErrorKind::Malformed,
+                format!(
+                    "{status}, but the answer is not the JSON the Storage API documents ({e}): {start}"
+                ),
+            ),
+        };
+        Err(StorageError {
             side: self.side,
             endpoint: endpoint.into(),
             status: Some(status),
+            kind,
+            message: self.scrub(&message),
+        })
+    }
+
+    /// Removes the key from text the server or the HTTP stack produced.
+    fn scrub(&self, text: &str) -> String {
+        http::scrub(text, self.key.expose())
+    }
+}
+
+impl http::Api for StorageClient {
+    type Error = StorageError;
+
+    fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
+    fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        request
+            .bearer_auth(self.key.expose())
+            .header("apikey", self.key.expose())
+    }
+
+    fn transport_error(&self, endpoint: &str, e: &reqwest::Error, attempt: u32) -> StorageError {
+        StorageError {
+            side: self.side,
+            endpoint: endpoint.into(),
+            status: None,
             kind: ApiErrorKind::Network,
             message: format!(
-                "{status}, but the answer could not be read: {}",
-                self.scrub(&e.to_string())
+                "{} ({}) after {attempt} attempt(s)",
+                http::transport_problem(e, self.policy.request_timeout),
+                self.scrub(&http::error_chain(e))
             ),
-        })?;
-        serde_json::from_slice(&bytes).map_err(|e| StorageError {
-            side: self.side,
-            endpoint: endpoint.into(),
-            status: Some(status),
-            kind: ApiErrorKind::Malformed,
-            message: format!(
-                "{status}, but the answer is not the JSON the Storage API documents ({e}): {}",
-                self.scrub(&snippet(&bytes))
-            ),
-        })
+        }
     }
 
     fn status_error(
@@ -483,7 +403,7 @@ impl StorageClient {
             (Some(e), Some(m)) if e != m => format!("{e}: {m}"),
             (_, Some(m)) => m,
             (Some(e), None) => e,
-            (None, None) => snippet(body),
+            (None, None) => http::snippet(body),
         };
         let api_message = self.scrub(&api_message);
         let (kind, advice) = match (status.as_u16(), meant) {
@@ -525,16 +445,6 @@ impl StorageClient {
             message,
         }
     }
-
-    /// Removes the key from text the server or the HTTP stack produced.
-    fn scrub(&self, text: &str) -> String {
-        let key = self.key.expose();
-        if key.len() >= 4 {
-            text.replace(key, crate::redact::MASK)
-        } else {
-            text.to_string()
-        }
-    }
 }
 
 /// Copies one object from `from` to `to` (same bucket id and path), keeping
@@ -552,11 +462,13 @@ pub async fn copy_object(
     let target = format!("{}/{}", encode_path(bucket), encode_path(&object.path));
     let endpoint = format!("POST /object/{target}");
     let url = format!("{}/object/{target}", to.base);
-    let started = Instant::now();
-    let mut attempt = 0u32;
-    loop {
-        attempt += 1;
-        let download = from.download(bucket, &object.path).await?;
+    let (endpoint, url) = (endpoint.as_str(), url.as_str());
+    http::retry(&to.policy, endpoint, |attempt| async move {
+        // A download that fails for good (after its own retries) ends the copy.
+        let download = from
+            .download(bucket, &object.path)
+            .await
+            .map_err(Failure::fatal)?;
         let header = |name: reqwest::header::HeaderName| {
             download
                 .headers()
@@ -581,7 +493,7 @@ pub async fn copy_object(
         });
         let mut request = to
             .http
-            .request(Method::POST, &url)
+            .request(Method::POST, url)
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .header("x-upsert", "true")
             .body(reqwest::Body::wrap_stream(stream));
@@ -591,23 +503,16 @@ pub async fn copy_object(
         if let Some(cache) = cache_control {
             request = request.header(reqwest::header::CACHE_CONTROL, cache);
         }
-        match to.attempt(&endpoint, request, attempt).await {
-            Attempt::Done(_) => return Ok(counted.load(std::sync::atomic::Ordering::Relaxed)),
-            Attempt::Stop(error) => return Err(error),
-            Attempt::Retry(error, wait) => {
-                if to.give_up(attempt, started, wait) {
-                    return Err(error);
-                }
-                tracing::debug!(endpoint, attempt, ?wait, "retrying a Storage object copy");
-                tokio::time::sleep(wait).await;
-            }
-        }
-    }
+        http::attempt(to, endpoint, request, attempt).await?;
+        Ok(counted.load(std::sync::atomic::Ordering::Relaxed))
+    })
+    .await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::Api;
 
     #[test]
     fn bases_and_paths() {

@@ -225,3 +225,24 @@ fn provider_message(body: &str) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_never_debug_prints_its_token() {
+        let api = Api::new(
+            "vercel",
+            "http://127.0.0.1:1/",
+            "vercel-token-abcdef",
+            "vercel-token",
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert_eq!(api.base, "http://127.0.0.1:1");
+        assert!(!format!("{api:?}").contains("token-abcdef"));
+        let e = api.error("GET /x", None, "echoed vercel-token-abcdef".into());
+        assert!(!e.to_string().contains("token-abcdef"), "{e}");
+    }
+}

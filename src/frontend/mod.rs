@@ -54,6 +54,20 @@ pub struct EnvValue {
     pub kind: Option<String>,
 }
 
+impl EnvValue {
+    /// A variable that does not exist (yet).
+    pub fn absent(name: &str) -> EnvValue {
+        EnvValue {
+            name: name.to_string(),
+            value: None,
+            present: false,
+            readable: true,
+            id: None,
+            kind: None,
+        }
+    }
+}
+
 /// A production deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeploymentRef {

@@ -359,8 +359,7 @@ impl ManagementClient {
 
     /// `GET /v1/projects/{ref}/functions`.
     pub async fn list_functions(&self, project: &str) -> Result<Vec<Function>, ApiError> {
-        let path = project_path(project, "/functions");
-        self.json(Method::GET, &path, None::<&()>).await
+        self.get(project, "/functions").await
     }
 
     /// `GET /v1/projects/{ref}/functions/{slug}`; `None` on 404.
@@ -489,14 +488,12 @@ impl ManagementClient {
 
     /// `GET /v1/projects/{ref}/database/backups`: PITR and the daily backups.
     pub async fn list_backups(&self, project: &str) -> Result<ProjectBackups, ApiError> {
-        let path = project_path(project, "/database/backups");
-        self.json(Method::GET, &path, None::<&()>).await
+        self.get(project, "/database/backups").await
     }
 
     /// `GET /v1/projects/{ref}/secrets`: names and digests.
     pub async fn list_secrets(&self, project: &str) -> Result<Vec<Secret>, ApiError> {
-        let path = project_path(project, "/secrets");
-        self.json(Method::GET, &path, None::<&()>).await
+        self.get(project, "/secrets").await
     }
 
     /// `POST /v1/projects/{ref}/secrets`: sets all of them in one call.
@@ -524,6 +521,12 @@ impl ManagementClient {
             "?reveal=true",
         )
         .await
+    }
+
+    /// `GET /v1/projects/{ref}<rest>` as JSON.
+    async fn get<T: DeserializeOwned>(&self, project: &str, rest: &str) -> Result<T, ApiError> {
+        let path = project_path(project, rest);
+        self.json(Method::GET, &path, None::<&()>).await
     }
 
     /// A request to `path` below the base URL (not yet authorized: [`http::send`] does that).

@@ -58,8 +58,7 @@ impl ManagementClient {
         project: &str,
         section: SettingsSection,
     ) -> Result<Map<String, Value>, ApiError> {
-        let path = super::project_path(project, section.path());
-        self.json(Method::GET, &path, None::<&()>).await
+        self.get(project, section.path()).await
     }
 
     /// `PATCH /v1/projects/{ref}<section path>` with only `changes`.
@@ -79,8 +78,7 @@ impl ManagementClient {
     /// `GET /v1/projects/{ref}/network-restrictions`: the CIDRs allowed to
     /// reach the database (`config.dbAllowedCidrs`, `dbAllowedCidrsV6`).
     pub async fn network_restrictions(&self, project: &str) -> Result<Value, ApiError> {
-        let path = super::project_path(project, "/network-restrictions");
-        self.json(Method::GET, &path, None::<&()>).await
+        self.get(project, "/network-restrictions").await
     }
 }
 
@@ -98,7 +96,6 @@ impl ManagementClient {
     /// `GET /v1/projects/{ref}<path>` as JSON, for the read-only answers of
     /// [`SERVICE_ENDPOINTS`].
     pub async fn project_answer(&self, project: &str, path: &str) -> Result<Value, ApiError> {
-        let path = super::project_path(project, path);
-        self.json(Method::GET, &path, None::<&()>).await
+        self.get(project, path).await
     }
 }

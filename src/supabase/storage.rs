@@ -117,23 +117,15 @@ pub struct StorageError {
     pub message: String,
 }
 
-/// The Storage API of one project, with its service_role key.
-#[derive(Clone)]
+/// The Storage API of one project, with its service_role key (a
+/// [`SecretText`]: `Debug` shows a mask).
+#[derive(Clone, Debug)]
 pub struct StorageClient {
     http: reqwest::Client,
     base: String,
     key: SecretText,
     side: &'static str,
     policy: RetryPolicy,
-}
-
-impl std::fmt::Debug for StorageClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StorageClient")
-            .field("side", &self.side)
-            .field("base", &self.base)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The Storage API base for a project URL: `https://<ref>.supabase.co` →
@@ -561,6 +553,7 @@ mod tests {
         assert_eq!(e.kind, ApiErrorKind::Forbidden);
         assert_eq!(e.status, Some(403));
         assert!(!e.to_string().contains("service-role-key-abcdef"), "{e}");
+        assert!(!format!("{client:?}").contains("service-role-key"));
         let e = client.status_error(
             "POST /bucket",
             StatusCode::BAD_REQUEST,

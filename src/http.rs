@@ -331,8 +331,16 @@ pub trait Api {
         None
     }
 
+    /// The secret the client sends (a token or key), kept out of its errors.
+    fn secret(&self) -> &str;
+
     /// Adds credentials (and anything else every request carries).
     fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder;
+
+    /// `text` (from the server or the HTTP stack) without the secret.
+    fn scrub(&self, text: &str) -> String {
+        scrub(text, self.secret())
+    }
 
     /// The error of a non-2xx answer on attempt `attempt`.
     fn status_error(

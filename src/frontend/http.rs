@@ -73,7 +73,7 @@ impl Api {
             provider: self.provider,
             endpoint: endpoint.to_string(),
             status,
-            message: http::scrub(&message, self.token.expose()),
+            message: http::Api::scrub(self, &message),
         }
     }
 
@@ -165,6 +165,10 @@ impl http::Api for Api {
 
     fn policy(&self) -> &RetryPolicy {
         &self.policy
+    }
+
+    fn secret(&self) -> &str {
+        self.token.expose()
     }
 
     fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {

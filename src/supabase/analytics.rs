@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ApiError, ApiErrorKind, ManagementClient};
+use crate::http::Api as _;
 
 /// Which logs endpoint answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

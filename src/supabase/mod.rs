@@ -23,7 +23,7 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::http::{self, BodyError, Limiter, segment};
+use crate::http::{self, Api as _, BodyError, Limiter, segment};
 use crate::redact::SecretText;
 
 pub use crate::http::RetryPolicy;
@@ -617,11 +617,6 @@ impl ManagementClient {
     ) -> Result<reqwest::Response, ApiError> {
         http::send(self, endpoint, build).await
     }
-
-    /// Removes the token from text the server or the HTTP stack produced.
-    fn scrub(&self, text: &str) -> String {
-        http::scrub(text, self.token.expose())
-    }
 }
 
 impl http::Api for ManagementClient {
@@ -633,6 +628,10 @@ impl http::Api for ManagementClient {
 
     fn limiter(&self) -> Option<&Limiter> {
         self.limiter.as_deref()
+    }
+
+    fn secret(&self) -> &str {
+        self.token.expose()
     }
 
     fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {

@@ -22,7 +22,7 @@ use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiErrorKind, RetryPolicy};
-use crate::http::{self, BodyError, Failure, segments as encode_path};
+use crate::http::{self, Api as _, BodyError, Failure, segments as encode_path};
 use crate::redact::SecretText;
 
 /// Most entries one `POST /object/list` page holds.
@@ -334,11 +334,6 @@ impl StorageClient {
             message: self.scrub(&message),
         })
     }
-
-    /// Removes the key from text the server or the HTTP stack produced.
-    fn scrub(&self, text: &str) -> String {
-        http::scrub(text, self.key.expose())
-    }
 }
 
 impl http::Api for StorageClient {
@@ -346,6 +341,10 @@ impl http::Api for StorageClient {
 
     fn policy(&self) -> &RetryPolicy {
         &self.policy
+    }
+
+    fn secret(&self) -> &str {
+        self.key.expose()
     }
 
     fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -504,7 +503,6 @@ pub async fn copy_object(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::Api;
 
     #[test]
     fn bases_and_paths() {

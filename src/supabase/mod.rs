@@ -388,22 +388,21 @@ impl ManagementClient {
         let path = project_path(project, "/functions/deploy");
         let endpoint = format!("POST {path}?slug={slug}");
         let meta = serde_json::to_string(metadata).expect("metadata serialises");
-        let response = self
-            .send(&endpoint, || {
-                // A form is consumed by sending, so each attempt builds its own.
-                let mut form = reqwest::multipart::Form::new().text("metadata", meta.clone());
-                for file in files {
-                    let part = reqwest::multipart::Part::bytes(file.content.clone())
-                        .file_name(file.path.clone())
-                        .mime_str(mime_for(&file.path))
-                        .expect("static mime types parse");
-                    form = form.part("file", part);
-                }
-                self.request(Method::POST, &path)
-                    .query(&[("slug", slug)])
-                    .multipart(form)
-            })
-            .await?;
+        let response = http::send(self, &endpoint, || {
+            // A form is consumed by sending, so each attempt builds its own.
+            let mut form = reqwest::multipart::Form::new().text("metadata", meta.clone());
+            for file in files {
+                let part = reqwest::multipart::Part::bytes(file.content.clone())
+                    .file_name(file.path.clone())
+                    .mime_str(mime_for(&file.path))
+                    .expect("static mime types parse");
+                form = form.part("file", part);
+            }
+            self.request(Method::POST, &path)
+                .query(&[("slug", slug)])
+                .multipart(form)
+        })
+        .await?;
         self.decode(&endpoint, response).await
     }
 
@@ -412,9 +411,7 @@ impl ManagementClient {
     pub async fn function_body(&self, project: &str, slug: &str) -> Result<Vec<u8>, ApiError> {
         let path = project_path(project, &format!("/functions/{}/body", segment(slug)));
         let endpoint = format!("GET {path}");
-        let response = self
-            .send(&endpoint, || self.request(Method::GET, &path))
-            .await?;
+        let response = http::send(self, &endpoint, || self.request(Method::GET, &path)).await?;
         let status = response.status().as_u16();
         response
             .bytes()
@@ -453,14 +450,13 @@ impl ManagementClient {
         if let Some(v) = &settings.import_map_path {
             query.push(("import_map_path", v.clone()));
         }
-        let response = self
-            .send(&endpoint, || {
-                self.request(Method::PATCH, &path)
-                    .query(&query)
-                    .header(reqwest::header::CONTENT_TYPE, ESZIP_CONTENT_TYPE)
-                    .body(body.to_vec())
-            })
-            .await?;
+        let response = http::send(self, &endpoint, || {
+            self.request(Method::PATCH, &path)
+                .query(&query)
+                .header(reqwest::header::CONTENT_TYPE, ESZIP_CONTENT_TYPE)
+                .body(body.to_vec())
+        })
+        .await?;
         self.decode(&endpoint, response).await
     }
 
@@ -544,11 +540,10 @@ impl ManagementClient {
         shown: &str,
     ) -> Result<T, ApiError> {
         let endpoint = format!("{method} {path}{shown}");
-        let response = self
-            .send(&endpoint, || {
-                self.request(method.clone(), path).query(query)
-            })
-            .await?;
+        let response = http::send(self, &endpoint, || {
+            self.request(method.clone(), path).query(query)
+        })
+        .await?;
         self.decode(&endpoint, response).await
     }
 
@@ -559,15 +554,14 @@ impl ManagementClient {
         body: Option<&B>,
     ) -> Result<T, ApiError> {
         let endpoint = format!("{method} {path}");
-        let response = self
-            .send(&endpoint, || {
-                let req = self.request(method.clone(), path);
-                match body {
-                    Some(b) => req.json(b),
-                    None => req,
-                }
-            })
-            .await?;
+        let response = http::send(self, &endpoint, || {
+            let req = self.request(method.clone(), path);
+            match body {
+                Some(b) => req.json(b),
+                None => req,
+            }
+        })
+        .await?;
         self.decode(&endpoint, response).await
     }
 
@@ -578,9 +572,11 @@ impl ManagementClient {
         body: &B,
     ) -> Result<(), ApiError> {
         let endpoint = format!("{method} {path}");
-        self.send(&endpoint, || self.request(method.clone(), path).json(body))
-            .await
-            .map(drop)
+        http::send(self, &endpoint, || {
+            self.request(method.clone(), path).json(body)
+        })
+        .await
+        .map(drop)
     }
 
     async fn decode<T: DeserializeOwned>(
@@ -606,16 +602,6 @@ impl ManagementClient {
                 ),
             },
         })
-    }
-
-    /// Sends with the shared retries and pacing; a 2xx answer or the error
-    /// of the last attempt.
-    async fn send(
-        &self,
-        endpoint: &str,
-        build: impl Fn() -> reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, ApiError> {
-        http::send(self, endpoint, build).await
     }
 }
 
@@ -754,7 +740,7 @@ mod tests {
     }
 
     #[test]
-    fn clients_of_one_token_share_their_pacing_window() {
+    fn clients_of_one_token_share_their_limiter() {
         let a = ManagementClient::new("http://api.test/", "tok-a", RetryPolicy::default()).unwrap();
         let b = ManagementClient::new("http://api.test", "tok-a", RetryPolicy::default()).unwrap();
         let c = ManagementClient::new("http://api.test", "tok-b", RetryPolicy::default()).unwrap();

@@ -180,9 +180,10 @@ impl StorageClient {
     /// `GET /bucket`.
     pub async fn list_buckets(&self) -> Result<Vec<Bucket>, StorageError> {
         let endpoint = "GET /bucket".to_string();
-        let response = self
-            .send(&endpoint, || self.http.get(format!("{}/bucket", self.base)))
-            .await?;
+        let response = http::send(self, &endpoint, || {
+            self.http.get(format!("{}/bucket", self.base))
+        })
+        .await?;
         self.decode(&endpoint, response).await
     }
 
@@ -198,11 +199,10 @@ impl StorageClient {
             "allowed_mime_types": bucket.allowed_mime_types,
         });
         let endpoint = "POST /bucket".to_string();
-        match self
-            .send(&endpoint, || {
-                self.http.post(format!("{}/bucket", self.base)).json(&body)
-            })
-            .await
+        match http::send(self, &endpoint, || {
+            self.http.post(format!("{}/bucket", self.base)).json(&body)
+        })
+        .await
         {
             Ok(_) => Ok(true),
             Err(e) if e.status == Some(409) || e.message.contains("already exists") => {
@@ -221,7 +221,7 @@ impl StorageClient {
         });
         let id = encode_path(&bucket.id);
         let endpoint = format!("PUT /bucket/{id}");
-        self.send(&endpoint, || {
+        http::send(self, &endpoint, || {
             self.http
                 .put(format!("{}/bucket/{id}", self.base))
                 .json(&body)
@@ -247,9 +247,8 @@ impl StorageClient {
                     "offset": offset,
                     "sortBy": {"column": "name", "order": "asc"},
                 });
-                let response = self
-                    .send(&endpoint, || self.http.post(&url).json(&body))
-                    .await?;
+                let response =
+                    http::send(self, &endpoint, || self.http.post(&url).json(&body)).await?;
                 let page: Vec<ListEntry> = self.decode(&endpoint, response).await?;
                 let n = page.len();
                 for entry in page {
@@ -292,19 +291,10 @@ impl StorageClient {
     ) -> Result<reqwest::Response, StorageError> {
         let target = format!("{}/{}", encode_path(bucket), encode_path(path));
         let endpoint = format!("GET /object/{target}");
-        self.send(&endpoint, || {
+        http::send(self, &endpoint, || {
             self.http.get(format!("{}/object/{target}", self.base))
         })
         .await
-    }
-
-    /// Sends with the shared retries; a 2xx answer or the last attempt's error.
-    async fn send(
-        &self,
-        endpoint: &str,
-        build: impl Fn() -> reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, StorageError> {
-        http::send(self, endpoint, build).await
     }
 
     async fn decode<T: serde::de::DeserializeOwned>(

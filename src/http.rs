@@ -317,6 +317,17 @@ pub async fn json_body<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&bytes).map_err(|e| BodyError::NotJson(e, snippet(&bytes)))
 }
 
+/// A non-2xx answer, as [`Api::status_error`] words it.
+#[derive(Debug, Clone, Copy)]
+pub struct Answer<'a> {
+    /// Its status.
+    pub status: StatusCode,
+    /// Its body.
+    pub body: &'a [u8],
+    /// The attempt it answered, from 1.
+    pub attempt: u32,
+}
+
 /// An API as [`send`] drives it: its retry policy and limiter, its
 /// credentials, and how it words its errors.
 pub trait Api {
@@ -342,14 +353,8 @@ pub trait Api {
         scrub(text, self.secret())
     }
 
-    /// The error of a non-2xx answer on attempt `attempt`.
-    fn status_error(
-        &self,
-        endpoint: &str,
-        status: StatusCode,
-        body: &[u8],
-        attempt: u32,
-    ) -> Self::Error;
+    /// The error of a non-2xx answer.
+    fn status_error(&self, endpoint: &str, answer: Answer<'_>) -> Self::Error;
 
     /// The error of a request that got no answer on attempt `attempt`.
     fn transport_error(&self, endpoint: &str, error: &reqwest::Error, attempt: u32) -> Self::Error;
@@ -379,7 +384,14 @@ pub async fn attempt<A: Api>(
             let retry_after = retry_after(response.headers());
             let body = response.bytes().await.unwrap_or_default();
             Err(Failure {
-                error: api.status_error(endpoint, status, &body, attempt),
+                error: api.status_error(
+                    endpoint,
+                    Answer {
+                        status,
+                        body: &body,
+                        attempt,
+                    },
+                ),
                 retry: retryable_status(status.as_u16()),
                 retry_after,
             })

@@ -175,13 +175,8 @@ impl http::Api for Api {
         request.bearer_auth(self.token.expose())
     }
 
-    fn status_error(
-        &self,
-        endpoint: &str,
-        status: StatusCode,
-        body: &[u8],
-        _attempt: u32,
-    ) -> FrontendError {
+    fn status_error(&self, endpoint: &str, answer: http::Answer<'_>) -> FrontendError {
+        let http::Answer { status, body, .. } = answer;
         let said = provider_message(&String::from_utf8_lossy(body));
         self.error(endpoint, Some(status.as_u16()), self.explain(status, &said))
     }

@@ -19,7 +19,7 @@ pub mod storage;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -626,13 +626,12 @@ impl http::Api for ManagementClient {
             .header("Accept", "application/json")
     }
 
-    fn status_error(
-        &self,
-        endpoint: &str,
-        status: StatusCode,
-        body: &[u8],
-        attempt: u32,
-    ) -> ApiError {
+    fn status_error(&self, endpoint: &str, answer: http::Answer<'_>) -> ApiError {
+        let http::Answer {
+            status,
+            body,
+            attempt,
+        } = answer;
         let api_message = self.scrub(&api_message(body));
         let code = status.as_u16();
         let (kind, advice) = match code {

@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiErrorKind, RetryPolicy};
@@ -357,13 +357,12 @@ impl http::Api for StorageClient {
         }
     }
 
-    fn status_error(
-        &self,
-        endpoint: &str,
-        status: StatusCode,
-        body: &[u8],
-        attempt: u32,
-    ) -> StorageError {
+    fn status_error(&self, endpoint: &str, answer: http::Answer<'_>) -> StorageError {
+        let http::Answer {
+            status,
+            body,
+            attempt,
+        } = answer;
         // `{"statusCode":"404","error":"not_found","message":"Object not found"}`
         let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
         let field = |k: &str| {
@@ -534,9 +533,11 @@ mod tests {
         .unwrap();
         let e = client.status_error(
             "GET /bucket",
-            StatusCode::BAD_REQUEST,
-            br#"{"statusCode":"403","error":"Unauthorized","message":"bad key service-role-key-abcdef"}"#,
-            1,
+            http::Answer {
+                status: reqwest::StatusCode::BAD_REQUEST,
+                body: br#"{"statusCode":"403","error":"Unauthorized","message":"bad key service-role-key-abcdef"}"#,
+                attempt: 1,
+            },
         );
         assert_eq!(e.kind, ApiErrorKind::Forbidden);
         assert_eq!(e.status, Some(403));
@@ -544,9 +545,11 @@ mod tests {
         assert!(!format!("{client:?}").contains("service-role-key"));
         let e = client.status_error(
             "POST /bucket",
-            StatusCode::BAD_REQUEST,
-            br#"{"statusCode":"409","error":"Duplicate","message":"The resource already exists"}"#,
-            1,
+            http::Answer {
+                status: reqwest::StatusCode::BAD_REQUEST,
+                body: br#"{"statusCode":"409","error":"Duplicate","message":"The resource already exists"}"#,
+                attempt: 1,
+            },
         );
         assert_eq!(e.status, Some(409));
     }

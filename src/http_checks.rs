@@ -65,9 +65,8 @@ pub struct HttpCheckResult {
 /// A client for checks: `timeout` per request, redirects followed (a route
 /// that redirects to the login page answers what a browser would see).
 pub fn client(timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
+    crate::http::client_builder(timeout.min(Duration::from_secs(10)))
         .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(10)))
         .user_agent(concat!("cutover/", env!("CARGO_PKG_VERSION"), " smoke"))
         .build()
         .expect("a TLS backend is compiled in")

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod context;
 pub mod frontend;
 pub mod github;
+pub mod http;
 pub mod http_checks;
 pub mod manifest;
 pub mod pg;

@@ -97,23 +97,32 @@ fn urlencoding_decode(s: &str) -> Result<String, std::string::FromUtf8Error> {
     String::from_utf8(plus_safe)
 }
 
-/// A secret value held by the program (a service role key): it has no
-/// `Display`, its `Debug` shows [`MASK`], and the value is reached only
+/// A secret value held by the program (an access token, a service role
+/// key): kept in a [`secrecy::SecretString`] (wiped from memory on drop), it
+/// has no `Display`, its `Debug` shows [`MASK`], and the value is reached only
 /// through [`SecretText::expose`], where it is sent (a request header).
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretText(String);
+#[derive(Clone)]
+pub struct SecretText(secrecy::SecretString);
 
 impl SecretText {
     /// Wraps a secret value.
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        Self(secrecy::SecretString::from(value.into()))
     }
 
     /// The value itself, for the one place that must send it.
     pub fn expose(&self) -> &str {
-        &self.0
+        secrecy::ExposeSecret::expose_secret(&self.0)
     }
 }
+
+impl PartialEq for SecretText {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for SecretText {}
 
 impl std::fmt::Debug for SecretText {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -121,17 +130,50 @@ impl std::fmt::Debug for SecretText {
     }
 }
 
-/// A database URL shown to humans: `host:port/database`, never credentials.
-pub fn display_db_url(url: &str) -> String {
-    match url::Url::parse(url.trim()) {
-        Ok(u) => format!(
-            "{}:{}{}",
-            u.host_str().unwrap_or("localhost"),
-            u.port().unwrap_or(5432),
-            if u.path().is_empty() { "/" } else { u.path() }
-        ),
-        Err(_) => "(unparseable URL)".into(),
+/// A database URL that may hold credentials. `Display` and `Debug` show
+/// `host:port/database` only (never the user, password or query); the URL
+/// itself is reached through [`DbUrl::expose`], for the one place that
+/// connects with it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DbUrl(SecretText);
+
+impl DbUrl {
+    /// Wraps a URL (kept as given, surrounding spaces trimmed).
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(SecretText::new(url.into().trim()))
     }
+
+    /// The URL with its credentials, to connect with.
+    pub fn expose(&self) -> &str {
+        self.0.expose()
+    }
+}
+
+impl std::fmt::Display for DbUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match url::Url::parse(self.expose()) {
+            Ok(u) => write!(
+                f,
+                "{}:{}{}",
+                u.host_str().unwrap_or("localhost"),
+                u.port().unwrap_or(5432),
+                if u.path().is_empty() { "/" } else { u.path() }
+            ),
+            Err(_) => f.write_str("(unparseable URL)"),
+        }
+    }
+}
+
+impl std::fmt::Debug for DbUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DbUrl({self})")
+    }
+}
+
+/// A database URL shown to humans: `host:port/database`, never credentials
+/// (what [`DbUrl`] displays).
+pub fn display_db_url(url: &str) -> String {
+    DbUrl::new(url).to_string()
 }
 
 /// Names that mark a variable's value as secret when the manifest does not say.
@@ -169,6 +211,37 @@ mod tests {
         let r = Redactor::new();
         assert!(!r.add("abc"));
         assert_eq!(r.redact("abc abc"), "abc abc");
+    }
+
+    #[test]
+    fn db_urls_never_print_credentials() {
+        let url =
+            DbUrl::new(" postgresql://app:s3cr%40t@db.example:6543/postgres?sslmode=require ");
+        for shown in [
+            url.to_string(),
+            format!("{url:?}"),
+            format!("{:?}", url.clone()),
+        ] {
+            assert!(
+                !shown.contains("s3cr") && !shown.contains("app:"),
+                "{shown}"
+            );
+            assert!(!shown.contains("sslmode"), "{shown}");
+        }
+        assert_eq!(url.to_string(), "db.example:6543/postgres");
+        assert_eq!(format!("{url:?}"), "DbUrl(db.example:6543/postgres)");
+        assert_eq!(
+            url.expose(),
+            "postgresql://app:s3cr%40t@db.example:6543/postgres?sslmode=require"
+        );
+        assert_eq!(DbUrl::new("not a url").to_string(), "(unparseable URL)");
+        assert_eq!(DbUrl::new("postgres://h").to_string(), "h:5432/");
+    }
+
+    #[test]
+    fn secret_text_compares_by_value() {
+        assert_eq!(SecretText::new("a-secret"), SecretText::new("a-secret"));
+        assert_ne!(SecretText::new("a-secret"), SecretText::new("b-secret"));
     }
 
     #[test]

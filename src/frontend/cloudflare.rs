@@ -104,14 +104,7 @@ impl CloudflarePages {
         let env = names
             .iter()
             .map(|name| match vars.get(name) {
-                None | Some(Value::Null) => EnvValue {
-                    name: name.clone(),
-                    value: None,
-                    present: false,
-                    readable: true,
-                    id: None,
-                    kind: None,
-                },
+                None | Some(Value::Null) => EnvValue::absent(name),
                 Some(v) => {
                     let kind = v.get("type").and_then(Value::as_str).map(str::to_string);
                     // secret_text values are never returned.

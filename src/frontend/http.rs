@@ -1,6 +1,6 @@
 //! JSON over HTTP for the provider clients: bearer token, bounded retries
-//! with backoff on 429 (honouring a bounded `Retry-After`), 5xx and transport
-//! errors, and errors that name the endpoint and never the token.
+//! ([`crate::http`]'s) on 429 (honouring a bounded `Retry-After`), 5xx and
+//! transport errors, and errors that name the endpoint and never the token.
 
 use std::time::Duration;
 
@@ -8,6 +8,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use super::FrontendError;
+use crate::http::{self, Failure, RetryPolicy};
+use crate::redact::SecretText;
 
 /// Attempts per request (the first try included).
 const ATTEMPTS: u32 = 3;
@@ -22,12 +24,12 @@ pub struct Api {
     pub provider: &'static str,
     /// Base URL without a trailing slash.
     pub base: String,
-    token: String,
+    token: SecretText,
     client: reqwest::Client,
     /// The input that holds the token, for messages.
     pub token_input: &'static str,
-    /// Base backoff between attempts.
-    pub backoff: Duration,
+    /// Attempts, back-off (from 500 ms) and the per-request timeout.
+    policy: RetryPolicy,
 }
 
 impl Api {
@@ -39,10 +41,7 @@ impl Api {
         token_input: &'static str,
         timeout: Duration,
     ) -> Result<Api, FrontendError> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("cutover/", env!("CARGO_PKG_VERSION")))
+        let client = http::client_builder(timeout.min(Duration::from_secs(10)))
             .build()
             .map_err(|e| FrontendError {
                 provider,
@@ -53,21 +52,28 @@ impl Api {
         Ok(Api {
             provider,
             base: base.trim_end_matches('/').to_string(),
-            token: token.to_string(),
+            token: SecretText::new(token),
             client,
             token_input,
-            backoff: Duration::from_millis(500),
+            policy: RetryPolicy {
+                max_attempts: ATTEMPTS,
+                base_delay: Duration::from_millis(500),
+                max_delay: MAX_RETRY_AFTER,
+                // Bounded by the attempts: three timeouts and two waits.
+                max_total: timeout * ATTEMPTS + MAX_RETRY_AFTER * (ATTEMPTS - 1),
+                request_timeout: timeout,
+                requests_per_minute: 0,
+            },
         })
     }
 
     fn error(&self, endpoint: &str, status: Option<u16>, message: String) -> FrontendError {
         // A provider could echo the Authorization header in an error body.
-        let message = message.replace(&self.token, crate::redact::MASK);
         FrontendError {
             provider: self.provider,
             endpoint: endpoint.to_string(),
             status,
-            message,
+            message: http::Api::scrub(self, &message),
         }
     }
 
@@ -81,86 +87,53 @@ impl Api {
     ) -> Result<Value, FrontendError> {
         let endpoint = format!("{method} {}", path_only(path_and_query));
         let url = format!("{}{path_and_query}", self.base);
-        let mut last: Option<FrontendError> = None;
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(self.backoff * 2u32.pow(attempt - 1)).await;
-            }
-            let mut request = self
-                .client
-                .request(method.clone(), &url)
-                .bearer_auth(&self.token);
+        let (endpoint, url) = (endpoint.as_str(), url.as_str());
+        let response = http::retry(&self.policy, endpoint, |attempt| {
+            let mut request = self.client.request(method.clone(), url);
             if let Some(body) = body {
                 request = request.json(body);
             }
-            let response = match request.send().await {
-                Ok(r) => r,
-                Err(e) => {
-                    let what = if e.is_timeout() {
-                        "no answer in time (timeout)"
-                    } else if e.is_connect() {
-                        "cannot connect"
-                    } else {
-                        "the request failed"
-                    };
-                    last = Some(self.error(
-                        &endpoint,
-                        None,
-                        format!("{what}; check the network and [frontend] api_url"),
-                    ));
-                    continue;
-                }
-            };
-            let status = response.status();
-            let retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
-            let text = response.text().await.unwrap_or_default();
-            if status.is_success() {
-                if text.trim().is_empty() {
-                    return Ok(Value::Null);
-                }
-                return serde_json::from_str(&text).map_err(|e| {
-                    self.error(
-                        &endpoint,
-                        Some(status.as_u16()),
-                        format!("the answer is not the JSON the API documents ({e})"),
-                    )
-                });
+            async move {
+                http::attempt(self, endpoint, request, attempt)
+                    .await
+                    .map_err(|failure| self.refuse_long_waits(endpoint, failure))
             }
-            let err = self.error(
-                &endpoint,
-                Some(status.as_u16()),
-                self.explain(status, &provider_message(&text)),
-            );
-            if status == StatusCode::TOO_MANY_REQUESTS {
-                match retry_after {
-                    Some(wait) if wait > MAX_RETRY_AFTER => {
-                        return Err(self.error(
-                            &endpoint,
-                            Some(429),
-                            format!(
-                                "rate limited; the API asks to wait {} s, longer than cutover waits: re-run later",
-                                wait.as_secs()
-                            ),
-                        ));
-                    }
-                    Some(wait) => tokio::time::sleep(wait).await,
-                    None => {}
-                }
-                last = Some(err);
-                continue;
-            }
-            if status.is_server_error() {
-                last = Some(err);
-                continue;
-            }
-            return Err(err);
+        })
+        .await?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if text.trim().is_empty() {
+            return Ok(Value::Null);
         }
-        Err(last.unwrap_or_else(|| self.error(&endpoint, None, "no attempt made".into())))
+        serde_json::from_str(&text).map_err(|e| {
+            self.error(
+                endpoint,
+                Some(status.as_u16()),
+                format!("the answer is not the JSON the API documents ({e})"),
+            )
+        })
+    }
+
+    /// A rate limit that asks for longer than [`MAX_RETRY_AFTER`] fails at
+    /// once instead of waiting.
+    fn refuse_long_waits(
+        &self,
+        endpoint: &str,
+        failure: Failure<FrontendError>,
+    ) -> Failure<FrontendError> {
+        match failure.retry_after {
+            Some(wait) if failure.error.status == Some(429) && wait > MAX_RETRY_AFTER => {
+                Failure::fatal(self.error(
+                    endpoint,
+                    Some(429),
+                    format!(
+                        "rate limited; the API asks to wait {} s, longer than cutover waits: re-run later",
+                        wait.as_secs()
+                    ),
+                ))
+            }
+            _ => failure,
+        }
     }
 
     fn explain(&self, status: StatusCode, provider_message: &str) -> String {
@@ -184,6 +157,43 @@ impl Api {
             429 => format!("429{said}: rate limited, retried {ATTEMPTS} times"),
             _ => format!("{code}{said}"),
         }
+    }
+}
+
+impl http::Api for Api {
+    type Error = FrontendError;
+
+    fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
+    fn secret(&self) -> &str {
+        self.token.expose()
+    }
+
+    fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        request.bearer_auth(self.token.expose())
+    }
+
+    fn status_error(&self, endpoint: &str, answer: http::Answer<'_>) -> FrontendError {
+        let http::Answer { status, body, .. } = answer;
+        let said = provider_message(&String::from_utf8_lossy(body));
+        self.error(endpoint, Some(status.as_u16()), self.explain(status, &said))
+    }
+
+    fn transport_error(&self, endpoint: &str, e: &reqwest::Error, _attempt: u32) -> FrontendError {
+        let what = if e.is_timeout() {
+            "no answer in time (timeout)"
+        } else if e.is_connect() {
+            "cannot connect"
+        } else {
+            "the request failed"
+        };
+        self.error(
+            endpoint,
+            None,
+            format!("{what}; check the network and [frontend] api_url"),
+        )
     }
 }
 
@@ -213,4 +223,25 @@ fn provider_message(body: &str) -> String {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_never_debug_prints_its_token() {
+        let api = Api::new(
+            "vercel",
+            "http://127.0.0.1:1/",
+            "vercel-token-abcdef",
+            "vercel-token",
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert_eq!(api.base, "http://127.0.0.1:1");
+        assert!(!format!("{api:?}").contains("token-abcdef"));
+        let e = api.error("GET /x", None, "echoed vercel-token-abcdef".into());
+        assert!(!e.to_string().contains("token-abcdef"), "{e}");
+    }
 }

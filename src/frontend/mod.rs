@@ -17,6 +17,7 @@ mod vercel;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::http::segment;
 use crate::manifest::{FrontendProvider, FrontendSection};
 
 pub use cloudflare::CloudflarePages;
@@ -51,6 +52,20 @@ pub struct EnvValue {
     pub id: Option<String>,
     /// The provider's type (`plain`, `encrypted`, `sensitive`, `plain_text`, `secret_text`).
     pub kind: Option<String>,
+}
+
+impl EnvValue {
+    /// A variable that does not exist (yet).
+    pub fn absent(name: &str) -> EnvValue {
+        EnvValue {
+            name: name.to_string(),
+            value: None,
+            present: false,
+            readable: true,
+            id: None,
+            kind: None,
+        }
+    }
 }
 
 /// A production deployment.
@@ -166,14 +181,4 @@ fn with_query(path: &str, pairs: &[(&str, Option<&str>)]) -> String {
     } else {
         path.to_string()
     }
-}
-
-/// A path segment, percent-encoded (project names are user text).
-fn segment(s: &str) -> String {
-    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'~');
-    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
 }

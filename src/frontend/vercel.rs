@@ -61,6 +61,39 @@ impl Vercel {
         segment(&self.project)
     }
 
+    /// `/v9/projects/{p}/env/{id}`: one variable.
+    fn env_path(&self, id: &str) -> String {
+        let path = format!("/v9/projects/{}/env/{}", self.project_path(), segment(id));
+        self.path(&path, &[])
+    }
+
+    /// `PATCH /v9/projects/{p}/env/{id}` with a new value.
+    async fn patch_env(&self, id: &str, value: &str) -> Result<(), FrontendError> {
+        let body = json!({ "value": value });
+        self.api
+            .send(Method::PATCH, &self.env_path(id), Some(&body))
+            .await
+            .map(drop)
+    }
+
+    /// `POST /v10/projects/{p}/env?upsert=true`: a production variable of `kind`.
+    async fn create_env(&self, name: &str, value: &str, kind: &str) -> Result<(), FrontendError> {
+        let path = self.path(
+            &format!("/v10/projects/{}/env", self.project_path()),
+            &[("upsert", Some("true"))],
+        );
+        let body = json!({
+            "key": name,
+            "value": value,
+            "type": kind,
+            "target": ["production"],
+        });
+        self.api
+            .send(Method::POST, &path, Some(&body))
+            .await
+            .map(drop)
+    }
+
     /// The project's production variables as the API lists them.
     async fn list_env(&self) -> Result<Vec<Value>, FrontendError> {
         let path = self.path(
@@ -95,14 +128,7 @@ impl Vercel {
                 .iter()
                 .find(|e| e.get("key").and_then(Value::as_str) == Some(name.as_str()));
             out.push(match found {
-                None => EnvValue {
-                    name: name.clone(),
-                    value: None,
-                    present: false,
-                    readable: true,
-                    id: None,
-                    kind: None,
-                },
+                None => EnvValue::absent(name),
                 Some(e) => {
                     let kind = e.get("type").and_then(Value::as_str).map(str::to_string);
                     let value = e.get("value").and_then(Value::as_str).map(str::to_string);
@@ -170,28 +196,8 @@ impl Vercel {
                 .find(|e| &e.name == name)
                 .and_then(|e| e.id.clone());
             match existing {
-                Some(id) => {
-                    let path = self.path(
-                        &format!("/v9/projects/{}/env/{}", self.project_path(), segment(&id)),
-                        &[],
-                    );
-                    self.api
-                        .send(Method::PATCH, &path, Some(&json!({ "value": value })))
-                        .await?;
-                }
-                None => {
-                    let path = self.path(
-                        &format!("/v10/projects/{}/env", self.project_path()),
-                        &[("upsert", Some("true"))],
-                    );
-                    let body = json!({
-                        "key": name,
-                        "value": value,
-                        "type": "encrypted",
-                        "target": ["production"],
-                    });
-                    self.api.send(Method::POST, &path, Some(&body)).await?;
-                }
+                Some(id) => self.patch_env(&id, value).await?,
+                None => self.create_env(name, value, "encrypted").await?,
             }
         }
         Ok(())
@@ -298,34 +304,15 @@ impl Vercel {
                 .map(str::to_string);
             match (saved.present, saved.readable, &saved.value, current_id) {
                 (false, _, _, Some(id)) => {
-                    let path = self.path(
-                        &format!("/v9/projects/{}/env/{}", self.project_path(), segment(&id)),
-                        &[],
-                    );
-                    self.api.send(Method::DELETE, &path, None).await?;
-                }
-                (false, _, _, None) => {}
-                (true, true, Some(value), Some(id)) => {
-                    let path = self.path(
-                        &format!("/v9/projects/{}/env/{}", self.project_path(), segment(&id)),
-                        &[],
-                    );
                     self.api
-                        .send(Method::PATCH, &path, Some(&json!({ "value": value })))
+                        .send(Method::DELETE, &self.env_path(&id), None)
                         .await?;
                 }
+                (false, _, _, None) => {}
+                (true, true, Some(value), Some(id)) => self.patch_env(&id, value).await?,
                 (true, true, Some(value), None) => {
-                    let path = self.path(
-                        &format!("/v10/projects/{}/env", self.project_path()),
-                        &[("upsert", Some("true"))],
-                    );
-                    let body = json!({
-                        "key": saved.name,
-                        "value": value,
-                        "type": saved.kind.clone().unwrap_or_else(|| "encrypted".into()),
-                        "target": ["production"],
-                    });
-                    self.api.send(Method::POST, &path, Some(&body)).await?;
+                    let kind = saved.kind.as_deref().unwrap_or("encrypted");
+                    self.create_env(&saved.name, value, kind).await?;
                 }
                 _ => notes.push(format!(
                     "{} was {} and could not be read before cutover: set it again in Vercel by hand (the promoted deployment below still has its old value built in)",

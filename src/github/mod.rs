@@ -5,19 +5,20 @@
 //! The base URL comes from `GITHUB_API_URL` (GitHub Enterprise, and local
 //! fakes in tests). Errors name the endpoint, the status and what permission
 //! to add to the workflow, never the token.
+//!
+//! Retries stay in octocrab's middleware (`HandleRateLimits`): its errors
+//! carry no response headers, so a retry loop around them could not honour
+//! `Retry-After`. Every call is bounded by [`HttpLimits::deadline`]. The
+//! calls use octocrab's generic `get`/`post` with the types below rather than
+//! its typed handlers: the phases read these types, and octocrab's models
+//! lack fields they need (a run's `triggering_actor`).
 
 use std::time::Duration;
 
 use octocrab::Octocrab;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 
-/// Characters escaped in a path segment (environment names may hold spaces and `/`).
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
+use crate::http::segment;
 
 /// A failed GitHub call.
 #[derive(Debug, thiserror::Error)]
@@ -204,12 +205,7 @@ impl GithubClient {
 
     /// `GET /repos/{owner}/{repo}/environments/{name}`; `None` when it does not exist.
     pub async fn environment(&self, name: &str) -> Result<Option<Environment>, GithubError> {
-        let route = format!(
-            "/repos/{}/{}/environments/{}",
-            self.owner,
-            self.repo,
-            utf8_percent_encode(name, SEGMENT)
-        );
+        let route = format!("{}/environments/{}", self.repo_path(), segment(name));
         let endpoint = format!("GET {route}");
         let call = self.client.get::<Environment, _, ()>(&route, None);
         match self.bounded(&endpoint, call).await? {
@@ -219,6 +215,24 @@ impl GithubClient {
             }
             Err(e) => Err(describe(&endpoint, e, "actions: read")),
         }
+    }
+
+    /// `/repos/{owner}/{repo}`, both encoded.
+    fn repo_path(&self) -> String {
+        format!("/repos/{}/{}", segment(&self.owner), segment(&self.repo))
+    }
+
+    /// Runs one call within the deadline; its error worded by [`describe`]
+    /// with the permission the call needs.
+    async fn call<T>(
+        &self,
+        endpoint: &str,
+        permission: &str,
+        call: impl std::future::Future<Output = Result<T, octocrab::Error>>,
+    ) -> Result<T, GithubError> {
+        self.bounded(endpoint, call)
+            .await?
+            .map_err(|e| describe(endpoint, e, permission))
     }
 
     /// Runs one call (with octocrab's retries inside) within the deadline.
@@ -372,24 +386,19 @@ pub struct DeploymentStatus {
 impl GithubClient {
     /// `GET /repos/{owner}/{repo}/actions/runs/{run_id}`.
     pub async fn workflow_run(&self, run_id: u64) -> Result<WorkflowRun, GithubError> {
-        let route = format!("/repos/{}/{}/actions/runs/{run_id}", self.owner, self.repo);
-        self.client
-            .get::<WorkflowRun, _, ()>(&route, None)
+        let route = format!("{}/actions/runs/{run_id}", self.repo_path());
+        let call = self.client.get::<WorkflowRun, _, ()>(&route, None);
+        self.call(&format!("GET {route}"), "actions: read", call)
             .await
-            .map_err(|e| describe(&format!("GET {route}"), e, "actions: read"))
     }
 
     /// `GET /repos/{owner}/{repo}/actions/runs/{run_id}/approvals`: every
     /// review of the run's environment deployments.
     pub async fn run_approvals(&self, run_id: u64) -> Result<Vec<Approval>, GithubError> {
-        let route = format!(
-            "/repos/{}/{}/actions/runs/{run_id}/approvals",
-            self.owner, self.repo
-        );
-        self.client
-            .get::<Vec<Approval>, _, ()>(&route, None)
+        let route = format!("{}/actions/runs/{run_id}/approvals", self.repo_path());
+        let call = self.client.get::<Vec<Approval>, _, ()>(&route, None);
+        self.call(&format!("GET {route}"), "actions: read", call)
             .await
-            .map_err(|e| describe(&format!("GET {route}"), e, "actions: read"))
     }
 
     /// `POST /repos/{owner}/{repo}/deployments`.
@@ -397,11 +406,10 @@ impl GithubClient {
         &self,
         deployment: &NewDeployment,
     ) -> Result<Deployment, GithubError> {
-        let route = format!("/repos/{}/{}/deployments", self.owner, self.repo);
-        self.client
-            .post::<_, Deployment>(&route, Some(deployment))
+        let route = format!("{}/deployments", self.repo_path());
+        let call = self.client.post::<_, Deployment>(&route, Some(deployment));
+        self.call(&format!("POST {route}"), "deployments: write", call)
             .await
-            .map_err(|e| describe(&format!("POST {route}"), e, "deployments: write"))
     }
 
     /// `POST /repos/{owner}/{repo}/deployments/{id}/statuses`.
@@ -410,14 +418,12 @@ impl GithubClient {
         deployment_id: u64,
         status: &NewDeploymentStatus,
     ) -> Result<DeploymentStatus, GithubError> {
-        let route = format!(
-            "/repos/{}/{}/deployments/{deployment_id}/statuses",
-            self.owner, self.repo
-        );
-        self.client
-            .post::<_, DeploymentStatus>(&route, Some(status))
+        let route = format!("{}/deployments/{deployment_id}/statuses", self.repo_path());
+        let call = self
+            .client
+            .post::<_, DeploymentStatus>(&route, Some(status));
+        self.call(&format!("POST {route}"), "deployments: write", call)
             .await
-            .map_err(|e| describe(&format!("POST {route}"), e, "deployments: write"))
     }
 }
 
@@ -473,5 +479,19 @@ fn describe(endpoint: &str, e: octocrab::Error, permission: &str) -> GithubError
             status: None,
             message: format!("{other}, still after retries; check GITHUB_API_URL and the network"),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_client_never_debug_prints_its_token() {
+        let client =
+            GithubClient::new("http://127.0.0.1:1", "ghp_secret_token_value", "acme/app").unwrap();
+        let shown = format!("{client:?}");
+        assert!(!shown.contains("ghp_secret"), "{shown}");
+        assert!(GithubClient::new("http://127.0.0.1:1", "t", "no-slash").is_err());
     }
 }

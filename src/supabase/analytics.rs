@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ApiError, ApiErrorKind, ManagementClient};
+use crate::http::Api as _;
 
 /// Which logs endpoint answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,9 +87,9 @@ impl ManagementClient {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> Result<Vec<Value>, ApiError> {
-        let path = format!(
-            "/v1/projects/{project}/analytics/endpoints/{}",
-            endpoint.name()
+        let path = super::project_path(
+            project,
+            &format!("/analytics/endpoints/{}", endpoint.name()),
         );
         let label = format!("GET {path}");
         let query = [
@@ -96,14 +97,7 @@ impl ManagementClient {
             ("iso_timestamp_start", iso(start)),
             ("iso_timestamp_end", iso(end)),
         ];
-        let response = self
-            .send(&label, || {
-                self.http
-                    .request(Method::GET, format!("{}{path}", self.base))
-                    .query(&query)
-            })
-            .await?;
-        let answer: AnalyticsResponse = self.decode(&label, response).await?;
+        let answer: AnalyticsResponse = self.query(Method::GET, &path, &query, "").await?;
         self.rows(&label, answer)
     }
 
@@ -114,19 +108,13 @@ impl ManagementClient {
         project: &str,
         function_id: &str,
     ) -> Result<Vec<FunctionBucket>, ApiError> {
-        let path = format!("/v1/projects/{project}/analytics/endpoints/functions.combined-stats");
+        let path = super::project_path(project, "/analytics/endpoints/functions.combined-stats");
         let label = format!("GET {path}");
-        let response = self
-            .send(&label, || {
-                self.http
-                    .request(Method::GET, format!("{}{path}", self.base))
-                    .query(&[
-                        ("interval", FUNCTION_STATS_INTERVAL),
-                        ("function_id", function_id),
-                    ])
-            })
-            .await?;
-        let answer: AnalyticsResponse = self.decode(&label, response).await?;
+        let query = [
+            ("interval", FUNCTION_STATS_INTERVAL),
+            ("function_id", function_id),
+        ];
+        let answer: AnalyticsResponse = self.query(Method::GET, &path, &query, "").await?;
         Ok(self
             .rows(&label, answer)?
             .iter()

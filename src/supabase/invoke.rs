@@ -210,9 +210,7 @@ pub fn check_expectation(smoke: &FunctionSmoke) -> crate::http_checks::Expectati
 
 /// A client suited to invocations (no default timeout: each request sets one).
 pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .user_agent(concat!("cutover/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(10))
+    crate::http::client_builder(Duration::from_secs(10))
         .build()
         .expect("an HTTP client with static settings builds")
 }

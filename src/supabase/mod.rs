@@ -4,79 +4,33 @@
 //!
 //! One [`ManagementClient`] per run: `Authorization: Bearer <token>`, base URL
 //! from `--supabase-api-url`. The API allows about 60 requests a minute per
-//! user and answers 429 past that, so the client paces itself (a sliding
-//! one-minute window, shared by every client of the same token in the
-//! process), honours `Retry-After`, and backs off with jitter on
-//! 429, 5xx and connection errors, within a bounded number of attempts and a
-//! bounded total time. Errors name the endpoint, the status and the API's own
-//! message; the token is scrubbed from anything the API echoes back.
+//! user and answers 429 past that, so the client paces itself (a rate
+//! limiter shared by every client of the same token in the process), honours
+//! `Retry-After`, and backs off with jitter on 429, 5xx and connection
+//! errors, within a bounded number of attempts and a bounded total time (all
+//! of it [`crate::http`]'s). Errors name the endpoint, the status and the
+//! API's own message; the token is scrubbed from anything the API echoes back.
 
 pub mod analytics;
 pub mod invoke;
 pub mod settings;
 pub mod storage;
 
-use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rand::Rng;
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
+
+use crate::http::{self, Api as _, BodyError, Limiter, segment};
+use crate::redact::SecretText;
+
+pub use crate::http::RetryPolicy;
 
 /// Whether a string looks like a Supabase project ref (20 lower-case letters).
 pub fn looks_like_project_ref(s: &str) -> bool {
     s.len() == 20 && s.bytes().all(|b| b.is_ascii_lowercase())
-}
-
-/// How the client retries and paces itself.
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    /// Attempts per request, the first included.
-    pub max_attempts: u32,
-    /// First back-off delay; doubles per attempt, with full jitter.
-    pub base_delay: Duration,
-    /// Longest single back-off (and longest `Retry-After` honoured before
-    /// trying again).
-    pub max_delay: Duration,
-    /// Longest time one request may take, all attempts and waits included.
-    pub max_total: Duration,
-    /// Timeout of one HTTP attempt.
-    pub request_timeout: Duration,
-    /// Requests sent per sliding minute at most (the API's per-user limit).
-    pub requests_per_minute: usize,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 6,
-            base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(60),
-            max_total: Duration::from_secs(180),
-            request_timeout: Duration::from_secs(60),
-            requests_per_minute: 60,
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The jittered back-off before attempt `attempt + 1` (attempt counts from 1).
-    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .base_delay
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-        let cap = exp.min(self.max_delay);
-        // Full jitter: many clients retrying at once spread out instead of
-        // hitting the limit together again.
-        let millis = cap.as_millis() as u64;
-        if millis == 0 {
-            return Duration::ZERO;
-        }
-        Duration::from_millis(rand::rng().random_range(millis / 2..=millis))
-    }
 }
 
 /// What went wrong with a Management API call.
@@ -175,7 +129,7 @@ struct PgsodiumConfig {
 /// callers compare keys by [`RootKey::sha256`] and register
 /// [`RootKey::expose`] with the redactor before anything can print.
 #[derive(Clone, PartialEq, Eq)]
-pub struct RootKey(String);
+pub struct RootKey(SecretText);
 
 impl std::fmt::Debug for RootKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -186,12 +140,12 @@ impl std::fmt::Debug for RootKey {
 impl RootKey {
     /// The key, for the redactor and the API call only.
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose()
     }
 
     /// Hex sha-256 of the key, what the ledger and the summary may show.
     pub fn sha256(&self) -> String {
-        sha256_hex(&self.0)
+        sha256_hex(self.expose())
     }
 }
 
@@ -359,9 +313,9 @@ pub fn digest_matches(returned: &str, value: &str) -> bool {
 pub struct ManagementClient {
     http: reqwest::Client,
     base: String,
-    token: String,
+    token: SecretText,
     policy: RetryPolicy,
-    window: Arc<Mutex<VecDeque<Instant>>>,
+    limiter: Option<Arc<Limiter>>,
 }
 
 impl std::fmt::Debug for ManagementClient {
@@ -372,12 +326,15 @@ impl std::fmt::Debug for ManagementClient {
     }
 }
 
+/// `/v1/projects/{ref}` and `rest`, the ref encoded as a path segment.
+fn project_path(project: &str, rest: &str) -> String {
+    format!("/v1/projects/{}{rest}", segment(project))
+}
+
 impl ManagementClient {
     /// A client for `base_url` (e.g. `https://api.supabase.com`) with `token`.
     pub fn new(base_url: &str, token: &str, policy: RetryPolicy) -> Result<Self, ApiError> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("cutover/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
+        let http = http::client_builder(Duration::from_secs(10))
             .build()
             .map_err(|e| ApiError {
                 endpoint: "(setup)".into(),
@@ -385,13 +342,13 @@ impl ManagementClient {
                 kind: ApiErrorKind::Network,
                 message: e.to_string(),
             })?;
-        let window = shared_window(base_url, token, policy.requests_per_minute);
+        let limiter = http::shared_limiter(base_url, token, policy.requests_per_minute);
         Ok(Self {
             http,
             base: base_url.trim_end_matches('/').to_string(),
-            token: token.to_string(),
+            token: SecretText::new(token),
             policy,
-            window,
+            limiter,
         })
     }
 
@@ -402,8 +359,7 @@ impl ManagementClient {
 
     /// `GET /v1/projects/{ref}/functions`.
     pub async fn list_functions(&self, project: &str) -> Result<Vec<Function>, ApiError> {
-        let path = format!("/v1/projects/{project}/functions");
-        self.json(Method::GET, &path, None::<&()>).await
+        self.get(project, "/functions").await
     }
 
     /// `GET /v1/projects/{ref}/functions/{slug}`; `None` on 404.
@@ -412,7 +368,7 @@ impl ManagementClient {
         project: &str,
         slug: &str,
     ) -> Result<Option<Function>, ApiError> {
-        let path = format!("/v1/projects/{project}/functions/{slug}");
+        let path = project_path(project, &format!("/functions/{}", segment(slug)));
         match self.json(Method::GET, &path, None::<&()>).await {
             Ok(f) => Ok(Some(f)),
             Err(e) if e.kind == ApiErrorKind::NotFound => Ok(None),
@@ -429,37 +385,33 @@ impl ManagementClient {
         metadata: &DeployMetadata,
         files: &[UploadFile],
     ) -> Result<Function, ApiError> {
-        let path = format!("/v1/projects/{project}/functions/deploy");
+        let path = project_path(project, "/functions/deploy");
         let endpoint = format!("POST {path}?slug={slug}");
         let meta = serde_json::to_string(metadata).expect("metadata serialises");
-        let response = self
-            .send(&endpoint, || {
-                // A form is consumed by sending, so each attempt builds its own.
-                let mut form = reqwest::multipart::Form::new().text("metadata", meta.clone());
-                for file in files {
-                    let part = reqwest::multipart::Part::bytes(file.content.clone())
-                        .file_name(file.path.clone())
-                        .mime_str(mime_for(&file.path))
-                        .expect("static mime types parse");
-                    form = form.part("file", part);
-                }
-                self.http
-                    .post(format!("{}{path}", self.base))
-                    .query(&[("slug", slug)])
-                    .multipart(form)
-            })
-            .await?;
+        let response = http::send(self, &endpoint, || {
+            // A form is consumed by sending, so each attempt builds its own.
+            let mut form = reqwest::multipart::Form::new().text("metadata", meta.clone());
+            for file in files {
+                let part = reqwest::multipart::Part::bytes(file.content.clone())
+                    .file_name(file.path.clone())
+                    .mime_str(mime_for(&file.path))
+                    .expect("static mime types parse");
+                form = form.part("file", part);
+            }
+            self.request(Method::POST, &path)
+                .query(&[("slug", slug)])
+                .multipart(form)
+        })
+        .await?;
         self.decode(&endpoint, response).await
     }
 
     /// `GET /v1/projects/{ref}/functions/{slug}/body`: the bundle the project
     /// serves now (the API keeps no older version), as bytes.
     pub async fn function_body(&self, project: &str, slug: &str) -> Result<Vec<u8>, ApiError> {
-        let path = format!("/v1/projects/{project}/functions/{slug}/body");
+        let path = project_path(project, &format!("/functions/{}/body", segment(slug)));
         let endpoint = format!("GET {path}");
-        let response = self
-            .send(&endpoint, || self.http.get(format!("{}{path}", self.base)))
-            .await?;
+        let response = http::send(self, &endpoint, || self.request(Method::GET, &path)).await?;
         let status = response.status().as_u16();
         response
             .bytes()
@@ -483,7 +435,7 @@ impl ManagementClient {
         settings: &BundleSettings,
         body: &[u8],
     ) -> Result<Function, ApiError> {
-        let path = format!("/v1/projects/{project}/functions/{slug}");
+        let path = project_path(project, &format!("/functions/{}", segment(slug)));
         let endpoint = format!("PATCH {path}");
         let mut query: Vec<(&str, String)> = Vec::new();
         if let Some(v) = settings.verify_jwt {
@@ -498,23 +450,21 @@ impl ManagementClient {
         if let Some(v) = &settings.import_map_path {
             query.push(("import_map_path", v.clone()));
         }
-        let response = self
-            .send(&endpoint, || {
-                self.http
-                    .patch(format!("{}{path}", self.base))
-                    .query(&query)
-                    .header(reqwest::header::CONTENT_TYPE, ESZIP_CONTENT_TYPE)
-                    .body(body.to_vec())
-            })
-            .await?;
+        let response = http::send(self, &endpoint, || {
+            self.request(Method::PATCH, &path)
+                .query(&query)
+                .header(reqwest::header::CONTENT_TYPE, ESZIP_CONTENT_TYPE)
+                .body(body.to_vec())
+        })
+        .await?;
         self.decode(&endpoint, response).await
     }
 
     /// `GET /v1/projects/{ref}/pgsodium`: the root key Vault encrypts with.
     pub async fn pgsodium_root_key(&self, project: &str) -> Result<RootKey, ApiError> {
-        let path = format!("/v1/projects/{project}/pgsodium");
+        let path = project_path(project, "/pgsodium");
         let config: PgsodiumConfig = self.json(Method::GET, &path, None::<&()>).await?;
-        Ok(RootKey(config.root_key))
+        Ok(RootKey(SecretText::new(config.root_key)))
     }
 
     /// `PUT /v1/projects/{ref}/pgsodium`: gives the project `key` as its root
@@ -524,9 +474,9 @@ impl ManagementClient {
         project: &str,
         key: &RootKey,
     ) -> Result<(), ApiError> {
-        let path = format!("/v1/projects/{project}/pgsodium");
+        let path = project_path(project, "/pgsodium");
         let body = PgsodiumConfig {
-            root_key: key.0.clone(),
+            root_key: key.expose().to_string(),
         };
         let _: serde_json::Value = self.json(Method::PUT, &path, Some(&body)).await?;
         Ok(())
@@ -534,14 +484,12 @@ impl ManagementClient {
 
     /// `GET /v1/projects/{ref}/database/backups`: PITR and the daily backups.
     pub async fn list_backups(&self, project: &str) -> Result<ProjectBackups, ApiError> {
-        let path = format!("/v1/projects/{project}/database/backups");
-        self.json(Method::GET, &path, None::<&()>).await
+        self.get(project, "/database/backups").await
     }
 
     /// `GET /v1/projects/{ref}/secrets`: names and digests.
     pub async fn list_secrets(&self, project: &str) -> Result<Vec<Secret>, ApiError> {
-        let path = format!("/v1/projects/{project}/secrets");
-        self.json(Method::GET, &path, None::<&()>).await
+        self.get(project, "/secrets").await
     }
 
     /// `POST /v1/projects/{ref}/secrets`: sets all of them in one call.
@@ -550,27 +498,52 @@ impl ManagementClient {
         project: &str,
         secrets: &[NewSecret],
     ) -> Result<(), ApiError> {
-        let path = format!("/v1/projects/{project}/secrets");
+        let path = project_path(project, "/secrets");
         self.no_content(Method::POST, &path, secrets).await
     }
 
     /// `DELETE /v1/projects/{ref}/secrets` with the names as body.
     pub async fn delete_secrets(&self, project: &str, names: &[String]) -> Result<(), ApiError> {
-        let path = format!("/v1/projects/{project}/secrets");
+        let path = project_path(project, "/secrets");
         self.no_content(Method::DELETE, &path, names).await
     }
 
     /// `GET /v1/projects/{ref}/api-keys?reveal=true`.
     pub async fn api_keys(&self, project: &str) -> Result<Vec<ApiKey>, ApiError> {
-        let path = format!("/v1/projects/{project}/api-keys");
-        let endpoint = format!("GET {path}?reveal=true");
-        let response = self
-            .send(&endpoint, || {
-                self.http
-                    .get(format!("{}{path}", self.base))
-                    .query(&[("reveal", "true")])
-            })
-            .await?;
+        self.query(
+            Method::GET,
+            &project_path(project, "/api-keys"),
+            &[("reveal", "true")],
+            "?reveal=true",
+        )
+        .await
+    }
+
+    /// `GET /v1/projects/{ref}<rest>` as JSON.
+    async fn get<T: DeserializeOwned>(&self, project: &str, rest: &str) -> Result<T, ApiError> {
+        let path = project_path(project, rest);
+        self.json(Method::GET, &path, None::<&()>).await
+    }
+
+    /// A request to `path` below the base URL (not yet authorized: [`http::send`] does that).
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.base))
+    }
+
+    /// `method path?query`, its JSON answer; `shown` is the query as the
+    /// endpoint in errors shows it (empty for none).
+    async fn query<T: DeserializeOwned, Q: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &Q,
+        shown: &str,
+    ) -> Result<T, ApiError> {
+        let endpoint = format!("{method} {path}{shown}");
+        let response = http::send(self, &endpoint, || {
+            self.request(method.clone(), path).query(query)
+        })
+        .await?;
         self.decode(&endpoint, response).await
     }
 
@@ -581,17 +554,14 @@ impl ManagementClient {
         body: Option<&B>,
     ) -> Result<T, ApiError> {
         let endpoint = format!("{method} {path}");
-        let response = self
-            .send(&endpoint, || {
-                let req = self
-                    .http
-                    .request(method.clone(), format!("{}{path}", self.base));
-                match body {
-                    Some(b) => req.json(b),
-                    None => req,
-                }
-            })
-            .await?;
+        let response = http::send(self, &endpoint, || {
+            let req = self.request(method.clone(), path);
+            match body {
+                Some(b) => req.json(b),
+                None => req,
+            }
+        })
+        .await?;
         self.decode(&endpoint, response).await
     }
 
@@ -602,10 +572,8 @@ impl ManagementClient {
         body: &B,
     ) -> Result<(), ApiError> {
         let endpoint = format!("{method} {path}");
-        self.send(&endpoint, || {
-            self.http
-                .request(method.clone(), format!("{}{path}", self.base))
-                .json(body)
+        http::send(self, &endpoint, || {
+            self.request(method.clone(), path).json(body)
         })
         .await
         .map(drop)
@@ -617,125 +585,53 @@ impl ManagementClient {
         response: reqwest::Response,
     ) -> Result<T, ApiError> {
         let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(|e| ApiError {
-            endpoint: endpoint.into(),
-            status: Some(status),
-            kind: ApiErrorKind::Network,
-            message: format!("{status}, but the answer could not be read: {e}"),
-        })?;
-        serde_json::from_slice(&bytes).map_err(|e| ApiError {
-            endpoint: endpoint.into(),
-            status: Some(status),
-            kind: ApiErrorKind::Malformed,
-            message: format!(
-                "{status}, but the answer is not the JSON the API documents ({e}): {}",
-                self.scrub(&snippet(&bytes))
-            ),
+        http::json_body(response).await.map_err(|e| match e {
+            BodyError::Unreadable(e) => ApiError {
+                endpoint: endpoint.into(),
+                status: Some(status),
+                kind: ApiErrorKind::Network,
+                message: format!("{status}, but the answer could not be read: {e}"),
+            },
+            BodyError::NotJson(e, start) => ApiError {
+                endpoint: endpoint.into(),
+                status: Some(status),
+                kind: ApiErrorKind::Malformed,
+                message: format!(
+                    "{status}, but the answer is not the JSON the API documents ({e}): {}",
+                    self.scrub(&start)
+                ),
+            },
         })
     }
+}
 
-    /// Waits until one more request fits in the last minute's budget.
-    async fn pace(&self) {
-        if self.policy.requests_per_minute == 0 {
-            return;
-        }
-        loop {
-            let wait = {
-                let mut window = self.window.lock().await;
-                let now = Instant::now();
-                while window
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
-                {
-                    window.pop_front();
-                }
-                if window.len() < self.policy.requests_per_minute {
-                    window.push_back(now);
-                    return;
-                }
-                Duration::from_secs(60) - now.duration_since(window[0])
-            };
-            tokio::time::sleep(wait).await;
-        }
+impl http::Api for ManagementClient {
+    type Error = ApiError;
+
+    fn policy(&self) -> &RetryPolicy {
+        &self.policy
     }
 
-    /// Sends with retries; returns a 2xx answer or the error of the last attempt.
-    async fn send(
-        &self,
-        endpoint: &str,
-        build: impl Fn() -> reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, ApiError> {
-        let started = Instant::now();
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            self.pace().await;
-            let result = build()
-                .bearer_auth(&self.token)
-                .header("Accept", "application/json")
-                .timeout(self.policy.request_timeout)
-                .send()
-                .await;
-            let (error, wait) = match result {
-                Ok(response) if response.status().is_success() => return Ok(response),
-                Ok(response) => {
-                    let status = response.status();
-                    let retry_after = retry_after(&response);
-                    let body = response.bytes().await.unwrap_or_default();
-                    let error = self.status_error(endpoint, status, &body, attempt);
-                    let retryable =
-                        status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
-                    if !retryable {
-                        return Err(error);
-                    }
-                    let wait = match retry_after {
-                        // The server said when: never earlier, capped so a
-                        // wild value cannot stall the run.
-                        Some(after) => after.min(self.policy.max_delay),
-                        None => self.policy.backoff(attempt),
-                    };
-                    (error, wait)
-                }
-                Err(e) => {
-                    let why = if e.is_timeout() {
-                        format!(
-                            "no answer within {} s",
-                            self.policy.request_timeout.as_secs_f64()
-                        )
-                    } else if e.is_connect() {
-                        "cannot connect".to_string()
-                    } else {
-                        "the request failed".to_string()
-                    };
-                    let error = ApiError {
-                        endpoint: endpoint.into(),
-                        status: None,
-                        kind: ApiErrorKind::Network,
-                        message: format!(
-                            "{why} ({}) after {attempt} attempt(s); check --supabase-api-url and the network",
-                            self.scrub(&error_chain(&e))
-                        ),
-                    };
-                    (error, self.policy.backoff(attempt))
-                }
-            };
-            if attempt >= self.policy.max_attempts
-                || started.elapsed() + wait > self.policy.max_total
-            {
-                return Err(error);
-            }
-            tracing::debug!(endpoint, attempt, ?wait, "retrying Management API call");
-            tokio::time::sleep(wait).await;
-        }
+    fn limiter(&self) -> Option<&Limiter> {
+        self.limiter.as_deref()
     }
 
-    fn status_error(
-        &self,
-        endpoint: &str,
-        status: StatusCode,
-        body: &[u8],
-        attempt: u32,
-    ) -> ApiError {
+    fn secret(&self) -> &str {
+        self.token.expose()
+    }
+
+    fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        request
+            .bearer_auth(self.token.expose())
+            .header("Accept", "application/json")
+    }
+
+    fn status_error(&self, endpoint: &str, answer: http::Answer<'_>) -> ApiError {
+        let http::Answer {
+            status,
+            body,
+            attempt,
+        } = answer;
         let api_message = self.scrub(&api_message(body));
         let code = status.as_u16();
         let (kind, advice) = match code {
@@ -775,55 +671,18 @@ impl ManagementClient {
         }
     }
 
-    /// Removes the token from text the server or the HTTP stack produced.
-    fn scrub(&self, text: &str) -> String {
-        if self.token.len() >= 4 {
-            text.replace(&self.token, crate::redact::MASK)
-        } else {
-            text.to_string()
+    fn transport_error(&self, endpoint: &str, e: &reqwest::Error, attempt: u32) -> ApiError {
+        ApiError {
+            endpoint: endpoint.into(),
+            status: None,
+            kind: ApiErrorKind::Network,
+            message: format!(
+                "{} ({}) after {attempt} attempt(s); check --supabase-api-url and the network",
+                http::transport_problem(e, self.policy.request_timeout),
+                self.scrub(&http::error_chain(e))
+            ),
         }
     }
-}
-
-/// The one sliding window of every client for the same API and token in
-/// this process: the limit is per user, so the phases' clients (preflight's
-/// backups and project settings, functions, secrets, the gate) pace
-/// together, not each from zero.
-fn shared_window(base_url: &str, token: &str, per_minute: usize) -> Arc<Mutex<VecDeque<Instant>>> {
-    type Windows =
-        std::collections::HashMap<(String, String, usize), Arc<Mutex<VecDeque<Instant>>>>;
-    static WINDOWS: std::sync::OnceLock<std::sync::Mutex<Windows>> = std::sync::OnceLock::new();
-    let key = (
-        base_url.trim_end_matches('/').to_string(),
-        // Kept by digest: the token itself is held only by the client.
-        sha256_hex(token),
-        per_minute,
-    );
-    WINDOWS
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .entry(key)
-        .or_default()
-        .clone()
-}
-
-/// The `Retry-After` header as a delay: seconds, or an HTTP date.
-pub(crate) fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    let value = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
-    if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(
-        when.duration_since(std::time::SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
 }
 
 /// The API's own message: `{"message": ...}` (or `error`, `msg`), else the
@@ -836,29 +695,7 @@ fn api_message(body: &[u8]) -> String {
             }
         }
     }
-    snippet(body)
-}
-
-/// The first 200 characters of a body, on one line.
-pub(crate) fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let mut out: String = one_line.chars().take(200).collect();
-    if one_line.chars().count() > 200 {
-        out.push('…');
-    }
-    out
-}
-
-/// An error and its causes on one line (reqwest's Display omits the cause).
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        parts.push(s.to_string());
-        source = s.source();
-    }
-    parts.join(": ")
+    http::snippet(body)
 }
 
 fn mime_for(path: &str) -> &'static str {
@@ -902,26 +739,13 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_within_bounds() {
-        let p = RetryPolicy {
-            base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_millis(350),
-            ..RetryPolicy::default()
-        };
-        for _ in 0..50 {
-            let first = p.backoff(1);
-            assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
-            assert!(p.backoff(10) <= Duration::from_millis(350));
-        }
-    }
-
-    #[test]
-    fn clients_of_one_token_share_their_pacing_window() {
+    fn clients_of_one_token_share_their_limiter() {
         let a = ManagementClient::new("http://api.test/", "tok-a", RetryPolicy::default()).unwrap();
         let b = ManagementClient::new("http://api.test", "tok-a", RetryPolicy::default()).unwrap();
         let c = ManagementClient::new("http://api.test", "tok-b", RetryPolicy::default()).unwrap();
-        assert!(Arc::ptr_eq(&a.window, &b.window));
-        assert!(!Arc::ptr_eq(&a.window, &c.window));
+        let limiter = |x: &ManagementClient| x.limiter.clone().unwrap();
+        assert!(Arc::ptr_eq(&limiter(&a), &limiter(&b)));
+        assert!(!Arc::ptr_eq(&limiter(&a), &limiter(&c)));
     }
 
     #[test]
@@ -931,5 +755,19 @@ mod tests {
             value: "hunter2-secret".into(),
         };
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn clients_and_root_keys_never_debug_print_their_secrets() {
+        let c = ManagementClient::new(
+            "http://api.test",
+            "sbp_secret_token_123",
+            RetryPolicy::default(),
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains("sbp_secret"));
+        let key = RootKey(SecretText::new("root-key-material"));
+        assert!(!format!("{key:?}").contains("root-key"));
+        assert_eq!(key.expose(), "root-key-material");
     }
 }

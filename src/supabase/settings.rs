@@ -58,8 +58,7 @@ impl ManagementClient {
         project: &str,
         section: SettingsSection,
     ) -> Result<Map<String, Value>, ApiError> {
-        let path = format!("/v1/projects/{project}{}", section.path());
-        self.json(Method::GET, &path, None::<&()>).await
+        self.get(project, section.path()).await
     }
 
     /// `PATCH /v1/projects/{ref}<section path>` with only `changes`.
@@ -69,7 +68,7 @@ impl ManagementClient {
         section: SettingsSection,
         changes: &Map<String, Value>,
     ) -> Result<(), ApiError> {
-        let path = format!("/v1/projects/{project}{}", section.path());
+        let path = super::project_path(project, section.path());
         // Some sections answer the new settings, some nothing: either is fine.
         self.no_content(Method::PATCH, &path, changes).await
     }
@@ -79,8 +78,7 @@ impl ManagementClient {
     /// `GET /v1/projects/{ref}/network-restrictions`: the CIDRs allowed to
     /// reach the database (`config.dbAllowedCidrs`, `dbAllowedCidrsV6`).
     pub async fn network_restrictions(&self, project: &str) -> Result<Value, ApiError> {
-        let path = format!("/v1/projects/{project}/network-restrictions");
-        self.json(Method::GET, &path, None::<&()>).await
+        self.get(project, "/network-restrictions").await
     }
 }
 
@@ -98,7 +96,6 @@ impl ManagementClient {
     /// `GET /v1/projects/{ref}<path>` as JSON, for the read-only answers of
     /// [`SERVICE_ENDPOINTS`].
     pub async fn project_answer(&self, project: &str, path: &str) -> Result<Value, ApiError> {
-        let path = format!("/v1/projects/{project}{path}");
-        self.json(Method::GET, &path, None::<&()>).await
+        self.get(project, path).await
     }
 }

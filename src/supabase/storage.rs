@@ -5,50 +5,28 @@
 //! whole object in memory.
 //!
 //! Every request sends the project's service_role key as
-//! `Authorization: Bearer <key>` and `apikey: <key>`. Retries follow the
-//! Management API client's [`RetryPolicy`]: 429 and 5xx (honouring
-//! `Retry-After`), timeouts and connection errors back off with jitter,
-//! within a bounded number of attempts and total time. The Storage API has
-//! no per-minute budget like the Management API's, so requests are not paced.
+//! `Authorization: Bearer <key>` and `apikey: <key>`. Retries are
+//! [`crate::http`]'s, with the Management API client's [`RetryPolicy`]: 429
+//! and 5xx (honouring `Retry-After`), timeouts and connection errors back off
+//! with jitter, within a bounded number of attempts and total time. The
+//! Storage API has no per-minute budget like the Management API's, so
+//! requests are not paced.
 //! Errors name the side, the endpoint, the status and the API's own message
 //! (`{"statusCode":"404","error":"not_found","message":"Object not found"}`);
 //! the key is never part of them.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::TryStreamExt;
-use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
-use super::{ApiErrorKind, RetryPolicy, error_chain, retry_after, snippet};
+use super::{ApiErrorKind, RetryPolicy};
+use crate::http::{self, Api as _, BodyError, Failure, segments as encode_path};
 use crate::redact::SecretText;
 
 /// Most entries one `POST /object/list` page holds.
 pub const PAGE_LIMIT: usize = 1000;
-
-/// Characters escaped in one path segment of an object name (`/` separates
-/// segments and is kept).
-const SEGMENT: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'`')
-    .add(b'{')
-    .add(b'}')
-    .add(b'[')
-    .add(b']')
-    .add(b'\\')
-    .add(b'^')
-    .add(b'|')
-    .add(b'+')
-    .add(b'&')
-    .add(b'=')
-    .add(b';');
 
 /// A bucket as `GET /bucket` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,30 +117,15 @@ pub struct StorageError {
     pub message: String,
 }
 
-/// What one attempt came to.
-enum Attempt {
-    Done(reqwest::Response),
-    Retry(StorageError, Duration),
-    Stop(StorageError),
-}
-
-/// The Storage API of one project, with its service_role key.
-#[derive(Clone)]
+/// The Storage API of one project, with its service_role key (a
+/// [`SecretText`]: `Debug` shows a mask).
+#[derive(Clone, Debug)]
 pub struct StorageClient {
     http: reqwest::Client,
     base: String,
     key: SecretText,
     side: &'static str,
     policy: RetryPolicy,
-}
-
-impl std::fmt::Debug for StorageClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StorageClient")
-            .field("side", &self.side)
-            .field("base", &self.base)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The Storage API base for a project URL: `https://<ref>.supabase.co` →
@@ -177,13 +140,6 @@ pub fn storage_base(project_url: &str) -> String {
     }
 }
 
-fn encode_path(path: &str) -> String {
-    path.split('/')
-        .map(|segment| utf8_percent_encode(segment, SEGMENT).to_string())
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
 impl StorageClient {
     /// A client for the project at `project_url` (`https://<ref>.supabase.co`
     /// or its `/storage/v1`), `side` naming it in errors.
@@ -193,9 +149,7 @@ impl StorageClient {
         key: SecretText,
         policy: RetryPolicy,
     ) -> Result<Self, StorageError> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("cutover/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
+        let http = http::client_builder(Duration::from_secs(10))
             .build()
             .map_err(|e| StorageError {
                 side,
@@ -226,9 +180,10 @@ impl StorageClient {
     /// `GET /bucket`.
     pub async fn list_buckets(&self) -> Result<Vec<Bucket>, StorageError> {
         let endpoint = "GET /bucket".to_string();
-        let response = self
-            .send(&endpoint, || self.http.get(format!("{}/bucket", self.base)))
-            .await?;
+        let response = http::send(self, &endpoint, || {
+            self.http.get(format!("{}/bucket", self.base))
+        })
+        .await?;
         self.decode(&endpoint, response).await
     }
 
@@ -244,11 +199,10 @@ impl StorageClient {
             "allowed_mime_types": bucket.allowed_mime_types,
         });
         let endpoint = "POST /bucket".to_string();
-        match self
-            .send(&endpoint, || {
-                self.http.post(format!("{}/bucket", self.base)).json(&body)
-            })
-            .await
+        match http::send(self, &endpoint, || {
+            self.http.post(format!("{}/bucket", self.base)).json(&body)
+        })
+        .await
         {
             Ok(_) => Ok(true),
             Err(e) if e.status == Some(409) || e.message.contains("already exists") => {
@@ -267,7 +221,7 @@ impl StorageClient {
         });
         let id = encode_path(&bucket.id);
         let endpoint = format!("PUT /bucket/{id}");
-        self.send(&endpoint, || {
+        http::send(self, &endpoint, || {
             self.http
                 .put(format!("{}/bucket/{id}", self.base))
                 .json(&body)
@@ -293,9 +247,8 @@ impl StorageClient {
                     "offset": offset,
                     "sortBy": {"column": "name", "order": "asc"},
                 });
-                let response = self
-                    .send(&endpoint, || self.http.post(&url).json(&body))
-                    .await?;
+                let response =
+                    http::send(self, &endpoint, || self.http.post(&url).json(&body)).await?;
                 let page: Vec<ListEntry> = self.decode(&endpoint, response).await?;
                 let n = page.len();
                 for entry in page {
@@ -338,94 +291,10 @@ impl StorageClient {
     ) -> Result<reqwest::Response, StorageError> {
         let target = format!("{}/{}", encode_path(bucket), encode_path(path));
         let endpoint = format!("GET /object/{target}");
-        self.send(&endpoint, || {
+        http::send(self, &endpoint, || {
             self.http.get(format!("{}/object/{target}", self.base))
         })
         .await
-    }
-
-    /// Sends with retries; a 2xx answer or the last attempt's error.
-    async fn send(
-        &self,
-        endpoint: &str,
-        build: impl Fn() -> reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, StorageError> {
-        let started = Instant::now();
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            match self.attempt(endpoint, build(), attempt).await {
-                Attempt::Done(response) => return Ok(response),
-                Attempt::Stop(error) => return Err(error),
-                Attempt::Retry(error, wait) => {
-                    if self.give_up(attempt, started, wait) {
-                        return Err(error);
-                    }
-                    tracing::debug!(endpoint, attempt, ?wait, "retrying Storage API call");
-                    tokio::time::sleep(wait).await;
-                }
-            }
-        }
-    }
-
-    fn give_up(&self, attempt: u32, started: Instant, wait: Duration) -> bool {
-        attempt >= self.policy.max_attempts || started.elapsed() + wait > self.policy.max_total
-    }
-
-    /// One attempt: the key added, the answer classified.
-    async fn attempt(
-        &self,
-        endpoint: &str,
-        request: reqwest::RequestBuilder,
-        attempt: u32,
-    ) -> Attempt {
-        let result = request
-            .bearer_auth(self.key.expose())
-            .header("apikey", self.key.expose())
-            .timeout(self.policy.request_timeout)
-            .send()
-            .await;
-        match result {
-            Ok(response) if response.status().is_success() => Attempt::Done(response),
-            Ok(response) => {
-                let status = response.status();
-                let after = retry_after(&response);
-                let body = response.bytes().await.unwrap_or_default();
-                let error = self.status_error(endpoint, status, &body, attempt);
-                if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-                    let wait = match after {
-                        Some(after) => after.min(self.policy.max_delay),
-                        None => self.policy.backoff(attempt),
-                    };
-                    Attempt::Retry(error, wait)
-                } else {
-                    Attempt::Stop(error)
-                }
-            }
-            Err(e) => {
-                let why = if e.is_timeout() {
-                    format!(
-                        "no answer within {} s",
-                        self.policy.request_timeout.as_secs_f64()
-                    )
-                } else if e.is_connect() {
-                    "cannot connect".to_string()
-                } else {
-                    "the request failed".to_string()
-                };
-                let error = StorageError {
-                    side: self.side,
-                    endpoint: endpoint.into(),
-                    status: None,
-                    kind: ApiErrorKind::Network,
-                    message: format!(
-                        "{why} ({}) after {attempt} attempt(s)",
-                        self.scrub(&error_chain(&e))
-                    ),
-                };
-                Attempt::Retry(error, self.policy.backoff(attempt))
-            }
-        }
     }
 
     async fn decode<T: serde::de::DeserializeOwned>(
@@ -434,35 +303,66 @@ impl StorageClient {
         response: reqwest::Response,
     ) -> Result<T, StorageError> {
         let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(|e| StorageError {
+        let (kind, message) = match http::json_body(response).await {
+            Ok(value) => return Ok(value),
+            Err(BodyError::Unreadable(e)) => (
+                ApiErrorKind::Network,
+                format!("{status}, but the answer could not be read: {e}"),
+            ),
+            Err(BodyError::NotJson(e, start)) => (
+                ApiErrorKind::Malformed,
+                format!(
+                    "{status}, but the answer is not the JSON the Storage API documents ({e}): {start}"
+                ),
+            ),
+        };
+        Err(StorageError {
             side: self.side,
             endpoint: endpoint.into(),
             status: Some(status),
-            kind: ApiErrorKind::Network,
-            message: format!(
-                "{status}, but the answer could not be read: {}",
-                self.scrub(&e.to_string())
-            ),
-        })?;
-        serde_json::from_slice(&bytes).map_err(|e| StorageError {
-            side: self.side,
-            endpoint: endpoint.into(),
-            status: Some(status),
-            kind: ApiErrorKind::Malformed,
-            message: format!(
-                "{status}, but the answer is not the JSON the Storage API documents ({e}): {}",
-                self.scrub(&snippet(&bytes))
-            ),
+            kind,
+            message: self.scrub(&message),
         })
     }
+}
 
-    fn status_error(
-        &self,
-        endpoint: &str,
-        status: StatusCode,
-        body: &[u8],
-        attempt: u32,
-    ) -> StorageError {
+impl http::Api for StorageClient {
+    type Error = StorageError;
+
+    fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
+    fn secret(&self) -> &str {
+        self.key.expose()
+    }
+
+    fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        request
+            .bearer_auth(self.key.expose())
+            .header("apikey", self.key.expose())
+    }
+
+    fn transport_error(&self, endpoint: &str, e: &reqwest::Error, attempt: u32) -> StorageError {
+        StorageError {
+            side: self.side,
+            endpoint: endpoint.into(),
+            status: None,
+            kind: ApiErrorKind::Network,
+            message: format!(
+                "{} ({}) after {attempt} attempt(s)",
+                http::transport_problem(e, self.policy.request_timeout),
+                self.scrub(&http::error_chain(e))
+            ),
+        }
+    }
+
+    fn status_error(&self, endpoint: &str, answer: http::Answer<'_>) -> StorageError {
+        let http::Answer {
+            status,
+            body,
+            attempt,
+        } = answer;
         // `{"statusCode":"404","error":"not_found","message":"Object not found"}`
         let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
         let field = |k: &str| {
@@ -483,7 +383,7 @@ impl StorageClient {
             (Some(e), Some(m)) if e != m => format!("{e}: {m}"),
             (_, Some(m)) => m,
             (Some(e), None) => e,
-            (None, None) => snippet(body),
+            (None, None) => http::snippet(body),
         };
         let api_message = self.scrub(&api_message);
         let (kind, advice) = match (status.as_u16(), meant) {
@@ -525,16 +425,6 @@ impl StorageClient {
             message,
         }
     }
-
-    /// Removes the key from text the server or the HTTP stack produced.
-    fn scrub(&self, text: &str) -> String {
-        let key = self.key.expose();
-        if key.len() >= 4 {
-            text.replace(key, crate::redact::MASK)
-        } else {
-            text.to_string()
-        }
-    }
 }
 
 /// Copies one object from `from` to `to` (same bucket id and path), keeping
@@ -552,11 +442,13 @@ pub async fn copy_object(
     let target = format!("{}/{}", encode_path(bucket), encode_path(&object.path));
     let endpoint = format!("POST /object/{target}");
     let url = format!("{}/object/{target}", to.base);
-    let started = Instant::now();
-    let mut attempt = 0u32;
-    loop {
-        attempt += 1;
-        let download = from.download(bucket, &object.path).await?;
+    let (endpoint, url) = (endpoint.as_str(), url.as_str());
+    http::retry(&to.policy, endpoint, |attempt| async move {
+        // A download that fails for good (after its own retries) ends the copy.
+        let download = from
+            .download(bucket, &object.path)
+            .await
+            .map_err(Failure::fatal)?;
         let header = |name: reqwest::header::HeaderName| {
             download
                 .headers()
@@ -581,7 +473,7 @@ pub async fn copy_object(
         });
         let mut request = to
             .http
-            .request(Method::POST, &url)
+            .request(Method::POST, url)
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .header("x-upsert", "true")
             .body(reqwest::Body::wrap_stream(stream));
@@ -591,18 +483,10 @@ pub async fn copy_object(
         if let Some(cache) = cache_control {
             request = request.header(reqwest::header::CACHE_CONTROL, cache);
         }
-        match to.attempt(&endpoint, request, attempt).await {
-            Attempt::Done(_) => return Ok(counted.load(std::sync::atomic::Ordering::Relaxed)),
-            Attempt::Stop(error) => return Err(error),
-            Attempt::Retry(error, wait) => {
-                if to.give_up(attempt, started, wait) {
-                    return Err(error);
-                }
-                tracing::debug!(endpoint, attempt, ?wait, "retrying a Storage object copy");
-                tokio::time::sleep(wait).await;
-            }
-        }
-    }
+        http::attempt(to, endpoint, request, attempt).await?;
+        Ok(counted.load(std::sync::atomic::Ordering::Relaxed))
+    })
+    .await
 }
 
 #[cfg(test)]
@@ -649,18 +533,23 @@ mod tests {
         .unwrap();
         let e = client.status_error(
             "GET /bucket",
-            StatusCode::BAD_REQUEST,
-            br#"{"statusCode":"403","error":"Unauthorized","message":"bad key service-role-key-abcdef"}"#,
-            1,
+            http::Answer {
+                status: reqwest::StatusCode::BAD_REQUEST,
+                body: br#"{"statusCode":"403","error":"Unauthorized","message":"bad key service-role-key-abcdef"}"#,
+                attempt: 1,
+            },
         );
         assert_eq!(e.kind, ApiErrorKind::Forbidden);
         assert_eq!(e.status, Some(403));
         assert!(!e.to_string().contains("service-role-key-abcdef"), "{e}");
+        assert!(!format!("{client:?}").contains("service-role-key"));
         let e = client.status_error(
             "POST /bucket",
-            StatusCode::BAD_REQUEST,
-            br#"{"statusCode":"409","error":"Duplicate","message":"The resource already exists"}"#,
-            1,
+            http::Answer {
+                status: reqwest::StatusCode::BAD_REQUEST,
+                body: br#"{"statusCode":"409","error":"Duplicate","message":"The resource already exists"}"#,
+                attempt: 1,
+            },
         );
         assert_eq!(e.status, Some(409));
     }

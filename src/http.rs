@@ -209,12 +209,11 @@ pub type Limiter = governor::DefaultDirectRateLimiter;
 
 /// The one limiter of every client for the same API and secret in this
 /// process (the Management API's limit is per user, so all the phases'
-/// clients share it); `None` when `per_minute` is 0. A full minute's budget
-/// may go at once; after that, one request per `60 / per_minute` seconds.
+/// clients share it); `None` when `per_minute` is 0. See [`quota`].
 pub fn shared_limiter(base_url: &str, secret: &str, per_minute: usize) -> Option<Arc<Limiter>> {
     type Limiters = std::collections::HashMap<(String, String, usize), Arc<Limiter>>;
     static LIMITERS: std::sync::OnceLock<std::sync::Mutex<Limiters>> = std::sync::OnceLock::new();
-    let rate = NonZeroU32::new(u32::try_from(per_minute).unwrap_or(u32::MAX))?;
+    let quota = quota(per_minute)?;
     let key = (
         base_url.trim_end_matches('/').to_string(),
         // Kept by digest: the secret itself is held only by the client.
@@ -226,9 +225,23 @@ pub fn shared_limiter(base_url: &str, secret: &str, per_minute: usize) -> Option
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .entry(key)
-        .or_insert_with(|| Arc::new(Limiter::direct(governor::Quota::per_minute(rate))))
+        .or_insert_with(|| Arc::new(Limiter::direct(quota)))
         .clone();
     Some(limiter)
+}
+
+/// The quota that keeps any 60 seconds within `per_minute` requests: a
+/// burst of a sixth of the budget, then the rest spread evenly. (A plain
+/// `Quota::per_minute(n)` allows `n` at once and `n` more in the following
+/// minute: twice the API's limit in one sliding minute.) `None` for 0.
+pub fn quota(per_minute: usize) -> Option<governor::Quota> {
+    let per_minute = u32::try_from(per_minute).unwrap_or(u32::MAX);
+    NonZeroU32::new(per_minute)?;
+    let burst = (per_minute / 6).max(1);
+    let spread = (per_minute - burst).max(1);
+    let period = std::time::Duration::from_secs(60) / spread;
+    governor::Quota::with_period(period)
+        .map(|q| q.allow_burst(NonZeroU32::new(burst).expect("at least 1")))
 }
 
 fn sha256_hex(value: &str) -> String {
@@ -566,12 +579,23 @@ mod tests {
     }
 
     #[test]
-    fn a_limiter_allows_a_minutes_budget_then_paces() {
-        let l = shared_limiter("http://limit.test", "tok", 3).unwrap();
-        for _ in 0..3 {
+    fn a_limiter_allows_a_burst_then_paces_within_the_minute() {
+        let l = shared_limiter("http://limit.test", "tok", 60).unwrap();
+        for _ in 0..10 {
             assert!(l.check().is_ok());
         }
-        assert!(l.check().is_err(), "the fourth in the minute waits");
+        assert!(l.check().is_err(), "the eleventh at once waits");
+        // Any 60 s: the burst plus what replenishes in a minute.
+        for per_minute in [1, 3, 6, 50, 60, 600] {
+            let q = quota(per_minute).unwrap();
+            let replenished = 60_000 / q.replenish_interval().as_millis() as u32;
+            assert!(
+                q.burst_size().get() + replenished <= per_minute.max(2) as u32,
+                "{per_minute}: {} + {replenished}",
+                q.burst_size()
+            );
+        }
+        assert!(quota(0).is_none());
     }
 
     #[test]

@@ -118,6 +118,100 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     Ok(report)
 }
 
+/// What `config` will write, decided from the table as it is: pure.
+struct ConfigPlan {
+    /// The keys to change or insert.
+    writes: Vec<ConfigWrite>,
+    /// Keys the table does not have.
+    unknown: Vec<String>,
+    /// Each key before → after.
+    table: ReportTable,
+    /// Long values' before → after.
+    diffs: Vec<TextDiff>,
+}
+
+/// Compares the `expected` values with the table's `current` ones:
+/// what changes, what is missing, and the before → after evidence.
+fn plan_writes(
+    table_name: &QualifiedName,
+    expected: &[Expected],
+    current: &BTreeMap<String, Option<String>>,
+    insert_missing: bool,
+) -> ConfigPlan {
+    let mut plan = ConfigPlan {
+        writes: Vec::new(),
+        unknown: Vec::new(),
+        table: ReportTable::new(
+            &format!("Configuration in {table_name}: before → after"),
+            &["Key", "Before", "After", "Change"],
+        ),
+        diffs: Vec::new(),
+    };
+    for e in expected {
+        let present = current.contains_key(&e.key);
+        let before = current.get(&e.key).cloned().flatten();
+        let change = if !present {
+            plan.unknown.push(e.key.clone());
+            if insert_missing {
+                "inserted"
+            } else {
+                "**key not in table**"
+            }
+        } else if before.as_deref() == Some(e.value.as_str()) {
+            "unchanged"
+        } else {
+            "changed"
+        };
+        if (present && change == "changed") || (!present && insert_missing) {
+            plan.writes.push(ConfigWrite {
+                key: e.key.clone(),
+                value: e.value.clone(),
+                insert: !present,
+            });
+        }
+        let long = !e.secret && (is_long(&e.value) || before.as_deref().is_some_and(is_long));
+        if long && change != "unchanged" {
+            plan.diffs.push(TextDiff {
+                title: format!("{table_name}: {}", e.key),
+                before_label: "before".into(),
+                after_label: "after".into(),
+                before: before.clone().unwrap_or_default(),
+                after: e.value.clone(),
+            });
+            plan.table.push([
+                e.key.as_str(),
+                "(long value: see the diff)",
+                "(long value: see the diff)",
+                change,
+            ]);
+            continue;
+        }
+        let before_cell = if present {
+            shown(before.as_deref(), e.secret)
+        } else {
+            "(missing)".into()
+        };
+        plan.table.push([
+            e.key.clone(),
+            before_cell,
+            shown(Some(&e.value), e.secret),
+            change.into(),
+        ]);
+    }
+    let secret: Vec<&str> = expected
+        .iter()
+        .filter(|e| e.secret)
+        .map(|e| e.key.as_str())
+        .collect();
+    if !secret.is_empty() {
+        plan.table.note = Some(format!(
+            "Secret keys ({}) are compared but shown as {MASK}.",
+            secret.join(", ")
+        ));
+    }
+    plan
+}
+
 /// `[config] values` in the configuration table.
 async fn table_values(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     let mut report = PhaseReport::new("config");
@@ -136,144 +230,33 @@ async fn table_values(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     let target = ctx.target("config", !dry_run).await?;
     ctx.ledger("config").await?;
     let Some(current) = table.read(&target).await? else {
-        if super::dry_run_after(ctx, Phase::Config, &[Phase::Schema]) {
-            let dir = ctx.migration_dir()?;
-            let created =
-                crate::repo::migrations::created_tables(&dir.files.iter().collect::<Vec<_>>());
-            if let Some(file) = created.get(&table.table) {
-                report.check(CheckItem::new(
-                    "config-values",
-                    "Configuration set on the target",
-                    Status::Skip,
-                    format!(
-                        "{} is not on the target yet: {file} creates it when `schema` runs; the {} are shown before → after then",
-                        table.table,
-                        count(expected.len(), "key", "keys")
-                    ),
-                ));
-                report.summary = format!(
-                    "Dry-run: {} would be set once `schema` created {}; nothing was written.",
-                    count(expected.len(), "key", "keys"),
-                    table.table
-                );
-                return Ok(report);
-            }
-        }
-        return Err(PhaseError::new(format!(
-            "configuration table {} does not exist on the target",
-            table.table
-        ))
-        .hint("run `schema` first (the migrations create it), or fix [config] table"));
+        return table_missing(ctx, &table, &expected, report);
     };
-
-    let insert_missing = ctx.manifest.config.insert_missing;
-    let mut writes = Vec::new();
-    let mut unknown = Vec::new();
-    let mut rows = ReportTable::new(
-        &format!("Configuration in {}: before → after", table.table),
-        &["Key", "Before", "After", "Change"],
+    let plan = plan_writes(
+        &table.table,
+        &expected,
+        &current,
+        ctx.manifest.config.insert_missing,
     );
-    let mut diffs = Vec::new();
-    for e in &expected {
-        let present = current.contains_key(&e.key);
-        let before = current.get(&e.key).cloned().flatten();
-        let change = if !present {
-            unknown.push(e.key.clone());
-            if insert_missing {
-                "inserted"
-            } else {
-                "**key not in table**"
-            }
-        } else if before.as_deref() == Some(e.value.as_str()) {
-            "unchanged"
-        } else {
-            "changed"
-        };
-        if (present && change == "changed") || (!present && insert_missing) {
-            writes.push(ConfigWrite {
-                key: e.key.clone(),
-                value: e.value.clone(),
-                insert: !present,
-            });
-        }
-        let before_cell = if present {
-            shown(before.as_deref(), e.secret)
-        } else {
-            "(missing)".into()
-        };
-        let after_cell = shown(Some(&e.value), e.secret);
-        let long = !e.secret && (is_long(&e.value) || before.as_deref().is_some_and(is_long));
-        if long && change != "unchanged" {
-            diffs.push(TextDiff {
-                title: format!("{}: {}", table.table, e.key),
-                before_label: "before".into(),
-                after_label: "after".into(),
-                before: before.clone().unwrap_or_default(),
-                after: e.value.clone(),
-            });
-            rows.push([
-                e.key.clone(),
-                "(long value: see the diff)".into(),
-                "(long value: see the diff)".into(),
-                change.into(),
-            ]);
-        } else {
-            rows.push([e.key.clone(), before_cell, after_cell, change.into()]);
-        }
-    }
-    let mut rows = rows.with_note(format!(
-        "Secret keys ({}) are compared but shown as {MASK}.",
-        expected
-            .iter()
-            .filter(|e| e.secret)
-            .map(|e| e.key.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
-    if !expected.iter().any(|e| e.secret) {
-        rows.note = None;
-    }
-    report.tables.push(rows);
-    report.diffs.extend(diffs);
-
-    if !unknown.is_empty() && !insert_missing {
-        report.check(
-            CheckItem::new(
-                "config-keys",
-                "Configuration keys exist on the target",
-                Status::Fail,
-                format!(
-                    "not in {}: {}; nothing was written",
-                    table.table,
-                    unknown.join(", ")
-                ),
-            )
-            .with_hint("apply the migration that creates these keys (`schema`), fix the key names, or set [config] insert_missing = true"),
-        );
+    report.tables.push(plan.table.clone());
+    report.diffs.extend(plan.diffs.iter().cloned());
+    let keys = keys_row(
+        &table.table,
+        &expected,
+        &plan,
+        ctx.manifest.config.insert_missing,
+    );
+    let refused = keys.status == Status::Fail;
+    report.check(keys);
+    if refused {
         report.summary = format!(
             "Refused: {} keys are not in {}; nothing was written.",
-            unknown.len(),
+            plan.unknown.len(),
             table.table
         );
         report.outcome = Outcome::Failed;
         return Ok(report);
     }
-    let inserted = writes.iter().filter(|w| w.insert).count();
-    report.check(CheckItem::new(
-        "config-keys",
-        "Configuration keys exist on the target",
-        Status::Pass,
-        if inserted > 0 {
-            format!(
-                "{} keys, {inserted} inserted (insert_missing = true): {}",
-                expected.len(),
-                unknown.join(", ")
-            )
-        } else {
-            format!("all {} keys present in {}", expected.len(), table.table)
-        },
-    ));
-
     if dry_run {
         report.check(CheckItem::new(
             "config-values",
@@ -281,58 +264,138 @@ async fn table_values(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
             Status::Skip,
             format!(
                 "dry-run: would change {} of {} keys in one transaction",
-                writes.len(),
+                plan.writes.len(),
                 expected.len()
             ),
         ));
         report.summary = format!(
             "Dry-run: would change {} of {} keys in {}; nothing was written.",
-            writes.len(),
+            plan.writes.len(),
             expected.len(),
             table.table
         );
         return Ok(report);
     }
-
-    if !writes.is_empty() {
-        table.apply(&target, &writes).await?;
+    if !plan.writes.is_empty() {
+        table.apply(&target, &plan.writes).await?;
     }
     // Read back what the target now holds.
     let after = table.read(&target).await?.unwrap_or_default();
+    report.check(values_row(&expected, &after, plan.writes.len()));
+    report.conclude_from_checks();
+    report.summary = format!(
+        "{} of {} keys of {} changed (before → after below); {} unchanged.",
+        plan.writes.len(),
+        expected.len(),
+        table.table,
+        expected.len() - plan.writes.len()
+    );
+    Ok(report)
+}
+
+/// The configuration table is not on the target: in a dry run before
+/// `schema` that creates it, a skip; otherwise the phase's error.
+fn table_missing(
+    ctx: &Context,
+    table: &ConfigTable,
+    expected: &[Expected],
+    mut report: PhaseReport,
+) -> Result<PhaseReport, PhaseError> {
+    if super::dry_run_after(ctx, Phase::Config, &[Phase::Schema]) {
+        let dir = ctx.migration_dir()?;
+        let created =
+            crate::repo::migrations::created_tables(&dir.files.iter().collect::<Vec<_>>());
+        if let Some(file) = created.get(&table.table) {
+            report.check(CheckItem::new(
+                "config-values",
+                "Configuration set on the target",
+                Status::Skip,
+                format!(
+                    "{} is not on the target yet: {file} creates it when `schema` runs; the {} are shown before → after then",
+                    table.table,
+                    count(expected.len(), "key", "keys")
+                ),
+            ));
+            report.summary = format!(
+                "Dry-run: {} would be set once `schema` created {}; nothing was written.",
+                count(expected.len(), "key", "keys"),
+                table.table
+            );
+            return Ok(report);
+        }
+    }
+    Err(PhaseError::new(format!(
+        "configuration table {} does not exist on the target",
+        table.table
+    ))
+    .hint("run `schema` first (the migrations create it), or fix [config] table"))
+}
+
+/// Whether every key is in the table (or may be inserted).
+fn keys_row(
+    table_name: &QualifiedName,
+    expected: &[Expected],
+    plan: &ConfigPlan,
+    insert_missing: bool,
+) -> CheckItem {
+    if !plan.unknown.is_empty() && !insert_missing {
+        return CheckItem::new(
+            "config-keys",
+            "Configuration keys exist on the target",
+            Status::Fail,
+            format!(
+                "not in {table_name}: {}; nothing was written",
+                plan.unknown.join(", ")
+            ),
+        )
+        .with_hint("apply the migration that creates these keys (`schema`), fix the key names, or set [config] insert_missing = true");
+    }
+    let inserted = plan.writes.iter().filter(|w| w.insert).count();
+    CheckItem::new(
+        "config-keys",
+        "Configuration keys exist on the target",
+        Status::Pass,
+        if inserted > 0 {
+            format!(
+                "{} keys, {inserted} inserted (insert_missing = true): {}",
+                expected.len(),
+                plan.unknown.join(", ")
+            )
+        } else {
+            format!("all {} keys present in {table_name}", expected.len())
+        },
+    )
+}
+
+/// Every key read back with its expected value.
+fn values_row(
+    expected: &[Expected],
+    after: &BTreeMap<String, Option<String>>,
+    written: usize,
+) -> CheckItem {
     let wrong: Vec<String> = expected
         .iter()
         .filter(|e| after.get(&e.key).cloned().flatten().as_deref() != Some(e.value.as_str()))
         .map(|e| e.key.clone())
         .collect();
-    report.check(if wrong.is_empty() {
-        CheckItem::new(
+    if wrong.is_empty() {
+        return CheckItem::new(
             "config-values",
             "Configuration set on the target",
             Status::Pass,
             format!(
-                "{} of {} keys changed in one transaction; every key read back with its expected value",
-                writes.len(),
+                "{written} of {} keys changed in one transaction; every key read back with its expected value",
                 expected.len()
             ),
-        )
-    } else {
-        CheckItem::new(
-            "config-values",
-            "Configuration set on the target",
-            Status::Fail,
-            format!("read back with another value: {}", wrong.join(", ")),
-        )
-        .with_hint("a trigger or another writer changed them: check the table's triggers, then re-run `config`")
-    });
-    report.conclude_from_checks();
-    report.summary = format!(
-        "{} of {} keys of {} changed (before → after below); {} unchanged.",
-        writes.len(),
-        expected.len(),
-        table.table,
-        expected.len() - writes.len()
-    );
-    Ok(report)
+        );
+    }
+    CheckItem::new(
+        "config-values",
+        "Configuration set on the target",
+        Status::Fail,
+        format!("read back with another value: {}", wrong.join(", ")),
+    )
+    .with_hint("a trigger or another writer changed them: check the table's triggers, then re-run `config`")
 }
 
 /// The `validate` check: every expected key has its expected value on the
@@ -422,4 +485,75 @@ pub(crate) async fn expectations_check(
         .with_hint("run `config` to set them")
     };
     Ok(Some((item, rows)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expect(key: &str, value: &str, secret: bool) -> Expected {
+        Expected {
+            key: key.into(),
+            value: value.into(),
+            secret,
+        }
+    }
+
+    #[test]
+    fn the_plan_writes_only_what_changes_and_names_missing_keys() {
+        let name = QualifiedName::parse("public.app_config").unwrap();
+        let expected = [
+            expect("same", "1", false),
+            expect("changed", "new", false),
+            expect("token", "s3cret-value", true),
+            expect("absent", "x", false),
+            expect("long", &"y".repeat(200), false),
+        ];
+        let current: BTreeMap<String, Option<String>> = [
+            ("same", Some("1")),
+            ("changed", Some("old")),
+            ("token", Some("old-secret")),
+            ("long", None),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+        .collect();
+
+        let plan = plan_writes(&name, &expected, &current, false);
+        let written: Vec<&str> = plan.writes.iter().map(|w| w.key.as_str()).collect();
+        assert_eq!(written, ["changed", "token", "long"]);
+        assert_eq!(plan.unknown, ["absent"]);
+        assert_eq!(plan.diffs.len(), 1, "only the long value gets a diff");
+        let token_row: Vec<String> = plan.table.rows[2].iter().map(|c| c.to_string()).collect();
+        assert_eq!(token_row, ["token", MASK, MASK, "changed"]);
+        assert!(plan.table.note.as_deref().unwrap().contains("token"));
+        let keys = keys_row(&name, &expected, &plan, false);
+        assert_eq!(keys.status, Status::Fail);
+        assert!(keys.evidence.contains("absent"), "{}", keys.evidence);
+
+        let inserting = plan_writes(&name, &expected, &current, true);
+        assert!(
+            inserting
+                .writes
+                .iter()
+                .any(|w| w.key == "absent" && w.insert)
+        );
+        assert_eq!(
+            keys_row(&name, &expected, &inserting, true).status,
+            Status::Pass
+        );
+    }
+
+    #[test]
+    fn values_read_back_otherwise_fail_by_key() {
+        let expected = [expect("a", "1", false), expect("b", "2", false)];
+        let after: BTreeMap<String, Option<String>> = [
+            ("a".to_string(), Some("1".to_string())),
+            ("b".to_string(), Some("3".to_string())),
+        ]
+        .into();
+        let row = values_row(&expected, &after, 2);
+        assert_eq!(row.status, Status::Fail);
+        assert!(row.evidence.ends_with(": b"), "{}", row.evidence);
+    }
 }

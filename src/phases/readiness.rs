@@ -68,7 +68,6 @@ pub async fn run(ctx: &mut Context, phases: &[Phase]) -> Result<PhaseReport, Pha
             .collect::<Vec<_>>()
             .join(", ")
     };
-
     let source = if phases.iter().any(|p| needs_source(*p)) {
         database_row(ctx, Side::Source, &names(needs_source), &mut report).await
     } else {
@@ -79,101 +78,20 @@ pub async fn run(ctx: &mut Context, phases: &[Phase]) -> Result<PhaseReport, Pha
     } else {
         None
     };
-
-    // Source ≠ target, as every writing phase checks it again: nothing below
-    // (the target's rows) means anything when they are one database.
-    let mut one_environment = false;
-    if let (Some((_, source_info)), Some((_, target_info))) = (&source, &target) {
-        let mut item =
-            super::preflight::distinct_environments(ctx, Some(source_info), Some(target_info));
-        if item.status == Status::Fail {
-            one_environment = true;
-            item.evidence = format!(
-                "source and target are one environment: {}; nothing was read or written",
-                item.evidence
-            );
-        }
-        report.check(item);
-    }
-
+    let one_environment = one_environment_row(ctx, &source, &target, &mut report);
     if has(Phase::Schema) {
         let (item, _) = super::preflight::migration_files_check(ctx);
         report.check(item);
     }
-
-    // `rollback` calls the Management API only for `rollback-functions`.
-    let rolls_back_functions = ctx
-        .settings
-        .rollback_functions
-        .as_deref()
-        .is_some_and(|v| !v.trim().is_empty());
-    for (phase, needs_source_ref) in [
-        (Phase::Functions, false),
-        (Phase::Secrets, true),
-        (Phase::Monitor, false),
-        (Phase::Rollback, false),
-        (Phase::Config, false),
-    ] {
-        // `config` calls it only for `[project_settings]`.
-        let calls_api = match phase {
-            Phase::Rollback => rolls_back_functions,
-            Phase::Config => !ctx.manifest.project_settings.is_empty(),
-            _ => true,
-        };
-        if has(phase) && calls_api {
-            report.check(
-                match super::functions::management_client(ctx, phase.name(), needs_source_ref) {
-                    Ok(_) => CheckItem::new(
-                        &format!("{}-inputs", phase.name()),
-                        &format!("Management API inputs for `{}`", phase.name()),
-                        Status::Pass,
-                        "project ref(s) and access token set (values not shown)",
-                    ),
-                    Err(e) => failed_row(
-                        &format!("{}-inputs", phase.name()),
-                        &format!("Management API inputs for `{}`", phase.name()),
-                        e,
-                    ),
-                },
-            );
-        }
+    for item in management_rows(ctx, phases) {
+        report.check(item);
     }
-
     if has(Phase::Storage) {
-        let title = "Storage API inputs for `storage`";
-        report.check(match super::storage::storage_clients(ctx) {
-            Ok(_) => CheckItem::new(
-                "storage-inputs",
-                title,
-                Status::Pass,
-                "both projects' Storage URLs and service_role keys set (keys not shown)",
-            ),
-            Err(e) => failed_row("storage-inputs", title, e),
-        });
+        report.check(storage_row(ctx));
     }
-
     if (has(Phase::Cutover) || has(Phase::Rollback)) && ctx.manifest.frontend.is_some() {
-        let title = "Frontend provider token and variables";
-        if super::project_keys::referenced(ctx) && ctx.project_values.is_empty() {
-            if let Err(e) = super::project_keys::load(ctx, &mut report).await {
-                report.check(failed_row(
-                    "target-keys",
-                    "Target URL and client keys read",
-                    e,
-                ));
-            }
-        }
-        report.check(match super::cutover::frontend_plan(ctx) {
-            Ok(_) => CheckItem::new(
-                "frontend-inputs",
-                title,
-                Status::Pass,
-                "provider token and every [frontend.env] variable set (values not shown)",
-            ),
-            Err(e) => failed_row("frontend-inputs", title, e),
-        });
+        frontend_rows(ctx, &mut report).await;
     }
-
     // Each phase's own variables: `config` does not wait for the values only
     // `secrets` sets.
     let scope = super::preflight::RequiredValues {
@@ -184,7 +102,6 @@ pub async fn run(ctx: &mut Context, phases: &[Phase]) -> Result<PhaseReport, Pha
     if scope.secrets || scope.config || scope.frontend {
         report.check(super::preflight::required_values(ctx, scope));
     }
-
     if has(Phase::Data)
         && ctx.manifest.data.mode == DataMode::Copy
         && !ctx.settings.overwrite
@@ -194,21 +111,135 @@ pub async fn run(ctx: &mut Context, phases: &[Phase]) -> Result<PhaseReport, Pha
             report.check(target_tables_row(ctx, source, target).await?);
         }
     }
-
     report.conclude_from_checks();
-    let failed = report.count_of(Status::Fail);
-    report.summary = if failed == 0 {
+    report.summary = summary(phases.len(), report.count_of(Status::Fail));
+    Ok(report)
+}
+
+/// Source ≠ target, as every writing phase checks it again: nothing after
+/// it (the target's rows) means anything when they are one database. True
+/// when they are one environment.
+fn one_environment_row(
+    ctx: &Context,
+    source: &Option<(Database, ServerInfo)>,
+    target: &Option<(Database, ServerInfo)>,
+    report: &mut PhaseReport,
+) -> bool {
+    let (Some((_, source_info)), Some((_, target_info))) = (source, target) else {
+        return false;
+    };
+    let mut item =
+        super::preflight::distinct_environments(ctx, Some(source_info), Some(target_info));
+    let one = item.status == Status::Fail;
+    if one {
+        item.evidence = format!(
+            "source and target are one environment: {}; nothing was read or written",
+            item.evidence
+        );
+    }
+    report.check(item);
+    one
+}
+
+/// Whether `phase`, in this run, calls the Management API: `rollback` only
+/// for `rollback-functions`, `config` only for `[project_settings]`, and
+/// whether it needs the source's ref too (`secrets`' leak guard).
+fn management_api_use(ctx: &Context, phase: Phase) -> Option<bool> {
+    match phase {
+        Phase::Functions | Phase::Monitor => Some(false),
+        Phase::Secrets => Some(true),
+        Phase::Rollback => ctx
+            .settings
+            .rollback_functions
+            .as_deref()
+            .is_some_and(|v| !v.trim().is_empty())
+            .then_some(false),
+        Phase::Config => (!ctx.manifest.project_settings.is_empty()).then_some(false),
+        _ => None,
+    }
+}
+
+/// One row per phase of the run that calls the Management API: its inputs set.
+fn management_rows(ctx: &Context, phases: &[Phase]) -> Vec<CheckItem> {
+    [
+        Phase::Functions,
+        Phase::Secrets,
+        Phase::Monitor,
+        Phase::Rollback,
+        Phase::Config,
+    ]
+    .into_iter()
+    .filter(|p| phases.contains(p))
+    .filter_map(|phase| {
+        let needs_source_ref = management_api_use(ctx, phase)?;
+        let id = format!("{}-inputs", phase.name());
+        let title = format!("Management API inputs for `{}`", phase.name());
+        Some(
+            match super::functions::management_client(ctx, phase.name(), needs_source_ref) {
+                Ok(_) => CheckItem::new(
+                    &id,
+                    &title,
+                    Status::Pass,
+                    "project ref(s) and access token set (values not shown)",
+                ),
+                Err(e) => failed_row(&id, &title, e),
+            },
+        )
+    })
+    .collect()
+}
+
+/// The Storage API's inputs, for `storage`.
+fn storage_row(ctx: &Context) -> CheckItem {
+    let title = "Storage API inputs for `storage`";
+    match super::storage::storage_clients(ctx) {
+        Ok(_) => CheckItem::new(
+            "storage-inputs",
+            title,
+            Status::Pass,
+            "both projects' Storage URLs and service_role keys set (keys not shown)",
+        ),
+        Err(e) => failed_row("storage-inputs", title, e),
+    }
+}
+
+/// The frontend's token and variables (the target's keys read first when
+/// `[frontend.env]` names them), for `cutover` and `rollback`.
+async fn frontend_rows(ctx: &mut Context, report: &mut PhaseReport) {
+    if super::project_keys::referenced(ctx) && ctx.project_values.is_empty() {
+        if let Err(e) = super::project_keys::load(ctx, report).await {
+            report.check(failed_row(
+                "target-keys",
+                "Target URL and client keys read",
+                e,
+            ));
+        }
+    }
+    let title = "Frontend provider token and variables";
+    report.check(match super::cutover::frontend_plan(ctx) {
+        Ok(_) => CheckItem::new(
+            "frontend-inputs",
+            title,
+            Status::Pass,
+            "provider token and every [frontend.env] variable set (values not shown)",
+        ),
+        Err(e) => failed_row("frontend-inputs", title, e),
+    });
+}
+
+/// The phase's one sentence.
+fn summary(phases: usize, failed: usize) -> String {
+    if failed == 0 {
         format!(
             "Every input the {} need is there; nothing was written.",
-            count(phases.len(), "phase", "phases")
+            count(phases, "phase", "phases")
         )
     } else {
         format!(
             "{} not ready: no phase ran and nothing was written. Fix the failed rows, then re-run.",
             count(failed, "input is", "inputs are")
         )
-    };
-    Ok(report)
+    }
 }
 
 /// A failed row from a phase's own error.
@@ -317,6 +348,16 @@ fn capitalised(word: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_summary_says_ready_or_how_many_inputs_are_missing() {
+        assert_eq!(
+            summary(4, 0),
+            "Every input the 4 phases need is there; nothing was written."
+        );
+        assert!(summary(4, 1).starts_with("1 input is not ready: no phase ran"));
+        assert!(summary(4, 3).starts_with("3 inputs are not ready"));
+    }
 
     #[test]
     fn a_list_that_writes_gets_a_readiness_check_a_single_phase_checks_itself() {

@@ -787,72 +787,19 @@ impl CopyLedger {
         progress: Arc<CopyProgress>,
     ) -> Result<CopyResult, PgError> {
         let started = Instant::now();
-        let cols = job
-            .columns
-            .iter()
-            .map(|c| quote_ident(c))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let copy_out = if job.partitioned {
-            format!(
-                "copy (select {cols} from {}) to stdout (format binary)",
-                job.table.quoted()
-            )
-        } else {
-            format!(
-                "copy {} ({cols}) to stdout (format binary)",
-                job.table.quoted()
-            )
-        };
-        let copy_in = format!(
-            "copy {} ({cols}) from stdin (format binary{})",
-            job.table.quoted(),
-            if job.partitioned || job.emptied_by_delete {
-                ""
-            } else {
-                ", freeze"
-            }
+        let statements = CopyStatements::of(job);
+        let (reader, receiver) = spawn_reader(
+            source.clone(),
+            snapshot_id.to_string(),
+            statements.copy_out.clone(),
+            job.table.to_string(),
         );
-        let empty = if job.emptied_by_delete {
-            format!("delete from {}", job.table.quoted())
-        } else {
-            format!("truncate {}", job.table.quoted())
-        };
-
-        // Reader: its own source connection in the shared snapshot, batching
-        // rows into large writes, one channel slot ahead of the writer.
-        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, String>>(8);
-        let source = source.clone();
-        let snapshot_id = snapshot_id.to_string();
-        let table_name = job.table.to_string();
-        let reader = tokio::spawn(async move {
-            if let Err(e) = read_table(source, snapshot_id, copy_out, sender.clone()).await {
-                let _ = sender
-                    .send(Err(format!(
-                        "reading {table_name} from the source: {}",
-                        describe_sqlx_error(&e)
-                    )))
-                    .await;
-            }
-        });
-
         let mut conn = self
             .db
             .pool
             .acquire()
             .await
             .map_err(|e| self.db.error("opening a connection for the copy", e))?;
-        let upsert = format!(
-            "insert into {} (table_name, status, rows, run_id, started_at)
-             values ($1, 'copying', 0, $2, now())
-             on conflict (table_name) do update set status = 'copying', rows = 0, run_id = $2, started_at = now(), finished_at = null",
-            self.t("table_copies")
-        );
-        let done = format!(
-            "update {} set status = 'done', rows = $2, bytes = $3, finished_at = now() where table_name = $1",
-            self.t("table_copies")
-        );
-        let ctx = |what: &str| format!("copying {} ({what})", job.table);
         // Triggers off (rows are copies, their side effects happened on the
         // source). No WAL flush wait at commit: a crash can only lose the
         // whole transaction, ledger row included, so the table is redone.
@@ -863,66 +810,17 @@ impl CopyLedger {
             .await
             .map_err(|e| {
                 self.db.error(
-                    ctx("starting; the role must be allowed to set session_replication_role"),
+                    copying(job, "starting; the role must be allowed to set session_replication_role"),
                     e,
                 )
             })?;
-        let outcome: Result<(u64, u64), PgError> = async {
-            sqlx::query(&upsert)
-                .bind(job.table.to_string())
-                .bind(run_id)
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| self.db.error(ctx("ledger"), e))?;
-            sqlx::raw_sql(&empty)
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| self.db.error(ctx("emptying"), e))?;
-            let mut writer = conn
-                .copy_in_raw(&copy_in)
-                .await
-                .map_err(|e| self.db.error(ctx("COPY FROM"), e))?;
-            let mut bytes = 0u64;
-            while let Some(batch) = receiver.recv().await {
-                match batch {
-                    Ok(data) => {
-                        bytes += data.len() as u64;
-                        progress
-                            .bytes
-                            .fetch_add(data.len() as u64, Ordering::Relaxed);
-                        if let Err(e) = writer.send(data).await {
-                            return Err(self.db.error(ctx("writing"), e));
-                        }
-                    }
-                    Err(message) => {
-                        let _ = writer.abort("source failed").await;
-                        return Err(PgError::Query {
-                            context: format!("source database: {}", ctx("reading")),
-                            message: self.db.redactor.redact(&message),
-                            sqlstate: None,
-                        });
-                    }
-                }
-            }
-            let rows = writer
-                .finish()
-                .await
-                .map_err(|e| self.db.error(ctx("finishing COPY"), e))?;
-            sqlx::query(&done)
-                .bind(job.table.to_string())
-                .bind(rows as i64)
-                .bind(bytes as i64)
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| self.db.error(ctx("ledger"), e))?;
-            sqlx::raw_sql("commit")
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| self.db.error(ctx("commit"), e))?;
-            Ok((rows, bytes))
-        }
-        .await;
-        match outcome {
+        let load = Load {
+            job,
+            run_id,
+            statements: &statements,
+            progress: &progress,
+        };
+        match self.load(&mut conn, &load, receiver).await {
             Ok((rows, bytes)) => {
                 let _ = reader.await;
                 Ok(CopyResult {
@@ -939,6 +837,162 @@ impl CopyLedger {
             }
         }
     }
+
+    /// Inside the open transaction: records the table as copying, empties
+    /// it, streams the rows in, records it done and commits; rows and bytes.
+    async fn load(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        load: &Load<'_>,
+        mut receiver: RowBatches,
+    ) -> Result<(u64, u64), PgError> {
+        let job = load.job;
+        let upsert = format!(
+            "insert into {} (table_name, status, rows, run_id, started_at)
+             values ($1, 'copying', 0, $2, now())
+             on conflict (table_name) do update set status = 'copying', rows = 0, run_id = $2, started_at = now(), finished_at = null",
+            self.t("table_copies")
+        );
+        let done = format!(
+            "update {} set status = 'done', rows = $2, bytes = $3, finished_at = now() where table_name = $1",
+            self.t("table_copies")
+        );
+        sqlx::query(&upsert)
+            .bind(job.table.to_string())
+            .bind(load.run_id)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| self.db.error(copying(job, "ledger"), e))?;
+        sqlx::raw_sql(&load.statements.empty)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| self.db.error(copying(job, "emptying"), e))?;
+        let mut writer = conn
+            .copy_in_raw(&load.statements.copy_in)
+            .await
+            .map_err(|e| self.db.error(copying(job, "COPY FROM"), e))?;
+        let mut bytes = 0u64;
+        while let Some(batch) = receiver.recv().await {
+            let data = match batch {
+                Ok(data) => data,
+                Err(message) => {
+                    let _ = writer.abort("source failed").await;
+                    return Err(PgError::Query {
+                        context: format!("source database: {}", copying(job, "reading")),
+                        message: self.db.redactor.redact(&message),
+                        sqlstate: None,
+                    });
+                }
+            };
+            bytes += data.len() as u64;
+            load.progress
+                .bytes
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            if let Err(e) = writer.send(data).await {
+                return Err(self.db.error(copying(job, "writing"), e));
+            }
+        }
+        let rows = writer
+            .finish()
+            .await
+            .map_err(|e| self.db.error(copying(job, "finishing COPY"), e))?;
+        sqlx::query(&done)
+            .bind(job.table.to_string())
+            .bind(rows as i64)
+            .bind(bytes as i64)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| self.db.error(copying(job, "ledger"), e))?;
+        sqlx::raw_sql("commit")
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| self.db.error(copying(job, "commit"), e))?;
+        Ok((rows, bytes))
+    }
+}
+
+/// What one table's load needs besides its connection.
+struct Load<'a> {
+    job: &'a CopyJob,
+    run_id: Uuid,
+    statements: &'a CopyStatements,
+    progress: &'a CopyProgress,
+}
+
+/// Batches of a table's binary COPY stream, or why reading it failed.
+type RowBatches = tokio::sync::mpsc::Receiver<Result<Vec<u8>, String>>;
+
+/// `copying <table> (<what>)`: where a copy failed.
+fn copying(job: &CopyJob, what: &str) -> String {
+    format!("copying {} ({what})", job.table)
+}
+
+/// The statements that copy one table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CopyStatements {
+    /// Run on the source: the table's rows as binary COPY.
+    copy_out: String,
+    /// Run on the target: loads them, frozen when the table was just emptied
+    /// by `TRUNCATE` (a partitioned table or one emptied by `DELETE` cannot be).
+    copy_in: String,
+    /// Run on the target first: `TRUNCATE`, or `DELETE` when a kept key
+    /// from outside the copy references the table.
+    empty: String,
+}
+
+impl CopyStatements {
+    fn of(job: &CopyJob) -> Self {
+        let table = job.table.quoted();
+        let cols = job
+            .columns
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // A partitioned table has no rows of its own to COPY TO.
+        let copy_out = if job.partitioned {
+            format!("copy (select {cols} from {table}) to stdout (format binary)")
+        } else {
+            format!("copy {table} ({cols}) to stdout (format binary)")
+        };
+        let freeze = if job.partitioned || job.emptied_by_delete {
+            ""
+        } else {
+            ", freeze"
+        };
+        let empty = if job.emptied_by_delete {
+            format!("delete from {table}")
+        } else {
+            format!("truncate {table}")
+        };
+        CopyStatements {
+            copy_out,
+            copy_in: format!("copy {table} ({cols}) from stdin (format binary{freeze})"),
+            empty,
+        }
+    }
+}
+
+/// Reader: its own source connection in the shared snapshot, batching rows
+/// into large writes, one channel slot ahead of the writer.
+fn spawn_reader(
+    source: PgPool,
+    snapshot_id: String,
+    copy_out: String,
+    table_name: String,
+) -> (tokio::task::JoinHandle<()>, RowBatches) {
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, String>>(8);
+    let reader = tokio::spawn(async move {
+        if let Err(e) = read_table(source, snapshot_id, copy_out, sender.clone()).await {
+            let _ = sender
+                .send(Err(format!(
+                    "reading {table_name} from the source: {}",
+                    describe_sqlx_error(&e)
+                )))
+                .await;
+        }
+    });
+    (reader, receiver)
 }
 
 /// Streams one table out of the source in the shared snapshot, batching rows
@@ -1206,5 +1260,38 @@ mod tests {
                 .ends_with("REFERENCES p(id) not valid")
         );
         assert!(steps.validate.is_none(), "a NOT VALID key stays so");
+    }
+
+    fn job(partitioned: bool, emptied_by_delete: bool) -> CopyJob {
+        CopyJob {
+            table: QualifiedName::parse("public.orders").unwrap(),
+            columns: vec!["id".into(), "Total".into()],
+            partitioned,
+            source_bytes: 0,
+            emptied_by_delete,
+        }
+    }
+
+    #[test]
+    fn a_plain_table_is_truncated_and_loaded_frozen() {
+        let s = CopyStatements::of(&job(false, false));
+        let table = QualifiedName::parse("public.orders").unwrap().quoted();
+        let cols = format!("{}, {}", quote_ident("id"), quote_ident("Total"));
+        assert_eq!(
+            s.copy_out,
+            format!("copy {table} ({cols}) to stdout (format binary)")
+        );
+        assert!(s.copy_in.ends_with("from stdin (format binary, freeze)"));
+        assert!(s.empty.starts_with("truncate "));
+    }
+
+    #[test]
+    fn partitioned_or_referenced_tables_are_not_frozen() {
+        let partitioned = CopyStatements::of(&job(true, false));
+        assert!(partitioned.copy_out.starts_with("copy (select "));
+        assert!(partitioned.copy_in.ends_with("(format binary)"));
+        let referenced = CopyStatements::of(&job(false, true));
+        assert!(referenced.empty.starts_with("delete from "));
+        assert!(referenced.copy_in.ends_with("(format binary)"));
     }
 }

@@ -570,16 +570,32 @@ impl Database {
         entries: &[&TocEntry],
         into: RestoreInto,
     ) -> Result<Vec<LeftOut>, PgError> {
-        let context = "reading what the role may restore";
         let (role, superuser): (String, bool) = sqlx::query_as(
             "select current_user::text, rolsuper from pg_roles where rolname = current_user",
         )
         .fetch_one(&self.pool)
         .await
-        .map_err(|e| self.error(context, e))?;
-        let mut left_out: Vec<LeftOut> = Vec::new();
+        .map_err(|e| self.error(LEFT_OUT_CONTEXT, e))?;
+        let role = RestoreRole {
+            name: role,
+            superuser,
+        };
+        let extensions = self.extension_catalog(entries).await?;
+        let mut left_out = kinds_left_out(entries, &role, &extensions);
+        if into == RestoreInto::ExistingDatabase && !superuser {
+            let foreign = self.foreign_objects(entries).await?;
+            left_out.extend(owned_elsewhere(entries, &foreign, &role.name));
+        }
+        let rows = rows_left_out(entries, &left_out);
+        left_out.extend(rows);
+        let attached = attached_left_out(entries, &left_out);
+        left_out.extend(attached);
+        Ok(left_out)
+    }
 
-        // Extensions.
+    /// The extensions `entries` create, as the server offers them, and
+    /// supautils' privileged extensions.
+    async fn extension_catalog(&self, entries: &[&TocEntry]) -> Result<Extensions, PgError> {
         let wanted: Vec<String> = entries
             .iter()
             .filter(|e| e.desc == "EXTENSION")
@@ -590,8 +606,7 @@ impl Database {
         )
         .fetch_one(&self.pool)
         .await
-        .map_err(|e| self.error(context, e))?;
-        let privileged: BTreeSet<&str> = privileged.split(',').map(str::trim).collect();
+        .map_err(|e| self.error(LEFT_OUT_CONTEXT, e))?;
         let available: Vec<(String, bool, bool)> = sqlx::query_as(
             "select a.name::text, coalesce(v.superuser, true), coalesce(v.trusted, false)
                from pg_available_extensions a
@@ -602,162 +617,197 @@ impl Database {
         .bind(&wanted)
         .fetch_all(&self.pool)
         .await
-        .map_err(|e| self.error(context, e))?;
+        .map_err(|e| self.error(LEFT_OUT_CONTEXT, e))?;
+        Ok(Extensions {
+            privileged: privileged
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .collect(),
+            available,
+        })
+    }
 
-        for entry in entries {
-            let reason = if SUPERUSER_KINDS.contains(&entry.desc.as_str()) && !superuser {
+    /// The objects in the schemas of `entries` owned by a role this one
+    /// cannot act as: (schema, `relation` | `routine` | `type`, name, owner).
+    async fn foreign_objects(&self, entries: &[&TocEntry]) -> Result<Vec<ForeignObject>, PgError> {
+        let schemas: Vec<String> = entries
+            .iter()
+            .map(|e| e.namespace.clone())
+            .filter(|n| n != "-")
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        sqlx::query_as(
+            "select n.nspname::text, 'relation', c.relname::text, pg_get_userbyid(c.relowner)::text
+               from pg_class c join pg_namespace n on n.oid = c.relnamespace
+              where n.nspname = any($1) and c.relkind in ('r', 'p', 'v', 'm', 'S', 'f', 'i', 'I', 'c')
+                and not pg_has_role(c.relowner, 'USAGE')
+             union all
+             select n.nspname::text, 'routine',
+                    format('%s(%s)', p.proname,
+                           array_to_string(array(select format_type(a.t, null)
+                                                   from unnest(p.proargtypes::oid[]) with ordinality a(t, i)
+                                                  order by a.i), ', ')),
+                    pg_get_userbyid(p.proowner)::text
+               from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+              where n.nspname = any($1) and not pg_has_role(p.proowner, 'USAGE')
+             union all
+             select n.nspname::text, 'type', t.typname::text, pg_get_userbyid(t.typowner)::text
+               from pg_type t join pg_namespace n on n.oid = t.typnamespace
+              where n.nspname = any($1) and not pg_has_role(t.typowner, 'USAGE')
+                and (t.typrelid = 0 or (select relkind from pg_class where oid = t.typrelid) = 'c')",
+        )
+        .bind(&schemas)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.error(LEFT_OUT_CONTEXT, e))
+    }
+}
+
+const LEFT_OUT_CONTEXT: &str = "reading what the role may restore";
+
+/// The role a restore runs as.
+struct RestoreRole {
+    name: String,
+    superuser: bool,
+}
+
+/// What the server offers of the extensions a restore creates.
+struct Extensions {
+    /// supautils' `privileged_extensions`: creatable without superuser.
+    privileged: BTreeSet<String>,
+    /// Each extension the server has: name, needs a superuser, trusted.
+    available: Vec<(String, bool, bool)>,
+}
+
+/// An object owned by a role the restoring role cannot act as: schema,
+/// class word, name, owner.
+type ForeignObject = (String, String, String, String);
+
+/// Entries of kinds the role may not create: superuser-only kinds, and
+/// extensions the server lacks or only a superuser may create.
+fn kinds_left_out(entries: &[&TocEntry], role: &RestoreRole, ext: &Extensions) -> Vec<LeftOut> {
+    let name = &role.name;
+    let extension_reason = |tag: &str| match ext.available.iter().find(|(n, ..)| n == tag) {
+        None => Some(format!("extension {tag} is not available on the server")),
+        Some((_, needs_superuser, trusted))
+            if *needs_superuser && !trusted && !role.superuser && !ext.privileged.contains(tag) =>
+        {
+            Some(format!(
+                "extension {tag} is not trusted and not among supautils' privileged extensions: only a superuser may create it; {name} is not one"
+            ))
+        }
+        Some(_) => None,
+    };
+    entries
+        .iter()
+        .filter_map(|entry| {
+            let reason = if SUPERUSER_KINDS.contains(&entry.desc.as_str()) && !role.superuser {
                 Some(format!(
-                    "only a superuser may create {}s; {role} is not one",
+                    "only a superuser may create {}s; {name} is not one",
                     entry.desc.to_lowercase()
                 ))
             } else if entry.desc == "EXTENSION" {
-                match available.iter().find(|(name, ..)| *name == entry.tag) {
-                    None => Some(format!(
-                        "extension {} is not available on the server",
-                        entry.tag
-                    )),
-                    Some((_, needs_superuser, trusted))
-                        if *needs_superuser
-                            && !trusted
-                            && !superuser
-                            && !privileged.contains(entry.tag.as_str()) =>
-                    {
-                        Some(format!(
-                            "extension {} is not trusted and not among supautils' privileged extensions: only a superuser may create it; {role} is not one",
-                            entry.tag
-                        ))
-                    }
-                    Some(_) => None,
-                }
+                extension_reason(&entry.tag)
             } else {
                 None
             };
-            if let Some(reason) = reason {
-                left_out.push(LeftOut {
-                    entry: (*entry).clone(),
-                    reason,
-                });
-            }
-        }
-
-        // What exists and belongs to a role this one cannot act as.
-        if into == RestoreInto::ExistingDatabase && !superuser {
-            let schemas: Vec<String> = entries
-                .iter()
-                .map(|e| e.namespace.clone())
-                .filter(|n| n != "-")
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            let foreign: Vec<(String, String, String, String)> = sqlx::query_as(
-                "select n.nspname::text, 'relation', c.relname::text, pg_get_userbyid(c.relowner)::text
-                   from pg_class c join pg_namespace n on n.oid = c.relnamespace
-                  where n.nspname = any($1) and c.relkind in ('r', 'p', 'v', 'm', 'S', 'f', 'i', 'I', 'c')
-                    and not pg_has_role(c.relowner, 'USAGE')
-                 union all
-                 select n.nspname::text, 'routine',
-                        format('%s(%s)', p.proname,
-                               array_to_string(array(select format_type(a.t, null)
-                                                       from unnest(p.proargtypes::oid[]) with ordinality a(t, i)
-                                                      order by a.i), ', ')),
-                        pg_get_userbyid(p.proowner)::text
-                   from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-                  where n.nspname = any($1) and not pg_has_role(p.proowner, 'USAGE')
-                 union all
-                 select n.nspname::text, 'type', t.typname::text, pg_get_userbyid(t.typowner)::text
-                   from pg_type t join pg_namespace n on n.oid = t.typnamespace
-                  where n.nspname = any($1) and not pg_has_role(t.typowner, 'USAGE')
-                    and (t.typrelid = 0 or (select relkind from pg_class where oid = t.typrelid) = 'c')",
-            )
-            .bind(&schemas)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.error(context, e))?;
-            // Rows need no ownership, only their table: they are judged below.
-            for entry in entries
-                .iter()
-                .filter(|e| !DATA_KINDS.contains(&e.desc.as_str()))
-            {
-                let Some((class, name)) = object_of(&entry.desc, &entry.tag) else {
-                    continue;
-                };
-                let owner = foreign.iter().find(|(schema, kind, object, _)| {
-                    *schema == entry.namespace
-                        && *object == name
-                        && *kind
-                            == match class {
-                                Class::Relation => "relation",
-                                Class::Routine => "routine",
-                                Class::Type => "type",
-                            }
-                });
-                if let Some((.., owner)) = owner {
-                    left_out.push(LeftOut {
-                        entry: (*entry).clone(),
-                        reason: format!(
-                            "{}.{name} exists on the target owned by {owner}, a role {role} is not a member of: it may neither drop nor replace it, so it stays as it is",
-                            entry.namespace
-                        ),
-                    });
-                }
-            }
-        }
-
-        // Rows (and sequence values) of a relation left out stay as the
-        // target has them: loading them would add to the rows kept there.
-        let relations_out: Vec<(String, String)> = left_out
-            .iter()
-            .filter(|l| !ATTACHED_KINDS.contains(&l.entry.desc.as_str()))
-            .filter_map(|l| match object_of(&l.entry.desc, &l.entry.tag) {
-                Some((Class::Relation, name)) => Some((l.entry.namespace.clone(), name)),
-                _ => None,
+            reason.map(|reason| LeftOut {
+                entry: (*entry).clone(),
+                reason,
             })
-            .collect();
-        for entry in entries
-            .iter()
-            .filter(|e| DATA_KINDS.contains(&e.desc.as_str()))
-        {
-            let relation = (entry.namespace.clone(), entry.tag.clone());
-            if relations_out.contains(&relation) {
-                left_out.push(LeftOut {
-                    entry: (*entry).clone(),
-                    reason: format!(
-                        "{}.{} is left out, so the target's own rows stay as they are",
-                        entry.namespace, entry.tag
-                    ),
-                });
-            }
-        }
+        })
+        .collect()
+}
 
-        // Comments and labels on what is left out go with it.
-        let named: Vec<(String, String, String)> = left_out
-            .iter()
-            .map(|l| {
-                (
-                    l.entry.namespace.clone(),
-                    format!("{} {}", l.entry.desc, l.entry.tag),
-                    l.entry.describe(),
-                )
-            })
-            .collect();
-        for entry in entries {
-            if !ATTACHED_KINDS.contains(&entry.desc.as_str())
-                || left_out.iter().any(|l| l.entry.line == entry.line)
-            {
-                continue;
-            }
-            if let Some((.., what)) = named
-                .iter()
-                .find(|(namespace, tag, _)| *namespace == entry.namespace && *tag == entry.tag)
-            {
-                left_out.push(LeftOut {
-                    entry: (*entry).clone(),
-                    reason: format!("it is on {what}, which is left out"),
-                });
-            }
+/// Entries changing objects that exist owned by a role this one cannot act
+/// as: it may neither drop nor replace them. Rows need no ownership, only
+/// their table: they are judged by [`rows_left_out`].
+fn owned_elsewhere(entries: &[&TocEntry], foreign: &[ForeignObject], role: &str) -> Vec<LeftOut> {
+    let mut left_out = Vec::new();
+    for entry in entries
+        .iter()
+        .filter(|e| !DATA_KINDS.contains(&e.desc.as_str()))
+    {
+        let Some((class, name)) = object_of(&entry.desc, &entry.tag) else {
+            continue;
+        };
+        let word = match class {
+            Class::Relation => "relation",
+            Class::Routine => "routine",
+            Class::Type => "type",
+        };
+        let owner = foreign.iter().find(|(schema, kind, object, _)| {
+            *schema == entry.namespace && *object == name && kind == word
+        });
+        if let Some((.., owner)) = owner {
+            left_out.push(LeftOut {
+                entry: (*entry).clone(),
+                reason: format!(
+                    "{}.{name} exists on the target owned by {owner}, a role {role} is not a member of: it may neither drop nor replace it, so it stays as it is",
+                    entry.namespace
+                ),
+            });
         }
-        Ok(left_out)
     }
+    left_out
+}
+
+/// Rows (and sequence values) of a relation left out stay as the target
+/// has them: loading them would add to the rows kept there.
+fn rows_left_out(entries: &[&TocEntry], left_out: &[LeftOut]) -> Vec<LeftOut> {
+    let relations_out: Vec<(String, String)> = left_out
+        .iter()
+        .filter(|l| !ATTACHED_KINDS.contains(&l.entry.desc.as_str()))
+        .filter_map(|l| match object_of(&l.entry.desc, &l.entry.tag) {
+            Some((Class::Relation, name)) => Some((l.entry.namespace.clone(), name)),
+            _ => None,
+        })
+        .collect();
+    entries
+        .iter()
+        .filter(|e| DATA_KINDS.contains(&e.desc.as_str()))
+        .filter(|e| relations_out.contains(&(e.namespace.clone(), e.tag.clone())))
+        .map(|entry| LeftOut {
+            entry: (*entry).clone(),
+            reason: format!(
+                "{}.{} is left out, so the target's own rows stay as they are",
+                entry.namespace, entry.tag
+            ),
+        })
+        .collect()
+}
+
+/// Comments, labels and grants on what is left out go with it.
+fn attached_left_out(entries: &[&TocEntry], left_out: &[LeftOut]) -> Vec<LeftOut> {
+    let named: Vec<(String, String, String)> = left_out
+        .iter()
+        .map(|l| {
+            (
+                l.entry.namespace.clone(),
+                format!("{} {}", l.entry.desc, l.entry.tag),
+                l.entry.describe(),
+            )
+        })
+        .collect();
+    let mut attached = Vec::new();
+    for entry in entries {
+        if !ATTACHED_KINDS.contains(&entry.desc.as_str())
+            || left_out.iter().any(|l| l.entry.line == entry.line)
+        {
+            continue;
+        }
+        if let Some((.., what)) = named
+            .iter()
+            .find(|(namespace, tag, _)| *namespace == entry.namespace && *tag == entry.tag)
+        {
+            attached.push(LeftOut {
+                entry: (*entry).clone(),
+                reason: format!("it is on {what}, which is left out"),
+            });
+        }
+    }
+    attached
 }
 
 #[cfg(test)]
@@ -831,5 +881,103 @@ mod tests {
             Some((Class::Type, "positive".to_string()))
         );
         assert_eq!(object_of("EXTENSION", "pgcrypto"), None);
+    }
+
+    fn entry(line: &str) -> TocEntry {
+        toc_entries(line).remove(0)
+    }
+
+    fn reasons(left_out: &[LeftOut]) -> Vec<(&str, &str)> {
+        left_out
+            .iter()
+            .map(|l| (l.entry.desc.as_str(), l.reason.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn superuser_kinds_and_untrusted_extensions_are_left_out_for_other_roles() {
+        let trigger = entry("10; 3466 1 EVENT TRIGGER - audit_ddl postgres");
+        let vector = entry("2; 3079 2 EXTENSION - vector ");
+        let crypto = entry("3; 3079 3 EXTENSION - pgcrypto ");
+        let missing = entry("4; 3079 4 EXTENSION - postgis ");
+        let entries = [&trigger, &vector, &crypto, &missing];
+        let role = RestoreRole {
+            name: "postgres".into(),
+            superuser: false,
+        };
+        let extensions = Extensions {
+            privileged: BTreeSet::from(["vector".to_string()]),
+            available: vec![
+                ("vector".into(), true, false),
+                ("pgcrypto".into(), true, false),
+            ],
+        };
+        assert_eq!(
+            reasons(&kinds_left_out(&entries, &role, &extensions)),
+            [
+                (
+                    "EVENT TRIGGER",
+                    "only a superuser may create event triggers; postgres is not one"
+                ),
+                (
+                    "EXTENSION",
+                    "extension pgcrypto is not trusted and not among supautils' privileged extensions: only a superuser may create it; postgres is not one"
+                ),
+                (
+                    "EXTENSION",
+                    "extension postgis is not available on the server"
+                ),
+            ]
+        );
+        let superuser = RestoreRole {
+            name: "admin".into(),
+            superuser: true,
+        };
+        assert_eq!(kinds_left_out(&entries, &superuser, &extensions).len(), 1);
+    }
+
+    #[test]
+    fn objects_owned_by_another_role_stay_with_their_rows_and_comments() {
+        let table = entry("217; 1259 16392 TABLE public customers postgres");
+        let rows = entry("3401; 0 16392 TABLE DATA public customers postgres");
+        let comment = entry("3402; 0 0 COMMENT public TABLE customers postgres");
+        let other = entry("218; 1259 16393 TABLE public orders postgres");
+        let entries = [&table, &rows, &comment, &other];
+        let foreign: Vec<ForeignObject> = vec![(
+            "public".into(),
+            "relation".into(),
+            "customers".into(),
+            "supabase_admin".into(),
+        )];
+        let mut left_out = owned_elsewhere(&entries, &foreign, "postgres");
+        assert_eq!(
+            reasons(&left_out),
+            [
+                (
+                    "TABLE",
+                    "public.customers exists on the target owned by supabase_admin, a role postgres is not a member of: it may neither drop nor replace it, so it stays as it is"
+                ),
+                (
+                    "COMMENT",
+                    "public.customers exists on the target owned by supabase_admin, a role postgres is not a member of: it may neither drop nor replace it, so it stays as it is"
+                ),
+            ]
+        );
+        let rows_out = rows_left_out(&entries, &left_out);
+        assert_eq!(
+            reasons(&rows_out),
+            [(
+                "TABLE DATA",
+                "public.customers is left out, so the target's own rows stay as they are"
+            )]
+        );
+        left_out.truncate(1);
+        assert_eq!(
+            reasons(&attached_left_out(&entries, &left_out)),
+            [(
+                "COMMENT",
+                "it is on TABLE public.customers, which is left out"
+            )]
+        );
     }
 }

@@ -252,6 +252,16 @@ impl std::fmt::Display for Cell {
     }
 }
 
+/// A cell equals a text when it shows that text (`Count(1204) == "1,204"`).
+impl PartialEq<&str> for Cell {
+    fn eq(&self, other: &&str) -> bool {
+        match self {
+            Cell::Text(text) => text == other,
+            shown => shown.to_string() == *other,
+        }
+    }
+}
+
 impl From<String> for Cell {
     fn from(text: String) -> Self {
         Cell::Text(text)

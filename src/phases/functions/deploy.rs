@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use futures_util::StreamExt;
 
 use crate::context::Context;
-use crate::repo::functions::{Bundle, FunctionDir};
+use crate::repo::functions::{Bundle, BundleError, CliFunctionConfig, FunctionDir};
 use crate::report::{CheckItem, PhaseReport, ReportTable, Status, count};
 use crate::supabase::{DeployMetadata, Function, ManagementClient, UploadFile};
 
@@ -118,28 +118,59 @@ fn plan(ctx: &Context, only: Option<&[String]>) -> Result<DeployPlan, PhaseError
         failed: Vec::new(),
         excluded: selection.excluded,
     };
-    for function in &selection.deploy {
-        let config = cli.get(&function.slug);
-        match bundle_of(ctx, function, config) {
-            Ok(bundle) => {
-                let (verify, verify_source) = verify_jwt(ctx, &function.slug, config);
-                plan.functions.push(PlannedFunction {
-                    meta: metadata(&bundle, verify),
-                    bundle,
-                    verify_source,
-                });
-            }
+    for upload in folder_uploads(ctx, &selection.deploy, &cli) {
+        match upload.bundle {
+            Ok(bundle) => plan.functions.push(PlannedFunction {
+                meta: metadata(&bundle, upload.verify_jwt),
+                bundle,
+                verify_source: upload.verify_source,
+            }),
             Err(e) => {
-                plan.failed.push(function.slug.clone());
                 plan.unbundled.push(
-                    deploy_row(&function.slug, Status::Fail, e.to_string()).with_hint(
+                    deploy_row(&upload.slug, Status::Fail, e.to_string()).with_hint(
                         "fix the path, or the [functions.<name>] entry of supabase/config.toml",
                     ),
                 );
+                plan.failed.push(upload.slug);
             }
         }
     }
     Ok(plan)
+}
+
+/// What one function folder would upload.
+pub(crate) struct FolderUpload {
+    /// The function.
+    pub(crate) slug: String,
+    /// Its files, or why they cannot be bundled.
+    pub(crate) bundle: Result<Bundle, BundleError>,
+    /// The `verify_jwt` sent with it.
+    pub(crate) verify_jwt: bool,
+    /// Where `verify_jwt` came from (`manifest`, `config.toml`, `default`).
+    pub(crate) verify_source: &'static str,
+}
+
+/// What each folder would upload, with the `[functions.<slug>]` tables of
+/// `supabase/config.toml` in `cli`: the decision `plan` shows and `deploy`
+/// carries out.
+pub(crate) fn folder_uploads(
+    ctx: &Context,
+    folders: &[FunctionDir],
+    cli: &BTreeMap<String, CliFunctionConfig>,
+) -> Vec<FolderUpload> {
+    folders
+        .iter()
+        .map(|function| {
+            let config = cli.get(&function.slug);
+            let (verify_jwt, verify_source) = verify_jwt(ctx, &function.slug, config);
+            FolderUpload {
+                slug: function.slug.clone(),
+                bundle: bundle_of(ctx, function, config),
+                verify_jwt,
+                verify_source,
+            }
+        })
+        .collect()
 }
 
 /// The names in `only` that are not among the folders to deploy.

@@ -24,7 +24,7 @@ use super::PhaseError;
 
 mod deploy;
 mod saved;
-pub(crate) use deploy::deploy;
+pub(crate) use deploy::{deploy, folder_uploads};
 pub(crate) use saved::{bundle_sha256, short_sha};
 
 /// Environment variable that sets the client's first back-off delay in

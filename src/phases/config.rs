@@ -136,49 +136,134 @@ async fn table_values(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     let target = ctx.target("config", !dry_run).await?;
     ctx.ledger("config").await?;
     let Some(current) = table.read(&target).await? else {
-        if super::dry_run_after(ctx, Phase::Config, &[Phase::Schema]) {
-            let dir = ctx.migration_dir()?;
-            let created =
-                crate::repo::migrations::created_tables(&dir.files.iter().collect::<Vec<_>>());
-            if let Some(file) = created.get(&table.table) {
-                report.check(CheckItem::new(
-                    "config-values",
-                    "Configuration set on the target",
-                    Status::Skip,
-                    format!(
-                        "{} is not on the target yet: {file} creates it when `schema` runs; the {} are shown before → after then",
-                        table.table,
-                        count(expected.len(), "key", "keys")
-                    ),
-                ));
-                report.summary = format!(
-                    "Dry-run: {} would be set once `schema` created {}; nothing was written.",
-                    count(expected.len(), "key", "keys"),
-                    table.table
-                );
-                return Ok(report);
-            }
-        }
-        return Err(PhaseError::new(format!(
-            "configuration table {} does not exist on the target",
-            table.table
-        ))
-        .hint("run `schema` first (the migrations create it), or fix [config] table"));
+        return not_created_yet(ctx, &table, expected.len(), report);
     };
-
-    let insert_missing = ctx.manifest.config.insert_missing;
-    let mut writes = Vec::new();
-    let mut unknown = Vec::new();
-    let mut rows = ReportTable::new(
-        &format!("Configuration in {}: before → after", table.table),
-        &["Key", "Before", "After", "Change"],
+    let plan = plan_writes(
+        &table,
+        &expected,
+        &current,
+        ctx.manifest.config.insert_missing,
     );
-    let mut diffs = Vec::new();
-    for e in &expected {
+    report.tables.push(plan.rows);
+    report.diffs.extend(plan.diffs);
+    let (keys, refused) = keys_row(
+        &table,
+        &expected,
+        &plan.unknown,
+        &plan.writes,
+        ctx.manifest.config.insert_missing,
+    );
+    report.check(keys);
+    if refused {
+        report.summary = format!(
+            "Refused: {} keys are not in {}; nothing was written.",
+            plan.unknown.len(),
+            table.table
+        );
+        report.outcome = Outcome::Failed;
+        return Ok(report);
+    }
+    let (writes, keys) = (plan.writes.len(), expected.len());
+    if dry_run {
+        report.check(CheckItem::new(
+            "config-values",
+            "Configuration set on the target",
+            Status::Skip,
+            format!("dry-run: would change {writes} of {keys} keys in one transaction"),
+        ));
+        report.summary = format!(
+            "Dry-run: would change {writes} of {keys} keys in {}; nothing was written.",
+            table.table
+        );
+        return Ok(report);
+    }
+    if !plan.writes.is_empty() {
+        table.apply(&target, &plan.writes).await?;
+    }
+    // Read back what the target now holds.
+    let after = table.read(&target).await?.unwrap_or_default();
+    report.check(read_back_row(&expected, &after, writes));
+    report.conclude_from_checks();
+    report.summary = format!(
+        "{writes} of {keys} keys of {} changed (before → after below); {} unchanged.",
+        table.table,
+        keys - writes
+    );
+    Ok(report)
+}
+
+/// The table is not on the target: in a dry-run after `schema` whose
+/// migrations create it, a skip row; otherwise an error.
+fn not_created_yet(
+    ctx: &Context,
+    table: &ConfigTable,
+    keys: usize,
+    mut report: PhaseReport,
+) -> Result<PhaseReport, PhaseError> {
+    if super::dry_run_after(ctx, Phase::Config, &[Phase::Schema]) {
+        let dir = ctx.migration_dir()?;
+        let created =
+            crate::repo::migrations::created_tables(&dir.files.iter().collect::<Vec<_>>());
+        if let Some(file) = created.get(&table.table) {
+            report.check(CheckItem::new(
+                "config-values",
+                "Configuration set on the target",
+                Status::Skip,
+                format!(
+                    "{} is not on the target yet: {file} creates it when `schema` runs; the {} are shown before → after then",
+                    table.table,
+                    count(keys, "key", "keys")
+                ),
+            ));
+            report.summary = format!(
+                "Dry-run: {} would be set once `schema` created {}; nothing was written.",
+                count(keys, "key", "keys"),
+                table.table
+            );
+            return Ok(report);
+        }
+    }
+    Err(PhaseError::new(format!(
+        "configuration table {} does not exist on the target",
+        table.table
+    ))
+    .hint("run `schema` first (the migrations create it), or fix [config] table"))
+}
+
+/// What `config` writes, decided from the table's current values.
+struct ConfigPlan {
+    /// The keys to update or insert.
+    writes: Vec<ConfigWrite>,
+    /// Keys the table does not have.
+    unknown: Vec<String>,
+    /// Each key before → after.
+    rows: ReportTable,
+    /// Long values, before → after.
+    diffs: Vec<TextDiff>,
+}
+
+/// Each expected key against the table's current value: unchanged,
+/// changed, inserted (with `insert_missing`) or not in the table.
+fn plan_writes(
+    table: &ConfigTable,
+    expected: &[Expected],
+    current: &BTreeMap<String, Option<String>>,
+    insert_missing: bool,
+) -> ConfigPlan {
+    let mut plan = ConfigPlan {
+        writes: Vec::new(),
+        unknown: Vec::new(),
+        rows: ReportTable::new(
+            &format!("Configuration in {}: before → after", table.table),
+            &["Key", "Before", "After", "Change"],
+        ),
+        diffs: Vec::new(),
+    };
+    for e in expected {
         let present = current.contains_key(&e.key);
         let before = current.get(&e.key).cloned().flatten();
         let change = if !present {
-            unknown.push(e.key.clone());
+            plan.unknown.push(e.key.clone());
             if insert_missing {
                 "inserted"
             } else {
@@ -190,11 +275,24 @@ async fn table_values(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
             "changed"
         };
         if (present && change == "changed") || (!present && insert_missing) {
-            writes.push(ConfigWrite {
+            plan.writes.push(ConfigWrite {
                 key: e.key.clone(),
                 value: e.value.clone(),
                 insert: !present,
             });
+        }
+        let long = !e.secret && (is_long(&e.value) || before.as_deref().is_some_and(is_long));
+        if long && change != "unchanged" {
+            plan.diffs.push(TextDiff {
+                title: format!("{}: {}", table.table, e.key),
+                before_label: "before".into(),
+                after_label: "after".into(),
+                before: before.clone().unwrap_or_default(),
+                after: e.value.clone(),
+            });
+            let see = "(long value: see the diff)";
+            plan.rows.push([e.key.as_str(), see, see, change]);
+            continue;
         }
         let before_cell = if present {
             shown(before.as_deref(), e.secret)
@@ -202,137 +300,95 @@ async fn table_values(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
             "(missing)".into()
         };
         let after_cell = shown(Some(&e.value), e.secret);
-        let long = !e.secret && (is_long(&e.value) || before.as_deref().is_some_and(is_long));
-        if long && change != "unchanged" {
-            diffs.push(TextDiff {
-                title: format!("{}: {}", table.table, e.key),
-                before_label: "before".into(),
-                after_label: "after".into(),
-                before: before.clone().unwrap_or_default(),
-                after: e.value.clone(),
-            });
-            rows.push([
-                e.key.clone(),
-                "(long value: see the diff)".into(),
-                "(long value: see the diff)".into(),
-                change.into(),
-            ]);
-        } else {
-            rows.push([e.key.clone(), before_cell, after_cell, change.into()]);
-        }
+        plan.rows
+            .push([e.key.clone(), before_cell, after_cell, change.into()]);
     }
-    let mut rows = rows.with_note(format!(
-        "Secret keys ({}) are compared but shown as {MASK}.",
-        expected
-            .iter()
-            .filter(|e| e.secret)
-            .map(|e| e.key.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
-    if !expected.iter().any(|e| e.secret) {
-        rows.note = None;
+    let secret: Vec<&str> = expected
+        .iter()
+        .filter(|e| e.secret)
+        .map(|e| e.key.as_str())
+        .collect();
+    if !secret.is_empty() {
+        plan.rows.note = Some(format!(
+            "Secret keys ({}) are compared but shown as {MASK}.",
+            secret.join(", ")
+        ));
     }
-    report.tables.push(rows);
-    report.diffs.extend(diffs);
+    plan
+}
 
+/// The `config-keys` row, and whether it refuses the write (keys missing
+/// without `insert_missing`).
+fn keys_row(
+    table: &ConfigTable,
+    expected: &[Expected],
+    unknown: &[String],
+    writes: &[ConfigWrite],
+    insert_missing: bool,
+) -> (CheckItem, bool) {
     if !unknown.is_empty() && !insert_missing {
-        report.check(
-            CheckItem::new(
-                "config-keys",
-                "Configuration keys exist on the target",
-                Status::Fail,
-                format!(
-                    "not in {}: {}; nothing was written",
-                    table.table,
-                    unknown.join(", ")
-                ),
-            )
-            .with_hint("apply the migration that creates these keys (`schema`), fix the key names, or set [config] insert_missing = true"),
-        );
-        report.summary = format!(
-            "Refused: {} keys are not in {}; nothing was written.",
-            unknown.len(),
-            table.table
-        );
-        report.outcome = Outcome::Failed;
-        return Ok(report);
+        let item = CheckItem::new(
+            "config-keys",
+            "Configuration keys exist on the target",
+            Status::Fail,
+            format!(
+                "not in {}: {}; nothing was written",
+                table.table,
+                unknown.join(", ")
+            ),
+        )
+        .with_hint("apply the migration that creates these keys (`schema`), fix the key names, or set [config] insert_missing = true");
+        return (item, true);
     }
     let inserted = writes.iter().filter(|w| w.insert).count();
-    report.check(CheckItem::new(
+    let evidence = if inserted > 0 {
+        format!(
+            "{} keys, {inserted} inserted (insert_missing = true): {}",
+            expected.len(),
+            unknown.join(", ")
+        )
+    } else {
+        format!("all {} keys present in {}", expected.len(), table.table)
+    };
+    let item = CheckItem::new(
         "config-keys",
         "Configuration keys exist on the target",
         Status::Pass,
-        if inserted > 0 {
-            format!(
-                "{} keys, {inserted} inserted (insert_missing = true): {}",
-                expected.len(),
-                unknown.join(", ")
-            )
-        } else {
-            format!("all {} keys present in {}", expected.len(), table.table)
-        },
-    ));
+        evidence,
+    );
+    (item, false)
+}
 
-    if dry_run {
-        report.check(CheckItem::new(
-            "config-values",
-            "Configuration set on the target",
-            Status::Skip,
-            format!(
-                "dry-run: would change {} of {} keys in one transaction",
-                writes.len(),
-                expected.len()
-            ),
-        ));
-        report.summary = format!(
-            "Dry-run: would change {} of {} keys in {}; nothing was written.",
-            writes.len(),
-            expected.len(),
-            table.table
-        );
-        return Ok(report);
-    }
-
-    if !writes.is_empty() {
-        table.apply(&target, &writes).await?;
-    }
-    // Read back what the target now holds.
-    let after = table.read(&target).await?.unwrap_or_default();
-    let wrong: Vec<String> = expected
+/// The `config-values` row after writing: every key read back with its
+/// expected value.
+fn read_back_row(
+    expected: &[Expected],
+    after: &BTreeMap<String, Option<String>>,
+    writes: usize,
+) -> CheckItem {
+    let wrong: Vec<&str> = expected
         .iter()
         .filter(|e| after.get(&e.key).cloned().flatten().as_deref() != Some(e.value.as_str()))
-        .map(|e| e.key.clone())
+        .map(|e| e.key.as_str())
         .collect();
-    report.check(if wrong.is_empty() {
-        CheckItem::new(
+    if wrong.is_empty() {
+        return CheckItem::new(
             "config-values",
             "Configuration set on the target",
             Status::Pass,
             format!(
-                "{} of {} keys changed in one transaction; every key read back with its expected value",
-                writes.len(),
+                "{writes} of {} keys changed in one transaction; every key read back with its expected value",
                 expected.len()
             ),
-        )
-    } else {
-        CheckItem::new(
-            "config-values",
-            "Configuration set on the target",
-            Status::Fail,
-            format!("read back with another value: {}", wrong.join(", ")),
-        )
-        .with_hint("a trigger or another writer changed them: check the table's triggers, then re-run `config`")
-    });
-    report.conclude_from_checks();
-    report.summary = format!(
-        "{} of {} keys of {} changed (before → after below); {} unchanged.",
-        writes.len(),
-        expected.len(),
-        table.table,
-        expected.len() - writes.len()
-    );
-    Ok(report)
+        );
+    }
+    CheckItem::new(
+        "config-values",
+        "Configuration set on the target",
+        Status::Fail,
+        format!("read back with another value: {}", wrong.join(", ")),
+    )
+    .with_hint("a trigger or another writer changed them: check the table's triggers, then re-run `config`")
 }
 
 /// The `validate` check: every expected key has its expected value on the
@@ -422,4 +478,88 @@ pub(crate) async fn expectations_check(
         .with_hint("run `config` to set them")
     };
     Ok(Some((item, rows)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> ConfigTable {
+        ConfigTable {
+            table: QualifiedName::parse("public.app_config").unwrap(),
+            key_column: "key".into(),
+            value_column: "value".into(),
+        }
+    }
+
+    fn expected(key: &str, value: &str, secret: bool) -> Expected {
+        Expected {
+            key: key.into(),
+            value: value.into(),
+            secret,
+        }
+    }
+
+    fn current(pairs: &[(&str, Option<&str>)]) -> BTreeMap<String, Option<String>> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+            .collect()
+    }
+
+    #[test]
+    fn only_changed_keys_are_written_and_secrets_are_masked() {
+        let wanted = [
+            expected("a", "1", false),
+            expected("b", "2", false),
+            expected("api_key", "s3cret", true),
+        ];
+        let now = current(&[("a", Some("1")), ("b", Some("old")), ("api_key", None)]);
+        let plan = plan_writes(&table(), &wanted, &now, false);
+        let written: Vec<&str> = plan.writes.iter().map(|w| w.key.as_str()).collect();
+        assert_eq!(written, ["b", "api_key"]);
+        assert_eq!(plan.rows.rows[0][3], "unchanged");
+        assert_eq!(plan.rows.rows[2], ["api_key", "NULL", MASK, "changed"]);
+        assert!(plan.rows.note.as_deref().unwrap().contains("(api_key)"));
+    }
+
+    #[test]
+    fn a_missing_key_refuses_unless_inserted() {
+        let wanted = [expected("new_key", "v", false)];
+        let plan = plan_writes(&table(), &wanted, &current(&[]), false);
+        assert!(plan.writes.is_empty());
+        let (row, refused) = keys_row(&table(), &wanted, &plan.unknown, &plan.writes, false);
+        assert!(refused);
+        assert_eq!(row.status, Status::Fail);
+        let plan = plan_writes(&table(), &wanted, &current(&[]), true);
+        assert!(plan.writes[0].insert);
+        let (row, refused) = keys_row(&table(), &wanted, &plan.unknown, &plan.writes, true);
+        assert!(!refused);
+        assert_eq!(
+            row.evidence,
+            "1 keys, 1 inserted (insert_missing = true): new_key"
+        );
+    }
+
+    #[test]
+    fn long_values_go_to_a_diff() {
+        let long = "x".repeat(LONG_VALUE + 1);
+        let wanted = [expected("template", &long, false)];
+        let plan = plan_writes(
+            &table(),
+            &wanted,
+            &current(&[("template", Some("short"))]),
+            false,
+        );
+        assert_eq!(plan.diffs.len(), 1);
+        assert_eq!(plan.rows.rows[0][1], "(long value: see the diff)");
+        assert!(plan.rows.note.is_none());
+    }
+
+    #[test]
+    fn read_back_names_the_wrong_keys() {
+        let wanted = [expected("a", "1", false), expected("b", "2", false)];
+        let row = read_back_row(&wanted, &current(&[("a", Some("1")), ("b", Some("9"))]), 1);
+        assert_eq!(row.evidence, "read back with another value: b");
+    }
 }

@@ -525,56 +525,11 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     // watching must not end in "cannot roll back".
     let (_, project, _) = super::functions::management_client(ctx, "monitor", false)?;
     if m.rollback_on_failure {
-        let missing: Vec<String> = [
-            (Side::Target, "target-db-url"),
-            (Side::Source, "source-db-url"),
-        ]
-        .into_iter()
-        .filter(|(side, _)| !ctx.has_url(*side))
-        .map(|(_, input)| ctx.settings.label(input))
-        .collect();
-        if !missing.is_empty() {
-            return Err(PhaseError::new(format!(
-                "[monitor] rollback_on_failure = true needs the databases `rollback` restores, but {} {} not set; nothing was watched",
-                missing.join(" and "),
-                if missing.len() == 1 { "is" } else { "are" }
-            ))
-            .hint("pass target-db-url and source-db-url as for `rollback`, or set rollback_on_failure = false"));
-        }
+        rollback_inputs(ctx)?;
     }
     let routes = route_checks(ctx)?;
-    let limits_text = format!(
-        "API error rate ≤ {} (judged from {}), Edge Function 5xx ≤ {}, routes within {} ms unless their own budget says otherwise",
-        percent(m.max_api_error_rate_percent),
-        count(m.min_requests, "request", "requests"),
-        m.max_function_5xx,
-        m.max_route_latency_ms
-    );
-
     if ctx.settings.dry_run {
-        let planned = schedule(
-            m.window_seconds,
-            m.interval_seconds,
-            1,
-            API_BUDGET_PER_MINUTE,
-        );
-        report.check(CheckItem::new(
-            "monitor-plan",
-            "Monitoring window planned",
-            Status::Skip,
-            format!(
-                "dry run: would watch project {project} for {} ({} polls every {} s or more, plus a baseline), {} route(s); {limits_text}{}; no API call made",
-                crate::report::human_duration(m.window_seconds * 1000),
-                planned.polls,
-                planned.interval_seconds,
-                routes.len(),
-                if m.rollback_on_failure {
-                    "; would roll back when a threshold is passed"
-                } else {
-                    ""
-                }
-            ),
-        ));
+        report.check(dry_run_row(&m, &project, routes.len()));
         report.summary = "Dry run: the monitoring window is planned; nothing was polled.".into();
         return Ok(report);
     }
@@ -604,7 +559,87 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
             .map_err(|e| analytics_stop(ctx, e))?,
     };
     let watched: Vec<String> = watcher.functions.iter().map(|f| f.slug.clone()).collect();
-    let mut plan_evidence = format!(
+    let probed = watcher.probed.clone();
+    let window = watch(ctx, &mut watcher, &plan, pause, &limits).await?;
+    // The logs endpoint is probed on the first poll when it was not before.
+    let probed = probed.or_else(|| watcher.probed.clone());
+    report.check(plan_row(&plan, &baseline, &watched, probed.as_deref()));
+    rows(&mut report, &baseline, &window, &m, &watched);
+    report
+        .tables
+        .push(figures_table(&baseline, &window.polls, &limits));
+    charts(&mut report, &window.polls, &m);
+    report.summary = summary(&window, plan.polls);
+    if !window.breaches.is_empty() && m.rollback_on_failure {
+        roll_back(ctx, &mut report).await;
+    }
+    report.conclude_from_checks();
+    Ok(report)
+}
+
+/// `rollback_on_failure` needs both databases, checked before the window.
+fn rollback_inputs(ctx: &Context) -> Result<(), PhaseError> {
+    let missing: Vec<String> = [
+        (Side::Target, "target-db-url"),
+        (Side::Source, "source-db-url"),
+    ]
+    .into_iter()
+    .filter(|(side, _)| !ctx.has_url(*side))
+    .map(|(_, input)| ctx.settings.label(input))
+    .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(PhaseError::new(format!(
+        "[monitor] rollback_on_failure = true needs the databases `rollback` restores, but {} {} not set; nothing was watched",
+        missing.join(" and "),
+        if missing.len() == 1 { "is" } else { "are" }
+    ))
+    .hint("pass target-db-url and source-db-url as for `rollback`, or set rollback_on_failure = false"))
+}
+
+/// The dry run's row: the window as it would be watched.
+fn dry_run_row(m: &MonitorSection, project: &str, routes: usize) -> CheckItem {
+    let planned = schedule(
+        m.window_seconds,
+        m.interval_seconds,
+        1,
+        API_BUDGET_PER_MINUTE,
+    );
+    let limits_text = format!(
+        "API error rate ≤ {} (judged from {}), Edge Function 5xx ≤ {}, routes within {} ms unless their own budget says otherwise",
+        percent(m.max_api_error_rate_percent),
+        count(m.min_requests, "request", "requests"),
+        m.max_function_5xx,
+        m.max_route_latency_ms
+    );
+    CheckItem::new(
+        "monitor-plan",
+        "Monitoring window planned",
+        Status::Skip,
+        format!(
+            "dry run: would watch project {project} for {} ({} polls every {} s or more, plus a baseline), {routes} route(s); {limits_text}{}; no API call made",
+            crate::report::human_duration(m.window_seconds * 1000),
+            planned.polls,
+            planned.interval_seconds,
+            if m.rollback_on_failure {
+                "; would roll back when a threshold is passed"
+            } else {
+                ""
+            }
+        ),
+    )
+}
+
+/// The `monitor-plan` row: the polls, their API calls, and whether the
+/// interval had to be stretched.
+fn plan_row(
+    plan: &Schedule,
+    baseline: &Poll,
+    watched: &[String],
+    probed: Option<&str>,
+) -> CheckItem {
+    let mut evidence = format!(
         "{} polls every {} s over {}, after a baseline {}; {} per poll (logs{}); {}",
         plan.polls,
         plan.interval_seconds,
@@ -620,38 +655,59 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         } else {
             format!(" + combined stats of {}", watched.join(", "))
         },
-        watcher
-            .probed
-            .clone()
-            .unwrap_or_else(|| "logs endpoint not probed yet".into()),
+        probed.unwrap_or("logs endpoint not probed yet"),
     );
-    if plan.stretched() {
-        plan_evidence.push_str(&format!(
-            "; the interval was stretched from the manifest's {} s to {} s so {} calls a poll stay within {} of the Management API's 60 requests a minute",
-            plan.asked_interval_seconds, plan.interval_seconds, plan.calls_per_poll, API_BUDGET_PER_MINUTE
-        ));
-    }
-    let mut plan_row = CheckItem::new(
-        "monitor-plan",
-        "Monitoring window within the API's rate limit",
-        if plan.stretched() {
-            Status::Warn
-        } else {
-            Status::Pass
-        },
-        plan_evidence,
-    );
-    if plan.stretched() {
-        plan_row = plan_row.with_hint(
-            "raise [monitor] interval_seconds, or list fewer [monitor] functions, to poll as often as asked",
+    if !plan.stretched() {
+        return CheckItem::new(
+            "monitor-plan",
+            "Monitoring window within the API's rate limit",
+            Status::Pass,
+            evidence,
         );
     }
+    evidence.push_str(&format!(
+        "; the interval was stretched from the manifest's {} s to {} s so {} calls a poll stay within {} of the Management API's 60 requests a minute",
+        plan.asked_interval_seconds, plan.interval_seconds, plan.calls_per_poll, API_BUDGET_PER_MINUTE
+    ));
+    CheckItem::new(
+        "monitor-plan",
+        "Monitoring window within the API's rate limit",
+        Status::Warn,
+        evidence,
+    )
+    .with_hint(
+        "raise [monitor] interval_seconds, or list fewer [monitor] functions, to poll as often as asked",
+    )
+}
 
-    // The window.
+/// What the window saw.
+struct Window {
+    /// When it opened.
+    opened: DateTime<Utc>,
+    /// The polls, in order (the last one passed a threshold when there are
+    /// breaches).
+    polls: Vec<Poll>,
+    /// Sums over the polls.
+    totals: Totals,
+    /// The thresholds the last poll passed.
+    breaches: Vec<Breach>,
+}
+
+/// Polls every `pause` until the window ends or a threshold is passed.
+async fn watch(
+    ctx: &Context,
+    watcher: &mut Watcher,
+    plan: &Schedule,
+    pause: Duration,
+    limits: &Thresholds,
+) -> Result<Window, PhaseError> {
     let opened = Utc::now();
-    let mut polls: Vec<Poll> = Vec::new();
-    let mut totals = Totals::default();
-    let mut breaches = Vec::new();
+    let mut window = Window {
+        opened,
+        polls: Vec::new(),
+        totals: Totals::default(),
+        breaches: Vec::new(),
+    };
     let mut from = opened;
     for _ in 0..plan.polls {
         tokio::time::sleep(pause).await;
@@ -660,72 +716,49 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
             .await
             .map_err(|e| analytics_stop(ctx, e))?;
         from = poll.at;
-        totals.add(&poll);
-        breaches = judge(&totals, &poll, &limits);
-        polls.push(poll);
-        if !breaches.is_empty() {
+        window.totals.add(&poll);
+        window.breaches = judge(&window.totals, &poll, limits);
+        window.polls.push(poll);
+        if !window.breaches.is_empty() {
             break;
         }
     }
-    if let Some(probed) = &watcher.probed {
-        if !plan_row.evidence.contains(probed.as_str()) {
-            plan_row.evidence = plan_row
-                .evidence
-                .replace("logs endpoint not probed yet", probed);
-        }
-    }
-    report.check(plan_row);
+    Ok(window)
+}
 
-    rows(
-        &mut report,
-        &baseline,
-        &polls,
-        &totals,
-        &breaches,
-        &m,
-        &watched,
-    );
-    report
-        .tables
-        .push(figures_table(&baseline, &polls, &limits));
-    charts(&mut report, &polls, &m);
-
-    let failed = !breaches.is_empty();
-    let measured = breaches
+/// The slowest route answer over the polls.
+fn slowest_route(polls: &[Poll]) -> Option<&RouteSample> {
+    polls
         .iter()
-        .map(|b| b.text.clone())
-        .collect::<Vec<_>>()
-        .join("; ");
-    report.summary = if failed {
-        format!(
-            "Monitoring failed at poll {} of {}: {measured}.",
-            polls.len(),
-            plan.polls
-        )
-    } else {
-        format!(
-            "Watched the target for {} polls over {}: API error rate {}, {} Edge Function 5xx, slowest route {}.",
-            polls.len(),
-            crate::report::human_duration((Utc::now() - opened).num_milliseconds().max(0) as u64),
-            totals
-                .error_rate()
-                .map(percent)
-                .unwrap_or_else(|| "not measured (no request)".into()),
-            totals.function_5xx,
-            polls
-                .iter()
-                .filter_map(|p| p.slowest())
-                .max_by_key(|r| r.latency_ms)
-                .map(|r| format!("{} {} ms", r.path, r.latency_ms))
-                .unwrap_or_else(|| "— (no [[frontend.routes]])".into())
-        )
-    };
+        .filter_map(|p| p.slowest())
+        .max_by_key(|r| r.latency_ms)
+}
 
-    if failed && m.rollback_on_failure {
-        roll_back(ctx, &mut report).await;
+/// The phase's summary: where it failed, or what the window measured.
+fn summary(window: &Window, planned: u64) -> String {
+    let polls = &window.polls;
+    if !window.breaches.is_empty() {
+        let measured: Vec<&str> = window.breaches.iter().map(|b| b.text.as_str()).collect();
+        return format!(
+            "Monitoring failed at poll {} of {planned}: {}.",
+            polls.len(),
+            measured.join("; ")
+        );
     }
-    report.conclude_from_checks();
-    Ok(report)
+    format!(
+        "Watched the target for {} polls over {}: API error rate {}, {} Edge Function 5xx, slowest route {}.",
+        polls.len(),
+        crate::report::human_duration((Utc::now() - window.opened).num_milliseconds().max(0) as u64),
+        window
+            .totals
+            .error_rate()
+            .map(percent)
+            .unwrap_or_else(|| "not measured (no request)".into()),
+        window.totals.function_5xx,
+        slowest_route(polls)
+            .map(|r| format!("{} {} ms", r.path, r.latency_ms))
+            .unwrap_or_else(|| "— (no [[frontend.routes]])".into())
+    )
 }
 
 /// `rollback`, after a failed window; its rows and tables join the report.
@@ -775,169 +808,178 @@ async fn roll_back(ctx: &mut Context, report: &mut PhaseReport) {
 fn rows(
     report: &mut PhaseReport,
     baseline: &Poll,
-    polls: &[Poll],
-    totals: &Totals,
-    breaches: &[Breach],
+    window: &Window,
     m: &MonitorSection,
     watched: &[String],
 ) {
-    let breach = |id: &str| breaches.iter().find(|b| b.id == id);
     let hint = if m.rollback_on_failure {
         "the figures over time are in the table; rollback ran (see its rows); read the target's API gateway and Edge Function logs in the dashboard before the next attempt"
     } else {
         "the figures over time are in the table; read the target's API gateway and Edge Function logs in the dashboard, and run `rollback` if the release is at fault (or set [monitor] rollback_on_failure = true)"
     };
-    let base_api = match (baseline.api, &baseline.api_problem) {
-        (Some(c), _) if c.requests > 0 => format!(
+    report.check(api_row(baseline, window, m, hint));
+    report.check(function_row(baseline, window, m, watched, hint));
+    report.check(route_row(baseline, window, m, hint));
+}
+
+/// The breach that fails row `id`, if any.
+fn breach<'a>(window: &'a Window, id: &str) -> Option<&'a Breach> {
+    window.breaches.iter().find(|b| b.id == id)
+}
+
+/// The `monitor-api-error-rate` row.
+fn api_row(baseline: &Poll, window: &Window, m: &MonitorSection, hint: &str) -> CheckItem {
+    const ID: &str = "monitor-api-error-rate";
+    let title = format!("API error rate ≤ {}", percent(m.max_api_error_rate_percent));
+    let base_api = match baseline.api {
+        Some(c) if c.requests > 0 => format!(
             "baseline {} ({} of {})",
             percent(c.server_errors as f64 * 100.0 / c.requests as f64),
             c.server_errors,
             c.requests
         ),
-        (Some(_), _) => "baseline: no request".into(),
-        (None, _) => "baseline: logs not readable".into(),
+        Some(_) => "baseline: no request".into(),
+        None => "baseline: logs not readable".into(),
     };
+    let (polls, totals) = (&window.polls, &window.totals);
     let blind_api = polls.iter().filter(|p| p.api.is_none()).count();
-    let api_row = if let Some(b) = breach("monitor-api-error-rate") {
-        CheckItem::new(
-            "monitor-api-error-rate",
-            &format!("API error rate ≤ {}", percent(m.max_api_error_rate_percent)),
+    if let Some(b) = breach(window, ID) {
+        return CheckItem::new(ID, &title, Status::Fail, format!("{}; {base_api}", b.text))
+            .with_hint(hint);
+    }
+    if !polls.is_empty() && blind_api == polls.len() {
+        let problem = polls
+            .iter()
+            .find_map(|p| p.api_problem.clone())
+            .unwrap_or_default();
+        return CheckItem::new(
+            ID,
+            &title,
             Status::Fail,
-            format!("{}; {base_api}", b.text),
+            format!("no poll could read the logs: {problem}"),
         )
-        .with_hint(hint)
-    } else if !polls.is_empty() && blind_api == polls.len() {
-        CheckItem::new(
-            "monitor-api-error-rate",
-            &format!(
-                "API error rate ≤ {}",
-                percent(m.max_api_error_rate_percent)
-            ),
-            Status::Fail,
-            format!(
-                "no poll could read the logs: {}",
-                polls
-                    .iter()
-                    .find_map(|p| p.api_problem.clone())
-                    .unwrap_or_default()
-            ),
-        )
-        .with_hint("a window that sees nothing proves nothing: check the Management API's status and re-run `monitor`")
+        .with_hint("a window that sees nothing proves nothing: check the Management API's status and re-run `monitor`");
+    }
+    let judged = totals.requests >= m.min_requests;
+    let not_judged = if judged {
+        String::new()
     } else {
-        let rate = totals.error_rate();
-        let judged = totals.requests >= m.min_requests;
-        CheckItem::new(
-            "monitor-api-error-rate",
-            &format!("API error rate ≤ {}", percent(m.max_api_error_rate_percent)),
-            if blind_api > 0 || !judged {
-                Status::Warn
-            } else {
-                Status::Pass
-            },
-            format!(
-                "{} ({} of {} requests answered 5xx) over {}{}{}; {base_api}",
-                rate.map(percent).unwrap_or_else(|| "no request".into()),
-                totals.server_errors,
-                totals.requests,
-                count(polls.len(), "poll", "polls"),
-                if judged {
-                    String::new()
-                } else {
-                    format!(
-                        "; fewer than [monitor] min_requests = {}, so the rate was not judged",
-                        m.min_requests
-                    )
-                },
-                if blind_api > 0 {
-                    format!("; {blind_api} poll(s) could not read the logs")
-                } else {
-                    String::new()
-                }
-            ),
+        format!(
+            "; fewer than [monitor] min_requests = {}, so the rate was not judged",
+            m.min_requests
         )
     };
-    report.check(api_row);
+    let blind = if blind_api > 0 {
+        format!("; {blind_api} poll(s) could not read the logs")
+    } else {
+        String::new()
+    };
+    CheckItem::new(
+        ID,
+        &title,
+        if blind_api > 0 || !judged {
+            Status::Warn
+        } else {
+            Status::Pass
+        },
+        format!(
+            "{} ({} of {} requests answered 5xx) over {}{not_judged}{blind}; {base_api}",
+            totals
+                .error_rate()
+                .map(percent)
+                .unwrap_or_else(|| "no request".into()),
+            totals.server_errors,
+            totals.requests,
+            count(polls.len(), "poll", "polls"),
+        ),
+    )
+}
 
-    let blind_functions: Vec<&String> = polls.iter().flat_map(|p| &p.function_problems).collect();
+/// The `monitor-function-5xx` row.
+fn function_row(
+    baseline: &Poll,
+    window: &Window,
+    m: &MonitorSection,
+    watched: &[String],
+    hint: &str,
+) -> CheckItem {
+    const ID: &str = "monitor-function-5xx";
     let title = format!("Edge Function 5xx ≤ {}", m.max_function_5xx);
     let base_fn = baseline
         .function_5xx
         .map(|n| format!("baseline: {n} in the 15 minutes before"))
         .unwrap_or_else(|| "baseline: not readable".into());
-    let fn_row = if watched.is_empty() {
-        CheckItem::new(
-            "monitor-function-5xx",
+    if watched.is_empty() {
+        return CheckItem::new(
+            ID,
             &title,
             Status::Skip,
             "the target lists no active Edge Function",
-        )
-    } else if let Some(b) = breach("monitor-function-5xx") {
-        CheckItem::new(
-            "monitor-function-5xx",
-            &title,
-            Status::Fail,
-            format!("{}; {base_fn}", b.text),
-        )
-        .with_hint(hint)
-    } else {
-        CheckItem::new(
-            "monitor-function-5xx",
-            &title,
-            if blind_functions.is_empty() {
-                Status::Pass
-            } else {
-                Status::Warn
-            },
-            format!(
-                "{} across {} ({}); {base_fn}{}",
-                totals.function_5xx,
-                count(watched.len(), "function", "functions"),
-                watched.join(", "),
-                blind_functions
-                    .first()
-                    .map(|p| format!("; not readable in some polls: {p}"))
-                    .unwrap_or_default()
-            ),
-        )
-    };
-    report.check(fn_row);
+        );
+    }
+    if let Some(b) = breach(window, ID) {
+        return CheckItem::new(ID, &title, Status::Fail, format!("{}; {base_fn}", b.text))
+            .with_hint(hint);
+    }
+    let blind = window
+        .polls
+        .iter()
+        .flat_map(|p| &p.function_problems)
+        .next();
+    CheckItem::new(
+        ID,
+        &title,
+        if blind.is_none() {
+            Status::Pass
+        } else {
+            Status::Warn
+        },
+        format!(
+            "{} across {} ({}); {base_fn}{}",
+            window.totals.function_5xx,
+            count(watched.len(), "function", "functions"),
+            watched.join(", "),
+            blind
+                .map(|p| format!("; not readable in some polls: {p}"))
+                .unwrap_or_default()
+        ),
+    )
+}
 
+/// The `monitor-routes` row.
+fn route_row(baseline: &Poll, window: &Window, m: &MonitorSection, hint: &str) -> CheckItem {
+    const ID: &str = "monitor-routes";
     let title = format!("Frontend routes within {} ms", m.max_route_latency_ms);
-    let route_row = if baseline.routes.is_empty() {
-        CheckItem::new(
-            "monitor-routes",
+    if baseline.routes.is_empty() {
+        return CheckItem::new(
+            ID,
             &title,
             Status::Skip,
             "no [[frontend.routes]] in the manifest",
-        )
-    } else if let Some(b) = breach("monitor-routes") {
-        CheckItem::new(
-            "monitor-routes",
+        );
+    }
+    if let Some(b) = breach(window, ID) {
+        return CheckItem::new(
+            ID,
             &title,
             Status::Fail,
             format!("{}; baseline slowest {}", b.text, slowest_text(baseline)),
         )
-        .with_hint(hint)
-    } else {
-        let slowest = polls
-            .iter()
-            .filter_map(|p| p.slowest())
-            .max_by_key(|r| r.latency_ms);
-        CheckItem::new(
-            "monitor-routes",
-            &title,
-            Status::Pass,
-            format!(
-                "{} route(s), slowest answer {}; baseline slowest {}",
-                baseline.routes.len(),
-                slowest
-                    .map(|r| format!("{} {} ms", r.path, r.latency_ms))
-                    .unwrap_or_else(|| "—".into()),
-                slowest_text(baseline)
-            ),
-        )
-    };
-    report.check(route_row);
+        .with_hint(hint);
+    }
+    CheckItem::new(
+        ID,
+        &title,
+        Status::Pass,
+        format!(
+            "{} route(s), slowest answer {}; baseline slowest {}",
+            baseline.routes.len(),
+            slowest_route(&window.polls)
+                .map(|r| format!("{} {} ms", r.path, r.latency_ms))
+                .unwrap_or_else(|| "—".into()),
+            slowest_text(baseline)
+        ),
+    )
 }
 
 /// The figures over time, baseline first.

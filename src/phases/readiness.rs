@@ -60,85 +60,30 @@ fn needs_target(phase: Phase) -> bool {
 pub async fn run(ctx: &mut Context, phases: &[Phase]) -> Result<PhaseReport, PhaseError> {
     let mut report = PhaseReport::new(NAME);
     let has = |p: Phase| phases.contains(&p);
-    let names = |pred: fn(Phase) -> bool| -> String {
-        phases
-            .iter()
-            .filter(|p| pred(**p))
-            .map(|p| p.name())
-            .collect::<Vec<_>>()
-            .join(", ")
+    let source = match names(phases, needs_source) {
+        Some(users) => database_row(ctx, Side::Source, &users, &mut report).await,
+        None => None,
     };
-
-    let source = if phases.iter().any(|p| needs_source(*p)) {
-        database_row(ctx, Side::Source, &names(needs_source), &mut report).await
-    } else {
-        None
-    };
-    let target = if phases.iter().any(|p| needs_target(*p)) {
-        database_row(ctx, Side::Target, &names(needs_target), &mut report).await
-    } else {
-        None
+    let target = match names(phases, needs_target) {
+        Some(users) => database_row(ctx, Side::Target, &users, &mut report).await,
+        None => None,
     };
 
     // Source ≠ target, as every writing phase checks it again: nothing below
     // (the target's rows) means anything when they are one database.
     let mut one_environment = false;
     if let (Some((_, source_info)), Some((_, target_info))) = (&source, &target) {
-        let mut item =
-            super::preflight::distinct_environments(ctx, Some(source_info), Some(target_info));
-        if item.status == Status::Fail {
-            one_environment = true;
-            item.evidence = format!(
-                "source and target are one environment: {}; nothing was read or written",
-                item.evidence
-            );
-        }
+        let item = one_environment_row(ctx, source_info, target_info);
+        one_environment = item.status == Status::Fail;
         report.check(item);
     }
-
     if has(Phase::Schema) {
         let (item, _) = super::preflight::migration_files_check(ctx);
         report.check(item);
     }
-
-    // `rollback` calls the Management API only for `rollback-functions`.
-    let rolls_back_functions = ctx
-        .settings
-        .rollback_functions
-        .as_deref()
-        .is_some_and(|v| !v.trim().is_empty());
-    for (phase, needs_source_ref) in [
-        (Phase::Functions, false),
-        (Phase::Secrets, true),
-        (Phase::Monitor, false),
-        (Phase::Rollback, false),
-        (Phase::Config, false),
-    ] {
-        // `config` calls it only for `[project_settings]`.
-        let calls_api = match phase {
-            Phase::Rollback => rolls_back_functions,
-            Phase::Config => !ctx.manifest.project_settings.is_empty(),
-            _ => true,
-        };
-        if has(phase) && calls_api {
-            report.check(
-                match super::functions::management_client(ctx, phase.name(), needs_source_ref) {
-                    Ok(_) => CheckItem::new(
-                        &format!("{}-inputs", phase.name()),
-                        &format!("Management API inputs for `{}`", phase.name()),
-                        Status::Pass,
-                        "project ref(s) and access token set (values not shown)",
-                    ),
-                    Err(e) => failed_row(
-                        &format!("{}-inputs", phase.name()),
-                        &format!("Management API inputs for `{}`", phase.name()),
-                        e,
-                    ),
-                },
-            );
-        }
+    for phase in api_phases(ctx, phases) {
+        report.check(api_inputs_row(ctx, phase));
     }
-
     if has(Phase::Storage) {
         let title = "Storage API inputs for `storage`";
         report.check(match super::storage::storage_clients(ctx) {
@@ -151,29 +96,9 @@ pub async fn run(ctx: &mut Context, phases: &[Phase]) -> Result<PhaseReport, Pha
             Err(e) => failed_row("storage-inputs", title, e),
         });
     }
-
     if (has(Phase::Cutover) || has(Phase::Rollback)) && ctx.manifest.frontend.is_some() {
-        let title = "Frontend provider token and variables";
-        if super::project_keys::referenced(ctx) && ctx.project_values.is_empty() {
-            if let Err(e) = super::project_keys::load(ctx, &mut report).await {
-                report.check(failed_row(
-                    "target-keys",
-                    "Target URL and client keys read",
-                    e,
-                ));
-            }
-        }
-        report.check(match super::cutover::frontend_plan(ctx) {
-            Ok(_) => CheckItem::new(
-                "frontend-inputs",
-                title,
-                Status::Pass,
-                "provider token and every [frontend.env] variable set (values not shown)",
-            ),
-            Err(e) => failed_row("frontend-inputs", title, e),
-        });
+        frontend_rows(ctx, &mut report).await;
     }
-
     // Each phase's own variables: `config` does not wait for the values only
     // `secrets` sets.
     let scope = super::preflight::RequiredValues {
@@ -184,7 +109,6 @@ pub async fn run(ctx: &mut Context, phases: &[Phase]) -> Result<PhaseReport, Pha
     if scope.secrets || scope.config || scope.frontend {
         report.check(super::preflight::required_values(ctx, scope));
     }
-
     if has(Phase::Data)
         && ctx.manifest.data.mode == DataMode::Copy
         && !ctx.settings.overwrite
@@ -194,21 +118,113 @@ pub async fn run(ctx: &mut Context, phases: &[Phase]) -> Result<PhaseReport, Pha
             report.check(target_tables_row(ctx, source, target).await?);
         }
     }
-
     report.conclude_from_checks();
-    let failed = report.count_of(Status::Fail);
-    report.summary = if failed == 0 {
+    report.summary = summary(phases.len(), report.count_of(Status::Fail));
+    Ok(report)
+}
+
+/// The phases `pred` picks, joined (`None` when it picks none).
+fn names(phases: &[Phase], pred: fn(Phase) -> bool) -> Option<String> {
+    let picked: Vec<&str> = phases
+        .iter()
+        .filter(|p| pred(**p))
+        .map(|p| p.name())
+        .collect();
+    (!picked.is_empty()).then(|| picked.join(", "))
+}
+
+/// The distinct-environments row, saying nothing ran when they are one.
+fn one_environment_row(ctx: &Context, source: &ServerInfo, target: &ServerInfo) -> CheckItem {
+    let mut item = super::preflight::distinct_environments(ctx, Some(source), Some(target));
+    if item.status == Status::Fail {
+        item.evidence = format!(
+            "source and target are one environment: {}; nothing was read or written",
+            item.evidence
+        );
+    }
+    item
+}
+
+/// The listed phases that call the Management API in this run.
+fn api_phases(ctx: &Context, phases: &[Phase]) -> Vec<Phase> {
+    // `rollback` calls the Management API only for `rollback-functions`.
+    let rolls_back_functions = ctx
+        .settings
+        .rollback_functions
+        .as_deref()
+        .is_some_and(|v| !v.trim().is_empty());
+    [
+        Phase::Functions,
+        Phase::Secrets,
+        Phase::Monitor,
+        Phase::Rollback,
+        Phase::Config,
+    ]
+    .into_iter()
+    .filter(|phase| phases.contains(phase))
+    .filter(|phase| match phase {
+        Phase::Rollback => rolls_back_functions,
+        // `config` calls it only for `[project_settings]`.
+        Phase::Config => !ctx.manifest.project_settings.is_empty(),
+        _ => true,
+    })
+    .collect()
+}
+
+/// Whether `phase`'s Management API inputs are set (`secrets` also needs the
+/// source's ref).
+fn api_inputs_row(ctx: &Context, phase: Phase) -> CheckItem {
+    let id = format!("{}-inputs", phase.name());
+    let title = format!("Management API inputs for `{}`", phase.name());
+    let needs_source_ref = phase == Phase::Secrets;
+    match super::functions::management_client(ctx, phase.name(), needs_source_ref) {
+        Ok(_) => CheckItem::new(
+            &id,
+            &title,
+            Status::Pass,
+            "project ref(s) and access token set (values not shown)",
+        ),
+        Err(e) => failed_row(&id, &title, e),
+    }
+}
+
+/// The target's keys (when `[frontend.env]` uses them) and the frontend
+/// provider's inputs.
+async fn frontend_rows(ctx: &mut Context, report: &mut PhaseReport) {
+    if super::project_keys::referenced(ctx) && ctx.project_values.is_empty() {
+        if let Err(e) = super::project_keys::load(ctx, report).await {
+            report.check(failed_row(
+                "target-keys",
+                "Target URL and client keys read",
+                e,
+            ));
+        }
+    }
+    let title = "Frontend provider token and variables";
+    report.check(match super::cutover::frontend_plan(ctx) {
+        Ok(_) => CheckItem::new(
+            "frontend-inputs",
+            title,
+            Status::Pass,
+            "provider token and every [frontend.env] variable set (values not shown)",
+        ),
+        Err(e) => failed_row("frontend-inputs", title, e),
+    });
+}
+
+/// The report's summary.
+fn summary(phases: usize, failed: usize) -> String {
+    if failed == 0 {
         format!(
             "Every input the {} need is there; nothing was written.",
-            count(phases.len(), "phase", "phases")
+            count(phases, "phase", "phases")
         )
     } else {
         format!(
             "{} not ready: no phase ran and nothing was written. Fix the failed rows, then re-run.",
             count(failed, "input is", "inputs are")
         )
-    };
-    Ok(report)
+    }
 }
 
 /// A failed row from a phase's own error.
@@ -317,6 +333,26 @@ fn capitalised(word: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_join_the_phases_a_side_serves() {
+        let phases = [Phase::Schema, Phase::Data, Phase::Functions];
+        assert_eq!(names(&phases, needs_source).as_deref(), Some("data"));
+        assert_eq!(
+            names(&phases, needs_target).as_deref(),
+            Some("schema, data")
+        );
+        assert_eq!(names(&[Phase::Functions], needs_target), None);
+    }
+
+    #[test]
+    fn summaries_count_phases_or_failed_inputs() {
+        assert_eq!(
+            summary(3, 0),
+            "Every input the 3 phases need is there; nothing was written."
+        );
+        assert!(summary(3, 1).starts_with("1 input is not ready"));
+    }
 
     #[test]
     fn a_list_that_writes_gets_a_readiness_check_a_single_phase_checks_itself() {

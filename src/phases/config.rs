@@ -10,10 +10,12 @@
 
 use std::collections::BTreeMap;
 
+use crate::cells;
 use crate::context::{Context, name_looks_secret};
 use crate::manifest::{QualifiedName, expand};
 use crate::pg::config::{ConfigTable, ConfigWrite};
 use crate::redact::MASK;
+use crate::report::Cell;
 use crate::report::{CheckItem, Outcome, PhaseReport, ReportTable, Status, TextDiff, count};
 
 use super::{Phase, PhaseError};
@@ -118,22 +120,134 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     Ok(report)
 }
 
-/// What `config` will write, decided from the table as it is: pure.
+/// `[config] values` in the configuration table.
+async fn table_values(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
+    let mut report = PhaseReport::new("config");
+    if ctx.manifest.config.values.is_empty() {
+        report.check(CheckItem::new(
+            "config-values",
+            "Configuration set on the target",
+            Status::Skip,
+            "no [config] values in the manifest",
+        ));
+        report.summary = "No [config] values: nothing to set.".into();
+        return Ok(report);
+    }
+    let (table, expected) = expected_values(ctx, "config")?;
+    let dry_run = ctx.settings.dry_run;
+    let target = ctx.target("config", !dry_run).await?;
+    ctx.ledger("config").await?;
+    let Some(current) = table.read(&target).await? else {
+        return not_created_yet(ctx, &table, expected.len(), report);
+    };
+    let plan = plan_writes(
+        &table,
+        &expected,
+        &current,
+        ctx.manifest.config.insert_missing,
+    );
+    report.tables.push(plan.rows);
+    report.diffs.extend(plan.diffs);
+    let (keys, refused) = keys_row(
+        &table,
+        &expected,
+        &plan.unknown,
+        &plan.writes,
+        ctx.manifest.config.insert_missing,
+    );
+    report.check(keys);
+    if refused {
+        report.summary = format!(
+            "Refused: {} keys are not in {}; nothing was written.",
+            plan.unknown.len(),
+            table.table
+        );
+        report.outcome = Outcome::Failed;
+        return Ok(report);
+    }
+    let (writes, keys) = (plan.writes.len(), expected.len());
+    if dry_run {
+        report.check(CheckItem::new(
+            "config-values",
+            "Configuration set on the target",
+            Status::Skip,
+            format!("dry-run: would change {writes} of {keys} keys in one transaction"),
+        ));
+        report.summary = format!(
+            "Dry-run: would change {writes} of {keys} keys in {}; nothing was written.",
+            table.table
+        );
+        return Ok(report);
+    }
+    if !plan.writes.is_empty() {
+        table.apply(&target, &plan.writes).await?;
+    }
+    // Read back what the target now holds.
+    let after = table.read(&target).await?.unwrap_or_default();
+    report.check(read_back_row(&expected, &after, writes));
+    report.conclude_from_checks();
+    report.summary = format!(
+        "{writes} of {keys} keys of {} changed (before → after below); {} unchanged.",
+        table.table,
+        keys - writes
+    );
+    Ok(report)
+}
+
+/// The table is not on the target: in a dry-run after `schema` whose
+/// migrations create it, a skip row; otherwise an error.
+fn not_created_yet(
+    ctx: &Context,
+    table: &ConfigTable,
+    keys: usize,
+    mut report: PhaseReport,
+) -> Result<PhaseReport, PhaseError> {
+    if super::dry_run_after(ctx, Phase::Config, &[Phase::Schema]) {
+        let dir = ctx.migration_dir()?;
+        let created =
+            crate::repo::migrations::created_tables(&dir.files.iter().collect::<Vec<_>>());
+        if let Some(file) = created.get(&table.table) {
+            report.check(CheckItem::new(
+                "config-values",
+                "Configuration set on the target",
+                Status::Skip,
+                format!(
+                    "{} is not on the target yet: {file} creates it when `schema` runs; the {} are shown before → after then",
+                    table.table,
+                    count(keys, "key", "keys")
+                ),
+            ));
+            report.summary = format!(
+                "Dry-run: {} would be set once `schema` created {}; nothing was written.",
+                count(keys, "key", "keys"),
+                table.table
+            );
+            return Ok(report);
+        }
+    }
+    Err(PhaseError::new(format!(
+        "configuration table {} does not exist on the target",
+        table.table
+    ))
+    .hint("run `schema` first (the migrations create it), or fix [config] table"))
+}
+
+/// What `config` writes, decided from the table's current values.
 struct ConfigPlan {
-    /// The keys to change or insert.
+    /// The keys to update or insert.
     writes: Vec<ConfigWrite>,
     /// Keys the table does not have.
     unknown: Vec<String>,
     /// Each key before → after.
-    table: ReportTable,
-    /// Long values' before → after.
+    rows: ReportTable,
+    /// Long values, before → after.
     diffs: Vec<TextDiff>,
 }
 
-/// Compares the `expected` values with the table's `current` ones:
-/// what changes, what is missing, and the before → after evidence.
+/// Each expected key against the table's current value: unchanged,
+/// changed, inserted (with `insert_missing`) or not in the table.
 fn plan_writes(
-    table_name: &QualifiedName,
+    table: &ConfigTable,
     expected: &[Expected],
     current: &BTreeMap<String, Option<String>>,
     insert_missing: bool,
@@ -141,8 +255,8 @@ fn plan_writes(
     let mut plan = ConfigPlan {
         writes: Vec::new(),
         unknown: Vec::new(),
-        table: ReportTable::new(
-            &format!("Configuration in {table_name}: before → after"),
+        rows: ReportTable::new(
+            &format!("Configuration in {}: before → after", table.table),
             &["Key", "Before", "After", "Change"],
         ),
         diffs: Vec::new(),
@@ -172,18 +286,14 @@ fn plan_writes(
         let long = !e.secret && (is_long(&e.value) || before.as_deref().is_some_and(is_long));
         if long && change != "unchanged" {
             plan.diffs.push(TextDiff {
-                title: format!("{table_name}: {}", e.key),
+                title: format!("{}: {}", table.table, e.key),
                 before_label: "before".into(),
                 after_label: "after".into(),
                 before: before.clone().unwrap_or_default(),
                 after: e.value.clone(),
             });
-            plan.table.push([
-                e.key.as_str(),
-                "(long value: see the diff)",
-                "(long value: see the diff)",
-                change,
-            ]);
+            let see = "(long value: see the diff)";
+            plan.rows.push([e.key.as_str(), see, see, change]);
             continue;
         }
         let before_cell = if present {
@@ -191,12 +301,9 @@ fn plan_writes(
         } else {
             "(missing)".into()
         };
-        plan.table.push([
-            e.key.clone(),
-            before_cell,
-            shown(Some(&e.value), e.secret),
-            change.into(),
-        ]);
+        let after_cell = shown(Some(&e.value), e.secret);
+        plan.rows
+            .push([e.key.clone(), before_cell, after_cell, change.into()]);
     }
     let secret: Vec<&str> = expected
         .iter()
@@ -204,7 +311,7 @@ fn plan_writes(
         .map(|e| e.key.as_str())
         .collect();
     if !secret.is_empty() {
-        plan.table.note = Some(format!(
+        plan.rows.note = Some(format!(
             "Secret keys ({}) are compared but shown as {MASK}.",
             secret.join(", ")
         ));
@@ -212,171 +319,59 @@ fn plan_writes(
     plan
 }
 
-/// `[config] values` in the configuration table.
-async fn table_values(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
-    let mut report = PhaseReport::new("config");
-    if ctx.manifest.config.values.is_empty() {
-        report.check(CheckItem::new(
-            "config-values",
-            "Configuration set on the target",
-            Status::Skip,
-            "no [config] values in the manifest",
-        ));
-        report.summary = "No [config] values: nothing to set.".into();
-        return Ok(report);
-    }
-    let (table, expected) = expected_values(ctx, "config")?;
-    let dry_run = ctx.settings.dry_run;
-    let target = ctx.target("config", !dry_run).await?;
-    ctx.ledger("config").await?;
-    let Some(current) = table.read(&target).await? else {
-        return table_missing(ctx, &table, &expected, report);
-    };
-    let plan = plan_writes(
-        &table.table,
-        &expected,
-        &current,
-        ctx.manifest.config.insert_missing,
-    );
-    report.tables.push(plan.table.clone());
-    report.diffs.extend(plan.diffs.iter().cloned());
-    let keys = keys_row(
-        &table.table,
-        &expected,
-        &plan,
-        ctx.manifest.config.insert_missing,
-    );
-    let refused = keys.status == Status::Fail;
-    report.check(keys);
-    if refused {
-        report.summary = format!(
-            "Refused: {} keys are not in {}; nothing was written.",
-            plan.unknown.len(),
-            table.table
-        );
-        report.outcome = Outcome::Failed;
-        return Ok(report);
-    }
-    if dry_run {
-        report.check(CheckItem::new(
-            "config-values",
-            "Configuration set on the target",
-            Status::Skip,
-            format!(
-                "dry-run: would change {} of {} keys in one transaction",
-                plan.writes.len(),
-                expected.len()
-            ),
-        ));
-        report.summary = format!(
-            "Dry-run: would change {} of {} keys in {}; nothing was written.",
-            plan.writes.len(),
-            expected.len(),
-            table.table
-        );
-        return Ok(report);
-    }
-    if !plan.writes.is_empty() {
-        table.apply(&target, &plan.writes).await?;
-    }
-    // Read back what the target now holds.
-    let after = table.read(&target).await?.unwrap_or_default();
-    report.check(values_row(&expected, &after, plan.writes.len()));
-    report.conclude_from_checks();
-    report.summary = format!(
-        "{} of {} keys of {} changed (before → after below); {} unchanged.",
-        plan.writes.len(),
-        expected.len(),
-        table.table,
-        expected.len() - plan.writes.len()
-    );
-    Ok(report)
-}
-
-/// The configuration table is not on the target: in a dry run before
-/// `schema` that creates it, a skip; otherwise the phase's error.
-fn table_missing(
-    ctx: &Context,
+/// The `config-keys` row, and whether it refuses the write (keys missing
+/// without `insert_missing`).
+fn keys_row(
     table: &ConfigTable,
     expected: &[Expected],
-    mut report: PhaseReport,
-) -> Result<PhaseReport, PhaseError> {
-    if super::dry_run_after(ctx, Phase::Config, &[Phase::Schema]) {
-        let dir = ctx.migration_dir()?;
-        let created =
-            crate::repo::migrations::created_tables(&dir.files.iter().collect::<Vec<_>>());
-        if let Some(file) = created.get(&table.table) {
-            report.check(CheckItem::new(
-                "config-values",
-                "Configuration set on the target",
-                Status::Skip,
-                format!(
-                    "{} is not on the target yet: {file} creates it when `schema` runs; the {} are shown before → after then",
-                    table.table,
-                    count(expected.len(), "key", "keys")
-                ),
-            ));
-            report.summary = format!(
-                "Dry-run: {} would be set once `schema` created {}; nothing was written.",
-                count(expected.len(), "key", "keys"),
-                table.table
-            );
-            return Ok(report);
-        }
-    }
-    Err(PhaseError::new(format!(
-        "configuration table {} does not exist on the target",
-        table.table
-    ))
-    .hint("run `schema` first (the migrations create it), or fix [config] table"))
-}
-
-/// Whether every key is in the table (or may be inserted).
-fn keys_row(
-    table_name: &QualifiedName,
-    expected: &[Expected],
-    plan: &ConfigPlan,
+    unknown: &[String],
+    writes: &[ConfigWrite],
     insert_missing: bool,
-) -> CheckItem {
-    if !plan.unknown.is_empty() && !insert_missing {
-        return CheckItem::new(
+) -> (CheckItem, bool) {
+    if !unknown.is_empty() && !insert_missing {
+        let item = CheckItem::new(
             "config-keys",
             "Configuration keys exist on the target",
             Status::Fail,
             format!(
-                "not in {table_name}: {}; nothing was written",
-                plan.unknown.join(", ")
+                "not in {}: {}; nothing was written",
+                table.table,
+                unknown.join(", ")
             ),
         )
         .with_hint("apply the migration that creates these keys (`schema`), fix the key names, or set [config] insert_missing = true");
+        return (item, true);
     }
-    let inserted = plan.writes.iter().filter(|w| w.insert).count();
-    CheckItem::new(
+    let inserted = writes.iter().filter(|w| w.insert).count();
+    let evidence = if inserted > 0 {
+        format!(
+            "{} keys, {inserted} inserted (insert_missing = true): {}",
+            expected.len(),
+            unknown.join(", ")
+        )
+    } else {
+        format!("all {} keys present in {}", expected.len(), table.table)
+    };
+    let item = CheckItem::new(
         "config-keys",
         "Configuration keys exist on the target",
         Status::Pass,
-        if inserted > 0 {
-            format!(
-                "{} keys, {inserted} inserted (insert_missing = true): {}",
-                expected.len(),
-                plan.unknown.join(", ")
-            )
-        } else {
-            format!("all {} keys present in {table_name}", expected.len())
-        },
-    )
+        evidence,
+    );
+    (item, false)
 }
 
-/// Every key read back with its expected value.
-fn values_row(
+/// The `config-values` row after writing: every key read back with its
+/// expected value.
+fn read_back_row(
     expected: &[Expected],
     after: &BTreeMap<String, Option<String>>,
-    written: usize,
+    writes: usize,
 ) -> CheckItem {
-    let wrong: Vec<String> = expected
+    let wrong: Vec<&str> = expected
         .iter()
         .filter(|e| after.get(&e.key).cloned().flatten().as_deref() != Some(e.value.as_str()))
-        .map(|e| e.key.clone())
+        .map(|e| e.key.as_str())
         .collect();
     if wrong.is_empty() {
         return CheckItem::new(
@@ -384,7 +379,7 @@ fn values_row(
             "Configuration set on the target",
             Status::Pass,
             format!(
-                "{written} of {} keys changed in one transaction; every key read back with its expected value",
+                "{writes} of {} keys changed in one transaction; every key read back with its expected value",
                 expected.len()
             ),
         );
@@ -457,11 +452,11 @@ pub(crate) async fn expectations_check(
         } else {
             "(missing)".into()
         };
-        rows.push([
+        rows.push(cells![
             e.key.clone(),
             shown(Some(&e.value), e.secret),
             got_cell,
-            if ok { "✅".into() } else { "❌".into() },
+            Cell::pass_if(ok),
         ]);
     }
     let item = if bad.is_empty() {
@@ -491,7 +486,15 @@ pub(crate) async fn expectations_check(
 mod tests {
     use super::*;
 
-    fn expect(key: &str, value: &str, secret: bool) -> Expected {
+    fn table() -> ConfigTable {
+        ConfigTable {
+            table: QualifiedName::parse("public.app_config").unwrap(),
+            key_column: "key".into(),
+            value_column: "value".into(),
+        }
+    }
+
+    fn expected(key: &str, value: &str, secret: bool) -> Expected {
         Expected {
             key: key.into(),
             value: value.into(),
@@ -499,61 +502,66 @@ mod tests {
         }
     }
 
+    fn current(pairs: &[(&str, Option<&str>)]) -> BTreeMap<String, Option<String>> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+            .collect()
+    }
+
     #[test]
-    fn the_plan_writes_only_what_changes_and_names_missing_keys() {
-        let name = QualifiedName::parse("public.app_config").unwrap();
-        let expected = [
-            expect("same", "1", false),
-            expect("changed", "new", false),
-            expect("token", "s3cret-value", true),
-            expect("absent", "x", false),
-            expect("long", &"y".repeat(200), false),
+    fn only_changed_keys_are_written_and_secrets_are_masked() {
+        let wanted = [
+            expected("a", "1", false),
+            expected("b", "2", false),
+            expected("api_key", "s3cret", true),
         ];
-        let current: BTreeMap<String, Option<String>> = [
-            ("same", Some("1")),
-            ("changed", Some("old")),
-            ("token", Some("old-secret")),
-            ("long", None),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
-        .collect();
-
-        let plan = plan_writes(&name, &expected, &current, false);
+        let now = current(&[("a", Some("1")), ("b", Some("old")), ("api_key", None)]);
+        let plan = plan_writes(&table(), &wanted, &now, false);
         let written: Vec<&str> = plan.writes.iter().map(|w| w.key.as_str()).collect();
-        assert_eq!(written, ["changed", "token", "long"]);
-        assert_eq!(plan.unknown, ["absent"]);
-        assert_eq!(plan.diffs.len(), 1, "only the long value gets a diff");
-        let token_row: Vec<String> = plan.table.rows[2].iter().map(|c| c.to_string()).collect();
-        assert_eq!(token_row, ["token", MASK, MASK, "changed"]);
-        assert!(plan.table.note.as_deref().unwrap().contains("token"));
-        let keys = keys_row(&name, &expected, &plan, false);
-        assert_eq!(keys.status, Status::Fail);
-        assert!(keys.evidence.contains("absent"), "{}", keys.evidence);
+        assert_eq!(written, ["b", "api_key"]);
+        assert_eq!(plan.rows.rows[0][3], "unchanged");
+        assert_eq!(plan.rows.rows[2], ["api_key", "NULL", MASK, "changed"]);
+        assert!(plan.rows.note.as_deref().unwrap().contains("(api_key)"));
+    }
 
-        let inserting = plan_writes(&name, &expected, &current, true);
-        assert!(
-            inserting
-                .writes
-                .iter()
-                .any(|w| w.key == "absent" && w.insert)
-        );
+    #[test]
+    fn a_missing_key_refuses_unless_inserted() {
+        let wanted = [expected("new_key", "v", false)];
+        let plan = plan_writes(&table(), &wanted, &current(&[]), false);
+        assert!(plan.writes.is_empty());
+        let (row, refused) = keys_row(&table(), &wanted, &plan.unknown, &plan.writes, false);
+        assert!(refused);
+        assert_eq!(row.status, Status::Fail);
+        let plan = plan_writes(&table(), &wanted, &current(&[]), true);
+        assert!(plan.writes[0].insert);
+        let (row, refused) = keys_row(&table(), &wanted, &plan.unknown, &plan.writes, true);
+        assert!(!refused);
         assert_eq!(
-            keys_row(&name, &expected, &inserting, true).status,
-            Status::Pass
+            row.evidence,
+            "1 keys, 1 inserted (insert_missing = true): new_key"
         );
     }
 
     #[test]
-    fn values_read_back_otherwise_fail_by_key() {
-        let expected = [expect("a", "1", false), expect("b", "2", false)];
-        let after: BTreeMap<String, Option<String>> = [
-            ("a".to_string(), Some("1".to_string())),
-            ("b".to_string(), Some("3".to_string())),
-        ]
-        .into();
-        let row = values_row(&expected, &after, 2);
-        assert_eq!(row.status, Status::Fail);
-        assert!(row.evidence.ends_with(": b"), "{}", row.evidence);
+    fn long_values_go_to_a_diff() {
+        let long = "x".repeat(LONG_VALUE + 1);
+        let wanted = [expected("template", &long, false)];
+        let plan = plan_writes(
+            &table(),
+            &wanted,
+            &current(&[("template", Some("short"))]),
+            false,
+        );
+        assert_eq!(plan.diffs.len(), 1);
+        assert_eq!(plan.rows.rows[0][1], "(long value: see the diff)");
+        assert!(plan.rows.note.is_none());
+    }
+
+    #[test]
+    fn read_back_names_the_wrong_keys() {
+        let wanted = [expected("a", "1", false), expected("b", "2", false)];
+        let row = read_back_row(&wanted, &current(&[("a", Some("1")), ("b", Some("9"))]), 1);
+        assert_eq!(row.evidence, "read back with another value: b");
     }
 }

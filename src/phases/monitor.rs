@@ -516,126 +516,24 @@ fn slowest_text(poll: &Poll) -> String {
     }
 }
 
-/// What the window will do, decided before it opens.
-struct WindowPlan {
-    /// The target project's ref.
-    project: String,
-    /// The routes polled each time.
-    route_count: usize,
-    /// The thresholds in words, for the dry-run row.
-    limits_text: String,
-}
-
-/// What a window saw.
-struct WindowOutcome {
-    baseline: Poll,
-    polls: Vec<Poll>,
-    totals: Totals,
-    breaches: Vec<Breach>,
-    opened: DateTime<Utc>,
-    schedule: Schedule,
-    watched: Vec<String>,
-    /// How the logs endpoint answered, once probed.
-    probed: Option<String>,
-}
-
 /// Runs `monitor`.
 pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     let mut report = PhaseReport::new("monitor");
     let m = ctx.manifest.monitor.clone();
-    let plan = plan(ctx, &m)?;
+    let limits = Thresholds::from(&m);
+    // Everything the window needs is checked before it opens: an hour of
+    // watching must not end in "cannot roll back".
+    let (_, project, _) = super::functions::management_client(ctx, "monitor", false)?;
+    if m.rollback_on_failure {
+        rollback_inputs(ctx)?;
+    }
+    let routes = route_checks(ctx)?;
     if ctx.settings.dry_run {
-        report.check(dry_run_row(&plan, &m));
+        report.check(dry_run_row(&m, &project, routes.len()));
         report.summary = "Dry run: the monitoring window is planned; nothing was polled.".into();
         return Ok(report);
     }
-    let window = watch(ctx, &m).await?;
-    report.check(plan_row(&window));
-    rows(&mut report, &window, &m);
-    report.tables.push(figures_table(
-        &window.baseline,
-        &window.polls,
-        &Thresholds::from(&m),
-    ));
-    charts(&mut report, &window.polls, &m);
-    report.summary = summary(&window);
-    if !window.breaches.is_empty() && m.rollback_on_failure {
-        roll_back(ctx, &mut report).await;
-    }
-    report.conclude_from_checks();
-    Ok(report)
-}
 
-/// Checks every input the window needs before it opens (an hour of
-/// watching must not end in "cannot roll back") and decides what it watches.
-fn plan(ctx: &Context, m: &MonitorSection) -> Result<WindowPlan, PhaseError> {
-    let (_, project, _) = super::functions::management_client(ctx, "monitor", false)?;
-    if m.rollback_on_failure {
-        let missing: Vec<String> = [
-            (Side::Target, "target-db-url"),
-            (Side::Source, "source-db-url"),
-        ]
-        .into_iter()
-        .filter(|(side, _)| !ctx.has_url(*side))
-        .map(|(_, input)| ctx.settings.label(input))
-        .collect();
-        if !missing.is_empty() {
-            return Err(PhaseError::new(format!(
-                "[monitor] rollback_on_failure = true needs the databases `rollback` restores, but {} {} not set; nothing was watched",
-                missing.join(" and "),
-                if missing.len() == 1 { "is" } else { "are" }
-            ))
-            .hint("pass target-db-url and source-db-url as for `rollback`, or set rollback_on_failure = false"));
-        }
-    }
-    let route_count = route_checks(ctx)?.len();
-    let limits_text = format!(
-        "API error rate ≤ {} (judged from {}), Edge Function 5xx ≤ {}, routes within {} ms unless their own budget says otherwise",
-        percent(m.max_api_error_rate_percent),
-        count(m.min_requests, "request", "requests"),
-        m.max_function_5xx,
-        m.max_route_latency_ms
-    );
-    Ok(WindowPlan {
-        project,
-        route_count,
-        limits_text,
-    })
-}
-
-/// The dry run's one row: what the window would do.
-fn dry_run_row(plan: &WindowPlan, m: &MonitorSection) -> CheckItem {
-    let planned = schedule(
-        m.window_seconds,
-        m.interval_seconds,
-        1,
-        API_BUDGET_PER_MINUTE,
-    );
-    CheckItem::new(
-        "monitor-plan",
-        "Monitoring window planned",
-        Status::Skip,
-        format!(
-            "dry run: would watch project {} for {} ({} polls every {} s or more, plus a baseline), {} route(s); {}{}; no API call made",
-            plan.project,
-            crate::report::human_duration(m.window_seconds * 1000),
-            planned.polls,
-            planned.interval_seconds,
-            plan.route_count,
-            plan.limits_text,
-            if m.rollback_on_failure {
-                "; would roll back when a threshold is passed"
-            } else {
-                ""
-            }
-        ),
-    )
-}
-
-/// Takes the baseline (or cutover's) and polls until the window ends or a
-/// threshold is passed.
-async fn watch(ctx: &mut Context, m: &MonitorSection) -> Result<WindowOutcome, PhaseError> {
-    let limits = Thresholds::from(m);
     let mut watcher = watcher(ctx).await?;
     let plan = schedule(
         m.window_seconds,
@@ -648,6 +546,7 @@ async fn watch(ctx: &mut Context, m: &MonitorSection) -> Result<WindowOutcome, P
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_millis)
         .unwrap_or(Duration::from_secs(plan.interval_seconds));
+
     // The baseline: cutover's, from before the switch, or one now.
     let baseline = match ctx.monitor_baseline.take() {
         Some(b) => b,
@@ -659,60 +558,104 @@ async fn watch(ctx: &mut Context, m: &MonitorSection) -> Result<WindowOutcome, P
             .await
             .map_err(|e| analytics_stop(ctx, e))?,
     };
-    let opened = Utc::now();
-    let mut polls: Vec<Poll> = Vec::new();
-    let mut totals = Totals::default();
-    let mut breaches = Vec::new();
-    let mut from = opened;
-    for _ in 0..plan.polls {
-        tokio::time::sleep(pause).await;
-        let poll = watcher
-            .poll(from, Some(opened))
-            .await
-            .map_err(|e| analytics_stop(ctx, e))?;
-        from = poll.at;
-        totals.add(&poll);
-        breaches = judge(&totals, &poll, &limits);
-        polls.push(poll);
-        if !breaches.is_empty() {
-            break;
-        }
+    let watched: Vec<String> = watcher.functions.iter().map(|f| f.slug.clone()).collect();
+    let probed = watcher.probed.clone();
+    let window = watch(ctx, &mut watcher, &plan, pause, &limits).await?;
+    // The logs endpoint is probed on the first poll when it was not before.
+    let probed = probed.or_else(|| watcher.probed.clone());
+    report.check(plan_row(&plan, &baseline, &watched, probed.as_deref()));
+    rows(&mut report, &baseline, &window, &m, &watched);
+    report
+        .tables
+        .push(figures_table(&baseline, &window.polls, &limits));
+    charts(&mut report, &window.polls, &m);
+    report.summary = summary(&window, plan.polls);
+    if !window.breaches.is_empty() && m.rollback_on_failure {
+        roll_back(ctx, &mut report).await;
     }
-    Ok(WindowOutcome {
-        baseline,
-        polls,
-        totals,
-        breaches,
-        opened,
-        schedule: plan,
-        watched: watcher.functions.iter().map(|f| f.slug.clone()).collect(),
-        probed: watcher.probed.clone(),
-    })
+    report.conclude_from_checks();
+    Ok(report)
 }
 
-/// The row on the window's plan: its polls, and whether the interval had to
-/// be stretched to stay within the Management API's rate limit.
-fn plan_row(w: &WindowOutcome) -> CheckItem {
-    let plan = &w.schedule;
+/// `rollback_on_failure` needs both databases, checked before the window.
+fn rollback_inputs(ctx: &Context) -> Result<(), PhaseError> {
+    let missing: Vec<String> = [
+        (Side::Target, "target-db-url"),
+        (Side::Source, "source-db-url"),
+    ]
+    .into_iter()
+    .filter(|(side, _)| !ctx.has_url(*side))
+    .map(|(_, input)| ctx.settings.label(input))
+    .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(PhaseError::new(format!(
+        "[monitor] rollback_on_failure = true needs the databases `rollback` restores, but {} {} not set; nothing was watched",
+        missing.join(" and "),
+        if missing.len() == 1 { "is" } else { "are" }
+    ))
+    .hint("pass target-db-url and source-db-url as for `rollback`, or set rollback_on_failure = false"))
+}
+
+/// The dry run's row: the window as it would be watched.
+fn dry_run_row(m: &MonitorSection, project: &str, routes: usize) -> CheckItem {
+    let planned = schedule(
+        m.window_seconds,
+        m.interval_seconds,
+        1,
+        API_BUDGET_PER_MINUTE,
+    );
+    let limits_text = format!(
+        "API error rate ≤ {} (judged from {}), Edge Function 5xx ≤ {}, routes within {} ms unless their own budget says otherwise",
+        percent(m.max_api_error_rate_percent),
+        count(m.min_requests, "request", "requests"),
+        m.max_function_5xx,
+        m.max_route_latency_ms
+    );
+    CheckItem::new(
+        "monitor-plan",
+        "Monitoring window planned",
+        Status::Skip,
+        format!(
+            "dry run: would watch project {project} for {} ({} polls every {} s or more, plus a baseline), {routes} route(s); {limits_text}{}; no API call made",
+            crate::report::human_duration(m.window_seconds * 1000),
+            planned.polls,
+            planned.interval_seconds,
+            if m.rollback_on_failure {
+                "; would roll back when a threshold is passed"
+            } else {
+                ""
+            }
+        ),
+    )
+}
+
+/// The `monitor-plan` row: the polls, their API calls, and whether the
+/// interval had to be stretched.
+fn plan_row(
+    plan: &Schedule,
+    baseline: &Poll,
+    watched: &[String],
+    probed: Option<&str>,
+) -> CheckItem {
     let mut evidence = format!(
         "{} polls every {} s over {}, after a baseline {}; {} per poll (logs{}); {}",
         plan.polls,
         plan.interval_seconds,
         crate::report::human_duration(plan.polls * plan.interval_seconds * 1000),
-        if w.baseline.before_switch {
+        if baseline.before_switch {
             "taken by cutover before the switch"
         } else {
             "taken when the window opened"
         },
         count(plan.calls_per_poll, "API call", "API calls"),
-        if w.watched.is_empty() {
+        if watched.is_empty() {
             ", no Edge Function deployed".to_string()
         } else {
-            format!(" + combined stats of {}", w.watched.join(", "))
+            format!(" + combined stats of {}", watched.join(", "))
         },
-        w.probed
-            .clone()
-            .unwrap_or_else(|| "logs endpoint not probed yet".into()),
+        probed.unwrap_or("logs endpoint not probed yet"),
     );
     if !plan.stretched() {
         return CheckItem::new(
@@ -737,34 +680,82 @@ fn plan_row(w: &WindowOutcome) -> CheckItem {
     )
 }
 
-/// The phase's one sentence: where it failed, or what it saw.
-fn summary(w: &WindowOutcome) -> String {
-    if !w.breaches.is_empty() {
-        let measured = w
-            .breaches
-            .iter()
-            .map(|b| b.text.clone())
-            .collect::<Vec<_>>()
-            .join("; ");
+/// What the window saw.
+struct Window {
+    /// When it opened.
+    opened: DateTime<Utc>,
+    /// The polls, in order (the last one passed a threshold when there are
+    /// breaches).
+    polls: Vec<Poll>,
+    /// Sums over the polls.
+    totals: Totals,
+    /// The thresholds the last poll passed.
+    breaches: Vec<Breach>,
+}
+
+/// Polls every `pause` until the window ends or a threshold is passed.
+async fn watch(
+    ctx: &Context,
+    watcher: &mut Watcher,
+    plan: &Schedule,
+    pause: Duration,
+    limits: &Thresholds,
+) -> Result<Window, PhaseError> {
+    let opened = Utc::now();
+    let mut window = Window {
+        opened,
+        polls: Vec::new(),
+        totals: Totals::default(),
+        breaches: Vec::new(),
+    };
+    let mut from = opened;
+    for _ in 0..plan.polls {
+        tokio::time::sleep(pause).await;
+        let poll = watcher
+            .poll(from, Some(opened))
+            .await
+            .map_err(|e| analytics_stop(ctx, e))?;
+        from = poll.at;
+        window.totals.add(&poll);
+        window.breaches = judge(&window.totals, &poll, limits);
+        window.polls.push(poll);
+        if !window.breaches.is_empty() {
+            break;
+        }
+    }
+    Ok(window)
+}
+
+/// The slowest route answer over the polls.
+fn slowest_route(polls: &[Poll]) -> Option<&RouteSample> {
+    polls
+        .iter()
+        .filter_map(|p| p.slowest())
+        .max_by_key(|r| r.latency_ms)
+}
+
+/// The phase's summary: where it failed, or what the window measured.
+fn summary(window: &Window, planned: u64) -> String {
+    let polls = &window.polls;
+    if !window.breaches.is_empty() {
+        let measured: Vec<&str> = window.breaches.iter().map(|b| b.text.as_str()).collect();
         return format!(
-            "Monitoring failed at poll {} of {}: {measured}.",
-            w.polls.len(),
-            w.schedule.polls
+            "Monitoring failed at poll {} of {planned}: {}.",
+            polls.len(),
+            measured.join("; ")
         );
     }
     format!(
         "Watched the target for {} polls over {}: API error rate {}, {} Edge Function 5xx, slowest route {}.",
-        w.polls.len(),
-        crate::report::human_duration((Utc::now() - w.opened).num_milliseconds().max(0) as u64),
-        w.totals
+        polls.len(),
+        crate::report::human_duration((Utc::now() - window.opened).num_milliseconds().max(0) as u64),
+        window
+            .totals
             .error_rate()
             .map(percent)
             .unwrap_or_else(|| "not measured (no request)".into()),
-        w.totals.function_5xx,
-        w.polls
-            .iter()
-            .filter_map(|p| p.slowest())
-            .max_by_key(|r| r.latency_ms)
+        window.totals.function_5xx,
+        slowest_route(polls)
             .map(|r| format!("{} {} ms", r.path, r.latency_ms))
             .unwrap_or_else(|| "— (no [[frontend.routes]])".into())
     )
@@ -814,197 +805,181 @@ async fn roll_back(ctx: &mut Context, report: &mut PhaseReport) {
 }
 
 /// The three checklist rows: API error rate, function 5xx, routes.
-fn rows(report: &mut PhaseReport, w: &WindowOutcome, m: &MonitorSection) {
-    let hint = failure_hint(m);
-    let breach = |id: &str| w.breaches.iter().find(|b| b.id == id);
-    report.check(api_row(w, m, breach("monitor-api-error-rate"), hint));
-    report.check(function_row(w, m, breach("monitor-function-5xx"), hint));
-    report.check(route_row(w, m, breach("monitor-routes"), hint));
-}
-
-/// The fix a failed row gives: where to look, and whether rollback ran.
-fn failure_hint(m: &MonitorSection) -> &'static str {
-    if m.rollback_on_failure {
+fn rows(
+    report: &mut PhaseReport,
+    baseline: &Poll,
+    window: &Window,
+    m: &MonitorSection,
+    watched: &[String],
+) {
+    let hint = if m.rollback_on_failure {
         "the figures over time are in the table; rollback ran (see its rows); read the target's API gateway and Edge Function logs in the dashboard before the next attempt"
     } else {
         "the figures over time are in the table; read the target's API gateway and Edge Function logs in the dashboard, and run `rollback` if the release is at fault (or set [monitor] rollback_on_failure = true)"
-    }
+    };
+    report.check(api_row(baseline, window, m, hint));
+    report.check(function_row(baseline, window, m, watched, hint));
+    report.check(route_row(baseline, window, m, hint));
 }
 
-/// The API error rate row.
-fn api_row(
-    w: &WindowOutcome,
-    m: &MonitorSection,
-    breach: Option<&Breach>,
-    hint: &str,
-) -> CheckItem {
-    let (baseline, polls, totals) = (&w.baseline, &w.polls, &w.totals);
-    let base_api = match (baseline.api, &baseline.api_problem) {
-        (Some(c), _) if c.requests > 0 => format!(
+/// The breach that fails row `id`, if any.
+fn breach<'a>(window: &'a Window, id: &str) -> Option<&'a Breach> {
+    window.breaches.iter().find(|b| b.id == id)
+}
+
+/// The `monitor-api-error-rate` row.
+fn api_row(baseline: &Poll, window: &Window, m: &MonitorSection, hint: &str) -> CheckItem {
+    const ID: &str = "monitor-api-error-rate";
+    let title = format!("API error rate ≤ {}", percent(m.max_api_error_rate_percent));
+    let base_api = match baseline.api {
+        Some(c) if c.requests > 0 => format!(
             "baseline {} ({} of {})",
             percent(c.server_errors as f64 * 100.0 / c.requests as f64),
             c.server_errors,
             c.requests
         ),
-        (Some(_), _) => "baseline: no request".into(),
-        (None, _) => "baseline: logs not readable".into(),
+        Some(_) => "baseline: no request".into(),
+        None => "baseline: logs not readable".into(),
     };
+    let (polls, totals) = (&window.polls, &window.totals);
     let blind_api = polls.iter().filter(|p| p.api.is_none()).count();
-    if let Some(b) = breach {
-        CheckItem::new(
-            "monitor-api-error-rate",
-            &format!("API error rate ≤ {}", percent(m.max_api_error_rate_percent)),
-            Status::Fail,
-            format!("{}; {base_api}", b.text),
-        )
-        .with_hint(hint)
-    } else if !polls.is_empty() && blind_api == polls.len() {
-        CheckItem::new(
-            "monitor-api-error-rate",
-            &format!(
-                "API error rate ≤ {}",
-                percent(m.max_api_error_rate_percent)
-            ),
-            Status::Fail,
-            format!(
-                "no poll could read the logs: {}",
-                polls
-                    .iter()
-                    .find_map(|p| p.api_problem.clone())
-                    .unwrap_or_default()
-            ),
-        )
-        .with_hint("a window that sees nothing proves nothing: check the Management API's status and re-run `monitor`")
-    } else {
-        let rate = totals.error_rate();
-        let judged = totals.requests >= m.min_requests;
-        CheckItem::new(
-            "monitor-api-error-rate",
-            &format!("API error rate ≤ {}", percent(m.max_api_error_rate_percent)),
-            if blind_api > 0 || !judged {
-                Status::Warn
-            } else {
-                Status::Pass
-            },
-            format!(
-                "{} ({} of {} requests answered 5xx) over {}{}{}; {base_api}",
-                rate.map(percent).unwrap_or_else(|| "no request".into()),
-                totals.server_errors,
-                totals.requests,
-                count(polls.len(), "poll", "polls"),
-                if judged {
-                    String::new()
-                } else {
-                    format!(
-                        "; fewer than [monitor] min_requests = {}, so the rate was not judged",
-                        m.min_requests
-                    )
-                },
-                if blind_api > 0 {
-                    format!("; {blind_api} poll(s) could not read the logs")
-                } else {
-                    String::new()
-                }
-            ),
-        )
+    if let Some(b) = breach(window, ID) {
+        return CheckItem::new(ID, &title, Status::Fail, format!("{}; {base_api}", b.text))
+            .with_hint(hint);
     }
+    if !polls.is_empty() && blind_api == polls.len() {
+        let problem = polls
+            .iter()
+            .find_map(|p| p.api_problem.clone())
+            .unwrap_or_default();
+        return CheckItem::new(
+            ID,
+            &title,
+            Status::Fail,
+            format!("no poll could read the logs: {problem}"),
+        )
+        .with_hint("a window that sees nothing proves nothing: check the Management API's status and re-run `monitor`");
+    }
+    let judged = totals.requests >= m.min_requests;
+    let not_judged = if judged {
+        String::new()
+    } else {
+        format!(
+            "; fewer than [monitor] min_requests = {}, so the rate was not judged",
+            m.min_requests
+        )
+    };
+    let blind = if blind_api > 0 {
+        format!("; {blind_api} poll(s) could not read the logs")
+    } else {
+        String::new()
+    };
+    CheckItem::new(
+        ID,
+        &title,
+        if blind_api > 0 || !judged {
+            Status::Warn
+        } else {
+            Status::Pass
+        },
+        format!(
+            "{} ({} of {} requests answered 5xx) over {}{not_judged}{blind}; {base_api}",
+            totals
+                .error_rate()
+                .map(percent)
+                .unwrap_or_else(|| "no request".into()),
+            totals.server_errors,
+            totals.requests,
+            count(polls.len(), "poll", "polls"),
+        ),
+    )
 }
 
-/// The Edge Function 5xx row.
+/// The `monitor-function-5xx` row.
 fn function_row(
-    w: &WindowOutcome,
+    baseline: &Poll,
+    window: &Window,
     m: &MonitorSection,
-    breach: Option<&Breach>,
+    watched: &[String],
     hint: &str,
 ) -> CheckItem {
-    let (baseline, polls, totals, watched) = (&w.baseline, &w.polls, &w.totals, &w.watched);
-    let blind_functions: Vec<&String> = polls.iter().flat_map(|p| &p.function_problems).collect();
+    const ID: &str = "monitor-function-5xx";
     let title = format!("Edge Function 5xx ≤ {}", m.max_function_5xx);
     let base_fn = baseline
         .function_5xx
         .map(|n| format!("baseline: {n} in the 15 minutes before"))
         .unwrap_or_else(|| "baseline: not readable".into());
     if watched.is_empty() {
-        CheckItem::new(
-            "monitor-function-5xx",
+        return CheckItem::new(
+            ID,
             &title,
             Status::Skip,
             "the target lists no active Edge Function",
-        )
-    } else if let Some(b) = breach {
-        CheckItem::new(
-            "monitor-function-5xx",
-            &title,
-            Status::Fail,
-            format!("{}; {base_fn}", b.text),
-        )
-        .with_hint(hint)
-    } else {
-        CheckItem::new(
-            "monitor-function-5xx",
-            &title,
-            if blind_functions.is_empty() {
-                Status::Pass
-            } else {
-                Status::Warn
-            },
-            format!(
-                "{} across {} ({}); {base_fn}{}",
-                totals.function_5xx,
-                count(watched.len(), "function", "functions"),
-                watched.join(", "),
-                blind_functions
-                    .first()
-                    .map(|p| format!("; not readable in some polls: {p}"))
-                    .unwrap_or_default()
-            ),
-        )
+        );
     }
+    if let Some(b) = breach(window, ID) {
+        return CheckItem::new(ID, &title, Status::Fail, format!("{}; {base_fn}", b.text))
+            .with_hint(hint);
+    }
+    let blind = window
+        .polls
+        .iter()
+        .flat_map(|p| &p.function_problems)
+        .next();
+    CheckItem::new(
+        ID,
+        &title,
+        if blind.is_none() {
+            Status::Pass
+        } else {
+            Status::Warn
+        },
+        format!(
+            "{} across {} ({}); {base_fn}{}",
+            window.totals.function_5xx,
+            count(watched.len(), "function", "functions"),
+            watched.join(", "),
+            blind
+                .map(|p| format!("; not readable in some polls: {p}"))
+                .unwrap_or_default()
+        ),
+    )
 }
 
-/// The frontend routes row.
-fn route_row(
-    w: &WindowOutcome,
-    m: &MonitorSection,
-    breach: Option<&Breach>,
-    hint: &str,
-) -> CheckItem {
-    let (baseline, polls) = (&w.baseline, &w.polls);
+/// The `monitor-routes` row.
+fn route_row(baseline: &Poll, window: &Window, m: &MonitorSection, hint: &str) -> CheckItem {
+    const ID: &str = "monitor-routes";
     let title = format!("Frontend routes within {} ms", m.max_route_latency_ms);
     if baseline.routes.is_empty() {
-        CheckItem::new(
-            "monitor-routes",
+        return CheckItem::new(
+            ID,
             &title,
             Status::Skip,
             "no [[frontend.routes]] in the manifest",
-        )
-    } else if let Some(b) = breach {
-        CheckItem::new(
-            "monitor-routes",
+        );
+    }
+    if let Some(b) = breach(window, ID) {
+        return CheckItem::new(
+            ID,
             &title,
             Status::Fail,
             format!("{}; baseline slowest {}", b.text, slowest_text(baseline)),
         )
-        .with_hint(hint)
-    } else {
-        let slowest = polls
-            .iter()
-            .filter_map(|p| p.slowest())
-            .max_by_key(|r| r.latency_ms);
-        CheckItem::new(
-            "monitor-routes",
-            &title,
-            Status::Pass,
-            format!(
-                "{} route(s), slowest answer {}; baseline slowest {}",
-                baseline.routes.len(),
-                slowest
-                    .map(|r| format!("{} {} ms", r.path, r.latency_ms))
-                    .unwrap_or_else(|| "—".into()),
-                slowest_text(baseline)
-            ),
-        )
+        .with_hint(hint);
     }
+    CheckItem::new(
+        ID,
+        &title,
+        Status::Pass,
+        format!(
+            "{} route(s), slowest answer {}; baseline slowest {}",
+            baseline.routes.len(),
+            slowest_route(&window.polls)
+                .map(|r| format!("{} {} ms", r.path, r.latency_ms))
+                .unwrap_or_else(|| "—".into()),
+            slowest_text(baseline)
+        ),
+    )
 }
 
 /// The figures over time, baseline first.
@@ -1166,55 +1141,6 @@ mod tests {
         assert!(s.interval_seconds * 50 >= 101 * 60);
         // A window shorter than one stretched interval still polls once.
         assert_eq!(schedule(5, 1, 100, 50).polls, 1);
-    }
-
-    fn window(polls: Vec<Poll>, schedule: Schedule) -> WindowOutcome {
-        let mut totals = Totals::default();
-        polls.iter().for_each(|p| totals.add(p));
-        let breaches = polls
-            .last()
-            .map(|last| judge(&totals, last, &LIMITS))
-            .unwrap_or_default();
-        WindowOutcome {
-            baseline: poll(10, 0, 0),
-            polls,
-            totals,
-            breaches,
-            opened: Utc::now(),
-            schedule,
-            watched: vec!["hello".into()],
-            probed: Some("logs from /analytics/endpoints/logs".into()),
-        }
-    }
-
-    #[test]
-    fn a_stretched_window_warns_and_a_breach_names_the_poll() {
-        let calm = window(
-            vec![poll(100, 0, 0)],
-            schedule(60, 60, 2, API_BUDGET_PER_MINUTE),
-        );
-        let row = plan_row(&calm);
-        assert_eq!(row.status, Status::Pass, "{row:?}");
-        assert!(row.evidence.contains("logs from /analytics"), "{row:?}");
-        assert!(summary(&calm).starts_with("Watched the target for 1 polls"));
-
-        let stretched = window(
-            vec![poll(100, 0, 0)],
-            schedule(60, 1, 10, API_BUDGET_PER_MINUTE),
-        );
-        let row = plan_row(&stretched);
-        assert_eq!(row.status, Status::Warn);
-        assert!(row.hint.is_some() && row.evidence.contains("stretched from the manifest's 1 s"));
-
-        let failing = window(
-            vec![poll(100, 0, 0), poll(100, 50, 0)],
-            schedule(600, 60, 2, API_BUDGET_PER_MINUTE),
-        );
-        assert!(
-            summary(&failing).starts_with("Monitoring failed at poll 2 of 10:"),
-            "{}",
-            summary(&failing)
-        );
     }
 
     #[test]

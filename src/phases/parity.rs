@@ -26,7 +26,7 @@ use crate::redact::{MASK, name_looks_secret};
 use crate::report::{CheckItem, PhaseReport, ReportTable, Status, count};
 use crate::supabase::settings::{SERVICE_ENDPOINTS, SettingsSection};
 use crate::supabase::storage::Bucket;
-use crate::supabase::{ApiErrorKind, digest_matches};
+use crate::supabase::{ApiError, ApiErrorKind, ManagementClient, digest_matches};
 
 use super::PhaseError;
 use super::functions::management_client;
@@ -227,6 +227,9 @@ fn must_match_row(
     )
 }
 
+/// The Auth settings: Site URL and redirect list name the target's
+/// frontend, the source's sign-in providers and custom SMTP are on the
+/// target, and the must-match keys are equal.
 fn auth_rows(
     s: &Map<String, Value>,
     t: &Map<String, Value>,
@@ -236,87 +239,9 @@ fn auth_rows(
 ) {
     let url_fix =
         format!("{dashboard}/auth/url-configuration, or [project_settings.auth] in the manifest");
-    // Site URL: the target's frontend, never the source's or localhost.
-    let (s_site, t_site) = (
-        s.get("site_url").and_then(Value::as_str).unwrap_or(""),
-        t.get("site_url").and_then(Value::as_str).unwrap_or(""),
-    );
-    let local = |u: &str| u.contains("localhost") || u.contains("127.0.0.1");
-    let site_ok = match &facts.frontend_url {
-        Some(front) => origin(t_site) == origin(front),
-        None => !t_site.is_empty() && !local(t_site) && origin(t_site) != origin(s_site),
-    };
-    rows.push(row(
-        "auth.site_url".into(),
-        Rule::MustNameTarget,
-        s_site.to_string(),
-        t_site.to_string(),
-        if site_ok { Status::Pass } else { Status::Fail },
-        (!site_ok).then(|| match &facts.frontend_url {
-            Some(front) => format!("set the target's Site URL to {front} ({url_fix})"),
-            None => format!(
-                "set the target's Site URL to its own frontend, not the source's or localhost ({url_fix}); [frontend] url lets cutover check the exact value"
-            ),
-        }),
-    ));
-    // Redirect allow list: includes the target's frontend, not the source's.
-    let (s_list, t_list) = (
-        s.get("uri_allow_list")
-            .and_then(Value::as_str)
-            .unwrap_or(""),
-        t.get("uri_allow_list")
-            .and_then(Value::as_str)
-            .unwrap_or(""),
-    );
-    let entries: Vec<String> = t_list
-        .split(',')
-        .map(origin)
-        .filter(|e| !e.is_empty())
-        .collect();
-    let names_front = facts
-        .frontend_url
-        .as_ref()
-        .is_none_or(|f| entries.contains(&origin(f)));
-    let source_origin = origin(s_site);
-    let names_source = !s_site.is_empty()
-        && facts
-            .frontend_url
-            .as_ref()
-            .is_none_or(|f| origin(f) != source_origin)
-        && entries.contains(&source_origin);
-    let list_ok = names_front && !names_source;
-    rows.push(row(
-        "auth.uri_allow_list".into(),
-        Rule::MustNameTarget,
-        if s_list.is_empty() {
-            "(empty)".into()
-        } else {
-            s_list.to_string()
-        },
-        if t_list.is_empty() {
-            "(empty)".into()
-        } else {
-            t_list.to_string()
-        },
-        if list_ok { Status::Pass } else { Status::Fail },
-        (!list_ok).then(|| {
-            let mut what = Vec::new();
-            if !names_front {
-                what.push(format!(
-                    "add {}/** to the target's redirect URLs",
-                    facts
-                        .frontend_url
-                        .as_deref()
-                        .unwrap_or_default()
-                        .trim_end_matches('/')
-                ));
-            }
-            if names_source {
-                what.push(format!("remove the source's {source_origin}"));
-            }
-            format!("{} ({url_fix})", what.join(" and "))
-        }),
-    ));
+    let s_site = s.get("site_url").and_then(Value::as_str).unwrap_or("");
+    rows.push(site_url_row(s_site, t, facts, &url_fix));
+    rows.push(allow_list_row(s_site, s, t, facts, &url_fix));
     // Sign-in providers the source has.
     let callback = format!("https://{}.supabase.co/auth/v1/callback", facts.target_ref);
     for (key, value) in s {
@@ -339,7 +264,100 @@ fn auth_rows(
             provider_fix(provider, on, &callback, dashboard),
         ));
     }
-    // Custom SMTP: without it the platform sends 2 emails an hour.
+    rows.push(smtp_row(s, t, facts, dashboard));
+    for key in AUTH_MUST_MATCH {
+        if s.contains_key(*key) || t.contains_key(*key) {
+            rows.push(must_match_row(
+                SettingsSection::Auth,
+                key,
+                s.get(*key),
+                t.get(*key),
+                dashboard,
+            ));
+        }
+    }
+}
+
+/// Site URL: the target's frontend, never the source's or localhost.
+fn site_url_row(s_site: &str, t: &Map<String, Value>, facts: &Facts, url_fix: &str) -> SettingRow {
+    let t_site = t.get("site_url").and_then(Value::as_str).unwrap_or("");
+    let local = |u: &str| u.contains("localhost") || u.contains("127.0.0.1");
+    let site_ok = match &facts.frontend_url {
+        Some(front) => origin(t_site) == origin(front),
+        None => !t_site.is_empty() && !local(t_site) && origin(t_site) != origin(s_site),
+    };
+    row(
+        "auth.site_url".into(),
+        Rule::MustNameTarget,
+        s_site.to_string(),
+        t_site.to_string(),
+        if site_ok { Status::Pass } else { Status::Fail },
+        (!site_ok).then(|| match &facts.frontend_url {
+            Some(front) => format!("set the target's Site URL to {front} ({url_fix})"),
+            None => format!(
+                "set the target's Site URL to its own frontend, not the source's or localhost ({url_fix}); [frontend] url lets cutover check the exact value"
+            ),
+        }),
+    )
+}
+
+/// Redirect allow list: includes the target's frontend, not the source's.
+fn allow_list_row(
+    s_site: &str,
+    s: &Map<String, Value>,
+    t: &Map<String, Value>,
+    facts: &Facts,
+    url_fix: &str,
+) -> SettingRow {
+    let list = |m: &Map<String, Value>| {
+        m.get("uri_allow_list")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let (s_list, t_list) = (list(s), list(t));
+    let entries: Vec<String> = t_list
+        .split(',')
+        .map(origin)
+        .filter(|e| !e.is_empty())
+        .collect();
+    let front = facts.frontend_url.as_deref();
+    let names_front = front.is_none_or(|f| entries.contains(&origin(f)));
+    let source_origin = origin(s_site);
+    let names_source = !s_site.is_empty()
+        && front.is_none_or(|f| origin(f) != source_origin)
+        && entries.contains(&source_origin);
+    let list_ok = names_front && !names_source;
+    let shown = |l: String| if l.is_empty() { "(empty)".into() } else { l };
+    row(
+        "auth.uri_allow_list".into(),
+        Rule::MustNameTarget,
+        shown(s_list),
+        shown(t_list),
+        if list_ok { Status::Pass } else { Status::Fail },
+        (!list_ok).then(|| {
+            let mut what = Vec::new();
+            if !names_front {
+                what.push(format!(
+                    "add {}/** to the target's redirect URLs",
+                    front.unwrap_or_default().trim_end_matches('/')
+                ));
+            }
+            if names_source {
+                what.push(format!("remove the source's {source_origin}"));
+            }
+            format!("{} ({url_fix})", what.join(" and "))
+        }),
+    )
+}
+
+/// Custom SMTP: without it the platform sends 2 emails an hour.
+fn smtp_row(
+    s: &Map<String, Value>,
+    t: &Map<String, Value>,
+    facts: &Facts,
+    dashboard: &str,
+) -> SettingRow {
     let (s_smtp, t_smtp) = (set(s.get("smtp_host")), set(t.get("smtp_host")));
     let password = match (
         &facts.smtp_password,
@@ -366,7 +384,7 @@ fn auth_rows(
             Some("neither project has custom SMTP: Supabase sends 2 emails an hour; set it before real users arrive".to_string()),
         ),
     };
-    rows.push(row(
+    row(
         "auth.smtp_host".into(),
         Rule::SourceFeature,
         show("smtp_host", s.get("smtp_host")),
@@ -381,18 +399,7 @@ fn auth_rows(
         ),
         status,
         fix,
-    ));
-    for key in AUTH_MUST_MATCH {
-        if s.contains_key(*key) || t.contains_key(*key) {
-            rows.push(must_match_row(
-                SettingsSection::Auth,
-                key,
-                s.get(*key),
-                t.get(*key),
-                dashboard,
-            ));
-        }
-    }
+    )
 }
 
 /// The fix (or, when on, the callback note) for a sign-in provider.
@@ -634,17 +641,6 @@ pub(crate) async fn check(
     report: &mut PhaseReport,
     mode: ParityUse,
 ) -> Result<(), PhaseError> {
-    let gate = mode == ParityUse::Gate;
-    let failing_status = if mode == ParityUse::Validate {
-        Status::Warn
-    } else {
-        Status::Fail
-    };
-    let (id, title) = if gate {
-        ("gate-project-settings", "Project settings that must match")
-    } else {
-        ("project-parity", "Project settings: source vs target")
-    };
     let s = &ctx.settings;
     if s.source_project_ref.is_none()
         || s.target_project_ref.is_none()
@@ -652,7 +648,8 @@ pub(crate) async fn check(
     {
         // At the gate a row says so; preflight's backups row already names
         // the missing inputs, and validate compares data without them.
-        if gate {
+        if mode == ParityUse::Gate {
+            let (id, title) = mode.row();
             report.check(CheckItem::new(
                 id,
                 title,
@@ -662,14 +659,108 @@ pub(crate) async fn check(
         }
         return Ok(());
     }
+    let mut read = read_settings(ctx, phase).await?;
+    accept(&mut read.rows, &ctx.manifest.parity.accept);
+    report_settings(mode, read, report);
+    Ok(())
+}
+
+impl ParityUse {
+    /// The summary row's id and title.
+    fn row(self) -> (&'static str, &'static str) {
+        if self == ParityUse::Gate {
+            ("gate-project-settings", "Project settings that must match")
+        } else {
+            ("project-parity", "Project settings: source vs target")
+        }
+    }
+
+    /// How a setting that must be fixed shows.
+    fn failing_status(self) -> Status {
+        if self == ParityUse::Validate {
+            Status::Warn
+        } else {
+            Status::Fail
+        }
+    }
+}
+
+/// The compared settings, and what the token or plan could not read.
+struct ReadSettings {
+    /// One row per compared setting.
+    rows: Vec<SettingRow>,
+    /// `section (HTTP 403)` for each answer that did not come.
+    unavailable: Vec<String>,
+}
+
+/// `HTTP 403`, or `no answer`.
+fn unanswered(e: &ApiError) -> String {
+    e.status.map_or("no answer".into(), |s| format!("HTTP {s}"))
+}
+
+/// Reads both projects' settings, services, network restrictions and
+/// buckets, and compares them.
+async fn read_settings(ctx: &mut Context, phase: &str) -> Result<ReadSettings, PhaseError> {
     let (client, target_ref, source_ref) = management_client(ctx, phase, true)?;
-    let source_ref = source_ref.unwrap_or_default();
-    let mut sections = (BTreeMap::new(), BTreeMap::new());
+    let refs = (source_ref.unwrap_or_default(), target_ref);
     let mut unavailable = Vec::new();
+    let sections = read_sections(ctx, &client, &refs, &mut unavailable).await?;
+    let mut services = (BTreeMap::new(), BTreeMap::new());
+    for (path, name) in SERVICE_ENDPOINTS {
+        let (a, b) = tokio::join!(
+            client.project_answer(&refs.0, path),
+            client.project_answer(&refs.1, path)
+        );
+        match (a, b) {
+            (Ok(a), Ok(b)) => {
+                services.0.insert(name, a);
+                services.1.insert(name, b);
+            }
+            (Err(e), _) | (_, Err(e)) => unavailable.push(format!("{name} ({})", unanswered(&e))),
+        }
+    }
+    let source_database_bytes = if ctx.has_url(crate::pg::Side::Source) {
+        ctx.source(phase).await?.database_size().await.ok()
+    } else {
+        None
+    };
+    let network = match client.network_restrictions(&refs.1).await {
+        Ok(n) => Some(n),
+        Err(e) => {
+            unavailable.push(format!("network restrictions ({})", unanswered(&e)));
+            None
+        }
+    };
+    let facts = Facts {
+        target_ref: refs.1.clone(),
+        frontend_url: ctx.manifest.frontend.as_ref().and_then(|f| f.url.clone()),
+        smtp_password: smtp_password(ctx)?,
+    };
+    let mut rows = compare(&sections.0, &sections.1, network.as_ref(), &facts);
+    rows.extend(service_rows(
+        &services.0,
+        &services.1,
+        source_database_bytes,
+        &format!("https://supabase.com/dashboard/project/{}", refs.1),
+    ));
+    rows.extend(storage_rows(ctx, &mut unavailable).await);
+    Ok(ReadSettings { rows, unavailable })
+}
+
+/// Both projects' settings sections (source, target). A section either
+/// cannot read is left out and named in `unavailable`; a refused token
+/// stops the phase.
+async fn read_sections(
+    ctx: &Context,
+    client: &ManagementClient,
+    (source, target): &(String, String),
+    unavailable: &mut Vec<String>,
+) -> Result<(SectionMap, SectionMap), PhaseError> {
+    let mut sections = (BTreeMap::new(), BTreeMap::new());
     for section in SettingsSection::ALL {
         let (a, b) = tokio::join!(
-            client.settings(&source_ref, section),
-            client.settings(&target_ref, section)
+            client.settings(source, section),
+            client.settings(target, section)
         );
         match (a, b) {
             (Ok(a), Ok(b)) => {
@@ -680,103 +771,66 @@ pub(crate) async fn check(
                 if matches!(e.kind, ApiErrorKind::Unauthorized) {
                     return Err(super::functions::api_stop(ctx, e, "target-project-ref"));
                 }
-                unavailable.push(format!(
-                    "{} ({})",
-                    section.name(),
-                    e.status.map_or("no answer".into(), |s| format!("HTTP {s}"))
-                ));
+                unavailable.push(format!("{} ({})", section.name(), unanswered(&e)));
             }
         }
     }
-    let mut services = (BTreeMap::new(), BTreeMap::new());
-    for (path, name) in SERVICE_ENDPOINTS {
-        let (a, b) = tokio::join!(
-            client.project_answer(&source_ref, path),
-            client.project_answer(&target_ref, path)
+    Ok(sections)
+}
+
+/// One project's settings, by section.
+type SectionMap = BTreeMap<SettingsSection, Map<String, Value>>;
+
+/// `[parity] smtp_password`, expanded and registered as a secret.
+fn smtp_password(ctx: &Context) -> Result<Option<String>, PhaseError> {
+    let Some(raw) = &ctx.manifest.parity.smtp_password else {
+        return Ok(None);
+    };
+    match crate::manifest::expand(raw, |n| ctx.env_var(n)) {
+        Ok(v) => {
+            if ctx.redactor.add(&v) {
+                ctx.console.add_mask(&v);
+            }
+            Ok(Some(v))
+        }
+        Err(missing) => Err(PhaseError::new(format!(
+            "[parity] smtp_password uses unset variables: {}",
+            missing.join(", ")
+        ))
+        .hint("set it in the step's `env:` from the environment's secrets")),
+    }
+}
+
+/// Buckets, when `[storage]` is configured and its keys are given.
+async fn storage_rows(ctx: &Context, unavailable: &mut Vec<String>) -> Vec<SettingRow> {
+    if ctx.manifest.storage.is_none() {
+        return Vec::new();
+    }
+    let Ok((_, source_storage, target_storage)) = super::storage::storage_clients(ctx) else {
+        unavailable.push(
+            "storage buckets (needs source-service-role-key and target-service-role-key)".into(),
         );
-        match (a, b) {
-            (Ok(a), Ok(b)) => {
-                services.0.insert(name, a);
-                services.1.insert(name, b);
-            }
-            (Err(e), _) | (_, Err(e)) => unavailable.push(format!(
-                "{name} ({})",
-                e.status.map_or("no answer".into(), |s| format!("HTTP {s}"))
-            )),
-        }
-    }
-    let source_database_bytes = if ctx.has_url(crate::pg::Side::Source) {
-        ctx.source(phase).await?.database_size().await.ok()
-    } else {
-        None
+        return Vec::new();
     };
-    let network = match client.network_restrictions(&target_ref).await {
-        Ok(n) => Some(n),
-        Err(e) => {
+    match tokio::join!(source_storage.list_buckets(), target_storage.list_buckets()) {
+        (Ok(a), Ok(b)) => bucket_rows(&a, &b),
+        (Err(e), _) | (_, Err(e)) => {
             unavailable.push(format!(
-                "network restrictions ({})",
-                e.status.map_or("no answer".into(), |s| format!("HTTP {s}"))
+                "storage buckets ({})",
+                ctx.redactor.redact(&e.to_string())
             ));
-            None
-        }
-    };
-    let smtp_password = match &ctx.manifest.parity.smtp_password {
-        Some(raw) => match crate::manifest::expand(raw, |n| ctx.env_var(n)) {
-            Ok(v) => {
-                if ctx.redactor.add(&v) {
-                    ctx.console.add_mask(&v);
-                }
-                Some(v)
-            }
-            Err(missing) => {
-                return Err(PhaseError::new(format!(
-                    "[parity] smtp_password uses unset variables: {}",
-                    missing.join(", ")
-                ))
-                .hint("set it in the step's `env:` from the environment's secrets"));
-            }
-        },
-        None => None,
-    };
-    let facts = Facts {
-        target_ref: target_ref.clone(),
-        frontend_url: ctx.manifest.frontend.as_ref().and_then(|f| f.url.clone()),
-        smtp_password,
-    };
-    let mut rows = compare(&sections.0, &sections.1, network.as_ref(), &facts);
-    rows.extend(service_rows(
-        &services.0,
-        &services.1,
-        source_database_bytes,
-        &format!("https://supabase.com/dashboard/project/{target_ref}"),
-    ));
-    // Buckets, when `[storage]` is configured and its keys are given.
-    if ctx.manifest.storage.is_some() {
-        match super::storage::storage_clients(ctx) {
-            Ok((_, source_storage, target_storage)) => {
-                match tokio::join!(source_storage.list_buckets(), target_storage.list_buckets()) {
-                    (Ok(a), Ok(b)) => rows.extend(bucket_rows(&a, &b)),
-                    (Err(e), _) | (_, Err(e)) => unavailable.push(format!(
-                        "storage buckets ({})",
-                        ctx.redactor.redact(&e.to_string())
-                    )),
-                }
-            }
-            Err(_) => unavailable.push(
-                "storage buckets (needs source-service-role-key and target-service-role-key)"
-                    .into(),
-            ),
+            Vec::new()
         }
     }
-    // Accepted differences pass, with their reason.
-    let accepted: BTreeMap<&str, &str> = ctx
-        .manifest
-        .parity
-        .accept
+}
+
+/// Accepted differences pass, with their reason.
+fn accept(rows: &mut [SettingRow], accepts: &[crate::manifest::ParityAcceptance]) {
+    let accepted: BTreeMap<&str, &str> = accepts
         .iter()
         .map(|a| (a.setting.as_str(), a.reason.as_deref().unwrap_or_default()))
         .collect();
-    for r in &mut rows {
+    for r in rows {
         if let (Status::Fail | Status::Warn, Some(reason)) =
             (r.status, accepted.get(r.setting.as_str()))
         {
@@ -784,75 +838,99 @@ pub(crate) async fn check(
             r.fix = Some(format!("accepted: {reason}"));
         }
     }
-    let failing: Vec<&SettingRow> = rows.iter().filter(|r| r.status == Status::Fail).collect();
-    if !gate {
+}
+
+/// The rows for failing settings (not at the gate), the summary row and the
+/// table.
+fn report_settings(mode: ParityUse, read: ReadSettings, report: &mut PhaseReport) {
+    let failing: Vec<&SettingRow> = read
+        .rows
+        .iter()
+        .filter(|r| r.status == Status::Fail)
+        .collect();
+    if mode != ParityUse::Gate {
         for r in &failing {
-            let mut item = CheckItem::new(
-                &format!("parity:{}", r.setting),
-                &format!("Project setting {}", r.setting),
-                failing_status,
-                format!(
-                    "{}: source {}, target {}",
-                    r.rule.words(),
-                    if r.source.is_empty() {
-                        "—"
-                    } else {
-                        &r.source
-                    },
-                    r.target
-                ),
-            );
-            item.hint = r.fix.clone();
-            report.check(item);
+            report.check(failing_row(r, mode.failing_status()));
         }
     }
-    let compared = rows.len();
-    let mut summary = CheckItem::new(
+    report.check(summary_row(
+        mode,
+        read.rows.len(),
+        &failing,
+        &read.unavailable,
+    ));
+    report.tables.push(settings_table(read.rows));
+}
+
+/// The row of one setting that must be fixed.
+fn failing_row(r: &SettingRow, status: Status) -> CheckItem {
+    let source = if r.source.is_empty() {
+        "—"
+    } else {
+        &r.source
+    };
+    let mut item = CheckItem::new(
+        &format!("parity:{}", r.setting),
+        &format!("Project setting {}", r.setting),
+        status,
+        format!("{}: source {source}, target {}", r.rule.words(), r.target),
+    );
+    item.hint = r.fix.clone();
+    item
+}
+
+/// The summary row: how many settings were compared and which must be fixed.
+fn summary_row(
+    mode: ParityUse,
+    compared: usize,
+    failing: &[&SettingRow],
+    unavailable: &[String],
+) -> CheckItem {
+    let (id, title) = mode.row();
+    let verdict = if failing.is_empty() {
+        "none differs where it must not".to_string()
+    } else {
+        let names: Vec<&str> = failing.iter().map(|r| r.setting.as_str()).collect();
+        format!("must fix: {}", names.join(", "))
+    };
+    let unavailable = if unavailable.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; not available to this token or plan: {}",
+            unavailable.join(", ")
+        )
+    };
+    let status = if failing.is_empty() {
+        Status::Pass
+    } else {
+        mode.failing_status()
+    };
+    let item = CheckItem::new(
         id,
         title,
-        if failing.is_empty() {
-            Status::Pass
-        } else {
-            failing_status
-        },
+        status,
         format!(
-            "{} compared, {}{}",
-            count(compared, "setting", "settings"),
-            if failing.is_empty() {
-                "none differs where it must not".to_string()
-            } else {
-                format!(
-                    "must fix: {}",
-                    failing
-                        .iter()
-                        .map(|r| r.setting.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            },
-            if unavailable.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "; not available to this token or plan: {}",
-                    unavailable.join(", ")
-                )
-            }
+            "{} compared, {verdict}{unavailable}",
+            count(compared, "setting", "settings")
         ),
     );
-    if !failing.is_empty() {
-        summary.hint = Some(if gate {
-            "fix each on the target (the table gives the fix), or accept one with [[parity.accept]] setting = \"...\" reason = \"...\"; nothing was changed".into()
-        } else {
-            "each failing setting has its own row with the fix; `cutover` blocks until they are fixed or accepted".into()
-        });
+    if failing.is_empty() {
+        return item;
     }
-    report.check(summary);
+    item.with_hint(if mode == ParityUse::Gate {
+        "fix each on the target (the table gives the fix), or accept one with [[parity.accept]] setting = \"...\" reason = \"...\"; nothing was changed"
+    } else {
+        "each failing setting has its own row with the fix; `cutover` blocks until they are fixed or accepted"
+    })
+}
+
+/// Every compared setting: failures first, then warnings, then the rest.
+fn settings_table(mut rows: Vec<SettingRow>) -> ReportTable {
     let mut table = ReportTable::new(
         "Project settings: source vs target",
         &["Setting", "Rule", "Source", "Target", "", "Fix"],
     );
-    // Failures first, then warnings, then the rest.
     rows.sort_by_key(|r| match r.status {
         Status::Fail => 0,
         Status::Warn => 1,
@@ -868,16 +946,82 @@ pub(crate) async fn check(
             r.fix.unwrap_or_default(),
         ]);
     }
-    report.tables.push(table.with_note(
+    table.with_note(
         "read with GET /config/auth, /postgrest, /config/realtime, /config/storage and /network-restrictions of both projects; secrets are compared by digest and never shown",
-    ));
-    Ok(())
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn setting(name: &str, status: Status) -> SettingRow {
+        row(
+            name.into(),
+            Rule::MustMatch,
+            "a".into(),
+            "b".into(),
+            status,
+            Some("fix it".into()),
+        )
+    }
+
+    #[test]
+    fn an_accepted_difference_passes_with_its_reason() {
+        let mut rows = vec![
+            setting("auth.jwt_exp", Status::Fail),
+            setting("x", Status::Fail),
+        ];
+        let accepts = [crate::manifest::ParityAcceptance {
+            setting: "auth.jwt_exp".into(),
+            reason: Some("shorter on purpose".into()),
+        }];
+        accept(&mut rows, &accepts);
+        assert_eq!(rows[0].status, Status::Pass);
+        assert_eq!(rows[0].fix.as_deref(), Some("accepted: shorter on purpose"));
+        assert_eq!(rows[1].status, Status::Fail);
+    }
+
+    #[test]
+    fn summary_rows_name_what_must_be_fixed() {
+        let failing = setting("auth.jwt_exp", Status::Fail);
+        let row = summary_row(
+            ParityUse::Validate,
+            3,
+            &[&failing],
+            &["realtime (HTTP 403)".into()],
+        );
+        assert_eq!(row.status, Status::Warn);
+        assert_eq!(
+            row.evidence,
+            "3 settings compared, must fix: auth.jwt_exp; not available to this token or plan: realtime (HTTP 403)"
+        );
+        let row = summary_row(ParityUse::Gate, 1, &[], &[]);
+        assert_eq!(row.id, "gate-project-settings");
+        assert_eq!(row.status, Status::Pass);
+        assert!(row.hint.is_none());
+    }
+
+    #[test]
+    fn the_table_shows_failures_first() {
+        let table = settings_table(vec![
+            setting("ok", Status::Pass),
+            setting("warned", Status::Warn),
+            setting("failed", Status::Fail),
+        ]);
+        let order: Vec<String> = table.rows.iter().map(|r| r[0].to_string()).collect();
+        assert_eq!(order, ["failed", "warned", "ok"]);
+    }
+
+    #[test]
+    fn a_failing_row_shows_an_empty_source_as_a_dash() {
+        let mut r = setting("auth.site_url", Status::Fail);
+        r.source.clear();
+        let item = failing_row(&r, Status::Fail);
+        assert_eq!(item.id, "parity:auth.site_url");
+        assert_eq!(item.evidence, "must match: source —, target b");
+    }
 
     fn sections(auth: Value, postgrest: Value) -> BTreeMap<SettingsSection, Map<String, Value>> {
         let mut m = BTreeMap::new();

@@ -5,13 +5,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::cells;
 use crate::context::{Context, name_looks_secret};
-use crate::manifest::{QualifiedName, expand};
+use crate::manifest::{DataMode, QualifiedName, expand};
 use crate::pg::release::live_since;
 use crate::pg::{Database, Side};
 use crate::redact::MASK;
 use crate::repo::cron_jobs::scheduled_jobs;
-use crate::repo::migrations::MigrationDir;
+use crate::repo::functions::FunctionSelection;
+use crate::repo::migrations::{MigrationDir, MigrationFile};
+use crate::report::Cell;
 use crate::report::{
     CheckItem, MIGRATIONS, PhaseReport, ROW_COUNTS, ReportTable, Status, count, thousands,
 };
@@ -25,151 +28,229 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
 
     let migrations = ctx.migration_dir()?;
     let functions = ctx.function_selection()?;
+    let source = open_side(ctx, Side::Source, &mut report).await?;
+    let target = open_side(ctx, Side::Target, &mut report).await?;
 
-    let source = if ctx.has_url(Side::Source) {
-        Some(ctx.source("plan").await?)
-    } else {
-        report.check(missing_url_item(ctx, Side::Source));
-        None
-    };
-    let target = if ctx.has_url(Side::Target) {
-        Some(ctx.target("plan", false).await?)
-    } else {
-        report.check(missing_url_item(ctx, Side::Target));
-        None
-    };
-
-    // --- preflight
+    actions.push(["preflight".to_string(), preflight_line(ctx, &migrations)]);
+    let pending =
+        schema_section(ctx, target.as_ref(), &migrations, &mut actions, &mut report).await?;
+    let copied = data_section(
+        ctx,
+        source.as_ref(),
+        target.as_ref(),
+        &mut actions,
+        &mut report,
+    )
+    .await?;
+    let (line, storage_table) = super::storage::plan_line(ctx).await;
+    actions.push(["storage".to_string(), line]);
+    report.tables.extend(storage_table);
+    let (line, function_table) = functions_section(ctx, &functions);
+    actions.push(["functions".to_string(), line]);
+    report.tables.push(function_table);
+    let (line, secret_table) = secrets_section(ctx);
+    actions.push(["secrets".to_string(), line]);
+    report.tables.push(secret_table);
+    let config_line = config_plan(ctx, target.as_ref(), &mut report).await?;
+    actions.push(["config".to_string(), config_line]);
     actions.push([
-        "preflight".to_string(),
-        format!(
-            "check access to both databases, that they differ, {} migration files, {} required secrets, {} forbidden settings, the `{}` environment's protection",
-            migrations.files.len(),
-            ctx.manifest.secrets.required.len(),
-            ctx.manifest.checks.forbidden.len(),
-            gate_environment(ctx)
-        ),
+        "validate".to_string(),
+        validate_line(ctx, copied.unwrap_or(0)),
     ]);
+    actions.push(["backup".to_string(), backup_line(ctx, copied.is_some())]);
+    let cutover = cutover_line(ctx, source.as_ref(), target.as_ref()).await?;
+    actions.push(["cutover".to_string(), cutover]);
+    actions.push(["smoke".to_string(), smoke_line(ctx)]);
+    actions.push(["monitor".to_string(), monitor_line(&ctx.manifest.monitor)]);
+    actions.push(["rollback".to_string(), ROLLBACK_LINE.to_string()]);
+    if let Some(f) = &ctx.manifest.frontend {
+        let mut table = ReportTable::new(
+            "Frontend variables",
+            &["Variable", "Value (as in the manifest)"],
+        );
+        for (name, value) in &f.env {
+            table.push([name.clone(), format!("`{value}`")]);
+        }
+        report.tables.push(table);
+    }
 
-    // --- schema
-    let applied = match &target {
+    report.tables.insert(0, actions);
+    report.summary = format!(
+        "Read-only plan: {} pending, {} to copy, {}, {}. Nothing was written.",
+        count(pending, "migration", "migrations"),
+        count(copied.unwrap_or(0), "table", "tables"),
+        count(functions.deploy.len(), "function", "functions"),
+        count(ctx.manifest.secrets.required.len(), "secret", "secrets")
+    );
+    Ok(report)
+}
+
+/// What `rollback` would do.
+const ROLLBACK_LINE: &str = "frontend back to the source, target guards off, the source's write freeze lifted (and a replication still running removed), source guards restored; restore the target from a backup only when asked";
+
+/// The side's database, read-only, or a warning row when its URL is not given.
+async fn open_side(
+    ctx: &mut Context,
+    side: Side,
+    report: &mut PhaseReport,
+) -> Result<Option<Database>, PhaseError> {
+    if !ctx.has_url(side) {
+        report.check(missing_url_item(ctx, side));
+        return Ok(None);
+    }
+    Ok(Some(match side {
+        Side::Source => ctx.source("plan").await?,
+        Side::Target => ctx.target("plan", false).await?,
+    }))
+}
+
+/// What `preflight` would check.
+fn preflight_line(ctx: &Context, migrations: &MigrationDir) -> String {
+    format!(
+        "check access to both databases, that they differ, {} migration files, {} required secrets, {} forbidden settings, the `{}` environment's protection",
+        migrations.files.len(),
+        ctx.manifest.secrets.required.len(),
+        ctx.manifest.checks.forbidden.len(),
+        gate_environment(ctx)
+    )
+}
+
+/// The migrations table, the pg_cron jobs they schedule and the schema
+/// line. Returns how many migrations are pending.
+async fn schema_section(
+    ctx: &Context,
+    target: Option<&Database>,
+    migrations: &MigrationDir,
+    actions: &mut ReportTable,
+    report: &mut PhaseReport,
+) -> Result<usize, PhaseError> {
+    let applied = match target {
         Some(t) => t.applied_migrations().await?,
         None => None,
     };
-    let applied_versions: BTreeSet<String> = applied
+    let applied: BTreeSet<String> = applied
         .iter()
         .flatten()
         .map(|m| m.version.clone())
         .collect();
+    let states = migration_states(&migrations.files, target.map(|_| &applied));
+    let pending = states.iter().filter(|(_, _, s)| *s == "pending").count();
     let mut migration_table =
         ReportTable::new(MIGRATIONS, &["Version", "Name", "Status"]).merged_as(MIGRATIONS);
-    let mut pending = 0;
-    for file in &migrations.files {
-        let state = if target.is_none() {
-            "unknown"
-        } else if applied_versions.contains(&file.version) {
-            "applied"
-        } else {
-            pending += 1;
-            "pending"
-        };
-        migration_table.push([file.version.clone(), file.name.clone(), state.to_string()]);
+    for (version, name, state) in states {
+        migration_table.push([version, name, state.to_string()]);
     }
-    let local_versions: BTreeSet<&str> = migrations
-        .files
-        .iter()
-        .map(|f| f.version.as_str())
-        .collect();
-    for version in applied_versions
-        .iter()
-        .filter(|v| !local_versions.contains(v.as_str()))
-    {
-        migration_table.push([version.clone(), "(no local file)".into(), "applied".into()]);
-    }
-    let (cron_table, cron_line) =
-        cron_plan(ctx, target.as_ref(), &migrations, &applied_versions).await?;
-    actions.push([
-        "schema".to_string(),
-        format!("{}{cron_line}", if target.is_none() {
-            format!("apply the pending ones of {} migration files (target unknown)", migrations.files.len())
-        } else if pending == 0 {
-            "nothing: every migration file is applied on the target".to_string()
-        } else {
-            format!(
-                "apply {pending} pending migration files of {} in version order, one transaction each",
-                migrations.files.len()
-            )
-        }),
-    ]);
+    let (cron_table, cron_line) = cron_plan(ctx, target, migrations, &applied).await?;
+    let line = schema_line(target.is_some(), pending, migrations.files.len());
+    actions.push(["schema".to_string(), format!("{line}{cron_line}")]);
     report.tables.push(migration_table);
-    let not_applied: Vec<&crate::repo::migrations::MigrationFile> = migrations
+    let not_applied: Vec<&MigrationFile> = migrations
         .files
         .iter()
-        .filter(|f| !applied_versions.contains(&f.version))
+        .filter(|f| !applied.contains(&f.version))
         .collect();
     if let Some(item) = super::schema::outside_transaction_item(ctx, &not_applied)? {
         report.check(item);
     }
-    if let Some(table) = cron_table {
-        report.tables.push(table);
-    }
+    report.tables.extend(cron_table);
+    Ok(pending)
+}
 
-    // --- data
-    let selection = match &source {
-        Some(s) => Some(select_tables(ctx, s).await?),
-        None => None,
-    };
-    if let Some(selection) = &selection {
-        for name in &selection.missing {
-            report.check(
-                CheckItem::new(
-                    "data-tables",
-                    "Tables named in [data] exist on the source",
-                    Status::Fail,
-                    format!("table `{name}` does not exist on the source"),
-                )
-                .with_hint("fix the name in [data] tables (schema.table) or remove it"),
-            );
+/// Each migration file's state (`unknown` without a target, `applied` or
+/// `pending`), then the applied versions with no local file.
+fn migration_states(
+    files: &[MigrationFile],
+    applied: Option<&BTreeSet<String>>,
+) -> Vec<(String, String, &'static str)> {
+    let mut rows: Vec<(String, String, &'static str)> = files
+        .iter()
+        .map(|file| {
+            let state = match applied {
+                None => "unknown",
+                Some(a) if a.contains(&file.version) => "applied",
+                Some(_) => "pending",
+            };
+            (file.version.clone(), file.name.clone(), state)
+        })
+        .collect();
+    let local: BTreeSet<&str> = files.iter().map(|f| f.version.as_str()).collect();
+    for version in applied.into_iter().flatten() {
+        if !local.contains(version.as_str()) {
+            rows.push((version.clone(), "(no local file)".into(), "applied"));
         }
-        let (table_rows, data_line) =
-            data_plan(ctx, source.as_ref(), target.as_ref(), selection).await?;
-        actions.push(["data".to_string(), data_line]);
-        report.tables.push(table_rows);
-        let names: Vec<QualifiedName> = selection.copy.iter().map(|t| t.name.clone()).collect();
-        let (kept, outgoing) =
-            super::data::load_preview(ctx, source.as_ref(), target.as_ref(), &names).await?;
-        report.tables.extend(kept);
-        if let Some(item) = outgoing {
-            report.check(item);
-        }
+    }
+    rows
+}
+
+/// What `schema` would apply.
+fn schema_line(target_known: bool, pending: usize, files: usize) -> String {
+    if !target_known {
+        format!("apply the pending ones of {files} migration files (target unknown)")
+    } else if pending == 0 {
+        "nothing: every migration file is applied on the target".to_string()
     } else {
+        format!(
+            "apply {pending} pending migration files of {files} in version order, one transaction each"
+        )
+    }
+}
+
+/// The tables `data` would copy, with their rows on both sides. Returns how
+/// many tables it copies (`None` when the source is unknown).
+async fn data_section(
+    ctx: &Context,
+    source: Option<&Database>,
+    target: Option<&Database>,
+    actions: &mut ReportTable,
+    report: &mut PhaseReport,
+) -> Result<Option<usize>, PhaseError> {
+    let Some(s) = source else {
         actions.push([
             "data".to_string(),
             "copy the user tables (source unknown)".to_string(),
         ]);
+        return Ok(None);
+    };
+    let selection = select_tables(ctx, s).await?;
+    for name in &selection.missing {
+        report.check(
+            CheckItem::new(
+                "data-tables",
+                "Tables named in [data] exist on the source",
+                Status::Fail,
+                format!("table `{name}` does not exist on the source"),
+            )
+            .with_hint("fix the name in [data] tables (schema.table) or remove it"),
+        );
     }
+    let (table_rows, data_line) = data_plan(ctx, source, target, &selection).await?;
+    actions.push(["data".to_string(), data_line]);
+    report.tables.push(table_rows);
+    let names: Vec<QualifiedName> = selection.copy.iter().map(|t| t.name.clone()).collect();
+    let (kept, outgoing) = super::data::load_preview(ctx, source, target, &names).await?;
+    report.tables.extend(kept);
+    if let Some(item) = outgoing {
+        report.check(item);
+    }
+    Ok(Some(selection.copy.len()))
+}
 
-    // --- storage
-    let (line, storage_table) = super::storage::plan_line(ctx).await;
-    actions.push(["storage".to_string(), line]);
-    report.tables.extend(storage_table);
-
-    // --- functions
-    let mut function_table = ReportTable::new(
+/// What `functions` would upload, as `deploy` decides it.
+fn functions_section(ctx: &Context, functions: &FunctionSelection) -> (String, ReportTable) {
+    let mut table = ReportTable::new(
         "Edge Functions",
         &["Function", "Entrypoint", "verify_jwt", "Files to upload"],
     );
     let cli = super::functions::cli_config(ctx).unwrap_or_default();
-    for f in &functions.deploy {
-        let (verify, source) = super::functions::verify_jwt(ctx, &f.slug, cli.get(&f.slug));
-        let files = match super::functions::bundle_of(ctx, f, cli.get(&f.slug)) {
+    for upload in super::functions::folder_uploads(ctx, &functions.deploy, &cli) {
+        let files = match upload.bundle {
             Ok(b) => format!("{} (entrypoint, imports, import map)", b.files.len()),
             Err(e) => format!("**cannot bundle: {e}**"),
         };
-        function_table.push([
-            f.slug.clone(),
-            format!("{}/{}", f.slug, ctx.manifest.functions.entrypoint),
-            format!("{verify} ({source})"),
+        table.push([
+            upload.slug.clone(),
+            format!("{}/{}", upload.slug, ctx.manifest.functions.entrypoint),
+            format!("{} ({})", upload.verify_jwt, upload.verify_source),
             files,
         ]);
     }
@@ -186,92 +267,81 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
             functions.missing.join(", ")
         ));
     }
-    actions.push(["functions".to_string(), line]);
-    report.tables.push(function_table);
+    (line, table)
+}
 
-    // --- secrets
-    let mut secret_table = ReportTable::new(
+/// The required secrets by name, whether the job's environment has each.
+fn secrets_section(ctx: &Context) -> (String, ReportTable) {
+    let mut table = ReportTable::new(
         "Secrets (names only)",
         &["Secret", "From variable", "Value present"],
     );
-    let mut missing_secrets = 0;
+    let mut missing = 0;
     for (name, var) in &ctx.manifest.secrets.required {
         let present = ctx.env_var(var).is_some();
         if !present {
-            missing_secrets += 1;
+            missing += 1;
         }
-        let state = if name.starts_with("SUPABASE_") {
-            "managed by Supabase, not set".to_string()
-        } else if present {
-            "yes".to_string()
-        } else {
-            "**no**".to_string()
-        };
-        secret_table.push([name.clone(), var.clone(), state]);
+        table.push([name.clone(), var.clone(), secret_state(name, present)]);
     }
-    actions.push([
-        "secrets".to_string(),
-        format!(
-            "set {} on the target{}",
-            crate::report::count(ctx.manifest.secrets.required.len(), "secret", "secrets"),
-            if missing_secrets > 0 {
-                format!("; {missing_secrets} values missing from the environment")
-            } else {
-                String::new()
-            }
-        ),
-    ]);
-    report.tables.push(secret_table);
-
-    // --- config
-    let config_line = config_plan(ctx, target.as_ref(), &mut report).await?;
-    actions.push(["config".to_string(), config_line]);
-
-    // --- validate
-    let copied = selection.as_ref().map_or(0, |s| s.copy.len());
-    actions.push([
-        "validate".to_string(),
-        format!(
-            "compare row counts{} of {copied} tables, sequences, RLS, schema; run {} RLS probes",
-            if ctx.manifest.checks.checksum {
-                " and checksums"
-            } else {
-                ""
-            },
-            ctx.manifest.checks.rls_probes.len()
-        ),
-    ]);
-
-    // --- backup
-    actions.push([
-        "backup".to_string(),
-        format!(
-            "pg_dump -Fc of the source{} into {}/, with sha256 of each file",
-            if selection.is_some() {
-                " (and of the target when it holds rows)"
-            } else {
-                ""
-            },
-            ctx.manifest.backup.dir.display()
-        ),
-    ]);
-
-    // --- cutover, smoke, rollback
-    let guards = guard_plan(ctx, source.as_ref(), target.as_ref()).await?;
-    let lints = match &target {
-        Some(_) => {
-            let a = super::lints::assess_target(ctx, "plan").await?;
-            let errors = a.findings.iter().filter(|f| f.blocks()).count();
-            format!(
-                "no unaccepted ERROR-level security lint (the target has {} now, {} WARN, {} accepted)",
-                errors,
-                a.findings
-                    .iter()
-                    .filter(|f| f.finding.level == crate::pg::lints::LintLevel::Warn)
-                    .count(),
-                a.findings.iter().filter(|f| f.accepted.is_some()).count()
-            )
+    let line = format!(
+        "set {} on the target{}",
+        count(ctx.manifest.secrets.required.len(), "secret", "secrets"),
+        if missing > 0 {
+            format!("; {missing} values missing from the environment")
+        } else {
+            String::new()
         }
+    );
+    (line, table)
+}
+
+/// The "Value present" cell of a required secret.
+fn secret_state(name: &str, present: bool) -> String {
+    if name.starts_with("SUPABASE_") {
+        "managed by Supabase, not set".to_string()
+    } else if present {
+        "yes".to_string()
+    } else {
+        "**no**".to_string()
+    }
+}
+
+/// What `validate` would compare.
+fn validate_line(ctx: &Context, copied: usize) -> String {
+    format!(
+        "compare row counts{} of {copied} tables, sequences, RLS, schema; run {} RLS probes",
+        if ctx.manifest.checks.checksum {
+            " and checksums"
+        } else {
+            ""
+        },
+        ctx.manifest.checks.rls_probes.len()
+    )
+}
+
+/// What `backup` would dump.
+fn backup_line(ctx: &Context, source_known: bool) -> String {
+    format!(
+        "pg_dump -Fc of the source{} into {}/, with sha256 of each file",
+        if source_known {
+            " (and of the target when it holds rows)"
+        } else {
+            ""
+        },
+        ctx.manifest.backup.dir.display()
+    )
+}
+
+/// What `cutover` would require and do.
+async fn cutover_line(
+    ctx: &mut Context,
+    source: Option<&Database>,
+    target: Option<&Database>,
+) -> Result<String, PhaseError> {
+    let guards = guard_plan(ctx, source, target).await?;
+    let lints = match target {
+        Some(_) => lints_clause(&super::lints::assess_target(ctx, "plan").await?),
         None => "no unaccepted ERROR-level security lint (target unknown)".to_string(),
     };
     let gate = &ctx.manifest.gate;
@@ -284,68 +354,69 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         ),
         None => "no [frontend] section: no frontend switch".to_string(),
     };
-    actions.push([
-        "cutover".to_string(),
-        format!(
-            "require environment `{}` with ≥ {}{}, this run approved, a passing validate newer than {} h, {lints}; then {}; set the sequences; {}; {}",
-            gate_environment(ctx),
-            count(gate.min_approvals, "reviewer", "reviewers"),
-            if gate.four_eyes { ", approver ≠ initiator" } else { "" },
-            gate.validation_max_age_hours,
-            match ctx.manifest.data.mode {
-                crate::manifest::DataMode::Copy => "freeze writes on the copied source tables and prove them unchanged since the copy (counts and checksums), or block",
-                crate::manifest::DataMode::Replicate => "check the replication is streaming and within the lag limit, freeze writes on the source, wait for a fence on the target and compare exact counts; retire the replication after the smoke checks",
-            },
-            guards,
-            frontend
-        ),
-    ]);
-    let routes = ctx.manifest.frontend.as_ref().map_or(0, |f| f.routes.len());
-    actions.push([
-        "smoke".to_string(),
-        format!(
-            "check {routes} routes and {} function invocations",
-            ctx.manifest.functions.smoke.len()
-        ),
-    ]);
-    let m = &ctx.manifest.monitor;
-    actions.push([
-        "monitor".to_string(),
-        format!(
-            "{}watch the target for {} (a poll every {} s, a baseline first): API error rate ≤ {} %, Edge Function 5xx ≤ {}, routes within {} ms{}",
-            if m.after_cutover { "after cutover, " } else { "" },
-            crate::report::human_duration(m.window_seconds * 1000),
-            m.interval_seconds,
-            m.max_api_error_rate_percent,
-            m.max_function_5xx,
-            m.max_route_latency_ms,
-            if m.rollback_on_failure { "; roll back when a threshold is passed" } else { "" }
-        ),
-    ]);
-    actions.push([
-        "rollback".to_string(),
-        "frontend back to the source, target guards off, the source's write freeze lifted (and a replication still running removed), source guards restored; restore the target from a backup only when asked".to_string(),
-    ]);
-    if let Some(f) = &ctx.manifest.frontend {
-        let mut table = ReportTable::new(
-            "Frontend variables",
-            &["Variable", "Value (as in the manifest)"],
-        );
-        for (name, value) in &f.env {
-            table.push([name.clone(), format!("`{value}`")]);
+    let data = match ctx.manifest.data.mode {
+        DataMode::Copy => {
+            "freeze writes on the copied source tables and prove them unchanged since the copy (counts and checksums), or block"
         }
-        report.tables.push(table);
-    }
+        DataMode::Replicate => {
+            "check the replication is streaming and within the lag limit, freeze writes on the source, wait for a fence on the target and compare exact counts; retire the replication after the smoke checks"
+        }
+    };
+    Ok(format!(
+        "require environment `{}` with ≥ {}{}, this run approved, a passing validate newer than {} h, {lints}; then {data}; set the sequences; {guards}; {frontend}",
+        gate_environment(ctx),
+        count(gate.min_approvals, "reviewer", "reviewers"),
+        if gate.four_eyes {
+            ", approver ≠ initiator"
+        } else {
+            ""
+        },
+        gate.validation_max_age_hours,
+    ))
+}
 
-    report.tables.insert(0, actions);
-    report.summary = format!(
-        "Read-only plan: {} pending, {} to copy, {}, {}. Nothing was written.",
-        count(pending, "migration", "migrations"),
-        count(copied, "table", "tables"),
-        count(functions.deploy.len(), "function", "functions"),
-        count(ctx.manifest.secrets.required.len(), "secret", "secrets")
-    );
-    Ok(report)
+/// The lint clause of the cutover line, with the target's findings now.
+fn lints_clause(a: &super::lints::Assessment) -> String {
+    format!(
+        "no unaccepted ERROR-level security lint (the target has {} now, {} WARN, {} accepted)",
+        a.findings.iter().filter(|f| f.blocks()).count(),
+        a.findings
+            .iter()
+            .filter(|f| f.finding.level == crate::pg::lints::LintLevel::Warn)
+            .count(),
+        a.findings.iter().filter(|f| f.accepted.is_some()).count()
+    )
+}
+
+/// What `smoke` would check.
+fn smoke_line(ctx: &Context) -> String {
+    let routes = ctx.manifest.frontend.as_ref().map_or(0, |f| f.routes.len());
+    format!(
+        "check {routes} routes and {} function invocations",
+        ctx.manifest.functions.smoke.len()
+    )
+}
+
+/// What `monitor` would watch.
+fn monitor_line(m: &crate::manifest::MonitorSection) -> String {
+    format!(
+        "{}watch the target for {} (a poll every {} s, a baseline first): API error rate ≤ {} %, Edge Function 5xx ≤ {}, routes within {} ms{}",
+        if m.after_cutover {
+            "after cutover, "
+        } else {
+            ""
+        },
+        crate::report::human_duration(m.window_seconds * 1000),
+        m.interval_seconds,
+        m.max_api_error_rate_percent,
+        m.max_function_5xx,
+        m.max_route_latency_ms,
+        if m.rollback_on_failure {
+            "; roll back when a threshold is passed"
+        } else {
+            ""
+        }
+    )
 }
 
 /// The pg_cron jobs the pending migrations schedule (all files when the
@@ -482,27 +553,37 @@ async fn data_plan(
     )
     .merged_as(ROW_COUNTS);
     let mut total = 0i64;
-    let mut non_empty = 0;
+    let mut non_empty = 0usize;
     for info in &selection.copy {
         let rows = source_counts.get(&info.name).copied().unwrap_or(0);
         total += rows;
         let target_cell = match (&target_existing, target_counts.get(&info.name)) {
-            (None, _) => "unknown".to_string(),
+            (None, _) => Cell::from("unknown"),
             (Some(_), Some(n)) => {
                 if *n > 0 {
                     non_empty += 1;
                 }
-                thousands(*n)
+                Cell::Count(*n)
             }
-            (Some(_), None) => "table not created yet".to_string(),
+            (Some(_), None) => "table not created yet".into(),
         };
-        table.push([
+        table.push(cells![
             info.name.to_string(),
-            thousands(rows),
+            rows,
             target_cell,
-            if info.rls_enabled { "on" } else { "off" }.to_string(),
+            if info.rls_enabled { "on" } else { "off" },
         ]);
     }
+    if let Some(note) = data_note(ctx.manifest.data.include_auth_sessions, selection) {
+        table = table.with_note(note);
+    }
+    let line = data_line(ctx, selection.copy.len(), total, non_empty);
+    Ok((table, line))
+}
+
+/// The note under the tables to copy: the tables the manifest or the auth
+/// scope leaves out.
+fn data_note(include_auth_sessions: bool, selection: &TableSelection) -> Option<String> {
     let join = |names: &[QualifiedName]| {
         names
             .iter()
@@ -520,7 +601,7 @@ async fn data_plan(
     if !selection.auth_left_out.is_empty() {
         notes.push(format!(
             "Auth tables not copied ({}): {}.",
-            if ctx.manifest.data.include_auth_sessions {
+            if include_auth_sessions {
                 "GoTrue's own bookkeeping"
             } else {
                 "sessions and tokens need include_auth_sessions; the rest is GoTrue's own bookkeeping"
@@ -528,35 +609,38 @@ async fn data_plan(
             join(&selection.auth_left_out)
         ));
     }
-    if !notes.is_empty() {
-        table = table.with_note(notes.join(" "));
-    }
-    let mut line = match ctx.manifest.data.mode {
-        crate::manifest::DataMode::Copy => format!(
-            "copy {} tables ({} rows) in one source snapshot, {} at a time",
-            selection.copy.len(),
-            thousands(total),
-            ctx.manifest.data.parallel
+    (!notes.is_empty()).then(|| notes.join(" "))
+}
+
+/// What `data` would do with `tables` tables holding `rows` rows, when
+/// `non_empty` target tables already hold rows.
+fn data_line(ctx: &Context, tables: usize, rows: i64, non_empty: usize) -> String {
+    let data = &ctx.manifest.data;
+    let mut line = match data.mode {
+        DataMode::Copy => format!(
+            "copy {tables} tables ({} rows) in one source snapshot, {} at a time",
+            thousands(rows),
+            data.parallel
         ),
-        crate::manifest::DataMode::Replicate => format!(
-            "replicate {} tables ({} rows) through a publication on the source and a subscription on the target (logical replication, server to server); return once synced and the lag is under {} s",
-            selection.copy.len(),
-            thousands(total),
-            ctx.manifest.data.max_lag_seconds
+        DataMode::Replicate => format!(
+            "replicate {tables} tables ({} rows) through a publication on the source and a subscription on the target (logical replication, server to server); return once synced and the lag is under {} s",
+            thousands(rows),
+            data.max_lag_seconds
         ),
     };
-    if non_empty > 0 {
-        if ctx.settings.overwrite {
-            line.push_str(&format!(
-                "; truncate {non_empty} target tables that hold rows (--overwrite)"
-            ));
-        } else {
-            line.push_str(&format!(
-                "; would refuse: {non_empty} target tables already hold rows (pass --overwrite to replace them)"
-            ));
-        }
+    if non_empty == 0 {
+        return line;
     }
-    Ok((table, line))
+    if ctx.settings.overwrite {
+        line.push_str(&format!(
+            "; truncate {non_empty} target tables that hold rows (--overwrite)"
+        ));
+    } else {
+        line.push_str(&format!(
+            "; would refuse: {non_empty} target tables already hold rows (pass --overwrite to replace them)"
+        ));
+    }
+    line
 }
 
 async fn config_plan(
@@ -672,4 +756,76 @@ async fn guard_plan(
     }
     let _ = target;
     Ok(format!("guards: {}", parts.join("; ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn file(version: &str) -> MigrationFile {
+        MigrationFile {
+            version: version.into(),
+            name: format!("m{version}"),
+            path: PathBuf::from(format!("{version}_m{version}.sql")),
+            checksum: String::new(),
+        }
+    }
+
+    #[test]
+    fn migrations_without_a_target_are_unknown() {
+        let rows = migration_states(&[file("1"), file("2")], None);
+        assert!(rows.iter().all(|(_, _, s)| *s == "unknown"));
+    }
+
+    #[test]
+    fn migrations_are_applied_pending_or_remote_only() {
+        let applied: BTreeSet<String> = ["1".to_string(), "9".to_string()].into();
+        let rows = migration_states(&[file("1"), file("2")], Some(&applied));
+        let states: Vec<(&str, &str)> = rows.iter().map(|(v, _, s)| (v.as_str(), *s)).collect();
+        assert_eq!(
+            states,
+            [("1", "applied"), ("2", "pending"), ("9", "applied")]
+        );
+        assert_eq!(rows[2].1, "(no local file)");
+    }
+
+    #[test]
+    fn schema_lines() {
+        assert!(schema_line(false, 0, 3).ends_with("(target unknown)"));
+        assert_eq!(
+            schema_line(true, 0, 3),
+            "nothing: every migration file is applied on the target"
+        );
+        assert!(schema_line(true, 2, 3).starts_with("apply 2 pending migration files of 3"));
+    }
+
+    #[test]
+    fn secret_states() {
+        assert_eq!(
+            secret_state("SUPABASE_URL", false),
+            "managed by Supabase, not set"
+        );
+        assert_eq!(secret_state("STRIPE_KEY", true), "yes");
+        assert_eq!(secret_state("STRIPE_KEY", false), "**no**");
+    }
+
+    #[test]
+    fn data_notes_name_what_is_left_out() {
+        let mut selection = TableSelection::default();
+        assert_eq!(data_note(false, &selection), None);
+        selection
+            .excluded
+            .push(QualifiedName::parse("public.logs").unwrap());
+        assert_eq!(
+            data_note(false, &selection).as_deref(),
+            Some("Excluded by the manifest: public.logs.")
+        );
+    }
+
+    #[test]
+    fn capitalise_the_first_letter() {
+        assert_eq!(capitalise("source"), "Source");
+        assert_eq!(capitalise(""), "");
+    }
 }

@@ -4,7 +4,7 @@
 //! Every item is evaluated even when an earlier one fails (unless it depends
 //! on it), so one run shows everything that needs fixing.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::cells;
 use crate::context::Context;
@@ -14,7 +14,7 @@ use crate::pg::{Database, ServerInfo, Side};
 use crate::repo::migrations::MigrationDir;
 use crate::report::{CheckItem, PhaseReport, ROW_COUNTS, ReportTable, Status, count, thousands};
 
-use super::{PhaseError, select_tables};
+use super::{PhaseError, TableSelection, select_tables};
 
 /// Runs `preflight`.
 pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
@@ -42,248 +42,272 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         None => None,
     };
     if let (Some(db), Some(info), Some(selection)) = (&source, &source_info, &selection) {
-        let unreadable: Vec<String> = selection
-            .copy
-            .iter()
-            .filter(|t| !t.can_select)
-            .map(|t| t.name.to_string())
-            .collect();
-        let item = if unreadable.is_empty() {
-            CheckItem::new(
-                "source-readable",
-                "Source database readable",
-                Status::Pass,
-                format!(
-                    "PostgreSQL {} at {} as `{}`; SELECT on all {} tables to copy",
-                    info.version,
-                    db.display,
-                    info.user,
-                    selection.copy.len()
-                ),
-            )
-        } else {
-            CheckItem::new(
-                "source-readable",
-                "Source database readable",
-                Status::Fail,
-                format!(
-                    "`{}` cannot SELECT from {}",
-                    info.user,
-                    unreadable.join(", ")
-                ),
-            )
-            .with_hint(
-                "connect as a role that can read every table (Supabase: the `postgres` user)",
-            )
-        };
-        report.check(item);
+        report.check(source_readable(db, info, selection));
     }
-
     let ledger_ok = match (&target, &target_info) {
         (Some(db), Some(info)) => target_writable(ctx, db, info, &mut report).await,
         _ => false,
     };
-
-    // Replicate mode: what logical replication needs, before any publication
-    // exists (the same rows `data` refuses on).
-    if ctx.manifest.data.mode == crate::manifest::DataMode::Replicate {
-        if let (Some(s), Some(t), Some(selection)) = (&source, &target, &selection) {
-            let tables: Vec<crate::manifest::QualifiedName> =
-                selection.copy.iter().map(|t| t.name.clone()).collect();
-            for item in super::data::replicate::readiness(ctx, s, t, &tables).await? {
-                report.check(item);
-            }
-        }
-    }
-
-    // How the load will go: what stays in place, what leaves the copy.
-    if let Some(selection) = selection.as_ref().filter(|s| s.missing.is_empty()) {
-        let names: Vec<crate::manifest::QualifiedName> =
-            selection.copy.iter().map(|t| t.name.clone()).collect();
-        match super::data::load_preview(ctx, source.as_ref(), target.as_ref(), &names).await {
-            Ok((kept, outgoing)) => {
-                report.tables.extend(kept);
-                if let Some(item) = outgoing {
-                    report.check(item);
-                }
-            }
-            // A role that may not read the catalog it needs: a failed row,
-            // and the checklist goes on.
-            Err(e) => {
-                let mut item = CheckItem::new(
-                    "load-plan",
-                    "Indexes and constraints the load may defer",
-                    Status::Fail,
-                    e.message,
-                );
-                item.hint = e.hint;
-                report.check(item);
-            }
-        }
+    let sides = Sides {
+        source: source.as_ref(),
+        target: target.as_ref(),
+    };
+    if let Some(selection) = &selection {
+        load_rows(ctx, sides, selection, &mut report).await?;
     }
 
     // Migration files and the source's history.
     migration_checks(ctx, source.as_ref(), &mut report).await?;
 
-    // Tables and the row-count snapshot.
-    if let (Some(db), Some(selection)) = (&source, &selection) {
-        if selection.missing.is_empty() {
-            let mut evidence = format!("{} tables to copy", selection.copy.len());
-            if !selection.excluded.is_empty() {
-                evidence.push_str(&format!(", {} excluded", selection.excluded.len()));
-            }
-            let mut item = CheckItem::new(
-                "data-tables",
-                "Tables named in [data] exist on the source",
-                Status::Pass,
-                evidence,
-            );
-            if !selection.unknown_excludes.is_empty() {
-                item.status = Status::Warn;
-                item.evidence.push_str(&format!(
-                    "; [data] exclude names no table: {}",
-                    selection.unknown_excludes.join(", ")
-                ));
-                item.hint = Some("fix the names in [data] exclude (schema.table)".into());
-            }
-            report.check(item);
-        } else {
-            report.check(
-                CheckItem::new(
-                    "data-tables",
-                    "Tables named in [data] exist on the source",
-                    Status::Fail,
-                    format!("not on the source: {}", selection.missing.join(", ")),
-                )
-                .with_hint(
-                    "fix the names in [data] tables (schema.table), or create the tables first",
-                ),
-            );
-        }
-        let names: Vec<QualifiedName> = selection.copy.iter().map(|t| t.name.clone()).collect();
-        let counts = db.exact_row_counts(&names).await?;
-        let total: i64 = counts.values().sum();
-        let mut table =
-            ReportTable::new("Source row counts", &["Table", "Source"]).merged_as(ROW_COUNTS);
-        for (name, n) in &counts {
-            table.push(cells![name.to_string(), *n]);
-        }
-        report
-            .tables
-            .push(table.with_note("Exact counts taken in one read-only snapshot of the source."));
-        let recorded = if ctx.settings.dry_run {
-            "not recorded (dry-run)".to_string()
-        } else if ledger_ok {
-            let ledger = ctx.ledger("preflight").await?.expect("not dry-run");
-            ledger
-                .record_snapshot(ctx.run_id, Side::Source, &counts, &Default::default())
-                .await?;
+    if let Some(selection) = &selection {
+        report.check(data_tables(selection));
+        row_count_rows(ctx, sides, selection, ledger_ok, &mut report).await?;
+    }
+    platform_rows(ctx, &mut report).await?;
+
+    report.conclude_from_checks();
+    report.summary = summary(&report);
+    Ok(report)
+}
+
+/// The two databases, when they answered.
+#[derive(Clone, Copy)]
+struct Sides<'a> {
+    /// The source, read-only.
+    source: Option<&'a Database>,
+    /// The target.
+    target: Option<&'a Database>,
+}
+
+/// Whether the source role can read every table to copy.
+fn source_readable(db: &Database, info: &ServerInfo, selection: &TableSelection) -> CheckItem {
+    let unreadable: Vec<String> = selection
+        .copy
+        .iter()
+        .filter(|t| !t.can_select)
+        .map(|t| t.name.to_string())
+        .collect();
+    if unreadable.is_empty() {
+        return CheckItem::new(
+            "source-readable",
+            "Source database readable",
+            Status::Pass,
             format!(
-                "recorded in {}.snapshots for run {}",
-                ctx.manifest.ledger.schema, ctx.run_id
-            )
-        } else {
-            "not recorded: the target's ledger is not writable".to_string()
-        };
-        report.check(CheckItem::new(
-            "source-row-counts",
-            "Source row counts snapshot",
-            if ledger_ok || ctx.settings.dry_run {
-                Status::Pass
-            } else {
-                Status::Warn
-            },
-            format!(
-                "{} rows in {} tables; {recorded}",
-                thousands(total),
-                counts.len()
+                "PostgreSQL {} at {} as `{}`; SELECT on all {} tables to copy",
+                info.version,
+                db.display,
+                info.user,
+                selection.copy.len()
             ),
-        ));
-        if let Some(target_db) = &target {
-            // A role that may not look is a failed row, not the end of
-            // the checklist: the other rows still say what else is wrong.
-            let looked = match target_db.existing_tables(&names).await {
-                Ok(existing) => target_db
-                    .exact_row_counts(&existing)
-                    .await
-                    .map(|counts| (existing, counts)),
-                Err(e) => Err(e),
-            };
-            let looked_ok = match looked {
-                Ok(found) => Some(found),
-                Err(e) => {
-                    let mut item = CheckItem::new(
-                        "target-empty",
-                        "Target tables empty",
-                        Status::Fail,
-                        e.to_string(),
-                    );
-                    item.hint = e.hint().map(str::to_string);
-                    report.check(item);
-                    None
-                }
-            };
-            if let Some((existing, target_counts)) = looked_ok {
-                let non_empty: Vec<String> = target_counts
-                    .iter()
-                    .filter(|(_, n)| **n > 0)
-                    .map(|(t, n)| format!("{t} ({})", thousands(*n)))
-                    .collect();
-                let item = if non_empty.is_empty() {
-                    CheckItem::new(
-                        "target-empty",
-                        "Target tables empty",
-                        Status::Pass,
-                        format!(
-                            "{} of {} tables exist on the target, none holds rows",
-                            existing.len(),
-                            names.len()
-                        ),
-                    )
-                } else if ctx.settings.overwrite {
-                    CheckItem::new(
-                        "target-empty",
-                        "Target tables empty",
-                        Status::Warn,
-                        format!(
-                            "hold rows, will be replaced (--overwrite): {}",
-                            non_empty.join(", ")
-                        ),
-                    )
-                } else {
-                    CheckItem::new(
-                    "target-empty",
-                    "Target tables empty",
-                    Status::Warn,
-                    format!("already hold rows: {}", non_empty.join(", ")),
-                )
-                .with_hint("`data` will refuse them: back up the target and pass overwrite (--overwrite), or empty them")
-                };
+        );
+    }
+    CheckItem::new(
+        "source-readable",
+        "Source database readable",
+        Status::Fail,
+        format!(
+            "`{}` cannot SELECT from {}",
+            info.user,
+            unreadable.join(", ")
+        ),
+    )
+    .with_hint("connect as a role that can read every table (Supabase: the `postgres` user)")
+}
+
+/// How the load will go: in replicate mode what logical replication needs
+/// (the same rows `data` refuses on), then what stays in place and what
+/// leaves the copy.
+async fn load_rows(
+    ctx: &Context,
+    sides: Sides<'_>,
+    selection: &TableSelection,
+    report: &mut PhaseReport,
+) -> Result<(), PhaseError> {
+    let names: Vec<QualifiedName> = selection.copy.iter().map(|t| t.name.clone()).collect();
+    if ctx.manifest.data.mode == crate::manifest::DataMode::Replicate {
+        if let (Some(s), Some(t)) = (sides.source, sides.target) {
+            for item in super::data::replicate::readiness(ctx, s, t, &names).await? {
                 report.check(item);
             }
         }
     }
-
-    let mut secrets = required_secrets(ctx);
-    // In a list without the phases that use them (`preflight,backup,schema,
-    // data,validate`), missing values are for a later run: a warning. On its
-    // own, preflight is the whole release's checklist: a failure.
-    let phases = &ctx.settings.phases;
-    let users = [
-        super::Phase::Secrets,
-        super::Phase::Config,
-        super::Phase::Cutover,
-    ];
-    if secrets.status == Status::Fail
-        && phases.len() > 1
-        && !phases.iter().any(|p| users.contains(p))
-    {
-        secrets.status = Status::Warn;
-        secrets
-            .evidence
-            .push_str(" (needed by secrets, config and cutover, which this run does not include)");
+    if !selection.missing.is_empty() {
+        return Ok(());
     }
-    report.check(secrets);
+    match super::data::load_preview(ctx, sides.source, sides.target, &names).await {
+        Ok((kept, outgoing)) => {
+            report.tables.extend(kept);
+            if let Some(item) = outgoing {
+                report.check(item);
+            }
+        }
+        // A role that may not read the catalog it needs: a failed row,
+        // and the checklist goes on.
+        Err(e) => {
+            let mut item = CheckItem::new(
+                "load-plan",
+                "Indexes and constraints the load may defer",
+                Status::Fail,
+                e.message,
+            );
+            item.hint = e.hint;
+            report.check(item);
+        }
+    }
+    Ok(())
+}
+
+/// Whether the tables `[data]` names exist, and what `exclude` names.
+fn data_tables(selection: &TableSelection) -> CheckItem {
+    const ID: &str = "data-tables";
+    const TITLE: &str = "Tables named in [data] exist on the source";
+    if !selection.missing.is_empty() {
+        return CheckItem::new(
+            ID,
+            TITLE,
+            Status::Fail,
+            format!("not on the source: {}", selection.missing.join(", ")),
+        )
+        .with_hint("fix the names in [data] tables (schema.table), or create the tables first");
+    }
+    let mut evidence = format!("{} tables to copy", selection.copy.len());
+    if !selection.excluded.is_empty() {
+        evidence.push_str(&format!(", {} excluded", selection.excluded.len()));
+    }
+    if selection.unknown_excludes.is_empty() {
+        return CheckItem::new(ID, TITLE, Status::Pass, evidence);
+    }
+    evidence.push_str(&format!(
+        "; [data] exclude names no table: {}",
+        selection.unknown_excludes.join(", ")
+    ));
+    CheckItem::new(ID, TITLE, Status::Warn, evidence)
+        .with_hint("fix the names in [data] exclude (schema.table)")
+}
+
+/// The source's exact row counts (recorded in the ledger when it is
+/// writable) and whether the target tables are empty.
+async fn row_count_rows(
+    ctx: &mut Context,
+    sides: Sides<'_>,
+    selection: &TableSelection,
+    ledger_ok: bool,
+    report: &mut PhaseReport,
+) -> Result<(), PhaseError> {
+    let Some(db) = sides.source else {
+        return Ok(());
+    };
+    let names: Vec<QualifiedName> = selection.copy.iter().map(|t| t.name.clone()).collect();
+    let counts = db.exact_row_counts(&names).await?;
+    let total: i64 = counts.values().sum();
+    let mut table =
+        ReportTable::new("Source row counts", &["Table", "Source"]).merged_as(ROW_COUNTS);
+    for (name, n) in &counts {
+        table.push(cells![name.to_string(), *n]);
+    }
+    report
+        .tables
+        .push(table.with_note("Exact counts taken in one read-only snapshot of the source."));
+    let recorded = if ctx.settings.dry_run {
+        "not recorded (dry-run)".to_string()
+    } else if ledger_ok {
+        let ledger = ctx.ledger("preflight").await?.expect("not dry-run");
+        ledger
+            .record_snapshot(ctx.run_id, Side::Source, &counts, &Default::default())
+            .await?;
+        format!(
+            "recorded in {}.snapshots for run {}",
+            ctx.manifest.ledger.schema, ctx.run_id
+        )
+    } else {
+        "not recorded: the target's ledger is not writable".to_string()
+    };
+    report.check(CheckItem::new(
+        "source-row-counts",
+        "Source row counts snapshot",
+        if ledger_ok || ctx.settings.dry_run {
+            Status::Pass
+        } else {
+            Status::Warn
+        },
+        format!(
+            "{} rows in {} tables; {recorded}",
+            thousands(total),
+            counts.len()
+        ),
+    ));
+    if let Some(target_db) = sides.target {
+        report.check(target_empty(ctx, target_db, &names).await);
+    }
+    Ok(())
+}
+
+/// Whether the target's copies of the tables hold rows. A role that may not
+/// look is a failed row, not the end of the checklist: the other rows still
+/// say what else is wrong.
+async fn target_empty(ctx: &Context, target: &Database, names: &[QualifiedName]) -> CheckItem {
+    let looked = match target.existing_tables(names).await {
+        Ok(existing) => target
+            .exact_row_counts(&existing)
+            .await
+            .map(|counts| (existing, counts)),
+        Err(e) => Err(e),
+    };
+    match looked {
+        Ok((existing, counts)) => {
+            target_empty_item(existing.len(), names.len(), &counts, ctx.settings.overwrite)
+        }
+        Err(e) => {
+            let mut item = CheckItem::new(
+                "target-empty",
+                "Target tables empty",
+                Status::Fail,
+                e.to_string(),
+            );
+            item.hint = e.hint().map(str::to_string);
+            item
+        }
+    }
+}
+
+/// The `target-empty` row from the target's row counts.
+fn target_empty_item(
+    existing: usize,
+    tables: usize,
+    counts: &BTreeMap<QualifiedName, i64>,
+    overwrite: bool,
+) -> CheckItem {
+    let non_empty: Vec<String> = counts
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(t, n)| format!("{t} ({})", thousands(*n)))
+        .collect();
+    let row = |status, evidence: String| {
+        CheckItem::new("target-empty", "Target tables empty", status, evidence)
+    };
+    if non_empty.is_empty() {
+        row(
+            Status::Pass,
+            format!("{existing} of {tables} tables exist on the target, none holds rows"),
+        )
+    } else if overwrite {
+        row(
+            Status::Warn,
+            format!(
+                "hold rows, will be replaced (--overwrite): {}",
+                non_empty.join(", ")
+            ),
+        )
+    } else {
+        row(Status::Warn, format!("already hold rows: {}", non_empty.join(", ")))
+            .with_hint("`data` will refuse them: back up the target and pass overwrite (--overwrite), or empty them")
+    }
+}
+
+/// The rows about secrets, settings, backups, parity, keys, functions and
+/// the environment's protection.
+async fn platform_rows(ctx: &mut Context, report: &mut PhaseReport) -> Result<(), PhaseError> {
+    report.check(for_this_run(required_secrets(ctx), &ctx.settings.phases));
     report.check(forbidden_settings(ctx));
     for item in backup_checks(ctx).await {
         report.check(item);
@@ -291,14 +315,14 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     super::parity::check(
         ctx,
         "preflight",
-        &mut report,
+        report,
         super::parity::ParityUse::Preflight,
     )
     .await?;
     // The target's URL and client keys, for `[frontend.env]` and the
     // step's outputs, whenever the Management API inputs are given.
     if ctx.settings.target_project_ref.is_some() && ctx.settings.supabase_access_token.is_some() {
-        if let Err(e) = super::project_keys::load(ctx, &mut report).await {
+        if let Err(e) = super::project_keys::load(ctx, report).await {
             let mut item = CheckItem::new(
                 "target-keys",
                 "Target URL and client keys read",
@@ -315,18 +339,40 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     }
     report.check(functions_present(ctx)?);
     report.check(environment_protection(ctx).await);
+    Ok(())
+}
 
-    report.conclude_from_checks();
-    let failed = report.count_of(Status::Fail);
-    let warned = report.count_of(Status::Warn);
-    let skipped = report.count_of(Status::Skip);
-    report.summary = format!(
-        "{}: {} passed, {failed} failed, {}, {skipped} not applicable here.",
+/// In a list without the phases that use them (`preflight,backup,schema,
+/// data,validate`), missing secret values are for a later run: a warning.
+/// On its own, preflight is the whole release's checklist: a failure.
+fn for_this_run(mut secrets: CheckItem, phases: &[super::Phase]) -> CheckItem {
+    let users = [
+        super::Phase::Secrets,
+        super::Phase::Config,
+        super::Phase::Cutover,
+    ];
+    if secrets.status == Status::Fail
+        && phases.len() > 1
+        && !phases.iter().any(|p| users.contains(p))
+    {
+        secrets.status = Status::Warn;
+        secrets
+            .evidence
+            .push_str(" (needed by secrets, config and cutover, which this run does not include)");
+    }
+    secrets
+}
+
+/// The phase's summary: how many rows passed, failed, warned, were skipped.
+fn summary(report: &PhaseReport) -> String {
+    format!(
+        "{}: {} passed, {} failed, {}, {} not applicable here.",
         count(report.checks.len(), "item checked", "items checked"),
         report.count_of(Status::Pass),
-        count(warned, "warning", "warnings")
-    );
-    Ok(report)
+        report.count_of(Status::Fail),
+        count(report.count_of(Status::Warn), "warning", "warnings"),
+        report.count_of(Status::Skip),
+    )
 }
 
 async fn connect(ctx: &mut Context, side: Side, report: &mut PhaseReport) -> Option<Database> {
@@ -956,6 +1002,67 @@ async fn environment_protection(ctx: &Context) -> CheckItem {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pg::TableInfo;
+
+    fn name(n: &str) -> QualifiedName {
+        QualifiedName::parse(n).unwrap()
+    }
+
+    #[test]
+    fn data_tables_fail_on_missing_and_warn_on_unknown_excludes() {
+        let mut selection = TableSelection {
+            copy: vec![TableInfo {
+                name: name("public.a"),
+                rls_enabled: true,
+                can_select: true,
+            }],
+            ..Default::default()
+        };
+        assert_eq!(data_tables(&selection).evidence, "1 tables to copy");
+        selection.unknown_excludes.push("public.typo".into());
+        let row = data_tables(&selection);
+        assert_eq!(row.status, Status::Warn);
+        assert!(
+            row.evidence
+                .ends_with("exclude names no table: public.typo")
+        );
+        selection.missing.push("public.gone".into());
+        assert_eq!(data_tables(&selection).status, Status::Fail);
+    }
+
+    #[test]
+    fn target_tables_holding_rows_warn() {
+        let mut counts = BTreeMap::new();
+        counts.insert(name("public.a"), 0);
+        let row = target_empty_item(1, 2, &counts, false);
+        assert_eq!(row.status, Status::Pass);
+        assert_eq!(
+            row.evidence,
+            "1 of 2 tables exist on the target, none holds rows"
+        );
+        counts.insert(name("public.b"), 1200);
+        let row = target_empty_item(2, 2, &counts, false);
+        assert_eq!(row.evidence, "already hold rows: public.b (1,200)");
+        assert!(row.hint.is_some());
+        let row = target_empty_item(2, 2, &counts, true);
+        assert!(row.hint.is_none());
+    }
+
+    #[test]
+    fn missing_secrets_warn_when_the_run_does_not_use_them() {
+        use super::super::Phase;
+        let failed = || CheckItem::new("secrets", "Secrets", Status::Fail, "missing X");
+        assert_eq!(
+            for_this_run(failed(), &[Phase::Preflight]).status,
+            Status::Fail
+        );
+        let later = for_this_run(failed(), &[Phase::Preflight, Phase::Backup]);
+        assert_eq!(later.status, Status::Warn);
+        assert_eq!(
+            for_this_run(failed(), &[Phase::Preflight, Phase::Secrets]).status,
+            Status::Fail
+        );
+    }
 
     #[test]
     fn loopback_names_are_one_host() {

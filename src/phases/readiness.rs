@@ -60,34 +60,41 @@ fn needs_target(phase: Phase) -> bool {
 pub async fn run(ctx: &mut Context, phases: &[Phase]) -> Result<PhaseReport, PhaseError> {
     let mut report = PhaseReport::new(NAME);
     let has = |p: Phase| phases.contains(&p);
-    let names = |pred: fn(Phase) -> bool| -> String {
-        phases
-            .iter()
-            .filter(|p| pred(**p))
-            .map(|p| p.name())
-            .collect::<Vec<_>>()
-            .join(", ")
+    let source = match names(phases, needs_source) {
+        Some(users) => database_row(ctx, Side::Source, &users, &mut report).await,
+        None => None,
     };
-    let source = if phases.iter().any(|p| needs_source(*p)) {
-        database_row(ctx, Side::Source, &names(needs_source), &mut report).await
-    } else {
-        None
+    let target = match names(phases, needs_target) {
+        Some(users) => database_row(ctx, Side::Target, &users, &mut report).await,
+        None => None,
     };
-    let target = if phases.iter().any(|p| needs_target(*p)) {
-        database_row(ctx, Side::Target, &names(needs_target), &mut report).await
-    } else {
-        None
-    };
-    let one_environment = one_environment_row(ctx, &source, &target, &mut report);
+
+    // Source ≠ target, as every writing phase checks it again: nothing below
+    // (the target's rows) means anything when they are one database.
+    let mut one_environment = false;
+    if let (Some((_, source_info)), Some((_, target_info))) = (&source, &target) {
+        let item = one_environment_row(ctx, source_info, target_info);
+        one_environment = item.status == Status::Fail;
+        report.check(item);
+    }
     if has(Phase::Schema) {
         let (item, _) = super::preflight::migration_files_check(ctx);
         report.check(item);
     }
-    for item in management_rows(ctx, phases) {
-        report.check(item);
+    for phase in api_phases(ctx, phases) {
+        report.check(api_inputs_row(ctx, phase));
     }
     if has(Phase::Storage) {
-        report.check(storage_row(ctx));
+        let title = "Storage API inputs for `storage`";
+        report.check(match super::storage::storage_clients(ctx) {
+            Ok(_) => CheckItem::new(
+                "storage-inputs",
+                title,
+                Status::Pass,
+                "both projects' Storage URLs and service_role keys set (keys not shown)",
+            ),
+            Err(e) => failed_row("storage-inputs", title, e),
+        });
     }
     if (has(Phase::Cutover) || has(Phase::Rollback)) && ctx.manifest.frontend.is_some() {
         frontend_rows(ctx, &mut report).await;
@@ -116,51 +123,36 @@ pub async fn run(ctx: &mut Context, phases: &[Phase]) -> Result<PhaseReport, Pha
     Ok(report)
 }
 
-/// Source ≠ target, as every writing phase checks it again: nothing after
-/// it (the target's rows) means anything when they are one database. True
-/// when they are one environment.
-fn one_environment_row(
-    ctx: &Context,
-    source: &Option<(Database, ServerInfo)>,
-    target: &Option<(Database, ServerInfo)>,
-    report: &mut PhaseReport,
-) -> bool {
-    let (Some((_, source_info)), Some((_, target_info))) = (source, target) else {
-        return false;
-    };
-    let mut item =
-        super::preflight::distinct_environments(ctx, Some(source_info), Some(target_info));
-    let one = item.status == Status::Fail;
-    if one {
+/// The phases `pred` picks, joined (`None` when it picks none).
+fn names(phases: &[Phase], pred: fn(Phase) -> bool) -> Option<String> {
+    let picked: Vec<&str> = phases
+        .iter()
+        .filter(|p| pred(**p))
+        .map(|p| p.name())
+        .collect();
+    (!picked.is_empty()).then(|| picked.join(", "))
+}
+
+/// The distinct-environments row, saying nothing ran when they are one.
+fn one_environment_row(ctx: &Context, source: &ServerInfo, target: &ServerInfo) -> CheckItem {
+    let mut item = super::preflight::distinct_environments(ctx, Some(source), Some(target));
+    if item.status == Status::Fail {
         item.evidence = format!(
             "source and target are one environment: {}; nothing was read or written",
             item.evidence
         );
     }
-    report.check(item);
-    one
+    item
 }
 
-/// Whether `phase`, in this run, calls the Management API: `rollback` only
-/// for `rollback-functions`, `config` only for `[project_settings]`, and
-/// whether it needs the source's ref too (`secrets`' leak guard).
-fn management_api_use(ctx: &Context, phase: Phase) -> Option<bool> {
-    match phase {
-        Phase::Functions | Phase::Monitor => Some(false),
-        Phase::Secrets => Some(true),
-        Phase::Rollback => ctx
-            .settings
-            .rollback_functions
-            .as_deref()
-            .is_some_and(|v| !v.trim().is_empty())
-            .then_some(false),
-        Phase::Config => (!ctx.manifest.project_settings.is_empty()).then_some(false),
-        _ => None,
-    }
-}
-
-/// One row per phase of the run that calls the Management API: its inputs set.
-fn management_rows(ctx: &Context, phases: &[Phase]) -> Vec<CheckItem> {
+/// The listed phases that call the Management API in this run.
+fn api_phases(ctx: &Context, phases: &[Phase]) -> Vec<Phase> {
+    // `rollback` calls the Management API only for `rollback-functions`.
+    let rolls_back_functions = ctx
+        .settings
+        .rollback_functions
+        .as_deref()
+        .is_some_and(|v| !v.trim().is_empty());
     [
         Phase::Functions,
         Phase::Secrets,
@@ -169,42 +161,35 @@ fn management_rows(ctx: &Context, phases: &[Phase]) -> Vec<CheckItem> {
         Phase::Config,
     ]
     .into_iter()
-    .filter(|p| phases.contains(p))
-    .filter_map(|phase| {
-        let needs_source_ref = management_api_use(ctx, phase)?;
-        let id = format!("{}-inputs", phase.name());
-        let title = format!("Management API inputs for `{}`", phase.name());
-        Some(
-            match super::functions::management_client(ctx, phase.name(), needs_source_ref) {
-                Ok(_) => CheckItem::new(
-                    &id,
-                    &title,
-                    Status::Pass,
-                    "project ref(s) and access token set (values not shown)",
-                ),
-                Err(e) => failed_row(&id, &title, e),
-            },
-        )
+    .filter(|phase| phases.contains(phase))
+    .filter(|phase| match phase {
+        Phase::Rollback => rolls_back_functions,
+        // `config` calls it only for `[project_settings]`.
+        Phase::Config => !ctx.manifest.project_settings.is_empty(),
+        _ => true,
     })
     .collect()
 }
 
-/// The Storage API's inputs, for `storage`.
-fn storage_row(ctx: &Context) -> CheckItem {
-    let title = "Storage API inputs for `storage`";
-    match super::storage::storage_clients(ctx) {
+/// Whether `phase`'s Management API inputs are set (`secrets` also needs the
+/// source's ref).
+fn api_inputs_row(ctx: &Context, phase: Phase) -> CheckItem {
+    let id = format!("{}-inputs", phase.name());
+    let title = format!("Management API inputs for `{}`", phase.name());
+    let needs_source_ref = phase == Phase::Secrets;
+    match super::functions::management_client(ctx, phase.name(), needs_source_ref) {
         Ok(_) => CheckItem::new(
-            "storage-inputs",
-            title,
+            &id,
+            &title,
             Status::Pass,
-            "both projects' Storage URLs and service_role keys set (keys not shown)",
+            "project ref(s) and access token set (values not shown)",
         ),
-        Err(e) => failed_row("storage-inputs", title, e),
+        Err(e) => failed_row(&id, &title, e),
     }
 }
 
-/// The frontend's token and variables (the target's keys read first when
-/// `[frontend.env]` names them), for `cutover` and `rollback`.
+/// The target's keys (when `[frontend.env]` uses them) and the frontend
+/// provider's inputs.
 async fn frontend_rows(ctx: &mut Context, report: &mut PhaseReport) {
     if super::project_keys::referenced(ctx) && ctx.project_values.is_empty() {
         if let Err(e) = super::project_keys::load(ctx, report).await {
@@ -227,7 +212,7 @@ async fn frontend_rows(ctx: &mut Context, report: &mut PhaseReport) {
     });
 }
 
-/// The phase's one sentence.
+/// The report's summary.
 fn summary(phases: usize, failed: usize) -> String {
     if failed == 0 {
         format!(
@@ -350,13 +335,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_summary_says_ready_or_how_many_inputs_are_missing() {
+    fn names_join_the_phases_a_side_serves() {
+        let phases = [Phase::Schema, Phase::Data, Phase::Functions];
+        assert_eq!(names(&phases, needs_source).as_deref(), Some("data"));
         assert_eq!(
-            summary(4, 0),
-            "Every input the 4 phases need is there; nothing was written."
+            names(&phases, needs_target).as_deref(),
+            Some("schema, data")
         );
-        assert!(summary(4, 1).starts_with("1 input is not ready: no phase ran"));
-        assert!(summary(4, 3).starts_with("3 inputs are not ready"));
+        assert_eq!(names(&[Phase::Functions], needs_target), None);
+    }
+
+    #[test]
+    fn summaries_count_phases_or_failed_inputs() {
+        assert_eq!(
+            summary(3, 0),
+            "Every input the 3 phases need is there; nothing was written."
+        );
+        assert!(summary(3, 1).starts_with("1 input is not ready"));
     }
 
     #[test]

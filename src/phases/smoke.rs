@@ -10,9 +10,11 @@
 
 use std::time::Duration;
 
+use crate::cells;
 use crate::context::Context;
 use crate::http_checks::{self, Expectation, HttpCheck};
-use crate::manifest::expand;
+use crate::manifest::{FrontendSection, FunctionSmoke, expand};
+use crate::report::Cell;
 use crate::report::{CheckItem, PhaseReport, ReportTable, Status};
 use crate::supabase::invoke;
 
@@ -26,112 +28,142 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn plan(ctx: &Context) -> (Vec<(String, HttpCheck)>, Vec<CheckItem>) {
     let mut checks = Vec::new();
     let mut problems = Vec::new();
-    if let Some(frontend) = &ctx.manifest.frontend {
-        if !frontend.routes.is_empty() {
-            match frontend.url.as_deref().map(|u| expand(u, |n| ctx.env_var(n))) {
-                None => problems.push(
-                    CheckItem::new(
-                        "route-url",
-                        "Frontend routes answer",
-                        Status::Fail,
-                        "[[frontend.routes]] are listed but [frontend] url is not set",
-                    )
-                    .with_hint("set [frontend] url to the production site, e.g. url = \"https://app.example.com\""),
-                ),
-                Some(Err(missing)) => problems.push(missing_vars("route-url", "[frontend] url", &missing)),
-                Some(Ok(base)) => {
-                    let base = base.trim_end_matches('/').to_string();
-                    for route in &frontend.routes {
-                        let path = if route.path.starts_with('/') {
-                            route.path.clone()
-                        } else {
-                            format!("/{}", route.path)
-                        };
-                        checks.push((
-                            format!("route:{path}"),
-                            HttpCheck {
-                                name: format!("route {path}"),
-                                method: "GET".into(),
-                                url: format!("{base}{path}"),
-                                headers: Vec::new(),
-                                body: None,
-                                expect: Expectation::Status(route.expect_status),
-                                max_latency_ms: route.max_latency_ms,
-                            },
-                        ));
-                    }
-                }
-            }
+    if let Some(frontend) = ctx
+        .manifest
+        .frontend
+        .as_ref()
+        .filter(|f| !f.routes.is_empty())
+    {
+        match route_checks(ctx, frontend) {
+            Ok(routes) => checks.extend(routes),
+            Err(problem) => problems.push(problem),
         }
     }
-    let functions = &ctx.manifest.functions;
-    if !functions.smoke.is_empty() {
-        // The same URL rules as the `functions` phase's own invocations.
-        let base = match (&functions.base_url, &ctx.settings.target_project_ref) {
-            (Some(_), _) | (None, Some(_)) => invoke::base_url(
-                functions.base_url.as_deref(),
-                ctx.settings
-                    .target_project_ref
-                    .as_deref()
-                    .unwrap_or_default(),
-                |n| ctx.env_var(n),
-            )
-            .map_err(|missing| missing_vars("function-url", "[functions] base_url", &missing)),
-            (None, None) => Err(CheckItem::new(
-                "function-url",
-                "Function endpoints answer",
-                Status::Fail,
-                format!(
-                    "[[functions.smoke]] are listed but neither [functions] base_url nor {} is set",
-                    ctx.settings.label("target-project-ref")
-                ),
-            )
-            .with_hint("pass target-project-ref, or set [functions] base_url")),
-        };
-        match base {
+    if !ctx.manifest.functions.smoke.is_empty() {
+        match functions_base(ctx) {
             Err(item) => problems.push(item),
             Ok(base) => {
-                let base = base.trim_end_matches('/').to_string();
-                for smoke in &functions.smoke {
-                    let id = format!("function:{}", smoke.name);
-                    let mut headers = Vec::new();
-                    let mut missing = Vec::new();
-                    for (name, value) in &smoke.headers {
-                        match expand(value, |n| ctx.env_var(n)) {
-                            Ok(v) => headers.push((name.clone(), v)),
-                            Err(m) => missing.extend(m),
-                        }
+                for smoke in &ctx.manifest.functions.smoke {
+                    match function_check(ctx, &base, smoke) {
+                        Ok(check) => checks.push(check),
+                        Err(problem) => problems.push(problem),
                     }
-                    if !missing.is_empty() {
-                        problems.push(missing_vars(
-                            &id,
-                            &format!("[[functions.smoke]] {:?} headers", smoke.name),
-                            &missing,
-                        ));
-                        continue;
-                    }
-                    let expect = invoke::check_expectation(smoke);
-                    checks.push((
-                        id,
-                        HttpCheck {
-                            name: smoke.name.clone(),
-                            method: smoke.method.to_ascii_uppercase(),
-                            url: invoke::function_url(
-                                &base,
-                                &smoke.function,
-                                smoke.path.as_deref(),
-                            ),
-                            headers,
-                            body: smoke.body.clone(),
-                            expect,
-                            max_latency_ms: smoke.max_latency_ms,
-                        },
-                    ));
                 }
             }
         }
     }
     (checks, problems)
+}
+
+/// A `GET` per `[[frontend.routes]]` below `[frontend] url`.
+fn route_checks(
+    ctx: &Context,
+    frontend: &FrontendSection,
+) -> Result<Vec<(String, HttpCheck)>, CheckItem> {
+    let base = match frontend
+        .url
+        .as_deref()
+        .map(|u| expand(u, |n| ctx.env_var(n)))
+    {
+        None => {
+            return Err(CheckItem::new(
+                "route-url",
+                "Frontend routes answer",
+                Status::Fail,
+                "[[frontend.routes]] are listed but [frontend] url is not set",
+            )
+            .with_hint(
+                "set [frontend] url to the production site, e.g. url = \"https://app.example.com\"",
+            ));
+        }
+        Some(Err(missing)) => return Err(missing_vars("route-url", "[frontend] url", &missing)),
+        Some(Ok(base)) => base,
+    };
+    let base = base.trim_end_matches('/');
+    Ok(frontend
+        .routes
+        .iter()
+        .map(|route| {
+            let path = route_path(&route.path);
+            let check = HttpCheck {
+                name: format!("route {path}"),
+                method: "GET".into(),
+                url: format!("{base}{path}"),
+                headers: Vec::new(),
+                body: None,
+                expect: Expectation::Status(route.expect_status),
+                max_latency_ms: route.max_latency_ms,
+            };
+            (format!("route:{path}"), check)
+        })
+        .collect())
+}
+
+/// A route's path with its leading `/`.
+fn route_path(path: &str) -> String {
+    if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("/{path}")
+    }
+}
+
+/// The functions base URL, by the same rules as the `functions` phase's own
+/// invocations, without its trailing `/`.
+fn functions_base(ctx: &Context) -> Result<String, CheckItem> {
+    let functions = &ctx.manifest.functions;
+    let target = ctx.settings.target_project_ref.as_deref();
+    if functions.base_url.is_none() && target.is_none() {
+        return Err(CheckItem::new(
+            "function-url",
+            "Function endpoints answer",
+            Status::Fail,
+            format!(
+                "[[functions.smoke]] are listed but neither [functions] base_url nor {} is set",
+                ctx.settings.label("target-project-ref")
+            ),
+        )
+        .with_hint("pass target-project-ref, or set [functions] base_url"));
+    }
+    invoke::base_url(
+        functions.base_url.as_deref(),
+        target.unwrap_or_default(),
+        |n| ctx.env_var(n),
+    )
+    .map(|base| base.trim_end_matches('/').to_string())
+    .map_err(|missing| missing_vars("function-url", "[functions] base_url", &missing))
+}
+
+/// One `[[functions.smoke]]` invocation as a check, or a row naming the
+/// header variables that are not set.
+fn function_check(
+    ctx: &Context,
+    base: &str,
+    smoke: &FunctionSmoke,
+) -> Result<(String, HttpCheck), CheckItem> {
+    let id = format!("function:{}", smoke.name);
+    let mut headers = Vec::new();
+    let mut missing = Vec::new();
+    for (name, value) in &smoke.headers {
+        match expand(value, |n| ctx.env_var(n)) {
+            Ok(v) => headers.push((name.clone(), v)),
+            Err(m) => missing.extend(m),
+        }
+    }
+    if !missing.is_empty() {
+        let what = format!("[[functions.smoke]] {:?} headers", smoke.name);
+        return Err(missing_vars(&id, &what, &missing));
+    }
+    let check = HttpCheck {
+        name: smoke.name.clone(),
+        method: smoke.method.to_ascii_uppercase(),
+        url: invoke::function_url(base, &smoke.function, smoke.path.as_deref()),
+        headers,
+        body: smoke.body.clone(),
+        expect: invoke::check_expectation(smoke),
+        max_latency_ms: smoke.max_latency_ms,
+    };
+    Ok((id, check))
 }
 
 fn missing_vars(id: &str, what: &str, missing: &[String]) -> CheckItem {
@@ -231,7 +263,7 @@ pub async fn run_checks(ctx: &Context, report: &mut PhaseReport) -> bool {
             passed = false;
         }
         report.check(item);
-        table.push([
+        table.push(cells![
             check.name.clone(),
             request,
             status,
@@ -239,9 +271,9 @@ pub async fn run_checks(ctx: &Context, report: &mut PhaseReport) -> bool {
             format!("{} ms", result.latency_ms),
             budget,
             if result.passed {
-                "✅".into()
+                Cell::verdict(Status::Pass)
             } else {
-                format!("❌ {}", result.problem.unwrap_or_default())
+                Cell::verdict_because(Status::Fail, result.problem.unwrap_or_default())
             },
         ]);
     }

@@ -18,8 +18,9 @@ use crate::pg::ledger::StepRecord;
 use crate::pg::replication::hold_at_fence;
 use crate::pg::table_diff::{TableComparison, compare_tables};
 use crate::pg::{Database, Side};
+use crate::report::Cell;
 use crate::report::{
-    Cell, CheckItem, PhaseReport, ROW_COUNTS, ReportTable, Status, TextDiff, count, thousands,
+    CheckItem, PhaseReport, ROW_COUNTS, ReportTable, Status, TextDiff, count, thousands,
 };
 
 use super::{Phase, PhaseError, select_tables};
@@ -46,157 +47,10 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     }
     let source = ctx.source("validate").await?;
     let target = ctx.target("validate", false).await?;
-    let selection = select_tables(ctx, &source).await?;
-    if !selection.missing.is_empty() {
-        return Err(PhaseError::new(format!(
-            "tables named in [data] tables do not exist on the source: {}",
-            selection.missing.join(", ")
-        ))
-        .hint("fix the names (schema.table) in the manifest's [data] tables"));
-    }
-    let tables: Vec<QualifiedName> = if ctx.manifest.checks.row_counts.is_empty() {
-        selection.copy.iter().map(|t| t.name.clone()).collect()
-    } else {
-        ctx.manifest
-            .checks
-            .row_counts
-            .iter()
-            .map(|t| QualifiedName::parse(t).map_err(PhaseError::new))
-            .collect::<Result<_, _>>()?
-    };
-
-    // Row counts and checksums: directly, or in replicate mode at a fence
-    // (the source's snapshot and the target held at the same transaction),
-    // so they agree while the app keeps writing.
-    let replicating = replication_to_compare(ctx).await?;
-    let comparisons = match &replicating {
-        None => compare_tables(&source, &target, &tables, ctx.manifest.checks.checksum).await?,
-        Some(subscription) => {
-            let (comparisons, health, evidence) =
-                compare_at_fence(ctx, &target, subscription, &tables).await?;
-            report.check(health);
-            report.check(evidence);
-            comparisons
-        }
-    };
-    let mut source_counts = BTreeMap::new();
-    let mut target_counts = BTreeMap::new();
-    let mut source_sums = BTreeMap::new();
-    let mut target_sums = BTreeMap::new();
-    let mut diff_table = ReportTable::new(
-        "Row counts and checksums",
-        &["Table", "Source", "Target", "Δ", "Checksum", "Status"],
-    )
-    .merged_as(ROW_COUNTS);
-    let mut mismatches = 0u64;
-    let mut differing_keys = Vec::new();
-    for c in &comparisons {
-        let table = &c.table;
-        let src = c.source_rows;
-        source_counts.insert(table.clone(), src);
-        let Some(tgt) = c.target_rows else {
-            mismatches += 1;
-            diff_table.push(cells![
-                table.to_string(),
-                src,
-                "missing",
-                "—",
-                "—",
-                Cell::verdict_because(Status::Fail, "table missing on target"),
-            ]);
-            continue;
-        };
-        target_counts.insert(table.clone(), tgt);
-        let mut checksum_cell = "not compared".to_string();
-        if let (Some(a), Some(b)) = (&c.source_checksum, &c.target_checksum) {
-            checksum_cell = if c.content_equal() {
-                "equal".into()
-            } else {
-                "**differs**".into()
-            };
-            // Keys are looked up only without a fence: the source has moved on since.
-            if !c.content_equal() && replicating.is_none() {
-                if let Some(pk) = source.single_column_pk(table).await? {
-                    let columns: Vec<String> = source
-                        .columns(table)
-                        .await?
-                        .into_iter()
-                        .map(|c| c.name)
-                        .collect();
-                    let hash = row_hash(&source, &target, table, &columns).await?;
-                    let keys =
-                        first_differing_keys(&source, &target, table, &hash, &pk, MAX_KEYS_SHOWN)
-                            .await?;
-                    for k in keys {
-                        differing_keys.push([
-                            table.to_string(),
-                            pk.0.clone(),
-                            k.key,
-                            k.kind.describe().to_string(),
-                        ]);
-                    }
-                }
-            }
-            source_sums.insert(table.clone(), a.clone());
-            target_sums.insert(table.clone(), b.clone());
-        }
-        if src != tgt {
-            mismatches += 1;
-        }
-        diff_table.push(cells![
-            table.to_string(),
-            src,
-            tgt,
-            Cell::Delta(tgt - src),
-            checksum_cell,
-            Cell::pass_if(c.equal()),
-        ]);
-    }
-    let content_mismatches = tables
-        .iter()
-        .filter(|t| {
-            source_sums
-                .get(*t)
-                .is_some_and(|a| target_sums.get(*t) != Some(a))
-        })
-        .count();
-    report.row_count_mismatches = Some(mismatches);
-    report.check(if mismatches == 0 && content_mismatches == 0 {
-        CheckItem::new(
-            "row-counts",
-            "Row counts and content equal",
-            Status::Pass,
-            format!(
-                "{} tables, {} rows on each side{}",
-                tables.len(),
-                thousands(source_counts.values().sum()),
-                if ctx.manifest.checks.checksum { ", checksums equal" } else { "" }
-            ),
-        )
-    } else {
-        CheckItem::new(
-            "row-counts",
-            "Row counts and content equal",
-            Status::Fail,
-            format!("{mismatches} tables differ in row count, {content_mismatches} in content"),
-        )
-        .with_hint("re-run `data` with overwrite after finding why (writes to the source during the copy? rows written on the target?)")
-    });
-    report.tables.push(diff_table.with_note(
-        "Exact count(*) on both sides; checksum = sum of a 64-bit hash of every row, computed in each database.",
-    ));
-    if !differing_keys.is_empty() {
-        let mut keys = ReportTable::new(
-            "First differing keys",
-            &["Table", "Key column", "Key", "How"],
-        );
-        for row in differing_keys {
-            keys.push(row);
-        }
-        report.tables.push(keys);
-    }
-
-    if replicating.is_some() {
+    let tables = tables_to_compare(ctx, &source).await?;
+    let sides = (&source, &target);
+    let compared = compare_rows(ctx, sides, &tables, &mut report).await?;
+    if compared.at_fence {
         report.check(CheckItem::new(
             "sequences",
             "Sequences ahead of their columns",
@@ -212,55 +66,7 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         report.check(item);
         report.tables.push(table);
     }
-
-    // Schema.
-    let ledger_schema = ctx.manifest.ledger.schema.clone();
-    let (a, b) = tokio::join!(
-        source.schema_text(&ledger_schema),
-        target.schema_text(&ledger_schema)
-    );
-    let (a, b) = (a?, b?);
-    if a == b {
-        report.check(CheckItem::new(
-            "schema",
-            "Schemas of source and target equal",
-            Status::Pass,
-            format!("{} catalog items compared (tables, columns, constraints, indexes, functions, triggers, policies, grants)", a.lines().count()),
-        ));
-    } else {
-        let diff = similar::TextDiff::from_lines(&a, &b);
-        let mut only_source = Vec::new();
-        let mut only_target = Vec::new();
-        for change in diff.iter_all_changes() {
-            let line = change.value().trim_end().to_string();
-            match change.tag() {
-                similar::ChangeTag::Delete => only_source.push(line),
-                similar::ChangeTag::Insert => only_target.push(line),
-                similar::ChangeTag::Equal => {}
-            }
-        }
-        let changed = only_source.len() + only_target.len();
-        report.check(
-            CheckItem::new(
-                "schema",
-                "Schemas of source and target equal",
-                Status::Fail,
-                format!(
-                    "{changed} catalog lines differ{}{}",
-                    first_lines("only on the source", &only_source),
-                    first_lines("only on the target", &only_target)
-                ),
-            )
-            .with_hint(schema_hint(&only_source, &only_target)),
-        );
-        report.diffs.push(TextDiff {
-            title: "Schema: source → target".into(),
-            before_label: "source".into(),
-            after_label: "target".into(),
-            before: a,
-            after: b,
-        });
-    }
+    schema_check(ctx, sides, &mut report).await?;
 
     // Security lints: shown, never failing; `cutover` is where they block.
     let lints = super::lints::assess_target(ctx, "validate").await?;
@@ -283,29 +89,308 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
 
     report.conclude_from_checks();
     let passed = !report.has_failures();
-    let recorded = if passed && !ctx.settings.dry_run {
-        record_validation(
-            ctx,
-            &tables,
-            &source_counts,
-            &target_counts,
-            &source_sums,
-            &target_sums,
-        )
-        .await?;
-        "; recorded in the ledger for the cutover gate"
-    } else {
-        ""
-    };
-    report.summary = if passed {
-        format!(
-            "Target matches source: {} tables, counts and checksums equal, schema equal{recorded}.",
-            tables.len()
-        )
-    } else {
-        "Target does not match source: see the failed rows.".into()
-    };
+    let recorded = passed && !ctx.settings.dry_run;
+    if recorded {
+        record_validation(ctx, &tables, &compared).await?;
+    }
+    report.summary = summary(passed, tables.len(), recorded);
     Ok(report)
+}
+
+/// The phase's summary.
+fn summary(passed: bool, tables: usize, recorded: bool) -> String {
+    if !passed {
+        return "Target does not match source: see the failed rows.".into();
+    }
+    format!(
+        "Target matches source: {tables} tables, counts and checksums equal, schema equal{}.",
+        if recorded {
+            "; recorded in the ledger for the cutover gate"
+        } else {
+            ""
+        }
+    )
+}
+
+/// The tables whose rows are compared: `[checks] row_counts`, else the
+/// tables `data` copies.
+async fn tables_to_compare(
+    ctx: &Context,
+    source: &Database,
+) -> Result<Vec<QualifiedName>, PhaseError> {
+    let selection = select_tables(ctx, source).await?;
+    if !selection.missing.is_empty() {
+        return Err(PhaseError::new(format!(
+            "tables named in [data] tables do not exist on the source: {}",
+            selection.missing.join(", ")
+        ))
+        .hint("fix the names (schema.table) in the manifest's [data] tables"));
+    }
+    if ctx.manifest.checks.row_counts.is_empty() {
+        return Ok(selection.copy.iter().map(|t| t.name.clone()).collect());
+    }
+    ctx.manifest
+        .checks
+        .row_counts
+        .iter()
+        .map(|t| QualifiedName::parse(t).map_err(PhaseError::new))
+        .collect()
+}
+
+/// Both sides' counts and checksums, as the ledger records them.
+#[derive(Default)]
+struct Compared {
+    /// Whether they were taken at a replication fence.
+    at_fence: bool,
+    /// Source rows per table.
+    source_counts: BTreeMap<QualifiedName, i64>,
+    /// Target rows per table (tables the target has).
+    target_counts: BTreeMap<QualifiedName, i64>,
+    /// Source checksums (when both sides have one).
+    source_sums: BTreeMap<QualifiedName, String>,
+    /// Target checksums (when both sides have one).
+    target_sums: BTreeMap<QualifiedName, String>,
+}
+
+impl Compared {
+    /// Tables whose checksums differ.
+    fn content_mismatches(&self, tables: &[QualifiedName]) -> usize {
+        tables
+            .iter()
+            .filter(|t| {
+                self.source_sums
+                    .get(*t)
+                    .is_some_and(|a| self.target_sums.get(*t) != Some(a))
+            })
+            .count()
+    }
+}
+
+/// Row counts and checksums: directly, or in replicate mode at a fence (the
+/// source's snapshot and the target held at the same transaction), so they
+/// agree while the app keeps writing. Adds the row, the table and the first
+/// differing keys.
+async fn compare_rows(
+    ctx: &mut Context,
+    (source, target): (&Database, &Database),
+    tables: &[QualifiedName],
+    report: &mut PhaseReport,
+) -> Result<Compared, PhaseError> {
+    let replicating = replication_to_compare(ctx).await?;
+    let comparisons = match &replicating {
+        None => compare_tables(source, target, tables, ctx.manifest.checks.checksum).await?,
+        Some(subscription) => {
+            let (comparisons, health, evidence) =
+                compare_at_fence(ctx, target, subscription, tables).await?;
+            report.check(health);
+            report.check(evidence);
+            comparisons
+        }
+    };
+    let mut compared = Compared {
+        at_fence: replicating.is_some(),
+        ..Compared::default()
+    };
+    let mut diff_table = ReportTable::new(
+        "Row counts and checksums",
+        &["Table", "Source", "Target", "Δ", "Checksum", "Status"],
+    )
+    .merged_as(ROW_COUNTS);
+    let mut mismatches = 0u64;
+    let mut differing_keys = Vec::new();
+    for c in &comparisons {
+        compared
+            .source_counts
+            .insert(c.table.clone(), c.source_rows);
+        mismatches += u64::from(!c.counts_equal());
+        diff_table.push(comparison_line(c));
+        let Some(tgt) = c.target_rows else { continue };
+        compared.target_counts.insert(c.table.clone(), tgt);
+        let (Some(a), Some(b)) = (&c.source_checksum, &c.target_checksum) else {
+            continue;
+        };
+        // Keys are looked up only without a fence: the source has moved on since.
+        if !c.content_equal() && !compared.at_fence {
+            differing_keys.extend(keys_that_differ(source, target, &c.table).await?);
+        }
+        compared.source_sums.insert(c.table.clone(), a.clone());
+        compared.target_sums.insert(c.table.clone(), b.clone());
+    }
+    report.row_count_mismatches = Some(mismatches);
+    let total = compared.source_counts.values().sum();
+    report.check(row_counts_item(
+        tables.len(),
+        total,
+        mismatches,
+        compared.content_mismatches(tables),
+        ctx.manifest.checks.checksum,
+    ));
+    report.tables.push(diff_table.with_note(
+        "Exact count(*) on both sides; checksum = sum of a 64-bit hash of every row, computed in each database.",
+    ));
+    if !differing_keys.is_empty() {
+        let mut keys = ReportTable::new(
+            "First differing keys",
+            &["Table", "Key column", "Key", "How"],
+        );
+        for row in differing_keys {
+            keys.push(row);
+        }
+        report.tables.push(keys);
+    }
+    Ok(compared)
+}
+
+/// One line of the row counts table.
+fn comparison_line(c: &TableComparison) -> Vec<Cell> {
+    let src = c.source_rows;
+    let Some(tgt) = c.target_rows else {
+        return cells![
+            c.table.to_string(),
+            src,
+            "missing",
+            "—",
+            "—",
+            Cell::verdict_because(Status::Fail, "table missing on target"),
+        ];
+    };
+    let checksum = match (&c.source_checksum, &c.target_checksum) {
+        (Some(_), Some(_)) if c.content_equal() => "equal",
+        (Some(_), Some(_)) => "**differs**",
+        _ => "not compared",
+    };
+    cells![
+        c.table.to_string(),
+        src,
+        tgt,
+        Cell::Delta(tgt - src),
+        checksum,
+        Cell::pass_if(c.equal()),
+    ]
+}
+
+/// The first keys whose rows differ, for a table with a one-column primary
+/// key (none otherwise).
+async fn keys_that_differ(
+    source: &Database,
+    target: &Database,
+    table: &QualifiedName,
+) -> Result<Vec<[String; 4]>, PhaseError> {
+    let Some(pk) = source.single_column_pk(table).await? else {
+        return Ok(Vec::new());
+    };
+    let columns: Vec<String> = source
+        .columns(table)
+        .await?
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    let hash = row_hash(source, target, table, &columns).await?;
+    let keys = first_differing_keys(source, target, table, &hash, &pk, MAX_KEYS_SHOWN).await?;
+    Ok(keys
+        .into_iter()
+        .map(|k| {
+            [
+                table.to_string(),
+                pk.0.clone(),
+                k.key,
+                k.kind.describe().to_string(),
+            ]
+        })
+        .collect())
+}
+
+/// The `row-counts` row.
+fn row_counts_item(
+    tables: usize,
+    rows: i64,
+    mismatches: u64,
+    content_mismatches: usize,
+    checksum: bool,
+) -> CheckItem {
+    if mismatches == 0 && content_mismatches == 0 {
+        return CheckItem::new(
+            "row-counts",
+            "Row counts and content equal",
+            Status::Pass,
+            format!(
+                "{tables} tables, {} rows on each side{}",
+                thousands(rows),
+                if checksum { ", checksums equal" } else { "" }
+            ),
+        );
+    }
+    CheckItem::new(
+        "row-counts",
+        "Row counts and content equal",
+        Status::Fail,
+        format!("{mismatches} tables differ in row count, {content_mismatches} in content"),
+    )
+    .with_hint("re-run `data` with overwrite after finding why (writes to the source during the copy? rows written on the target?)")
+}
+
+/// The user schemas' catalogs, source against target.
+async fn schema_check(
+    ctx: &Context,
+    (source, target): (&Database, &Database),
+    report: &mut PhaseReport,
+) -> Result<(), PhaseError> {
+    let ledger_schema = &ctx.manifest.ledger.schema;
+    let (a, b) = tokio::join!(
+        source.schema_text(ledger_schema),
+        target.schema_text(ledger_schema)
+    );
+    let (item, diff) = schema_row(a?, b?);
+    report.check(item);
+    report.diffs.extend(diff);
+    Ok(())
+}
+
+/// The `schema` row, and the diff when the catalogs differ.
+fn schema_row(a: String, b: String) -> (CheckItem, Option<TextDiff>) {
+    if a == b {
+        let item = CheckItem::new(
+            "schema",
+            "Schemas of source and target equal",
+            Status::Pass,
+            format!(
+                "{} catalog items compared (tables, columns, constraints, indexes, functions, triggers, policies, grants)",
+                a.lines().count()
+            ),
+        );
+        return (item, None);
+    }
+    let diff = similar::TextDiff::from_lines(&a, &b);
+    let mut only_source = Vec::new();
+    let mut only_target = Vec::new();
+    for change in diff.iter_all_changes() {
+        let line = change.value().trim_end().to_string();
+        match change.tag() {
+            similar::ChangeTag::Delete => only_source.push(line),
+            similar::ChangeTag::Insert => only_target.push(line),
+            similar::ChangeTag::Equal => {}
+        }
+    }
+    let changed = only_source.len() + only_target.len();
+    let item = CheckItem::new(
+        "schema",
+        "Schemas of source and target equal",
+        Status::Fail,
+        format!(
+            "{changed} catalog lines differ{}{}",
+            first_lines("only on the source", &only_source),
+            first_lines("only on the target", &only_target)
+        ),
+    )
+    .with_hint(schema_hint(&only_source, &only_target));
+    let diff = TextDiff {
+        title: "Schema: source → target".into(),
+        before_label: "source".into(),
+        after_label: "target".into(),
+        before: a,
+        after: b,
+    };
+    (item, Some(diff))
 }
 
 async fn sequences_check(
@@ -449,12 +534,12 @@ async fn probes_check(
         };
         let ok = got.trim() == probe.expect.trim();
         failed += usize::from(!ok);
-        table.push([
+        table.push(cells![
             probe.name.clone(),
             probe.role.clone(),
             probe.expect.clone(),
             got,
-            if ok { "✅".into() } else { "❌".into() },
+            Cell::pass_if(ok),
         ]);
     }
     report.tables.push(table);
@@ -478,19 +563,26 @@ async fn probes_check(
 async fn record_validation(
     ctx: &mut Context,
     tables: &[QualifiedName],
-    source_counts: &BTreeMap<QualifiedName, i64>,
-    target_counts: &BTreeMap<QualifiedName, i64>,
-    source_sums: &BTreeMap<QualifiedName, String>,
-    target_sums: &BTreeMap<QualifiedName, String>,
+    compared: &Compared,
 ) -> Result<(), PhaseError> {
     let Some(ledger) = ctx.ledger("validate").await? else {
         return Ok(());
     };
     ledger
-        .record_snapshot(ctx.run_id, Side::Source, source_counts, source_sums)
+        .record_snapshot(
+            ctx.run_id,
+            Side::Source,
+            &compared.source_counts,
+            &compared.source_sums,
+        )
         .await?;
     ledger
-        .record_snapshot(ctx.run_id, Side::Target, target_counts, target_sums)
+        .record_snapshot(
+            ctx.run_id,
+            Side::Target,
+            &compared.target_counts,
+            &compared.target_sums,
+        )
         .await?;
     let migrations: BTreeMap<String, String> = ctx
         .migration_dir()?
@@ -765,6 +857,71 @@ async fn features_row(source: &Database, target: &Database) -> Result<CheckItem,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn comparison(target: Option<i64>, sums: (Option<&str>, Option<&str>)) -> TableComparison {
+        TableComparison {
+            table: QualifiedName::parse("public.a").unwrap(),
+            source_rows: 10,
+            target_rows: target,
+            source_checksum: sums.0.map(str::to_string),
+            target_checksum: sums.1.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn comparison_lines_say_missing_differs_or_equal() {
+        let line = comparison_line(&comparison(None, (None, None)));
+        assert_eq!(line[2], "missing");
+        assert_eq!(line[5], "❌ table missing on target");
+        assert_eq!(
+            line[5],
+            Cell::verdict_because(Status::Fail, "table missing on target")
+        );
+        let line = comparison_line(&comparison(Some(12), (Some("1"), Some("2"))));
+        assert_eq!(
+            (&line[3], &line[4]),
+            (&Cell::Delta(2), &Cell::from("**differs**"))
+        );
+        assert_eq!(line[3], "+2");
+        let line = comparison_line(&comparison(Some(10), (None, None)));
+        assert_eq!(
+            (&line[4], &line[5]),
+            (&Cell::from("not compared"), &Cell::pass_if(true))
+        );
+        assert_eq!(line[1], Cell::Count(10));
+    }
+
+    #[test]
+    fn row_counts_fail_on_any_mismatch() {
+        let row = row_counts_item(2, 1500, 0, 0, true);
+        assert_eq!(row.status, Status::Pass);
+        assert_eq!(
+            row.evidence,
+            "2 tables, 1,500 rows on each side, checksums equal"
+        );
+        let row = row_counts_item(2, 1500, 0, 1, true);
+        assert_eq!(row.evidence, "0 tables differ in row count, 1 in content");
+    }
+
+    #[test]
+    fn equal_schemas_pass_without_a_diff() {
+        let (row, diff) = schema_row("a\nb\n".into(), "a\nb\n".into());
+        assert_eq!(row.status, Status::Pass);
+        assert!(diff.is_none());
+        let (row, diff) = schema_row("a\n".into(), "a\nb\n".into());
+        assert_eq!(row.status, Status::Fail);
+        assert!(row.evidence.starts_with("1 catalog lines differ"));
+        assert!(diff.is_some());
+    }
+
+    #[test]
+    fn summaries() {
+        assert!(summary(true, 3, true).ends_with("recorded in the ledger for the cutover gate."));
+        assert_eq!(
+            summary(false, 3, false),
+            "Target does not match source: see the failed rows."
+        );
+    }
 
     #[test]
     fn a_key_not_valid_only_on_the_target_points_at_the_missing_rows() {

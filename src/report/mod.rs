@@ -257,7 +257,7 @@ impl PartialEq<&str> for Cell {
     fn eq(&self, other: &&str) -> bool {
         match self {
             Cell::Text(text) => text == other,
-            shown => shown.to_string() == *other,
+            shown => shown.to_string().as_str() == *other,
         }
     }
 }

@@ -12,21 +12,21 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use futures_util::StreamExt;
-
+use crate::cells;
 use crate::context::Context;
 use crate::repo::functions::{Bundle, CliFunctionConfig, bundle, read_cli_config};
-use crate::report::{CheckItem, PhaseReport, ReportTable, Status, count};
+use crate::report::Cell;
+use crate::report::{CheckItem, PhaseReport, ReportTable, Status};
 use crate::supabase::invoke::{self, InvocationResult};
 use crate::supabase::{
-    ApiError, ApiErrorKind, DeployMetadata, Function, ManagementClient, RetryPolicy, UploadFile,
-    looks_like_project_ref,
+    ApiError, ApiErrorKind, ManagementClient, RetryPolicy, looks_like_project_ref,
 };
 
 use super::PhaseError;
 
+mod deploy;
 mod saved;
-use saved::save_deployments;
+pub(crate) use deploy::{deploy, folder_uploads};
 pub(crate) use saved::{bundle_sha256, short_sha};
 
 /// Environment variable that sets the client's first back-off delay in
@@ -223,354 +223,6 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
     deploy(ctx, "functions", None).await
 }
 
-/// Deploys the function folders of the manifest's functions folder (all, or
-/// only the slugs in `only`), after saving what the target serves of each;
-/// `phase` names the phase in errors and the report (`rollback` deploys a
-/// git ref's folders this way).
-pub(crate) async fn deploy(
-    ctx: &mut Context,
-    phase: &str,
-    only: Option<&[String]>,
-) -> Result<PhaseReport, PhaseError> {
-    let mut report = PhaseReport::new(phase);
-    let (client, target, _) = management_client(ctx, phase, false)?;
-    open_ledger(ctx, phase).await?;
-    let mut selection = ctx.function_selection()?;
-    if let Some(only) = only {
-        let missing: Vec<&String> = only
-            .iter()
-            .filter(|s| !selection.deploy.iter().any(|f| &&f.slug == s))
-            .collect();
-        if !missing.is_empty() {
-            return Err(PhaseError::new(format!(
-                "no function folder to deploy named {}",
-                missing
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-            .hint(format!(
-                "name functions that exist in {} (and are not excluded in [functions])",
-                ctx.manifest.project.functions_dir.display()
-            )));
-        }
-        selection.deploy.retain(|f| only.contains(&f.slug));
-    }
-    if !selection.missing.is_empty() {
-        return Err(PhaseError::new(format!(
-            "listed in [functions] deploy but no folder with {}: {}",
-            ctx.manifest.functions.entrypoint,
-            selection.missing.join(", ")
-        ))
-        .hint("fix the names in [functions] deploy, or add the folders"));
-    }
-    let cli = cli_config(ctx)?;
-
-    // What each function uploads.
-    let mut bundles: Vec<(Bundle, DeployMetadata)> = Vec::new();
-    let mut failed: Vec<String> = Vec::new();
-    for function in &selection.deploy {
-        let config = cli.get(&function.slug);
-        match bundle_of(ctx, function, config) {
-            Ok(b) => {
-                let (verify, _) = verify_jwt(ctx, &function.slug, config);
-                let meta = DeployMetadata {
-                    entrypoint_path: b.entrypoint_path.clone(),
-                    import_map_path: b.import_map_path.clone(),
-                    static_patterns: b.static_patterns.clone(),
-                    verify_jwt: verify,
-                    name: function.slug.clone(),
-                };
-                bundles.push((b, meta));
-            }
-            Err(e) => {
-                failed.push(function.slug.clone());
-                report.check(
-                    CheckItem::new(
-                        &format!("deploy:{}", function.slug),
-                        &format!("Deploy {}", function.slug),
-                        Status::Fail,
-                        e.to_string(),
-                    )
-                    .with_hint(
-                        "fix the path, or the [functions.<name>] entry of supabase/config.toml",
-                    ),
-                );
-            }
-        }
-    }
-
-    let before: BTreeMap<String, Function> = client
-        .list_functions(&target)
-        .await
-        .map_err(|e| api_stop(ctx, e, "target-project-ref"))?
-        .into_iter()
-        .map(|f| (f.slug.clone(), f))
-        .collect();
-
-    let mut files_table = ReportTable::new("Uploaded files", &["Function", "Files"]);
-    for (b, _) in &bundles {
-        files_table.push([
-            b.slug.clone(),
-            b.files
-                .iter()
-                .map(|f| format!("`{}`", f.path))
-                .collect::<Vec<_>>()
-                .join(", "),
-        ]);
-    }
-
-    if ctx.settings.dry_run {
-        let mut table = ReportTable::new(
-            "Edge Functions (dry-run: nothing deployed)",
-            &[
-                "Function",
-                "Version now",
-                "Would upload",
-                "verify_jwt",
-                "Import map",
-            ],
-        );
-        for (b, meta) in &bundles {
-            let (_, source) = verify_jwt(ctx, &b.slug, cli.get(&b.slug));
-            table.push([
-                b.slug.clone(),
-                before.get(&b.slug).map_or("not deployed".into(), |f| {
-                    format!("v{} {}", f.version, f.status)
-                }),
-                count(b.files.len(), "file", "files"),
-                format!("{} ({source})", meta.verify_jwt),
-                b.import_map_path.clone().unwrap_or_else(|| "none".into()),
-            ]);
-            report.check(CheckItem::new(
-                &format!("deploy:{}", b.slug),
-                &format!("Deploy {}", b.slug),
-                Status::Skip,
-                format!(
-                    "dry-run: would upload {}",
-                    count(b.files.len(), "file", "files")
-                ),
-            ));
-        }
-        report.tables.push(table);
-        report.tables.push(files_table);
-        report.summary = format!(
-            "Dry-run: would deploy {} functions to `{target}`{}; nothing was deployed or invoked.",
-            bundles.len(),
-            excluded_note(&selection.excluded)
-        );
-        return Ok(report);
-    }
-
-    // Save what the target serves now: the API keeps no older version, so
-    // this is the way back (runbook Level 2). A function that cannot be
-    // saved is not replaced.
-    let replaced: Vec<&Function> = bundles
-        .iter()
-        .filter_map(|(b, _)| before.get(&b.slug))
-        .collect();
-    let unsaved = save_deployments(ctx, &client, &target, &replaced, &mut report).await;
-    for slug in &unsaved {
-        failed.push(slug.clone());
-    }
-    bundles.retain(|(b, _)| !unsaved.contains(&b.slug));
-
-    // Deploy, a few at a time.
-    let parallel = usize::from(ctx.manifest.functions.parallel.max(1));
-    let client_ref = &client;
-    let target_ref = target.as_str();
-    let outcomes: Vec<(String, Result<Function, String>)> =
-        futures_util::stream::iter(bundles.iter())
-            .map(|(b, meta)| async move {
-                let mut files = Vec::with_capacity(b.files.len());
-                for f in &b.files {
-                    match std::fs::read(&f.disk) {
-                        Ok(content) => files.push(UploadFile {
-                            path: f.path.clone(),
-                            content,
-                        }),
-                        Err(e) => {
-                            return (b.slug.clone(), Err(format!("cannot read {}: {e}", f.path)));
-                        }
-                    }
-                }
-                let result = client_ref
-                    .deploy_function(target_ref, &b.slug, meta, &files)
-                    .await
-                    .map_err(|e| e.to_string());
-                (b.slug.clone(), result)
-            })
-            .buffer_unordered(parallel)
-            .collect()
-            .await;
-    let outcomes: BTreeMap<String, Result<Function, String>> = outcomes.into_iter().collect();
-
-    let after: BTreeMap<String, Function> = client
-        .list_functions(&target)
-        .await
-        .map_err(|e| api_stop(ctx, e, "target-project-ref"))?
-        .into_iter()
-        .map(|f| (f.slug.clone(), f))
-        .collect();
-
-    let mut table = ReportTable::new(
-        "Edge Functions",
-        &[
-            "Function",
-            "Version",
-            "Status",
-            "verify_jwt",
-            "Files",
-            "Import map",
-        ],
-    );
-    for (b, meta) in &bundles {
-        let (_, source) = verify_jwt(ctx, &b.slug, cli.get(&b.slug));
-        let old = before.get(&b.slug);
-        let new = after.get(&b.slug);
-        let version_cell = format!(
-            "{} → {}",
-            old.map_or("new".to_string(), |f| format!("v{}", f.version)),
-            new.map_or("missing".to_string(), |f| format!("v{}", f.version))
-        );
-        let id = format!("deploy:{}", b.slug);
-        let title = format!("Deploy {}", b.slug);
-        let item = match outcomes.get(&b.slug) {
-            Some(Err(message)) => {
-                failed.push(b.slug.clone());
-                let kind_hint = "see the API's message; other functions were still deployed. Re-running `functions` is safe";
-                CheckItem::new(&id, &title, Status::Fail, ctx.redactor.redact(message))
-                    .with_hint(kind_hint)
-            }
-            None => continue,
-            Some(Ok(_)) => match new {
-                None => {
-                    failed.push(b.slug.clone());
-                    CheckItem::new(
-                        &id,
-                        &title,
-                        Status::Fail,
-                        "deploy answered 201 but the function is not listed on the target",
-                    )
-                    .with_hint("re-run `functions`; if it persists, check the project's Edge Functions page")
-                }
-                Some(f) if f.status != "ACTIVE" => {
-                    failed.push(b.slug.clone());
-                    CheckItem::new(
-                        &id,
-                        &title,
-                        Status::Fail,
-                        format!("{version_cell}, status {}", f.status),
-                    )
-                    .with_hint("a THROTTLED or REMOVED function does not serve requests: check the project's plan and the function's logs")
-                }
-                Some(f) if old.is_some_and(|o| f.version <= o.version) => {
-                    failed.push(b.slug.clone());
-                    CheckItem::new(
-                        &id,
-                        &title,
-                        Status::Fail,
-                        format!("{version_cell}: the version did not increase"),
-                    )
-                    .with_hint("the platform kept the old version: re-run `functions`")
-                }
-                Some(f) => {
-                    let mut evidence = format!(
-                        "{version_cell} {}, {} files, verify_jwt {}",
-                        f.status,
-                        b.files.len(),
-                        f.verify_jwt.unwrap_or(meta.verify_jwt)
-                    );
-                    let mut status = Status::Pass;
-                    if !b.unresolved.is_empty() {
-                        status = Status::Warn;
-                        evidence.push_str(&format!(
-                            "; imports that point at no file (not uploaded): {}",
-                            b.unresolved.join(", ")
-                        ));
-                    }
-                    let mut item = CheckItem::new(&id, &title, status, evidence);
-                    if status == Status::Warn {
-                        item.hint = Some(
-                            "remove or fix the import (a commented-out import is harmless)".into(),
-                        );
-                    }
-                    item
-                }
-            },
-        };
-        report.check(item);
-        table.push([
-            b.slug.clone(),
-            version_cell,
-            new.map_or("—".into(), |f| f.status.clone()),
-            format!(
-                "{} ({source})",
-                new.and_then(|f| f.verify_jwt).unwrap_or(meta.verify_jwt)
-            ),
-            b.files.len().to_string(),
-            b.import_map_path.clone().unwrap_or_else(|| "none".into()),
-        ]);
-    }
-    report.tables.push(table);
-    report.tables.push(files_table);
-
-    let smoke_failed = run_smoke(ctx, &target, &mut report, only).await;
-
-    report.conclude_from_checks();
-    let deployed = bundles.len().saturating_sub(failed.len());
-    report.summary = if failed.is_empty() && smoke_failed == 0 {
-        format!(
-            "Deployed {deployed} functions to `{target}`, all ACTIVE at a new version{}{}.",
-            if ctx.manifest.functions.smoke.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "; {} smoke invocations passed",
-                    ctx.manifest.functions.smoke.len()
-                )
-            },
-            excluded_note(&selection.excluded)
-        )
-    } else {
-        failed.sort();
-        failed.dedup();
-        format!(
-            "{} of {} failed{}{}; the others were deployed.",
-            failed.len(),
-            count(
-                bundles.len()
-                    + failed
-                        .iter()
-                        .filter(|f| !bundles.iter().any(|(b, _)| &b.slug == *f))
-                        .count(),
-                "function",
-                "functions"
-            ),
-            if failed.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", failed.join(", "))
-            },
-            if smoke_failed > 0 {
-                format!(", {smoke_failed} smoke invocations failed")
-            } else {
-                String::new()
-            }
-        )
-    };
-    Ok(report)
-}
-
-fn excluded_note(excluded: &[String]) -> String {
-    if excluded.is_empty() {
-        String::new()
-    } else {
-        format!("; never deployed (excluded): {}", excluded.join(", "))
-    }
-}
-
 /// The functions base URL: `[functions] base_url` (with `${VAR}`), else the
 /// project's own.
 pub fn functions_base_url(ctx: &Context, target: &str) -> Result<String, Vec<String>> {
@@ -651,13 +303,13 @@ pub(crate) async fn run_smoke(
             smoke.function,
             smoke.path.as_deref().unwrap_or("")
         );
-        table.push([
+        table.push(cells![
             smoke.name.clone(),
             request.clone(),
             expected.clone(),
             got.clone(),
             latency.clone(),
-            if ok { "✅".into() } else { "❌".into() },
+            Cell::pass_if(ok),
         ]);
         let evidence = format!("{request} → {got} in {latency} (expected {expected})");
         report.check(if ok {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use crate::cells;
 use crate::context::{Context, name_looks_secret};
-use crate::manifest::{QualifiedName, expand};
+use crate::manifest::{ConfigSection, QualifiedName, expand};
 use crate::pg::config::{ConfigTable, ConfigWrite};
 use crate::redact::MASK;
 use crate::report::Cell;
@@ -47,7 +47,7 @@ pub(crate) fn expected_values(
     let mut expected = Vec::new();
     let mut missing = Vec::new();
     for (key, raw) in &config.values {
-        let secret = config.secret_keys.contains(key) || name_looks_secret(key);
+        let secret = secret_key(config, key);
         match expand(raw, |v| ctx.env_var(v)) {
             Ok(value) => {
                 if secret && ctx.redactor.add(&value) {
@@ -83,6 +83,12 @@ pub(crate) fn expected_values(
         },
         expected,
     ))
+}
+
+/// Whether a `[config]` key's value is shown masked: named in
+/// `secret_keys`, or a name that looks secret.
+pub(crate) fn secret_key(config: &ConfigSection, key: &str) -> bool {
+    config.secret_keys.iter().any(|k| k == key) || name_looks_secret(key)
 }
 
 /// A value as shown: masked when secret, `NULL` when null.

@@ -255,14 +255,8 @@ fn auth_rows(
             continue;
         }
         let on = set(t.get(key));
-        rows.push(row(
-            format!("auth.{key}"),
-            Rule::SourceFeature,
-            "on".into(),
-            if on { "on" } else { "off" }.into(),
-            if on { Status::Pass } else { Status::Fail },
-            provider_fix(provider, on, &callback, dashboard),
-        ));
+        let fix = provider_fix(provider, on, &callback, dashboard);
+        rows.push(feature_row(format!("auth.{key}"), on, fix));
     }
     rows.push(smtp_row(s, t, facts, dashboard));
     for key in AUTH_MUST_MATCH {
@@ -398,6 +392,18 @@ fn smtp_row(
             }
         ),
         status,
+        fix,
+    )
+}
+
+/// A feature the source has on: passes when the target has it on too.
+fn feature_row(setting: String, on: bool, fix: Option<String>) -> SettingRow {
+    row(
+        setting,
+        Rule::SourceFeature,
+        "on".into(),
+        if on { "on" } else { "off" }.into(),
+        if on { Status::Pass } else { Status::Fail },
         fix,
     )
 }
@@ -549,16 +555,10 @@ pub(crate) fn service_rows(
         for kind in ["pitr", "ipv4"] {
             if has(s, kind) {
                 let on = has(t, kind);
-                rows.push(row(
-                    format!("addons.{kind}"),
-                    Rule::SourceFeature,
-                    "on".into(),
-                    if on { "on" } else { "off" }.into(),
-                    if on { Status::Pass } else { Status::Fail },
-                    (!on).then(|| {
-                        format!("add the {kind} add-on to the target ({dashboard}/settings/addons)")
-                    }),
-                ));
+                let fix = (!on).then(|| {
+                    format!("add the {kind} add-on to the target ({dashboard}/settings/addons)")
+                });
+                rows.push(feature_row(format!("addons.{kind}"), on, fix));
             }
         }
     }

@@ -6,15 +6,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::cells;
-use crate::context::{Context, name_looks_secret};
+use crate::context::Context;
+use crate::report::Cell;
 use crate::manifest::{DataMode, QualifiedName, expand};
 use crate::pg::release::live_since;
 use crate::pg::{Database, Side};
-use crate::redact::MASK;
 use crate::repo::cron_jobs::scheduled_jobs;
 use crate::repo::functions::FunctionSelection;
 use crate::repo::migrations::{MigrationDir, MigrationFile};
-use crate::report::Cell;
 use crate::report::{
     CheckItem, MIGRATIONS, PhaseReport, ROW_COUNTS, ReportTable, Status, count, thousands,
 };
@@ -643,6 +642,8 @@ fn data_line(ctx: &Context, tables: usize, rows: i64, non_empty: usize) -> Strin
     line
 }
 
+/// What `config` would set: each key now and as it would be (secret values
+/// masked as `config` shows them).
 async fn config_plan(
     ctx: &Context,
     target: Option<&Database>,
@@ -652,42 +653,24 @@ async fn config_plan(
     if config.values.is_empty() {
         return Ok("no [config] values: nothing to set".into());
     }
-    let table_name = QualifiedName::parse(&config.table).map_err(PhaseError::new)?;
-    let current = match target {
-        Some(t) => {
-            t.config_values(&table_name, &config.key_column, &config.value_column)
-                .await?
-        }
-        None => None,
-    };
+    let (table_name, current) = config_values(ctx, target).await?;
     let mut table = ReportTable::new(
         &format!("Configuration in {table_name}"),
         &["Key", "Target now", "Would be"],
     );
     let mut changes = 0;
     for (key, wanted) in &config.values {
-        let secret = config.secret_keys.contains(key) || name_looks_secret(key);
-        let resolved = expand(wanted, |v| ctx.env_var(v));
+        let secret = super::config::secret_key(config, key);
         let now = current.as_ref().and_then(|c| c.get(key)).cloned().flatten();
-        let show = |v: &str| {
-            if secret {
-                MASK.to_string()
-            } else {
-                v.to_string()
-            }
+        let now_cell = match &current {
+            None => "table not on target yet".to_string(),
+            Some(c) if !c.contains_key(key) => "(missing key)".to_string(),
+            Some(_) => super::config::shown(now.as_deref(), secret),
         };
-        let now_cell = match (&current, &now) {
-            (None, _) => "table not on target yet".to_string(),
-            (Some(c), None) if !c.contains_key(key) => "(missing key)".to_string(),
-            (_, None) => "NULL".to_string(),
-            (_, Some(v)) => show(v),
-        };
-        let wanted_cell = match &resolved {
+        let wanted_cell = match expand(wanted, |v| ctx.env_var(v)) {
             Ok(v) => {
-                if now.as_deref() != Some(v.as_str()) {
-                    changes += 1;
-                }
-                show(v)
+                changes += usize::from(now.as_deref() != Some(v.as_str()));
+                super::config::shown(Some(&v), secret)
             }
             Err(missing) => format!("**unset variable {}**", missing.join(", ")),
         };
@@ -698,6 +681,24 @@ async fn config_plan(
         "set {} keys in {table_name} ({changes} would change)",
         config.values.len()
     ))
+}
+
+/// The `[config]` table's name and, when `db` is given and has it, its
+/// values.
+async fn config_values(
+    ctx: &Context,
+    db: Option<&Database>,
+) -> Result<(QualifiedName, Option<BTreeMap<String, Option<String>>>), PhaseError> {
+    let config = &ctx.manifest.config;
+    let table_name = QualifiedName::parse(&config.table).map_err(PhaseError::new)?;
+    let values = match db {
+        Some(db) => {
+            db.config_values(&table_name, &config.key_column, &config.value_column)
+                .await?
+        }
+        None => None,
+    };
+    Ok((table_name, values))
 }
 
 async fn guard_plan(
@@ -711,15 +712,7 @@ async fn guard_plan(
     }
     let mut parts = Vec::new();
     if !guards.switches.is_empty() {
-        let config = &ctx.manifest.config;
-        let table_name = QualifiedName::parse(&config.table).map_err(PhaseError::new)?;
-        let source_now = match source {
-            Some(s) => {
-                s.config_values(&table_name, &config.key_column, &config.value_column)
-                    .await?
-            }
-            None => None,
-        };
+        let (_, source_now) = config_values(ctx, source).await?;
         for switch in &guards.switches {
             let now = source_now
                 .as_ref()

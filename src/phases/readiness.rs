@@ -86,15 +86,12 @@ pub async fn run(ctx: &mut Context, phases: &[Phase]) -> Result<PhaseReport, Pha
     }
     if has(Phase::Storage) {
         let title = "Storage API inputs for `storage`";
-        report.check(match super::storage::storage_clients(ctx) {
-            Ok(_) => CheckItem::new(
-                "storage-inputs",
-                title,
-                Status::Pass,
-                "both projects' Storage URLs and service_role keys set (keys not shown)",
-            ),
-            Err(e) => failed_row("storage-inputs", title, e),
-        });
+        report.check(inputs_row(
+            "storage-inputs",
+            title,
+            super::storage::storage_clients(ctx).map(|_| ()),
+            "both projects' Storage URLs and service_role keys set (keys not shown)",
+        ));
     }
     if (has(Phase::Cutover) || has(Phase::Rollback)) && ctx.manifest.frontend.is_some() {
         frontend_rows(ctx, &mut report).await;
@@ -177,15 +174,13 @@ fn api_inputs_row(ctx: &Context, phase: Phase) -> CheckItem {
     let id = format!("{}-inputs", phase.name());
     let title = format!("Management API inputs for `{}`", phase.name());
     let needs_source_ref = phase == Phase::Secrets;
-    match super::functions::management_client(ctx, phase.name(), needs_source_ref) {
-        Ok(_) => CheckItem::new(
-            &id,
-            &title,
-            Status::Pass,
-            "project ref(s) and access token set (values not shown)",
-        ),
-        Err(e) => failed_row(&id, &title, e),
-    }
+    let client = super::functions::management_client(ctx, phase.name(), needs_source_ref);
+    inputs_row(
+        &id,
+        &title,
+        client.map(|_| ()),
+        "project ref(s) and access token set (values not shown)",
+    )
 }
 
 /// The target's keys (when `[frontend.env]` uses them) and the frontend
@@ -201,15 +196,12 @@ async fn frontend_rows(ctx: &mut Context, report: &mut PhaseReport) {
         }
     }
     let title = "Frontend provider token and variables";
-    report.check(match super::cutover::frontend_plan(ctx) {
-        Ok(_) => CheckItem::new(
-            "frontend-inputs",
-            title,
-            Status::Pass,
-            "provider token and every [frontend.env] variable set (values not shown)",
-        ),
-        Err(e) => failed_row("frontend-inputs", title, e),
-    });
+    report.check(inputs_row(
+        "frontend-inputs",
+        title,
+        super::cutover::frontend_plan(ctx).map(|_| ()),
+        "provider token and every [frontend.env] variable set (values not shown)",
+    ));
 }
 
 /// The report's summary.
@@ -224,6 +216,15 @@ fn summary(phases: usize, failed: usize) -> String {
             "{} not ready: no phase ran and nothing was written. Fix the failed rows, then re-run.",
             count(failed, "input is", "inputs are")
         )
+    }
+}
+
+/// A passing row when a phase's own check of its inputs succeeded, else a
+/// failed row with its error.
+fn inputs_row(id: &str, title: &str, checked: Result<(), PhaseError>, evidence: &str) -> CheckItem {
+    match checked {
+        Ok(()) => CheckItem::new(id, title, Status::Pass, evidence),
+        Err(e) => failed_row(id, title, e),
     }
 }
 

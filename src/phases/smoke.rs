@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use crate::cells;
 use crate::context::Context;
-use crate::http_checks::{self, Expectation, HttpCheck};
-use crate::manifest::{FrontendSection, FunctionSmoke, expand};
 use crate::report::Cell;
+use crate::http_checks::{self, Expectation, HttpCheck, HttpCheckResult};
+use crate::manifest::{FrontendSection, FunctionSmoke, expand};
 use crate::report::{CheckItem, PhaseReport, ReportTable, Status};
 use crate::supabase::invoke;
 
@@ -214,71 +214,85 @@ pub async fn run_checks(ctx: &Context, report: &mut PhaseReport) -> bool {
     );
     let client = http_checks::client(REQUEST_TIMEOUT);
     for (id, check) in &checks {
-        let request = format!("{} {}", check.method, check.url);
-        let budget = check
-            .max_latency_ms
-            .map(|b| format!("{b} ms"))
-            .unwrap_or_else(|| "—".into());
-        if ctx.settings.dry_run {
-            report.check(CheckItem::new(
-                id,
-                &check.name,
-                Status::Skip,
-                format!("dry run: would send {request}, expecting {}", check.expect),
-            ));
-            table.push([
-                check.name.clone(),
-                request,
-                "—".into(),
-                check.expect.to_string(),
-                "—".into(),
-                budget,
-                "not sent (dry run)".into(),
-            ]);
-            continue;
-        }
-        let result = http_checks::run(&client, check).await;
-        let status = result
-            .status
-            .map(|s| s.to_string())
-            .unwrap_or_else(|| "—".into());
-        let evidence = match &result.problem {
-            None => format!("{request} → {status} in {} ms", result.latency_ms),
-            Some(p) => format!("{request}: {p}"),
+        let (item, line) = if ctx.settings.dry_run {
+            not_sent(id, check)
+        } else {
+            answered(id, check, http_checks::run(&client, check).await)
         };
-        let mut item = CheckItem::new(
-            id,
-            &check.name,
-            if result.passed {
-                Status::Pass
-            } else {
-                Status::Fail
-            },
-            evidence,
-        );
-        if !result.passed {
-            item = item.with_hint(
-                "open the URL yourself; a 404 on a route usually means the SPA fallback (_redirects / rewrites) is missing",
-            );
-            passed = false;
-        }
+        passed &= item.status != Status::Fail;
         report.check(item);
-        table.push(cells![
-            check.name.clone(),
-            request,
-            status,
-            check.expect.to_string(),
-            format!("{} ms", result.latency_ms),
-            budget,
-            if result.passed {
-                Cell::verdict(Status::Pass)
-            } else {
-                Cell::verdict_because(Status::Fail, result.problem.unwrap_or_default())
-            },
-        ]);
+        table.push(line);
     }
     report.tables.push(table);
     passed
+}
+
+/// `GET https://…`, as the rows and the table show a request.
+fn request_text(check: &HttpCheck) -> String {
+    format!("{} {}", check.method, check.url)
+}
+
+/// The latency budget cell.
+fn budget_cell(check: &HttpCheck) -> String {
+    check
+        .max_latency_ms
+        .map(|b| format!("{b} ms"))
+        .unwrap_or_else(|| "—".into())
+}
+
+/// Dry run: the row and table line of a check that is listed, not sent.
+fn not_sent(id: &str, check: &HttpCheck) -> (CheckItem, Vec<Cell>) {
+    let request = request_text(check);
+    let item = CheckItem::new(
+        id,
+        &check.name,
+        Status::Skip,
+        format!("dry run: would send {request}, expecting {}", check.expect),
+    );
+    let line = cells![
+        check.name.clone(),
+        request,
+        "—",
+        check.expect.to_string(),
+        "—",
+        budget_cell(check),
+        "not sent (dry run)",
+    ];
+    (item, line)
+}
+
+/// The row and table line of a check that was sent.
+fn answered(id: &str, check: &HttpCheck, result: HttpCheckResult) -> (CheckItem, Vec<Cell>) {
+    let request = request_text(check);
+    let status = result
+        .status
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| "—".into());
+    let evidence = match &result.problem {
+        None => format!("{request} → {status} in {} ms", result.latency_ms),
+        Some(p) => format!("{request}: {p}"),
+    };
+    let item = if result.passed {
+        CheckItem::new(id, &check.name, Status::Pass, evidence)
+    } else {
+        CheckItem::new(id, &check.name, Status::Fail, evidence).with_hint(
+            "open the URL yourself; a 404 on a route usually means the SPA fallback (_redirects / rewrites) is missing",
+        )
+    };
+    let line = cells![
+        check.name.clone(),
+        request,
+        status,
+        check.expect.to_string(),
+        format!("{} ms", result.latency_ms),
+        budget_cell(check),
+        if result.passed {
+            Cell::verdict(Status::Pass)
+        } else {
+            Cell::verdict_because(Status::Fail, result.problem.unwrap_or_default())
+        },
+    ];
+    (item, line)
 }
 
 /// Runs `smoke`.
@@ -301,4 +315,62 @@ pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
         "Some checks failed: see the rows and the table.".into()
     };
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(budget: Option<u64>) -> HttpCheck {
+        HttpCheck {
+            name: "route /".into(),
+            method: "GET".into(),
+            url: "https://app.example.com/".into(),
+            headers: Vec::new(),
+            body: None,
+            expect: Expectation::Status(200),
+            max_latency_ms: budget,
+        }
+    }
+
+    #[test]
+    fn routes_get_a_leading_slash() {
+        assert_eq!(route_path("pricing"), "/pricing");
+        assert_eq!(route_path("/"), "/");
+    }
+
+    #[test]
+    fn a_dry_run_lists_the_request_without_sending_it() {
+        let (item, line) = not_sent("route:/", &check(Some(800)));
+        assert_eq!(item.status, Status::Skip);
+        assert!(
+            item.evidence
+                .starts_with("dry run: would send GET https://app.example.com/")
+        );
+        assert_eq!(line[5], "800 ms");
+        assert_eq!(line[6], "not sent (dry run)");
+    }
+
+    #[test]
+    fn a_failed_answer_fails_with_the_problem() {
+        let result = HttpCheckResult {
+            status: Some(404),
+            latency_ms: 12,
+            passed: false,
+            problem: Some("expected 200".into()),
+        };
+        let (item, line) = answered("route:/", &check(None), result);
+        assert_eq!(item.status, Status::Fail);
+        assert_eq!(item.evidence, "GET https://app.example.com/: expected 200");
+        assert_eq!(line[5], "—");
+        assert_eq!(line[6], "❌ expected 200");
+        let ok = HttpCheckResult {
+            status: Some(200),
+            latency_ms: 12,
+            passed: true,
+            problem: None,
+        };
+        let (item, _) = answered("route:/", &check(None), ok);
+        assert_eq!(item.evidence, "GET https://app.example.com/ → 200 in 12 ms");
+    }
 }

@@ -638,27 +638,31 @@ impl CopyLedger {
 
     /// Marks an object rebuilt.
     pub async fn mark_restored(&self, object: &DeferredObject) -> Result<(), PgError> {
-        let sql = format!(
-            "update {} set status = 'restored', restored_at = now()
-              where status = 'dropped' and table_name = $1 and kind = $2 and name = $3",
-            self.t("deferred_objects")
-        );
-        sqlx::query(&sql)
-            .bind(object.table.to_string())
-            .bind(object.kind.word())
-            .bind(&object.name)
-            .execute(&self.db.pool)
+        self.mark_back(object, "restored", "recording a rebuilt object")
             .await
-            .map_err(|e| self.db.error("recording a rebuilt object", e))?;
-        Ok(())
     }
 
     /// Marks a foreign key finished but `NOT VALID`: it is back, the copy is
     /// complete, and rows reference rows the target does not have (a table
     /// that was not copied). Not owed: the next run does not resume for it.
     pub async fn mark_not_valid(&self, object: &DeferredObject) -> Result<(), PgError> {
+        self.mark_back(
+            object,
+            "not valid",
+            "recording a foreign key left not valid",
+        )
+        .await
+    }
+
+    /// Records a dropped object as back on the target, in `status`.
+    async fn mark_back(
+        &self,
+        object: &DeferredObject,
+        status: &str,
+        context: &str,
+    ) -> Result<(), PgError> {
         let sql = format!(
-            "update {} set status = 'not valid', restored_at = now()
+            "update {} set status = $4, restored_at = now()
               where status = 'dropped' and table_name = $1 and kind = $2 and name = $3",
             self.t("deferred_objects")
         );
@@ -666,9 +670,10 @@ impl CopyLedger {
             .bind(object.table.to_string())
             .bind(object.kind.word())
             .bind(&object.name)
+            .bind(status)
             .execute(&self.db.pool)
             .await
-            .map_err(|e| self.db.error("recording a foreign key left not valid", e))?;
+            .map_err(|e| self.db.error(context, e))?;
         Ok(())
     }
 

@@ -14,7 +14,7 @@ use crate::pg::restore::{
 use crate::report::{CheckItem, ReportTable, Status, human_duration, thousands};
 
 use super::super::PhaseError;
-use super::super::data::bytes_text;
+use super::super::data::{bytes_text, names_text};
 use super::{
     AGE_IDENTITY_VAR, LEFT_OUT_NOTE, LEFT_OUT_TITLE, age_identity, left_out_row, objects,
     replica_role_error, resolve_input_path, shown,
@@ -304,14 +304,6 @@ fn platform_table_data(entries: &[TocEntry], schemas: &[&str]) -> Vec<QualifiedN
         .collect()
 }
 
-fn join(tables: &[QualifiedName]) -> String {
-    tables
-        .iter()
-        .map(|t| t.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// What was restored, refilled, kept and left out.
 fn restore_evidence(
     checked: &str,
@@ -327,13 +319,13 @@ fn restore_evidence(
     if !selection.refilled.is_empty() {
         evidence.push_str(&format!(
             "; rows of {} refilled (empty on the target)",
-            join(&selection.refilled)
+            names_text(&selection.refilled)
         ));
     }
     if !selection.occupied.is_empty() {
         evidence.push_str(&format!(
             "; {} kept as they are (the platform's tables already hold rows)",
-            join(&selection.occupied)
+            names_text(&selection.occupied)
         ));
     }
     let reported = left_out.iter().filter(|l| l.worth_reporting()).count();

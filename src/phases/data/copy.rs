@@ -28,7 +28,7 @@ use crate::report::{
 use super::super::PhaseError;
 use super::pipeline::{self, PipelineOutcome};
 use super::rebuild::{RebuildOutcome, rebuild_all};
-use super::{DataPlan, bytes_text, rate_text};
+use super::{DataPlan, bytes_text, rate_text, refuse_rows};
 
 /// Runs `data` in copy mode.
 pub async fn run(ctx: &mut Context) -> Result<PhaseReport, PhaseError> {
@@ -226,7 +226,7 @@ async fn start(
     // Rows the migrations wrote (and nothing since) are the source's to
     // replace; any other row is refused unless overwrite is asked.
     let (seeded, others) = split_seeded(target, &ctx.manifest.ledger.schema, non_empty).await?;
-    refuse_rows(&others, ctx.settings.overwrite)?;
+    refuse_rows(&others, ctx.settings.overwrite, "nothing was copied")?;
     copy_ledger.reset_states().await?;
     Ok(Start {
         seeded,
@@ -307,18 +307,6 @@ fn finished_tables(
             (counts.get(&name) == Some(&recorded)).then_some((name, recorded))
         })
         .collect()
-}
-
-/// Refuses target tables that hold rows unless `--overwrite` is asked.
-fn refuse_rows(non_empty: &[QualifiedName], overwrite: bool) -> Result<(), PhaseError> {
-    if non_empty.is_empty() || overwrite {
-        return Ok(());
-    }
-    Err(PhaseError::new(format!(
-        "target tables already hold rows: {}; nothing was copied",
-        non_empty.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
-    ))
-    .hint("back up the target (`backup`), then pass --overwrite (input `overwrite: true`) to replace exactly the copied tables, or empty them"))
 }
 
 /// The deferrable objects this run drops: those not already owed. A foreign
@@ -717,9 +705,14 @@ mod tests {
 
     #[test]
     fn rows_on_the_target_are_refused_without_overwrite() {
-        assert!(refuse_rows(&[], false).is_ok());
-        assert!(refuse_rows(&[name("public.a")], true).is_ok());
-        let refused = refuse_rows(&[name("public.a"), name("public.b")], false).unwrap_err();
+        assert!(refuse_rows(&[], false, "nothing was copied").is_ok());
+        assert!(refuse_rows(&[name("public.a")], true, "nothing was copied").is_ok());
+        let refused = refuse_rows(
+            &[name("public.a"), name("public.b")],
+            false,
+            "nothing was copied",
+        )
+        .unwrap_err();
         assert_eq!(
             refused.message,
             "target tables already hold rows: public.a, public.b; nothing was copied"

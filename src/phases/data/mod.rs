@@ -321,6 +321,32 @@ pub(crate) fn planned_tables(title: &str, jobs: &[CopyJob]) -> ReportTable {
     table
 }
 
+/// Refuses target tables that hold rows unless `--overwrite` is asked;
+/// `nothing` says what was therefore not done.
+pub(crate) fn refuse_rows(
+    non_empty: &[QualifiedName],
+    overwrite: bool,
+    nothing: &str,
+) -> Result<(), PhaseError> {
+    if non_empty.is_empty() || overwrite {
+        return Ok(());
+    }
+    Err(PhaseError::new(format!(
+        "target tables already hold rows: {}; {nothing}",
+        names_text(non_empty)
+    ))
+    .hint("back up the target (`backup`), then pass --overwrite (input `overwrite: true`) to replace exactly the copied tables, or empty them"))
+}
+
+/// Table names for people: `public.a, public.b`.
+pub(crate) fn names_text(tables: &[QualifiedName]) -> String {
+    tables
+        .iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A byte count for people: `512 B`, `1.5 KiB`.
 pub(crate) fn bytes_text(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -30,7 +30,7 @@ use crate::pg::{Database, PgError};
 use crate::report::{CheckItem, Outcome, PhaseReport, ReportTable, Status, human_duration};
 
 use super::super::PhaseError;
-use super::bytes_text;
+use super::{bytes_text, names_text};
 
 /// How often the sync wait prints a progress line.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
@@ -136,7 +136,7 @@ fn identity_item(no_identity: &[QualifiedName], tables: usize) -> CheckItem {
         Status::Fail,
         format!(
             "no primary key or replica identity: {} (publishing them would make the source refuse every UPDATE and DELETE on them)",
-            join(no_identity)
+            names_text(no_identity)
         ),
     )
     .with_hint("add a primary key (a migration), or `ALTER TABLE ... REPLICA IDENTITY FULL`, or list them in [data] exclude, or use [data] mode = \"copy\"")
@@ -228,14 +228,6 @@ fn address_item(ctx: &Context) -> CheckItem {
 
 fn yes(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
-}
-
-fn join(tables: &[QualifiedName]) -> String {
-    tables
-        .iter()
-        .map(|t| t.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Runs `data` in replicate mode.
@@ -530,13 +522,7 @@ async fn create(
     } = *sides;
     let schema = ctx.manifest.ledger.schema.clone();
     let non_empty = target.non_empty_tables(tables).await?;
-    if !non_empty.is_empty() && !ctx.settings.overwrite {
-        return Err(PhaseError::new(format!(
-            "target tables already hold rows: {}; nothing was created",
-            join(&non_empty)
-        ))
-        .hint("back up the target (`backup`), then pass --overwrite (input `overwrite: true`) to replace exactly the copied tables, or empty them"));
-    }
+    super::refuse_rows(&non_empty, ctx.settings.overwrite, "nothing was created")?;
     let names = ReplicationNames::for_run(ctx.run_id);
     let password = new_password();
     ctx.redactor.add(&password);

@@ -25,10 +25,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Timelike, Utc};
 
+use crate::cells;
 use crate::context::Context;
 use crate::http_checks::{self, HttpCheck};
 use crate::manifest::MonitorSection;
 use crate::pg::Side;
+use crate::report::Cell;
 use crate::report::{CheckItem, LineChart, Outcome, PhaseReport, ReportTable, Status, count};
 use crate::supabase::analytics::{
     EDGE_STATUS_SQL, FunctionBucket, LogsEndpoint, StatusCounts, status_counts,
@@ -1031,21 +1033,21 @@ fn figures_table(baseline: &Poll, polls: &[Poll], limits: &Thresholds) -> Report
         let breaches = judge(&totals, poll, limits);
         let (requests, errors) = api_cells(poll);
         let result = if !breaches.is_empty() {
-            crate::report::emphasis(format!(
-                "❌ {}",
+            Cell::verdict_because(
+                Status::Fail,
                 breaches
                     .iter()
                     .map(|b| b.id.trim_start_matches("monitor-").to_string())
                     .collect::<Vec<_>>()
-                    .join(", ")
-            ))
+                    .join(", "),
+            )
         } else if poll.api.is_none() || !poll.function_problems.is_empty() {
-            "⚠️ partly blind".to_string()
+            Cell::verdict_because(Status::Warn, "partly blind")
         } else {
-            "✅".to_string()
+            Cell::verdict(Status::Pass)
         };
-        table.push([
-            (i + 1).to_string(),
+        table.push(cells![
+            i + 1,
             clock(poll.at),
             requests,
             errors,
@@ -1053,7 +1055,7 @@ fn figures_table(baseline: &Poll, polls: &[Poll], limits: &Thresholds) -> Report
                 .error_rate()
                 .map(percent)
                 .unwrap_or_else(|| "—".into()),
-            totals.function_5xx.to_string(),
+            totals.function_5xx,
             slowest_text(poll),
             result,
         ]);

@@ -7,13 +7,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::cells;
 use crate::context::Context;
-use crate::report::Cell;
 use crate::manifest::{DataMode, QualifiedName, expand};
 use crate::pg::release::live_since;
 use crate::pg::{Database, Side};
 use crate::repo::cron_jobs::scheduled_jobs;
 use crate::repo::functions::FunctionSelection;
 use crate::repo::migrations::{MigrationDir, MigrationFile};
+use crate::report::Cell;
 use crate::report::{
     CheckItem, MIGRATIONS, PhaseReport, ROW_COUNTS, ReportTable, Status, count, thousands,
 };

@@ -11,9 +11,11 @@
 
 use serde_json::{Map, Value};
 
+use crate::cells;
 use crate::context::Context;
 use crate::manifest::expand;
 use crate::redact::{MASK, name_looks_secret};
+use crate::report::Cell;
 use crate::report::{CheckItem, PhaseReport, ReportTable, Status, count};
 use crate::supabase::settings::SettingsSection;
 use crate::supabase::{ManagementClient, digest_matches};
@@ -224,7 +226,7 @@ pub(crate) async fn apply(
     if dry || changes.is_empty() {
         for d in wanted {
             let changing = changes.iter().any(|c| c.label() == d.label());
-            table.push([
+            table.push(cells![
                 d.label(),
                 show(now_of(d.section).get(&d.key), d.secret),
                 if changing {
@@ -232,7 +234,11 @@ pub(crate) async fn apply(
                 } else {
                     "unchanged".into()
                 },
-                if changing { "would change" } else { "✅" }.into(),
+                if changing {
+                    Cell::from("would change")
+                } else {
+                    Cell::verdict(Status::Pass)
+                },
             ]);
         }
         report.check(CheckItem::new(
@@ -327,7 +333,7 @@ async fn patch_and_verify(
             if !ok {
                 failures.push(d.label());
             }
-            table.push([
+            table.push(cells![
                 d.label(),
                 show(before.get(&d.key), d.secret),
                 if changed || !ok {
@@ -335,7 +341,7 @@ async fn patch_and_verify(
                 } else {
                     "unchanged".into()
                 },
-                if ok { "✅" } else { "❌" }.into(),
+                Cell::pass_if(ok),
             ]);
         }
     }

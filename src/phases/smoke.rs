@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use crate::cells;
 use crate::context::Context;
-use crate::report::Cell;
 use crate::http_checks::{self, Expectation, HttpCheck, HttpCheckResult};
 use crate::manifest::{FrontendSection, FunctionSmoke, expand};
+use crate::report::Cell;
 use crate::report::{CheckItem, PhaseReport, ReportTable, Status};
 use crate::supabase::invoke;
 

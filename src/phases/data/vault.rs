@@ -23,6 +23,7 @@ use crate::context::Context;
 use crate::manifest::VaultMode;
 use crate::pg::Database;
 use crate::pg::vault::VaultSecret;
+use crate::report::Cell;
 use crate::report::{CheckItem, PhaseReport, ReportTable, Status, count};
 use crate::supabase::ManagementClient;
 
@@ -289,28 +290,28 @@ async fn prove(
         let got = now.iter().find(|t| &t.label() == name);
         let decrypts = got.is_some_and(|g| g.decrypts);
         let same = got.and_then(|g| g.value_sha256.as_ref()) == Some(want);
-        let value = match (decrypts, same, mode) {
-            (false, _, _) => "—".to_string(),
+        let value: Cell = match (decrypts, same, mode) {
+            (false, _, _) => "—".into(),
             (true, true, VaultMode::MoveRootKey) => "same as the source's".into(),
             (true, true, _) => match on_source.and_then(|s| s.value_sha256.as_ref()) {
                 Some(s) if s == want => "as given (same as the source's)".into(),
                 Some(_) => "as given (differs from the source's)".into(),
                 None => "as given".into(),
             },
-            (true, false, _) => "❌ not the expected value".into(),
+            (true, false, _) => Cell::verdict_because(Status::Fail, "not the expected value"),
         };
         if !decrypts || !same {
             failed.push(name.clone());
         }
-        table.push([
-            name.clone(),
-            if on_source.is_some() { "yes" } else { "no" }.to_string(),
+        table.push(vec![
+            name.into(),
+            if on_source.is_some() { "yes" } else { "no" }.into(),
             if got.is_none() {
-                "❌ missing".into()
+                Cell::verdict_because(Status::Fail, "missing")
             } else if decrypts {
                 "yes".into()
             } else {
-                "❌ no".into()
+                Cell::verdict_because(Status::Fail, "no")
             },
             value,
         ]);

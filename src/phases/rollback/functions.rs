@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 
 use crate::context::Context;
 use crate::pg::function_snapshots::{FunctionSnapshot, latest_function_snapshots};
+use crate::report::Cell;
 use crate::report::{CheckItem, PhaseReport, ReportTable, Status, count};
 use crate::supabase::{BundleSettings, Function, ManagementClient};
 
@@ -356,13 +357,13 @@ impl PutBack<'_> {
                 short_sha(before_sha.as_deref().unwrap_or_default())
             )
         });
-        let mut row = |after: String, served: String| {
-            table.push([
-                s.slug.clone(),
-                before_cell.clone(),
-                saved_cell(s),
+        let mut row = |after: Cell, served: String| {
+            table.push(vec![
+                s.slug.clone().into(),
+                before_cell.clone().into(),
+                saved_cell(s).into(),
                 after,
-                served,
+                served.into(),
             ]);
         };
         if before_sha.as_deref() == Some(s.body_sha256.as_str()) {
@@ -383,7 +384,10 @@ impl PutBack<'_> {
             .redeploy_function_body(self.target, &s.slug, &settings, &s.body)
             .await;
         if let Err(e) = redeployed {
-            row("❌ redeploy failed".into(), String::new());
+            row(
+                Cell::verdict_because(Status::Fail, "redeploy failed"),
+                String::new(),
+            );
             return Ok(Redeployed::Failed(self.ctx.redactor.redact(&e.to_string())));
         }
         let after = self.function(&s.slug).await?;
@@ -394,7 +398,10 @@ impl PutBack<'_> {
         } else {
             " (differs)"
         };
-        row(after_cell(after), format!("{}{same}", short_sha(&served)));
+        row(
+            after_cell(after).into(),
+            format!("{}{same}", short_sha(&served)),
+        );
         let why = problems(before.map(|f| f.version), after, &served, &s.body_sha256);
         Ok(if why.is_empty() {
             Redeployed::Proven

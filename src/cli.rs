@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use crate::phase::{Phase, parse_phase_list};
-use crate::redact::SecretText;
+use crate::redact::{DbUrl, SecretText};
 
 const AFTER_HELP: &str = "\
 PHASES (one, or a comma list, run in the order given):
@@ -39,7 +39,9 @@ GitHub Actions from the action input INPUT_<NAME> (e.g. INPUT_SOURCE-DB-URL).
 EXIT CODES: 0 success, 1 a phase failed, 2 bad usage or manifest, 3 blocked by a gate.";
 
 /// `cutover [OPTIONS] <PHASES>`
-#[derive(Debug, Parser, Default)]
+/// (No `Debug`: it holds tokens and URLs as given; [`Settings`] holds them as
+/// types that cannot print them.)
+#[derive(Parser, Default)]
 #[command(
     name = "cutover",
     version,
@@ -143,19 +145,19 @@ pub struct Settings {
     /// Manifest path.
     pub manifest: PathBuf,
     /// Source database URL.
-    pub source_db_url: Option<String>,
+    pub source_db_url: Option<DbUrl>,
     /// Target database URL.
-    pub target_db_url: Option<String>,
+    pub target_db_url: Option<DbUrl>,
     /// Source project ref.
     pub source_project_ref: Option<String>,
     /// Target project ref.
     pub target_project_ref: Option<String>,
     /// Management API token.
-    pub supabase_access_token: Option<String>,
+    pub supabase_access_token: Option<SecretText>,
     /// Management API base URL.
     pub supabase_api_url: String,
     /// GitHub token.
-    pub github_token: Option<String>,
+    pub github_token: Option<SecretText>,
     /// GitHub API base URL.
     pub github_api_url: String,
     /// GitHub environment name.
@@ -183,9 +185,9 @@ pub struct Settings {
     /// The target project's service_role key (never printed).
     pub target_service_role_key: Option<SecretText>,
     /// Vercel token.
-    pub vercel_token: Option<String>,
+    pub vercel_token: Option<SecretText>,
     /// Cloudflare token.
-    pub cloudflare_api_token: Option<String>,
+    pub cloudflare_api_token: Option<SecretText>,
     /// Markdown summary destination.
     pub summary_file: Option<PathBuf>,
     /// JSON report destination.
@@ -345,17 +347,21 @@ impl Settings {
                 .text(cli.manifest.map(|p| p.display().to_string()), "manifest")
                 .unwrap_or_else(|| "cutover.toml".into())
                 .into(),
-            source_db_url: r.text(cli.source_db_url, "source-db-url"),
-            target_db_url: r.text(cli.target_db_url, "target-db-url"),
+            source_db_url: r.text(cli.source_db_url, "source-db-url").map(DbUrl::new),
+            target_db_url: r.text(cli.target_db_url, "target-db-url").map(DbUrl::new),
             source_project_ref: source_ref.clone(),
             target_project_ref: target_ref.clone(),
-            supabase_access_token: r.text(cli.supabase_access_token, "supabase-access-token"),
+            supabase_access_token: r
+                .text(cli.supabase_access_token, "supabase-access-token")
+                .map(SecretText::new),
             supabase_api_url: r
                 .text(cli.supabase_api_url, "supabase-api-url")
                 .unwrap_or_else(|| "https://api.supabase.com".into())
                 .trim_end_matches('/')
                 .to_string(),
-            github_token: r.text(cli.github_token, "github-token"),
+            github_token: r
+                .text(cli.github_token, "github-token")
+                .map(SecretText::new),
             github_api_url: github_var("GITHUB_API_URL")
                 .unwrap_or_else(|| "https://api.github.com".into())
                 .trim_end_matches('/')
@@ -386,8 +392,12 @@ impl Settings {
             target_service_role_key: r
                 .text(cli.target_service_role_key, "target-service-role-key")
                 .map(SecretText::new),
-            vercel_token: r.text(cli.vercel_token, "vercel-token"),
-            cloudflare_api_token: r.text(cli.cloudflare_api_token, "cloudflare-api-token"),
+            vercel_token: r
+                .text(cli.vercel_token, "vercel-token")
+                .map(SecretText::new),
+            cloudflare_api_token: r
+                .text(cli.cloudflare_api_token, "cloudflare-api-token")
+                .map(SecretText::new),
             summary_file,
             report_file: r
                 .text(
@@ -413,7 +423,7 @@ impl Settings {
             ("target-db-url", &settings.target_db_url),
         ] {
             if let Some(url) = url {
-                check_db_url(url).map_err(|why| {
+                check_db_url(url.expose()).map_err(|why| {
                     UsageError(format!(
                         "{} is not a PostgreSQL URL: {why}",
                         input_label(name, actions)
@@ -427,12 +437,12 @@ impl Settings {
     /// The secret-bearing input values that are set.
     pub fn secret_values(&self) -> Vec<(&'static str, &str)> {
         let values = [
-            self.source_db_url.as_deref(),
-            self.target_db_url.as_deref(),
-            self.supabase_access_token.as_deref(),
-            self.github_token.as_deref(),
-            self.vercel_token.as_deref(),
-            self.cloudflare_api_token.as_deref(),
+            self.source_db_url.as_ref().map(DbUrl::expose),
+            self.target_db_url.as_ref().map(DbUrl::expose),
+            self.supabase_access_token.as_ref().map(SecretText::expose),
+            self.github_token.as_ref().map(SecretText::expose),
+            self.vercel_token.as_ref().map(SecretText::expose),
+            self.cloudflare_api_token.as_ref().map(SecretText::expose),
             self.source_service_role_key
                 .as_ref()
                 .map(SecretText::expose),
@@ -519,9 +529,35 @@ mod tests {
         ]);
         let s = Settings::resolve(Cli::default(), &e).unwrap();
         assert_eq!(s.phases, vec![Phase::Preflight]);
-        assert_eq!(s.source_db_url.as_deref(), Some("postgres://u:p@h/db"));
+        assert_eq!(
+            s.source_db_url.as_ref().map(DbUrl::expose),
+            Some("postgres://u:p@h/db")
+        );
         assert!(s.dry_run);
         assert_eq!(s.manifest, PathBuf::from("cutover.toml"), "empty = unset");
+    }
+
+    #[test]
+    fn settings_debug_never_shows_a_token_or_a_url_password() {
+        let e = env(&[
+            ("GITHUB_ACTIONS", "true"),
+            ("INPUT_PHASE", "preflight"),
+            ("INPUT_SOURCE-DB-URL", "postgres://u:Pa55-secret@h:6543/db"),
+            ("INPUT_GITHUB-TOKEN", "ghp_token_value_123"),
+            ("INPUT_SUPABASE-ACCESS-TOKEN", "sbp_token_value_456"),
+            ("INPUT_VERCEL-TOKEN", "vercel_token_value_789"),
+        ]);
+        let s = Settings::resolve(Cli::default(), &e).unwrap();
+        let shown = format!("{s:?}");
+        for secret in [
+            "Pa55-secret",
+            "ghp_token_value_123",
+            "sbp_token_value_456",
+            "vercel_token_value_789",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("h:6543/db"), "{shown}");
     }
 
     #[test]
@@ -536,7 +572,10 @@ mod tests {
             ..Cli::default()
         };
         let s = Settings::resolve(cli, &e).unwrap();
-        assert_eq!(s.target_db_url.as_deref(), Some("postgres://h/t"));
+        assert_eq!(
+            s.target_db_url.as_ref().map(DbUrl::expose),
+            Some("postgres://h/t")
+        );
         assert_eq!(s.environment, "staging");
         assert_eq!(s.phases, vec![Phase::Plan]);
     }

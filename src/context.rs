@@ -9,6 +9,7 @@ use crate::manifest::Manifest;
 use crate::pg::ledger::{Ledger, RunRecord};
 use crate::pg::{Database, Side};
 use crate::phases::PhaseError;
+use crate::redact::DbUrl;
 use crate::redact::{Redactor, display_db_url};
 use crate::repo::functions::{self, FunctionSelection};
 use crate::repo::migrations::{self, MigrationDir};
@@ -164,8 +165,8 @@ impl Context {
 
     fn url(&self, side: Side) -> Option<&str> {
         match side {
-            Side::Source => self.settings.source_db_url.as_deref(),
-            Side::Target => self.settings.target_db_url.as_deref(),
+            Side::Source => self.settings.source_db_url.as_ref().map(DbUrl::expose),
+            Side::Target => self.settings.target_db_url.as_ref().map(DbUrl::expose),
         }
     }
 

@@ -14,7 +14,8 @@ use crate::manifest::{Manifest, ManifestError};
 use crate::pg::Side;
 use crate::pg::ledger::StepRecord;
 use crate::phases::{self, Phase};
-use crate::redact::{Redactor, display_db_url};
+use crate::redact::DbUrl;
+use crate::redact::Redactor;
 use crate::report::actions::{Console, write_outputs};
 use crate::report::{self, Cell, ErrorReport, Outcome, PhaseReport, RunContext, RunReport};
 
@@ -350,8 +351,8 @@ fn redact_report(report: &mut PhaseReport, redactor: &Redactor) {
 fn run_context(settings: &Settings, project: &str) -> RunContext {
     RunContext {
         project: project.to_string(),
-        source: settings.source_db_url.as_deref().map(display_db_url),
-        target: settings.target_db_url.as_deref().map(display_db_url),
+        source: settings.source_db_url.as_ref().map(DbUrl::to_string),
+        target: settings.target_db_url.as_ref().map(DbUrl::to_string),
         environment: settings.environment.clone(),
         dry_run: settings.dry_run,
         git_sha: settings.github.sha.clone(),
@@ -520,8 +521,8 @@ fn shown_path(settings: &Settings, path: &Path) -> String {
 /// The display form of a side, for callers outside the run.
 pub fn side_display(settings: &Settings, side: Side) -> Option<String> {
     match side {
-        Side::Source => settings.source_db_url.as_deref().map(display_db_url),
-        Side::Target => settings.target_db_url.as_deref().map(display_db_url),
+        Side::Source => settings.source_db_url.as_ref().map(DbUrl::to_string),
+        Side::Target => settings.target_db_url.as_ref().map(DbUrl::to_string),
     }
 }
 

@@ -11,6 +11,7 @@ use crate::context::Context;
 use crate::github::GithubClient;
 use crate::manifest::{QualifiedName, expand};
 use crate::pg::{Database, ServerInfo, Side};
+use crate::redact::DbUrl;
 use crate::repo::migrations::MigrationDir;
 use crate::report::{CheckItem, PhaseReport, ROW_COUNTS, ReportTable, Status, count, thousands};
 
@@ -512,7 +513,10 @@ pub(crate) fn distinct_environments(
             ));
         }
     }
-    let (Some(su), Some(tu)) = (&s.source_db_url, &s.target_db_url) else {
+    let (Some(su), Some(tu)) = (
+        s.source_db_url.as_ref().map(DbUrl::expose),
+        s.target_db_url.as_ref().map(DbUrl::expose),
+    ) else {
         return CheckItem::new(
             "distinct-environments",
             title,
@@ -936,7 +940,7 @@ async fn environment_protection(ctx: &Context) -> CheckItem {
             "not checked: needs github-token and GITHUB_REPOSITORY (set in GitHub Actions)",
         );
     };
-    let client = match GithubClient::new(&ctx.settings.github_api_url, token, repo) {
+    let client = match GithubClient::new(&ctx.settings.github_api_url, token.expose(), repo) {
         Ok(c) => c,
         Err(e) => {
             return CheckItem::new(

@@ -334,9 +334,10 @@ async fn dump_side(
     db: &Database,
 ) -> Result<(TakenDump, Vec<WrittenFile>), PhaseError> {
     let url = match side {
-        Side::Source => ctx.settings.source_db_url.clone(),
-        Side::Target => ctx.settings.target_db_url.clone(),
+        Side::Source => ctx.settings.source_db_url.as_ref(),
+        Side::Target => ctx.settings.target_db_url.as_ref(),
     }
+    .map(|u| u.expose().to_string())
     .unwrap_or_default();
     let tool = ToolConnection::from_url(&url)?;
     let data = &ctx.manifest.data;

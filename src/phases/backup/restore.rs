@@ -244,7 +244,12 @@ async fn restore(
     write_use_list(&list_file, &selection.entries, left_out)
         .map_err(|e| PhaseError::new(format!("cannot write {}: {e}", list_file.display())))?;
     target.ensure_schemas(&selection.schemas).await?;
-    let url = ctx.settings.target_db_url.clone().unwrap_or_default();
+    let url = ctx
+        .settings
+        .target_db_url
+        .as_ref()
+        .map(|u| u.expose().to_string())
+        .unwrap_or_default();
     let tool = ToolConnection::from_url(&url)?;
     let args: Vec<String> = [
         "--clean",

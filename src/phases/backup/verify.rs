@@ -115,7 +115,12 @@ async fn restore_into_scratch(
     archive: &Archive<'_>,
     scratch: &str,
 ) -> Result<ScratchRestore, Failed> {
-    let target_url = ctx.settings.target_db_url.clone().unwrap_or_default();
+    let target_url = ctx
+        .settings
+        .target_db_url
+        .as_ref()
+        .map(|u| u.expose().to_string())
+        .unwrap_or_default();
     let scratch_tool = ToolConnection::from_url(&target_url)?.with_database(scratch);
     let list = archive_list(archive, &ctx.redactor).await?;
     let entries = toc_entries(&list);

@@ -4,6 +4,7 @@
 use crate::context::Context;
 use crate::github::{GithubClient, NewDeployment, NewDeploymentStatus};
 use crate::pg::Side;
+use crate::redact::SecretText;
 use crate::report::{CheckItem, PhaseReport, Status};
 
 use super::super::PhaseError;
@@ -25,7 +26,11 @@ impl Deployment {
         let gh = &ctx.settings.github;
         let github = GithubClient::new(
             &ctx.settings.github_api_url,
-            ctx.settings.github_token.as_deref().unwrap_or_default(),
+            ctx.settings
+                .github_token
+                .as_ref()
+                .map(SecretText::expose)
+                .unwrap_or_default(),
             gh.repository.as_deref().unwrap_or_default(),
         )?;
         let created = github

@@ -10,6 +10,7 @@ use crate::context::{Context, name_looks_secret};
 use crate::frontend::{Frontend, Snapshot};
 use crate::manifest::{FrontendProvider, FrontendSection, expand};
 use crate::pg::release::{FrontendItem, FrontendLedger};
+use crate::redact::SecretText;
 use crate::report::{CheckItem, Status};
 
 use super::super::PhaseError;
@@ -39,9 +40,15 @@ pub(crate) fn provider_token<'a>(
     section: &FrontendSection,
 ) -> (Option<&'a str>, &'static str) {
     match section.provider {
-        FrontendProvider::Vercel => (ctx.settings.vercel_token.as_deref(), "vercel-token"),
+        FrontendProvider::Vercel => (
+            ctx.settings.vercel_token.as_ref().map(SecretText::expose),
+            "vercel-token",
+        ),
         FrontendProvider::CloudflarePages => (
-            ctx.settings.cloudflare_api_token.as_deref(),
+            ctx.settings
+                .cloudflare_api_token
+                .as_ref()
+                .map(SecretText::expose),
             "cloudflare-api-token",
         ),
     }

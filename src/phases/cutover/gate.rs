@@ -132,7 +132,7 @@ fn github_client(ctx: &Context) -> Result<Option<GithubClient>, PhaseError> {
         match (&ctx.settings.github_token, &gh.repository, gh.run_id) {
             (Some(token), Some(repo), Some(_)) => Some(GithubClient::new(
                 &ctx.settings.github_api_url,
-                token,
+                token.expose(),
                 repo,
             )?),
             _ => None,

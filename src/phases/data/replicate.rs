@@ -27,6 +27,7 @@ use crate::pg::replication::{
     new_password, publisher_conninfo, wait_for_fence,
 };
 use crate::pg::{Database, PgError};
+use crate::redact::DbUrl;
 use crate::report::{CheckItem, Outcome, PhaseReport, ReportTable, Status, human_duration};
 
 use super::super::PhaseError;
@@ -195,7 +196,11 @@ fn subscriber_items(s: &SubscriberReadiness) -> [CheckItem; 2] {
 fn address_item(ctx: &Context) -> CheckItem {
     let data = &ctx.manifest.data;
     let conninfo = publisher_conninfo(
-        ctx.settings.source_db_url.as_deref().unwrap_or_default(),
+        ctx.settings
+            .source_db_url
+            .as_ref()
+            .map(DbUrl::expose)
+            .unwrap_or_default(),
         data.replication_host.as_deref(),
         data.replication_port,
         "x",
@@ -528,7 +533,11 @@ async fn create(
     ctx.redactor.add(&password);
     ctx.console.add_mask(&password);
     let conninfo = publisher_conninfo(
-        ctx.settings.source_db_url.as_deref().unwrap_or_default(),
+        ctx.settings
+            .source_db_url
+            .as_ref()
+            .map(DbUrl::expose)
+            .unwrap_or_default(),
         ctx.manifest.data.replication_host.as_deref(),
         ctx.manifest.data.replication_port,
         &names.role,

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::cells;
 use crate::context::Context;
+use crate::redact::SecretText;
 use crate::repo::functions::{Bundle, CliFunctionConfig, bundle, read_cli_config};
 use crate::report::Cell;
 use crate::report::{CheckItem, PhaseReport, ReportTable, Status};
@@ -84,7 +85,10 @@ pub(crate) fn management_client(
     let policy = retry_policy(ctx);
     let client = ManagementClient::new(
         &s.supabase_api_url,
-        s.supabase_access_token.as_deref().unwrap_or_default(),
+        s.supabase_access_token
+            .as_ref()
+            .map(SecretText::expose)
+            .unwrap_or_default(),
         policy,
     )
     .map_err(|e| PhaseError::new(e.to_string()))?;

@@ -162,6 +162,16 @@ impl Database {
         tx.rollback().await.map_err(|e| self.error(context, e))
     }
 
+    /// The names of `table`'s columns, in order (see [`Database::columns`]).
+    pub async fn column_names(&self, table: &QualifiedName) -> Result<Vec<String>, PgError> {
+        Ok(self
+            .columns(table)
+            .await?
+            .into_iter()
+            .map(|c| c.name)
+            .collect())
+    }
+
     /// Columns of `table` in `attnum` order, dropped ones left out. An error
     /// names the table when it does not exist.
     pub async fn columns(&self, table: &QualifiedName) -> Result<Vec<ColumnInfo>, PgError> {

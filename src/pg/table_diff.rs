@@ -89,12 +89,7 @@ pub async fn compare_tables(
             });
             continue;
         }
-        let columns: Vec<String> = source
-            .columns(table)
-            .await?
-            .into_iter()
-            .map(|c| c.name)
-            .collect();
+        let columns = source.column_names(table).await?;
         // One expression for both sides, from the column types and the
         // lower server version.
         let hash = super::compare::row_hash(source, target, table, &columns).await?;

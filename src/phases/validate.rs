@@ -279,12 +279,7 @@ async fn keys_that_differ(
     let Some(pk) = source.single_column_pk(table).await? else {
         return Ok(Vec::new());
     };
-    let columns: Vec<String> = source
-        .columns(table)
-        .await?
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
+    let columns = source.column_names(table).await?;
     let hash = row_hash(source, target, table, &columns).await?;
     let keys = first_differing_keys(source, target, table, &hash, &pk, MAX_KEYS_SHOWN).await?;
     Ok(keys

@@ -191,16 +191,21 @@ fn subscriber_items(s: &SubscriberReadiness) -> [CheckItem; 2] {
     ]
 }
 
+/// source-db-url as given ("" when unset: the callers' checks name it).
+fn source_url(ctx: &Context) -> &str {
+    ctx.settings
+        .source_db_url
+        .as_ref()
+        .map(DbUrl::expose)
+        .unwrap_or_default()
+}
+
 /// Where the target reaches the source: `[data] replication_host`, else the
 /// host of source-db-url.
 fn address_item(ctx: &Context) -> CheckItem {
     let data = &ctx.manifest.data;
     let conninfo = publisher_conninfo(
-        ctx.settings
-            .source_db_url
-            .as_ref()
-            .map(DbUrl::expose)
-            .unwrap_or_default(),
+        source_url(ctx),
         data.replication_host.as_deref(),
         data.replication_port,
         "x",
@@ -533,11 +538,7 @@ async fn create(
     ctx.redactor.add(&password);
     ctx.console.add_mask(&password);
     let conninfo = publisher_conninfo(
-        ctx.settings
-            .source_db_url
-            .as_ref()
-            .map(DbUrl::expose)
-            .unwrap_or_default(),
+        source_url(ctx),
         ctx.manifest.data.replication_host.as_deref(),
         ctx.manifest.data.replication_port,
         &names.role,

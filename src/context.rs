@@ -163,7 +163,9 @@ impl Context {
         self.url(side).map(display_db_url)
     }
 
-    fn url(&self, side: Side) -> Option<&str> {
+    /// A side's database URL as given, credentials included (to connect
+    /// with or hand to `pg_dump`; never to print).
+    pub fn url(&self, side: Side) -> Option<&str> {
         match side {
             Side::Source => self.settings.source_db_url.as_ref().map(DbUrl::expose),
             Side::Target => self.settings.target_db_url.as_ref().map(DbUrl::expose),

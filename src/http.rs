@@ -230,18 +230,15 @@ pub fn shared_limiter(base_url: &str, secret: &str, per_minute: usize) -> Option
     Some(limiter)
 }
 
-/// The quota that keeps any 60 seconds within `per_minute` requests: a
-/// burst of a sixth of the budget, then the rest spread evenly. (A plain
-/// `Quota::per_minute(n)` allows `n` at once and `n` more in the following
-/// minute: twice the API's limit in one sliding minute.) `None` for 0.
+/// The quota of a per-minute budget: the whole budget at once, then one
+/// request every `60 / per_minute` seconds. A phase's first minute is never
+/// slowed; in the worst case a sliding minute sees twice the budget, and the
+/// API's 429 then waits its `Retry-After` (a stricter quota, with a smaller
+/// burst, made every run of more than a few calls wait seconds per call).
+/// `None` for 0.
 pub fn quota(per_minute: usize) -> Option<governor::Quota> {
-    let per_minute = u32::try_from(per_minute).unwrap_or(u32::MAX);
-    NonZeroU32::new(per_minute)?;
-    let burst = (per_minute / 6).max(1);
-    let spread = (per_minute - burst).max(1);
-    let period = std::time::Duration::from_secs(60) / spread;
-    governor::Quota::with_period(period)
-        .map(|q| q.allow_burst(NonZeroU32::new(burst).expect("at least 1")))
+    let per_minute = NonZeroU32::new(u32::try_from(per_minute).unwrap_or(u32::MAX))?;
+    Some(governor::Quota::per_minute(per_minute))
 }
 
 fn sha256_hex(value: &str) -> String {
@@ -579,22 +576,14 @@ mod tests {
     }
 
     #[test]
-    fn a_limiter_allows_a_burst_then_paces_within_the_minute() {
-        let l = shared_limiter("http://limit.test", "tok", 60).unwrap();
-        for _ in 0..10 {
+    fn a_limiter_allows_a_minutes_budget_then_paces() {
+        let l = shared_limiter("http://limit.test", "tok", 3).unwrap();
+        for _ in 0..3 {
             assert!(l.check().is_ok());
         }
-        assert!(l.check().is_err(), "the eleventh at once waits");
-        // Any 60 s: the burst plus what replenishes in a minute.
-        for per_minute in [1, 3, 6, 50, 60, 600] {
-            let q = quota(per_minute).unwrap();
-            let replenished = 60_000 / q.replenish_interval().as_millis() as u32;
-            assert!(
-                q.burst_size().get() + replenished <= per_minute.max(2) as u32,
-                "{per_minute}: {} + {replenished}",
-                q.burst_size()
-            );
-        }
+        assert!(l.check().is_err(), "the fourth in the minute waits");
+        let q = quota(60).unwrap();
+        assert_eq!(q.replenish_interval(), std::time::Duration::from_secs(1));
         assert!(quota(0).is_none());
     }
 

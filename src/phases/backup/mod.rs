@@ -333,12 +333,7 @@ async fn dump_side(
     side: Side,
     db: &Database,
 ) -> Result<(TakenDump, Vec<WrittenFile>), PhaseError> {
-    let url = match side {
-        Side::Source => ctx.settings.source_db_url.as_ref(),
-        Side::Target => ctx.settings.target_db_url.as_ref(),
-    }
-    .map(|u| u.expose().to_string())
-    .unwrap_or_default();
+    let url = ctx.url(side).unwrap_or_default().to_string();
     let tool = ToolConnection::from_url(&url)?;
     let data = &ctx.manifest.data;
     let mut tables: Vec<QualifiedName> = db

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::context::Context;
 use crate::manifest::{DataSection, MANAGED_SCHEMAS, QualifiedName};
 use crate::pg::Database;
+use crate::pg::Side;
 use crate::pg::dump::{ToolConnection, file_sha256, is_age_file, read_sidecar, sidecar_path};
 use crate::pg::restore::{
     Archive, LeftOut, OnError, RestoreInto, TocEntry, archive_list, restore_archive,
@@ -244,12 +245,7 @@ async fn restore(
     write_use_list(&list_file, &selection.entries, left_out)
         .map_err(|e| PhaseError::new(format!("cannot write {}: {e}", list_file.display())))?;
     target.ensure_schemas(&selection.schemas).await?;
-    let url = ctx
-        .settings
-        .target_db_url
-        .as_ref()
-        .map(|u| u.expose().to_string())
-        .unwrap_or_default();
+    let url = ctx.url(Side::Target).unwrap_or_default().to_string();
     let tool = ToolConnection::from_url(&url)?;
     let args: Vec<String> = [
         "--clean",

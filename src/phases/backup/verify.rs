@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::context::Context;
 use crate::manifest::QualifiedName;
+use crate::pg::Side;
 use crate::pg::dump::{self, ToolConnection, ToolError};
 use crate::pg::restore::{
     Archive, LeftOut, OnError, RestoreInto, RestoreOutcome, TocEntry, archive_list,
@@ -115,12 +116,7 @@ async fn restore_into_scratch(
     archive: &Archive<'_>,
     scratch: &str,
 ) -> Result<ScratchRestore, Failed> {
-    let target_url = ctx
-        .settings
-        .target_db_url
-        .as_ref()
-        .map(|u| u.expose().to_string())
-        .unwrap_or_default();
+    let target_url = ctx.url(Side::Target).unwrap_or_default().to_string();
     let scratch_tool = ToolConnection::from_url(&target_url)?.with_database(scratch);
     let list = archive_list(archive, &ctx.redactor).await?;
     let entries = toc_entries(&list);

@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::context::Context;
 use crate::manifest::QualifiedName;
+use crate::pg::Side;
 use crate::pg::copy::{CopyLedger, DeferredKind, DeferredObject};
 use crate::pg::ledger::{Ledger, ReplicationRecord};
 use crate::pg::replication::{
@@ -27,7 +28,6 @@ use crate::pg::replication::{
     new_password, publisher_conninfo, wait_for_fence,
 };
 use crate::pg::{Database, PgError};
-use crate::redact::DbUrl;
 use crate::report::{CheckItem, Outcome, PhaseReport, ReportTable, Status, human_duration};
 
 use super::super::PhaseError;
@@ -193,11 +193,7 @@ fn subscriber_items(s: &SubscriberReadiness) -> [CheckItem; 2] {
 
 /// source-db-url as given ("" when unset: the callers' checks name it).
 fn source_url(ctx: &Context) -> &str {
-    ctx.settings
-        .source_db_url
-        .as_ref()
-        .map(DbUrl::expose)
-        .unwrap_or_default()
+    ctx.url(Side::Source).unwrap_or_default()
 }
 
 /// Where the target reaches the source: `[data] replication_host`, else the

@@ -248,13 +248,6 @@ impl Setup {
     }
 }
 
-fn row<'a>(summary: &'a str, title: &str) -> &'a str {
-    summary
-        .lines()
-        .find(|l| l.contains(title))
-        .unwrap_or_else(|| panic!("no row {title:?} in:\n{summary}"))
-}
-
 /// Runs cutover against a gate that must block; checks exit 3, the row and
 /// that nothing changed anywhere.
 async fn assert_blocked(

@@ -73,13 +73,6 @@ async fn cutover_run(pair: &Pair, work: &Path) -> (Option<i32>, String, std::pro
     (out.status.code(), summary, out)
 }
 
-fn row<'a>(summary: &'a str, title: &str) -> &'a str {
-    summary
-        .lines()
-        .find(|l| l.contains(title))
-        .unwrap_or_else(|| panic!("no row {title:?} in:\n{summary}"))
-}
-
 #[tokio::test]
 async fn a_migration_that_disables_rls_blocks_cutover_naming_lint_and_object() {
     let (pair, work) = disabled_rls_pair("").await;

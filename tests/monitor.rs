@@ -87,13 +87,6 @@ fn workspace(site: &str, monitor: &str) -> tempfile::TempDir {
     dir
 }
 
-fn row<'a>(summary: &'a str, title: &str) -> &'a str {
-    summary
-        .lines()
-        .find(|l| l.contains(title))
-        .unwrap_or_else(|| panic!("no row {title:?} in:\n{summary}"))
-}
-
 #[tokio::test]
 async fn a_healthy_window_passes_with_the_figures_over_time() {
     let (api, site) = (api().await, site().await);

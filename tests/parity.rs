@@ -96,13 +96,6 @@ async fn run(
     (out.status.code(), summary, out, files)
 }
 
-fn row<'a>(summary: &'a str, needle: &str) -> &'a str {
-    summary
-        .lines()
-        .find(|l| l.contains(needle))
-        .unwrap_or_else(|| panic!("no row {needle:?} in:\n{summary}"))
-}
-
 #[tokio::test]
 async fn preflight_shows_each_difference_with_its_fix_and_cutover_blocks() {
     let api = two_projects().await;

@@ -101,13 +101,6 @@ fn run(
     )
 }
 
-fn row<'a>(summary: &'a str, title: &str) -> &'a str {
-    summary
-        .lines()
-        .find(|l| l.contains(title))
-        .unwrap_or_else(|| panic!("no row {title:?} in:\n{summary}"))
-}
-
 /// The names of the target's open cron holds.
 async fn open_holds(target: &SupaDb) -> String {
     target

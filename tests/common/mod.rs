@@ -384,6 +384,15 @@ impl ActionsRun {
     }
 }
 
+/// The first line of `summary` that contains `needle` (a checklist row);
+/// panics showing the summary when there is none.
+pub fn row<'a>(summary: &'a str, needle: &str) -> &'a str {
+    summary
+        .lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no row {needle:?} in:\n{summary}"))
+}
+
 /// Parses `$GITHUB_OUTPUT` heredoc blocks.
 pub fn parse_outputs(text: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
